@@ -1,0 +1,57 @@
+"""The ``facehub`` command: one entry point, sub-commands registered by the package that owns them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _add_demo(subparsers) -> None:
+    parser = subparsers.add_parser("demo", help="Serve the Gradio demo hub (embedded defaults, no network needed).")
+    parser.add_argument("--host", default="127.0.0.1", help="Interface to bind (default: 127.0.0.1).")
+    parser.add_argument("--port", type=int, default=7860, help="Port (default: 7860).")
+    parser.add_argument("--share", action="store_true", help="Also open a public Gradio share link.")
+
+    def run(args) -> int:
+        from facehub.apps.demo import launch
+
+        launch(host=args.host, port=args.port, share=args.share)
+        return 0
+
+    parser.set_defaults(func=run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from facehub.hub import cli as hub_cli
+    from facehub.trainers import cli as trainers_cli
+
+    parser = argparse.ArgumentParser(prog="facehub", description="Face geometry toolkit: models, trainers, hub, demo.")
+    parser.add_argument("--version", action="version", version=f"facehub {version()}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_demo(subparsers)
+    trainers_cli.register(subparsers)
+    hub_cli.register(subparsers)
+    return parser
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("facehub")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""Everything facehub needs at inference time.
+
+- ``facehub.modeling.faces``: the face front-end (detection, landmarks, pose, identity, aligned crops).
+- ``facehub.modeling.geometry``: cameras, affine solvers, meshes, the morphable model, rendering, export.
+- ``facehub.modeling.<method>``: one folder per paper, each with its configuration, networks and pipelines.
+
+Every network is a diffusers ``ModelMixin`` + ``ConfigMixin``; every inference bundle a ``DiffusionPipeline``
+subclass (see :mod:`facehub.modeling.modeling_utils`).
+"""

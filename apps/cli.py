@@ -46,11 +46,19 @@ def version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        if getattr(args, "accepts_rest", False):
+            return int(args.func(args, rest) or 0)
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as err:  # user errors: one clear line, no traceback
+        print(f"facehub {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -71,11 +71,15 @@ class DepthNetModel(FaceHubModel):
         self.hidden = nn.Sequential(*layers)
         self.predicts_affine = formulation == "explicit_affine"
         self.head = nn.Linear(width, num_keypoints + (8 if self.predicts_affine else 0))
-        # Start from flat depths and, when predicted, the identity-like affine x' = x, y' = y.
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        # Glorot initialisation, as in the paper. Depths must not start exactly flat: all-zero depths are a
+        # stationary point of the section 2.3 loss (the solved m3 is 0 there, so d loss / d z_p vanishes).
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
         if self.predicts_affine:
-            with torch.no_grad():
+            with torch.no_grad():  # start the predicted affine near x' = x, y' = y
+                self.head.weight[num_keypoints:].mul_(0.01)
                 self.head.bias[num_keypoints:] = torch.tensor([1.0, 0, 0, 0, 0, 1.0, 0, 0])
 
     def forward(

@@ -1,0 +1,17 @@
+"""The shared Accelerate training loop, its configuration and the method interface."""
+
+from facehub.trainers.core.config import TrainingConfig, load_config
+from facehub.trainers.core.loop import StepContext, list_checkpoints, train
+from facehub.trainers.core.method import TrainingMethod, UnknownMethodError, get_method, known_methods
+
+__all__ = [
+    "StepContext",
+    "TrainingConfig",
+    "TrainingMethod",
+    "UnknownMethodError",
+    "get_method",
+    "known_methods",
+    "list_checkpoints",
+    "load_config",
+    "train",
+]

@@ -1,0 +1,1 @@
+"""Training data: prepared face datasets, synthetic sources with exact ground truth, pair samplers."""

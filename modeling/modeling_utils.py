@@ -21,7 +21,7 @@ from diffusers import DiffusionPipeline, ModelMixin
 from diffusers.configuration_utils import ConfigMixin
 from safetensors import SafetensorError, safe_open
 
-from facehub.hub.resolve import resolve
+from facehub.hub.resolver import resolve
 
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 CONFIG_NAME = "config.json"

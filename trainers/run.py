@@ -28,7 +28,7 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, method: str | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(method).parse_args(argv)
+    args = build_parser(method).parse_intermixed_args(argv)
     name = method or args.method
     method_cls = get_method(name)
     overrides = list(args.overrides) + (["resume=true"] if args.resume else [])

@@ -75,7 +75,7 @@ def register_keypoints(
     registered = apply_affine_3d_to_2d(affine, points3d)
     results = [
         KeypointRegistration(depths=d.cpu().numpy(), affine=a.cpu().numpy(), registered=r.cpu().numpy())
-        for d, a, r in zip(depths, affine, registered)
+        for d, a, r in zip(depths, affine, registered, strict=True)
     ]
     single = np.asarray(source_keypoints).ndim == 2
     return results[0] if single else results

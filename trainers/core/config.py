@@ -143,4 +143,18 @@ def load_config(
         raise ValueError(f"Unknown config field(s) {unknown}; known fields: {sorted(known)}.")
     if "method" not in data:
         raise ValueError("The config does not name its `method`.")
-    return TrainingConfig(**data)
+    return TrainingConfig(**{key: _coerce(key, value) for key, value in data.items()})
+
+
+_NUMERIC = {"int": int, "float": float}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Numbers written as YAML strings (PyYAML reads ``3e-4`` as a string) become the field's number type."""
+    kind = str(TrainingConfig.__dataclass_fields__[name].type).split(" | ")[0]
+    if kind in _NUMERIC and isinstance(value, str):
+        try:
+            return _NUMERIC[kind](float(value)) if kind == "int" and float(value).is_integer() else _NUMERIC[kind](value)
+        except ValueError as err:
+            raise ValueError(f"Got {value!r} for `{name}`; expected a number.") from err
+    return value

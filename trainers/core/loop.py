@@ -163,6 +163,8 @@ def train(method: TrainingMethod, command: str | None = None) -> dict[str, Any]:
     config = method.config
     output_dir = Path(config.output_dir)
     accelerator = Accelerator(
+        # Without a GPU, several processes only form a (gloo) group when accelerate is told to use the CPU.
+        cpu=not torch.cuda.is_available(),
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         mixed_precision=config.mixed_precision,
         log_with=None if config.report_to == "none" else config.report_to,
@@ -176,6 +178,7 @@ def train(method: TrainingMethod, command: str | None = None) -> dict[str, Any]:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
+    logger.info("Training %s on %d process(es), device %s", method.name, accelerator.num_processes, accelerator.device)
     models = method.build_models()
     optimizers = method.build_optimizers(models)
     dataset = method.build_dataset()
@@ -198,12 +201,10 @@ def train(method: TrainingMethod, command: str | None = None) -> dict[str, Any]:
         for name, optimizer in optimizers.items()
     }
 
-    names = list(models)
-    prepared = accelerator.prepare(*models.values(), *optimizers.values(), *schedulers.values(), dataloader)
-    models = dict(zip(names, prepared[: len(names)]))
-    optimizers = dict(zip(optimizers, prepared[len(names) : len(names) + len(optimizers)]))
-    schedulers = dict(zip(schedulers, prepared[len(names) + len(optimizers) : -1]))
-    dataloader = prepared[-1]
+    groups = (models, optimizers, schedulers)
+    prepared = iter(accelerator.prepare(*(obj for group in groups for obj in group.values()), dataloader))
+    models, optimizers, schedulers = ({name: next(prepared) for name in group} for group in groups)
+    dataloader = next(prepared)
     if len(dataloader) == 0:
         raise ValueError(
             f"The dataset has {len(dataset)} samples: fewer than one batch of {config.train_batch_size} per process "
@@ -234,7 +235,8 @@ def train(method: TrainingMethod, command: str | None = None) -> dict[str, Any]:
         stopped = False
         while progress.step < config.max_steps and not stopped:
             epoch, skip = divmod(progress.micro_step, batches_per_epoch)
-            sampler.set_epoch(epoch)
+            # Through the prepared loader: it re-applies its own epoch counter to the sampler at every __iter__.
+            dataloader.set_epoch(epoch)
             loader = accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
             for batch in loader:
                 for model in models.values():
@@ -303,7 +305,7 @@ def _reduce_logs(accelerator: Accelerator, running: dict[str, list[float]]) -> d
         return {}
     means = torch.tensor([sum(running[k]) / len(running[k]) for k in keys], device=accelerator.device)
     means = accelerator.reduce(means, reduction="mean")
-    return {k: float(v) for k, v in zip(keys, means.tolist())}
+    return {k: float(v) for k, v in zip(keys, means.tolist(), strict=True)}
 
 
 def save_checkpoint(accelerator: Accelerator, config: TrainingConfig, progress: TrainingProgress) -> Path:

@@ -1,6 +1,6 @@
 """Pairs of views of rigid 3D keypoint sets, with exact depths, for keypoint-registration methods.
 
-Like faces, the shapes share a mean: a template of N points drawn once from an anisotropic Gaussian (by ``seed``),
+Like faces, the shapes share a mean: a template of N points drawn once from an anisotropic Gaussian (by ``template_seed``),
 plus a per-pair deformation of relative size ``shape_variation`` (by ``(seed, index)``). Each pair shows one shape
 under two random head poses, scaled and shifted, then projected orthographically (the camera model of DepthNets eq. 1). The
 source's true depths (z towards the camera, source pixels) come along for depth-correlation metrics. The synthetic
@@ -19,6 +19,9 @@ from facehub.modeling.geometry.rotations import rotation_matrix
 class RigidKeypointPairs(Dataset):
     """``len`` pairs of views; item ``k`` is the same for every process and every epoch.
 
+    Two datasets with the same ``template_seed`` and different ``seed`` are disjoint draws of the same shape
+    distribution (a train and a held-out split).
+
     Items are dicts of float32 tensors: ``source_keypoints`` (N, 2), ``target_keypoints`` (N, 2) and
     ``source_depths`` (N,).
     """
@@ -28,6 +31,7 @@ class RigidKeypointPairs(Dataset):
         num_pairs: int = 10_000,
         num_keypoints: int = 68,
         seed: int = 0,
+        template_seed: int = 0,
         max_yaw: float = 60.0,
         max_pitch: float = 30.0,
         max_roll: float = 20.0,
@@ -42,7 +46,7 @@ class RigidKeypointPairs(Dataset):
         self.shape_axes = np.asarray(shape_axes, dtype=np.float64)
         self.noise_pixels = noise_pixels
         self.shape_variation = shape_variation
-        self.template = np.random.default_rng([seed, 2**31]).normal(size=(num_keypoints, 3)) * self.shape_axes
+        self.template = np.random.default_rng([template_seed, 2**31]).normal(size=(num_keypoints, 3)) * self.shape_axes
 
     def __len__(self) -> int:
         return self.num_pairs

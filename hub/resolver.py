@@ -1,4 +1,4 @@
-"""Turn a model id into a local folder.
+"""Turn a model id into a local folder (``facehub.hub.resolve``).
 
 Order of lookup, first hit wins:
 

@@ -1,0 +1,65 @@
+"""Shared test set-up: no telemetry, and a live demo server with a tiny embedded checkpoint."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Gradio reads this when a Blocks is created; set it before any test builds one, so nothing calls home.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+
+TEST_MODEL_ID = "facehub/depthnet-test"
+TEST_MODEL_CARD = "A tiny DepthNet made by the facehub tests."
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class DemoServer:
+    """A running demo: its URL, its model context, the embedded-defaults folder it serves and the test model in it."""
+
+    url: str
+    ctx: Any  # facehub.apps.registry.DemoContext
+    defaults_dir: Path
+    model_id: str = TEST_MODEL_ID
+    model_card: str = TEST_MODEL_CARD
+
+
+def make_embedded_defaults(root: Path) -> Path:
+    """Fill ``root`` as an embedded-defaults folder holding a small DepthNet pipeline, ``facehub/depthnet-test``."""
+    from facehub.modeling.depthnet import DepthNetModel, KeypointRegistrationPipeline
+
+    folder = root / TEST_MODEL_ID
+    KeypointRegistrationPipeline(depth_net=DepthNetModel(hidden_sizes=(16,))).save_pretrained(folder)
+    (folder / "README.md").write_text(
+        f"---\nlicense: apache-2.0\ntags: [facehub]\n---\n# depthnet-test\n\n{TEST_MODEL_CARD}\n"
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory):
+    """The demo app served in-process on a free loopback port, over embedded defaults made for the test."""
+    from facehub.apps.demo import launch
+    from facehub.apps.registry import DemoContext
+
+    defaults = make_embedded_defaults(tmp_path_factory.mktemp("defaults"))
+    ctx = DemoContext(device="cpu")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("facehub.hub.resolver.EMBEDDED_DEFAULTS_DIR", defaults)
+        port = free_port()
+        demo = launch(host="127.0.0.1", port=port, ctx=ctx, block=False)
+        try:
+            yield DemoServer(url=f"http://127.0.0.1:{port}/", ctx=ctx, defaults_dir=defaults)
+        finally:
+            demo.close()

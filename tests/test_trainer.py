@@ -211,6 +211,8 @@ def test_cli_train_launches_through_accelerate_and_rejects_unknown_methods(tmp_p
                          capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "accelerate.commands.launch --cpu -m facehub.trainers.run depthnet" in run.stdout
+    card = (tmp_path / "out" / "export" / "README.md").read_text()
+    assert f"facehub train depthnet --config {config} --cpu learning_rate=1e-3" in card
     assert yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())["learning_rate"] == 1e-3
     assert (tmp_path / "out" / "export" / "model_index.json").is_file()
 

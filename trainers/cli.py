@@ -11,10 +11,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shlex
 import subprocess
 import sys
 
 from facehub.trainers.core.method import UnknownMethodError, get_method, known_methods
+
+# The command the user typed, handed to the training processes for the model card.
+COMMAND_ENV = "FACEHUB_TRAIN_COMMAND"
 
 # Where a method's evaluation and benchmark live ("module:function(args) -> int"); methods add theirs here.
 EVALUATIONS: dict[str, str] = {}
@@ -41,7 +45,10 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
     _check_method(args.method)
     command = accelerate_command(args.method, args.config, args.resume, rest)
     print("launching:", " ".join(command[2:]), flush=True)
-    return subprocess.call(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    typed = shlex.join(["facehub", "train", args.method, *(["--config", args.config] if args.config else []),
+                        *(["--resume"] if args.resume else []), *rest])
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", COMMAND_ENV: typed}
+    return subprocess.call(command, env=env)
 
 
 def _dispatch(table: dict[str, str], verb: str):

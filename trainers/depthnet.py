@@ -77,10 +77,21 @@ class DepthNetTraining(TrainingMethod):
             "description": (
                 "DepthNet (Moniz, Beckham et al., NeurIPS 2018), keypoint-only variant (case B), "
                 f"{self.config.model.get('preset', 'cpu-small')} preset: infers the depths of 68 source keypoints "
-                "so that a closed-form 3D-to-2D affine (eq. 3) maps them onto target keypoints."
+                "so that a closed-form 3D-to-2D affine (eq. 3) maps them onto target keypoints. "
+                f"Trained on {self._data_description()}."
             ),
             "tags": ["depthnet", "keypoints", "face-rotation", "3d-affine"],
         }
+
+
+    def _data_description(self) -> str:
+        source = self.config.data.get("source", "rigid_pairs")
+        if source == "rigid_pairs":
+            return (
+                "synthetic pairs of views of rigid 3D keypoint sets that share a mean shape "
+                "(facehub.trainers.data.keypoint_pairs), not on face photos"
+            )
+        return source
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,9 +7,11 @@ runnable the same way without the METHOD argument.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 
+from facehub.trainers.cli import COMMAND_ENV
 from facehub.trainers.core import get_method, load_config, train
 
 
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None, method: str | None = None) -> int:
     config = load_config(args.config, overrides, defaults={"method": name, **method_cls.default_config})
     if config.method != name:
         raise SystemExit(f"The config trains {config.method!r} but the command asked for {name!r}.")
-    command = " ".join(["facehub train", name, *(shlex.quote(a) for a in argv if a != name)])
+    command = os.environ.get(COMMAND_ENV) or shlex.join(["facehub", "train", name, *(a for a in argv if a != name)])
     summary = train(method_cls(config), command=command)
     return 0 if summary["step"] >= config.max_steps or summary.get("stopped") else 1
 

@@ -3,6 +3,12 @@
 Frame (see :mod:`facehub.modeling.geometry`): x to the image's right, y down, z towards the camera.
 ``R = Rz(roll) @ Rx(pitch) @ Ry(yaw)``: yaw turns about the vertical y axis, pitch about the horizontal x axis,
 roll about the viewing z axis, each with the matrix of a right-handed rotation by that angle in these coordinates.
+
+What the signs mean for a face looking at the camera (its nose tip at +z):
+
+- yaw > 0: the face turns towards the image's right (the subject's own left); the nose tip moves to +x.
+- pitch > 0: the face looks up; the nose tip moves to -y (up in the image).
+- roll > 0: the head tilts clockwise in the image; a point on the image's right moves down (+y).
 """
 
 from __future__ import annotations
@@ -24,3 +30,19 @@ def rotation_matrix_rad(yaw: float, pitch: float, roll: float) -> np.ndarray:
 def rotation_matrix(yaw: float, pitch: float, roll: float) -> np.ndarray:
     """(3, 3) rotation for (yaw, pitch, roll) in degrees; see :func:`rotation_matrix_rad`."""
     return rotation_matrix_rad(*np.deg2rad([yaw, pitch, roll]))
+
+
+def euler_from_rotation_matrix(rotation: np.ndarray) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) in degrees with ``rotation == rotation_matrix(yaw, pitch, roll)``.
+
+    Inverts ``Rz(roll) @ Rx(pitch) @ Ry(yaw)``: ``R[2, 1] = sin(pitch)``, ``R[2, 0] / R[2, 2] = -tan(yaw)``,
+    ``R[0, 1] / R[1, 1] = -tan(roll)``. Pitch is kept in [-90, 90]; at exactly +-90 degrees yaw is set to 0.
+    """
+    r = np.asarray(rotation, dtype=np.float64)
+    pitch = np.arcsin(np.clip(r[2, 1], -1.0, 1.0))
+    if abs(np.cos(pitch)) < 1e-9:
+        yaw, roll = 0.0, np.arctan2(r[1, 0], r[0, 0])
+    else:
+        yaw = np.arctan2(-r[2, 0], r[2, 2])
+        roll = np.arctan2(-r[0, 1], r[1, 1])
+    return tuple(float(v) for v in np.rad2deg([yaw, pitch, roll]))

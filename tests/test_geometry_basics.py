@@ -1,0 +1,51 @@
+"""Rotation conventions, Umeyama alignment and the 68-landmark map of the dense mesh."""
+
+import numpy as np
+import pytest
+
+from facehub.modeling.geometry.landmarks68 import MESH_VERTICES_OF_LANDMARK, landmark_weights, landmarks68_from_mesh
+from facehub.modeling.geometry.procrustes import umeyama
+from facehub.modeling.geometry.rotations import euler_from_rotation_matrix, rotation_matrix
+
+
+def test_euler_angles_round_trip():
+    rng = np.random.default_rng(0)
+    for angles in rng.uniform([-89, -89, -179], [89, 89, 179], size=(200, 3)):
+        np.testing.assert_allclose(euler_from_rotation_matrix(rotation_matrix(*angles)), angles, atol=1e-7)
+
+
+def test_sign_conventions_on_a_nose_tip():
+    nose = np.array([0.0, 0.0, 1.0])  # towards the camera
+    assert (rotation_matrix(30, 0, 0) @ nose)[0] == pytest.approx(0.5)  # yaw > 0: nose to the image's right
+    assert (rotation_matrix(0, 30, 0) @ nose)[1] == pytest.approx(-0.5)  # pitch > 0: nose up (y down)
+    right = np.array([1.0, 0.0, 0.0])
+    assert (rotation_matrix(0, 0, 30) @ right)[1] == pytest.approx(0.5)  # roll > 0: clockwise in the image
+
+
+def test_umeyama_recovers_a_similarity_and_never_reflects():
+    rng = np.random.default_rng(1)
+    source = rng.normal(size=(40, 3))
+    rotation = rotation_matrix(25, -10, 5)
+    target = 1.7 * source @ rotation.T + [3, -2, 1] + rng.normal(scale=1e-9, size=(40, 3))
+    fit = umeyama(source, target)
+    assert fit.scale == pytest.approx(1.7, rel=1e-8)
+    np.testing.assert_allclose(fit.rotation, rotation, atol=1e-8)
+    np.testing.assert_allclose(fit.inverse().apply(fit.apply(source)), source, atol=1e-9)
+    mirrored = source * [-1, 1, 1]  # the best orthogonal map is a reflection: Umeyama must return a rotation
+    assert np.linalg.det(umeyama(source, mirrored).rotation) == pytest.approx(1.0)
+    rigid = umeyama(source, target, with_scale=False)
+    assert rigid.scale == 1.0
+
+
+def test_landmark_map_rows_average_their_vertices():
+    weights = landmark_weights(478)
+    assert weights.shape == (68, 478)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0)
+    assert weights[:, 468:].sum() == 0  # iris points are never used
+    vertices = np.random.default_rng(2).normal(size=(478, 3))
+    lms = landmarks68_from_mesh(vertices)
+    np.testing.assert_allclose(lms[3], vertices[[132, 58]].mean(axis=0))  # iBUG point 4
+    np.testing.assert_allclose(lms[30], vertices[4])  # iBUG point 31, nose tip
+    assert len({v for row in MESH_VERTICES_OF_LANDMARK for v in row}) >= 66
+    with pytest.raises(ValueError, match="at least 468"):
+        landmarks68_from_mesh(np.zeros((100, 3)))

@@ -51,6 +51,21 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
     return subprocess.call(command, env=env)
 
 
+def _prepare(args: argparse.Namespace) -> int:
+    from facehub.trainers.data.prepare import PrepareConfig, prepare
+
+    report = prepare(
+        PrepareConfig(
+            images=args.images, out=args.out, attributes=args.attributes, size=args.size, uv_size=args.uv_size,
+            num_proc=args.num_proc, shard_size=args.shard_size, max_pixels=args.max_pixels,
+            push_to_hub=args.push_to_hub,
+        )
+    )
+    print(report.summary())
+    print(f"dataset: {report.dataset_dir}\nreport: {args.out}/report.json\nplot: {report.plot or 'none (no face kept)'}")
+    return 0
+
+
 def _dispatch(table: dict[str, str], verb: str):
     def run(args: argparse.Namespace, rest: list[str]) -> int:
         if args.method not in table:
@@ -75,6 +90,23 @@ def register(subparsers) -> None:
     train.add_argument("--config", help="YAML config file.")
     train.add_argument("--resume", action="store_true", help="Continue from the newest complete checkpoint.")
     train.set_defaults(func=_train, accepts_rest=True)
+
+    prepare = subparsers.add_parser(
+        "prepare",
+        help="Turn a folder of photos into a labelled face dataset (datasets.Dataset on disk).",
+        description="Nested folders name identities. Unreadable files and photos without a face are skipped and "
+        "counted in OUT/report.json; a killed run continues where it stopped.",
+    )
+    prepare.add_argument("--images", required=True, help="Folder of photos (DIR/<identity>/<photo> for identities).")
+    prepare.add_argument("--out", required=True, help="Output folder (dataset/, report.json, pose_distribution.png).")
+    prepare.add_argument("--attributes", help="CelebA list_attr_celeba.txt, matched by file name.")
+    prepare.add_argument("--size", type=int, default=128, help="Aligned crop size in pixels (default 128).")
+    prepare.add_argument("--uv-size", type=int, default=256, help="UV position map size (default 256).")
+    prepare.add_argument("--num-proc", type=int, default=1, help="Worker processes for datasets.map (default 1).")
+    prepare.add_argument("--shard-size", type=int, default=256, help="Photos per resumable shard (default 256).")
+    prepare.add_argument("--max-pixels", type=int, default=40_000_000, help="Refuse larger images (default 40 MP).")
+    prepare.add_argument("--push-to-hub", metavar="ID", help="Also push the dataset to the Hub under this id.")
+    prepare.set_defaults(func=_prepare)
 
     for verb, table, text in (
         ("eval", EVALUATIONS, "Evaluate a trained method on held-out data and print its table."),

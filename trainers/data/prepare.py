@@ -1,0 +1,264 @@
+"""``facehub prepare``: a folder of ordinary photos -> a labelled face dataset (``datasets.Dataset`` on disk).
+
+Every photo goes through the face front-end (:class:`facehub.modeling.faces.FaceAnalyzer`): its largest face is
+aligned and cropped, and the crop gets its 68 and dense landmarks, pose, identity embedding and UV position map
+(schema: :mod:`facehub.trainers.data.schema`). Nested folders name identities (``DIR/<person>/<photo>``); a CelebA
+``list_attr_celeba.txt`` adds the 40 binary attributes by file name.
+
+The work is split into shards of ``shard_size`` photos; each shard is mapped with ``datasets.map`` over
+``num_proc`` processes and saved as soon as it is done, so a killed run continues with the first unfinished shard.
+Unreadable files, images over the pixel limit and photos without a face are skipped and counted in
+``report.json``, never a crash. A plot of the pose distribution is written next to the dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+DEFAULT_MAX_PIXELS = 40_000_000
+STATUS_OK = "ok"
+
+
+@dataclass
+class PrepareConfig:
+    """Options of ``facehub prepare`` (see the module docstring)."""
+
+    images: Path
+    out: Path
+    attributes: Path | None = None
+    size: int = 128
+    uv_size: int = 256
+    num_proc: int = 1
+    shard_size: int = 256
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    push_to_hub: str | None = None
+
+    def __post_init__(self):
+        self.images, self.out = Path(self.images), Path(self.out)
+        self.attributes = Path(self.attributes) if self.attributes else None
+        if not self.images.is_dir():
+            raise FileNotFoundError(f"--images {self.images} is not a folder of photos.")
+        if self.attributes is not None and not self.attributes.is_file():
+            raise FileNotFoundError(f"--attributes {self.attributes} does not exist.")
+        for name in ("size", "uv_size", "num_proc", "shard_size", "max_pixels"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"Got {getattr(self, name)} for `{name}`; it must be a positive integer.")
+
+
+@dataclass
+class PrepareReport:
+    """What ``prepare`` did: counts per outcome and every skipped file with its reason."""
+
+    total: int = 0
+    kept: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    identities: int = 0
+    dataset_dir: str = ""
+    plot: str = ""
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{k}: {v}" for k, v in sorted(self.counts.items()) if k != STATUS_OK)
+        return f"{self.kept} of {self.total} photos kept" + (f" (skipped {parts})" if parts else "")
+
+
+def scan_images(root: Path) -> list[tuple[str, str]]:
+    """``(path, identity_name)`` for every image-suffixed file under ``root``, sorted; the identity is the folder
+    path relative to ``root`` ("" for photos directly in it)."""
+    found = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            parent = path.parent.relative_to(root).as_posix()
+            found.append((str(path), "" if parent == "." else parent))
+    return found
+
+
+def read_celeba_attributes(path: Path) -> tuple[list[str], dict[str, list[int]]]:
+    """Parse ``list_attr_celeba.txt``: a count line, a line of attribute names, then ``file v1 v2 ...`` with +-1."""
+    lines = [line.split() for line in Path(path).read_text().splitlines() if line.strip()]
+    if len(lines) < 2:
+        raise ValueError(f"{path} is not a CelebA attribute file: expected a count line and a names line.")
+    names = lines[1]
+    table = {}
+    for number, row in enumerate(lines[2:], start=3):
+        if len(row) != len(names) + 1:
+            raise ValueError(f"{path}, line {number}: expected a file name and {len(names)} values, got {len(row) - 1}.")
+        table[row[0]] = [1 if int(v) > 0 else 0 for v in row[1:]]
+    return names, table
+
+
+_ANALYZER = None
+
+
+def _analyzer():
+    """One FaceAnalyzer per worker process, created on first use."""
+    global _ANALYZER
+    if _ANALYZER is None:
+        from facehub.modeling.faces import FaceAnalyzer
+
+        _ANALYZER = FaceAnalyzer()
+    return _ANALYZER
+
+
+def _empty_row(config: PrepareConfig) -> dict[str, Any]:
+    return {
+        "image": None,
+        "landmarks68": np.zeros((68, 2), np.float32),
+        "dense_landmarks": np.zeros((0, 3), np.float32),
+        "pose": [0.0, 0.0, 0.0],
+        "embedding": [0.0] * 128,
+        "uv_position_map": np.zeros((config.uv_size, config.uv_size, 3), np.float16),
+        "crop_to_image": np.zeros((2, 3), np.float32),
+    }
+
+
+def analyze_photo(path: str, config: PrepareConfig) -> tuple[str, str, dict[str, Any]]:
+    """``(status, reason, columns)`` for one photo; status is ``ok``, ``unreadable``, ``too_large`` or ``no_face``."""
+    from facehub.modeling.faces import ImageReadError, ImageTooLargeError, load_image
+    from facehub.modeling.geometry.uv_maps import mesh_to_uv_position_map
+
+    try:
+        image = load_image(path, max_pixels=config.max_pixels)
+    except ImageTooLargeError as err:
+        return "too_large", str(err), _empty_row(config)
+    except ImageReadError as err:
+        return "unreadable", str(err), _empty_row(config)
+    analyzer = _analyzer()
+    faces = analyzer(image)
+    if not faces:
+        return "no_face", "no face found", _empty_row(config)
+    face = faces[0]
+    aligned = analyzer.align(image, face, size=config.size)
+    dense = np.asarray(face.dense_landmarks, dtype=np.float64)
+    dense_crop = dense.copy()
+    dense_crop[:, :2] = dense[:, :2] @ aligned.matrix[:, :2].T + aligned.matrix[:, 2]
+    dense_crop[:, 2] = dense[:, 2] * np.sqrt(abs(np.linalg.det(aligned.matrix[:, :2])))  # same scale as x, y
+    uv_map = mesh_to_uv_position_map(dense_crop[:468], size=config.uv_size)
+    return STATUS_OK, "", {
+        "image": aligned.image,
+        "landmarks68": np.asarray(aligned.landmarks68, np.float32),
+        "dense_landmarks": dense_crop.astype(np.float32),
+        "pose": [float(a) for a in face.pose],
+        "embedding": [float(v) for v in face.embedding],
+        "uv_position_map": np.asarray(uv_map, np.float16),
+        "crop_to_image": np.asarray(aligned.inverse, np.float32),
+    }
+
+
+def _map_batch(batch: dict[str, list], config: PrepareConfig, attribute_table: dict[str, list[int]] | None):
+    columns: dict[str, list] = {key: [] for key in (*_empty_row(config), "attributes", "status", "reason")}
+    for path in batch["source"]:
+        status, reason, row = analyze_photo(path, config)
+        for key, value in row.items():
+            columns[key].append(value)
+        columns["attributes"].append(attribute_table.get(Path(path).name, []) if attribute_table else [])
+        columns["status"].append(status)
+        columns["reason"].append(reason)
+    return columns
+
+
+def prepare(config: PrepareConfig) -> PrepareReport:
+    """Run the whole preparation (resumable); returns the report also written to ``out/report.json``."""
+    import datasets
+    from tqdm.auto import tqdm
+
+    from facehub.trainers.data.schema import ATTRIBUTES_FEATURE_NAME, face_features
+
+    photos = scan_images(config.images)
+    if not photos:
+        raise FileNotFoundError(f"No image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {config.images}.")
+    names = sorted({identity for _, identity in photos if identity})
+    label = {name: number for number, name in enumerate(names)}
+    attribute_names, attribute_table = read_celeba_attributes(config.attributes) if config.attributes else ([], None)
+
+    config.out.mkdir(parents=True, exist_ok=True)
+    shard_root = config.out / "shards"
+    features = face_features(config.uv_size)
+    features.update({"status": datasets.Value("string"), "reason": datasets.Value("string")})
+    shards = [photos[i : i + config.shard_size] for i in range(0, len(photos), config.shard_size)]
+    done = []
+    for number, shard in enumerate(tqdm(shards, desc="prepare (shards)", unit="shard")):
+        folder = shard_root / f"shard-{number:05d}"
+        if (folder / "dataset_info.json").is_file():
+            done.append(datasets.load_from_disk(str(folder)))
+            continue
+        table = datasets.Dataset.from_dict(
+            {
+                "source": [path for path, _ in shard],
+                "identity": [label.get(identity, -1) for _, identity in shard],
+                "identity_name": [identity for _, identity in shard],
+            }
+        )
+        mapped = table.map(
+            _map_batch,
+            fn_kwargs={"config": config, "attribute_table": attribute_table},
+            batched=True,
+            batch_size=max(1, min(16, len(shard) // config.num_proc or 1)),
+            num_proc=config.num_proc if len(shard) > 1 else None,
+            features=features,
+            desc=f"shard {number + 1}/{len(shards)}",
+        )
+        staging = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        mapped.save_to_disk(str(staging))
+        staging.rename(folder)  # a shard exists only once it is complete
+        done.append(datasets.load_from_disk(str(folder)))
+
+    everything = datasets.concatenate_datasets(done)
+    statuses = everything["status"]
+    report = PrepareReport(total=len(everything), counts=dict(Counter(statuses)), identities=len(names))
+    report.skipped = [
+        {"source": source, "status": status, "reason": reason}
+        for source, status, reason in zip(everything["source"], statuses, everything["reason"], strict=True)
+        if status != STATUS_OK
+    ]
+    kept = everything.filter(lambda s: s == STATUS_OK, input_columns="status").remove_columns(["status", "reason"])
+    report.kept = len(kept)
+    kept.info.description = json.dumps({ATTRIBUTES_FEATURE_NAME: attribute_names, "identity_names": names})
+    dataset_dir = config.out / "dataset"
+    shutil.rmtree(dataset_dir, ignore_errors=True)
+    kept.save_to_disk(str(dataset_dir))
+    report.dataset_dir = str(dataset_dir)
+    if report.kept:
+        report.plot = str(plot_pose_distribution(np.asarray(kept["pose"], dtype=np.float64), config.out))
+    (config.out / "report.json").write_text(json.dumps(asdict(report), indent=2))
+    if config.push_to_hub:
+        kept.push_to_hub(config.push_to_hub)
+    logger.info("%s; dataset in %s", report.summary(), dataset_dir)
+    return report
+
+
+def plot_pose_distribution(poses: np.ndarray, out: Path) -> Path:
+    """Histograms of yaw, pitch and roll (degrees) and a yaw-pitch scatter, saved as ``pose_distribution.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    for axis, values, name in zip(axes[:3], poses.T, ("yaw", "pitch", "roll"), strict=True):
+        axis.hist(values, bins=np.arange(-90, 91, 5), color="#4c72b0")
+        axis.set_xlabel(f"{name} (degrees)")
+        axis.set_ylabel("faces")
+    axes[3].scatter(poses[:, 0], poses[:, 1], s=6, alpha=0.6)
+    axes[3].set_xlim(-90, 90)
+    axes[3].set_ylim(-90, 90)
+    axes[3].set_xlabel("yaw")
+    axes[3].set_ylabel("pitch")
+    figure.suptitle(f"Pose distribution of {len(poses)} faces")
+    figure.tight_layout()
+    path = Path(out) / "pose_distribution.png"
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

@@ -377,21 +377,10 @@ def render_model_card(
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
 
 
-def write_model_card(
-    folder: str | os.PathLike,
-    *,
-    repo_id: str,
-    method: str | None,
-    class_name: str | None = None,
-    description: str | None = None,
-    training_command: str | None = None,
-    base_model: str | list[str] | None = None,
-    datasets: str | list[str] | None = None,
-    tags: list[str] | None = None,
-    license: str = DEFAULT_LICENSE,
-    pipeline_tag: str | None = None,
-) -> Path:
+def write_model_card(folder: str | os.PathLike, **options: Any) -> Path:
     """Write ``README.md`` (the model card) into an exported model folder and return its path.
+
+    Takes the keyword arguments of :func:`render_model_card`:
 
     Args:
         folder: the folder written by ``save_pretrained`` (``model_index.json`` or ``config.json`` at its top).
@@ -407,19 +396,7 @@ def write_model_card(
 
     An existing ``README.md`` is replaced. Metrics come from ``eval_results.json`` in ``folder`` when it exists.
     """
-    card = render_model_card(
-        folder,
-        repo_id=repo_id,
-        method=method,
-        class_name=class_name,
-        description=description,
-        training_command=training_command,
-        base_model=base_model,
-        datasets=datasets,
-        tags=tags,
-        license=license,
-        pipeline_tag=pipeline_tag,
-    )
+    card = render_model_card(folder, **options)
     path = Path(folder) / CARD_NAME
     card.save(path)
     return path

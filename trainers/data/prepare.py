@@ -13,6 +13,7 @@ Unreadable files, images over the pixel limit and photos without a face are skip
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -111,6 +112,23 @@ def _analyzer():
     return _ANALYZER
 
 
+@contextlib.contextmanager
+def _spawned_workers():
+    """Make ``datasets.map`` start fresh worker processes instead of forking this one.
+
+    A fork of a process in which MediaPipe or torch already started their thread pools dies in the child
+    ("One of the subprocesses has abruptly died"), e.g. when ``prepare`` runs after a FaceAnalyzer was used.
+    """
+    import multiprocess
+
+    previous = multiprocess.get_start_method(allow_none=True)
+    multiprocess.set_start_method("spawn", force=True)
+    try:
+        yield
+    finally:
+        multiprocess.set_start_method(previous, force=True)
+
+
 def _empty_row(config: PrepareConfig) -> dict[str, Any]:
     return {
         "image": None,
@@ -200,15 +218,16 @@ def prepare(config: PrepareConfig) -> PrepareReport:
                 "identity_name": [identity for _, identity in shard],
             }
         )
-        mapped = table.map(
-            _map_batch,
-            fn_kwargs={"config": config, "attribute_table": attribute_table},
-            batched=True,
-            batch_size=max(1, min(16, len(shard) // config.num_proc or 1)),
-            num_proc=config.num_proc if len(shard) > 1 else None,
-            features=features,
-            desc=f"shard {number + 1}/{len(shards)}",
-        )
+        with _spawned_workers():
+            mapped = table.map(
+                _map_batch,
+                fn_kwargs={"config": config, "attribute_table": attribute_table},
+                batched=True,
+                batch_size=max(1, min(16, len(shard) // config.num_proc or 1)),
+                num_proc=config.num_proc if len(shard) > 1 else None,
+                features=features,
+                desc=f"shard {number + 1}/{len(shards)}",
+            )
         staging = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(staging, ignore_errors=True)
         mapped.save_to_disk(str(staging))

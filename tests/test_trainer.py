@@ -222,11 +222,14 @@ def test_cli_train_launches_through_accelerate_and_rejects_unknown_methods(tmp_p
 
 
 def test_gradient_accumulation_and_bf16_count_optimizer_steps(tmp_path):
-    config = load_config(overrides={**SMALL, "max_steps": 60, "output_dir": str(tmp_path), "checkpointing_steps": 60,
-                                    "gradient_accumulation_steps": 2, "mixed_precision": "bf16", "train_batch_size": 16})
-    summary = train(get_method("depthnet")(config))
-    assert summary["step"] == 60
-    progress = torch.load(list_checkpoints(tmp_path)[-1] / "custom_checkpoint_0.pkl", weights_only=True)
+    # its own process: accelerate fixes the mixed-precision mode once per process
+    config = write_config(tmp_path, max_steps=60, checkpointing_steps=60, gradient_accumulation_steps=2,
+                          mixed_precision="bf16", train_batch_size=16)
+    run = subprocess.run([sys.executable, "-m", "facehub.trainers.run", "depthnet", "--config", str(config)],
+                         capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-3000:]
+    output_dir = tmp_path / "out"
+    progress = torch.load(list_checkpoints(output_dir)[-1] / "custom_checkpoint_0.pkl", weights_only=True)
     assert progress == {"step": 60, "micro_step": 120}  # two micro-batches per optimiser step
-    losses = [m["loss"] for m in metrics(tmp_path)]
+    losses = [m["loss"] for m in metrics(output_dir)]
     assert losses[-1] < 0.5 * losses[0], losses

@@ -3,7 +3,9 @@
 Each iBUG landmark is the mean of one or two mesh vertices. The correspondence table is index data from
 Peizhi Yan, "Mediapipe_2_Dlib_Landmarks" (github.com/PeizhiYan/Mediapipe_2_Dlib_Landmarks), carried over as facts;
 rows are iBUG points 1-68 in order (jaw 1-17, right brow 18-22, left brow 23-27, nose 28-36, right eye 37-42,
-left eye 43-48, outer lips 49-60, inner lips 61-68), "right" meaning the subject's right.
+left eye 43-48, outer lips 49-60, inner lips 61-68), "right" meaning the subject's right. One row differs from
+the source: point 14 is the mean of (361, 288), the mirror images of point 4's (132, 58), where the source had 361
+alone; every other row of the table is already left/right symmetric.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ NUM_MESH_VERTICES = 468  # the face mesh without its 10 iris points (478 with th
 MESH_VERTICES_OF_LANDMARK: tuple[tuple[int, ...], ...] = (
     # jaw, 1-17
     (127,), (234,), (93,), (132, 58), (58, 172), (136,), (150,), (176,), (152,),
-    (400,), (379,), (365,), (397, 288), (361,), (323,), (454,), (356,),
+    (400,), (379,), (365,), (397, 288), (361, 288), (323,), (454,), (356,),
     # right brow, 18-22; left brow, 23-27
     (70,), (63,), (105,), (66,), (107,),
     (336,), (296,), (334,), (293,), (300,),

@@ -1,0 +1,117 @@
+"""Differentiable renderer (PyTorch3D rasteriser), pose from a mesh and the face-profiling warp."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("pytorch3d")
+
+from facehub.modeling.geometry.morphable import SH_DC, MorphableFaceModel  # noqa: E402
+from facehub.modeling.geometry.render import FaceRenderer, OrthographicCamera, PerspectiveCamera  # noqa: E402
+from facehub.modeling.geometry.rotations import rotation_matrix  # noqa: E402
+
+SIZE = 96
+NOSE_TIP = 4  # MediaPipe vertex at the nose tip (iBUG 31)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return MorphableFaceModel.default()
+
+
+def _ortho():
+    return OrthographicCamera(scale=SIZE / 200.0, center=(SIZE / 2.0, SIZE / 2.0))
+
+
+def _unit_light():
+    sh = torch.zeros(1, 3, 9)
+    sh[:, :, 0] = 1.0 / SH_DC
+    return sh
+
+
+def test_mask_matches_projected_hull_and_depth_convention(model):
+    from scipy.spatial import Delaunay
+
+    verts = model.shape()
+    out = FaceRenderer(SIZE)(verts, model.triangles, _ortho(), uvs=model.uvs, albedo_texture=model.albedo(),
+                             sh_coeffs=_unit_light(), background=torch.ones(1, 3, SIZE, SIZE))
+    mask = out.mask[0, 0].numpy() > 0
+    uv, _ = _ortho().project(verts)
+    centres = np.stack(np.meshgrid(np.arange(SIZE) + 0.5, np.arange(SIZE) + 0.5, indexing="xy"), -1).reshape(-1, 2)
+    hull = (Delaunay(uv[0].numpy()).find_simplex(centres) >= 0).reshape(SIZE, SIZE)
+    iou = (mask & hull).sum() / (mask | hull).sum()
+    assert iou > 0.95 and (mask & ~hull).sum() == 0
+    assert (out.image[0][:, ~torch.from_numpy(mask)] == 1).all()  # background kept
+    # Depth = surface z (towards the camera): the nose tip is the nearest point.
+    col, row = (uv[0, NOSE_TIP].numpy()).astype(int)
+    depth = out.depth[0, 0]
+    assert depth[row, col] == pytest.approx(verts[0, NOSE_TIP, 2].item(), abs=3.0)
+    assert depth[row, col] > depth[mask].median() and depth[row, col] >= depth[mask].max() - 3.0
+
+
+def test_dc_lighting_renders_albedo(model):
+    out = FaceRenderer(64)(model.shape(), model.triangles, OrthographicCamera(64 / 200, (32, 32)),
+                           uvs=model.uvs, albedo_texture=model.albedo(), sh_coeffs=_unit_light())
+    unlit = FaceRenderer(64)(model.shape(), model.triangles, OrthographicCamera(64 / 200, (32, 32)),
+                             uvs=model.uvs, albedo_texture=model.albedo())
+    torch.testing.assert_close(out.image, unlit.image, atol=1e-5, rtol=1e-5)
+
+
+def test_rotated_orthographic_render_matches_projection(model):
+    rot = torch.from_numpy(rotation_matrix(30.0, 10.0, 0.0)).float()
+    verts = model.shape() @ rot.T
+    cam = _ortho()
+    out = FaceRenderer(SIZE)(verts, model.triangles, cam)
+    uv, _ = cam.project(verts)
+    nose = uv[0, NOSE_TIP]
+    assert nose[0] > SIZE / 2 + 5  # yaw > 0: the nose moves to the image's right
+    # The rendered surface at the nose tip's projected pixel has the nose tip's depth ...
+    col, row = nose.long().tolist()
+    assert out.mask[0, 0, row, col] == 1
+    assert out.depth[0, 0, row, col].item() == pytest.approx(verts[0, NOSE_TIP, 2].item(), abs=4.0)
+    # ... and the nearest rendered pixel is where the front-most vertex projects.
+    front = int(verts[0, :, 2].argmax())
+    depth = out.depth[0, 0].masked_fill(out.mask[0, 0] == 0, -1e9)
+    row, col = divmod(int(depth.argmax()), SIZE)
+    assert abs(col + 0.5 - uv[0, front, 0].item()) <= 2.0 and abs(row + 0.5 - uv[0, front, 1].item()) <= 2.0
+
+
+def test_perspective_camera_renders_face(model):
+    cam = PerspectiveCamera(focal=1000.0 * 64 / 200, center=(32.0, 32.0), distance=1000.0)
+    out = FaceRenderer(64)(model.shape(), model.triangles, cam, uvs=model.uvs, albedo_texture=model.albedo())
+    assert 0.3 < out.mask.mean() < 0.7
+    uv, _ = cam.project(model.shape())
+    col, row = uv[0, NOSE_TIP].long().tolist()
+    assert out.mask[0, 0, row, col] == 1 and out.depth[0, 0, row, col] > 0
+
+
+def test_gradient_flows_to_shape_coefficients(model):
+    coeffs = torch.zeros(1, model.num_identity, requires_grad=True)
+    exp = torch.zeros(1, model.num_expression, requires_grad=True)
+    sh = _unit_light().clone()
+    sh[:, :, 2] = 0.5
+    out = FaceRenderer(64)(model.shape(coeffs, exp), model.triangles, OrthographicCamera(64 / 200, (32, 32)),
+                           uvs=model.uvs, albedo_texture=model.albedo(), sh_coeffs=sh)
+    out.image.mean().backward()
+    assert coeffs.grad.abs().sum() > 0 and exp.grad.abs().sum() > 0
+
+
+def test_pose_from_mesh_and_profiling_warp(model):
+    from facehub.modeling.geometry.profiling import pose_from_mesh, rotate_face
+
+    rot = rotation_matrix(20.0, -10.0, 5.0)
+    verts = model.mean_shape.numpy() @ rot.T * 0.5 + np.array([64.0, 64.0, 0.0])
+    yaw, pitch, roll = pose_from_mesh(verts)
+    assert (yaw, pitch, roll) == pytest.approx((20.0, -10.0, 5.0), abs=0.5)
+
+    rng = np.random.default_rng(0)
+    image = np.zeros((128, 128, 3), np.uint8)
+    image[:] = rng.integers(0, 255, size=(1, 128, 3), dtype=np.uint8)  # vertical stripes: the texture shows motion
+    out = rotate_face(image, verts, yaw=-10.0, pitch=-10.0)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert (out[:, :5] == image[:, :5]).all()  # far from the face the image is kept
+    assert np.abs(out.astype(int) - image).mean() > 1.0  # the face region changed
+    same = rotate_face(image, verts, yaw=20.0, pitch=-10.0)  # the current pose: nearly unchanged
+    assert np.abs(same.astype(int) - image).mean() < np.abs(out.astype(int) - image).mean()

@@ -52,8 +52,18 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from facehub.trainers.data.prepare import PrepareConfig, prepare
+    from facehub.trainers.data.prepare import PrepareConfig, prepare, prepare_synthetic
 
+    if args.synthetic == bool(args.images):
+        raise ValueError("Give either --images DIR (photos) or --synthetic (the synthetic face world).")
+    if args.synthetic:
+        from facehub.trainers.data.synthetic_world import SyntheticWorldConfig
+
+        world = SyntheticWorldConfig(num_identities=args.identities, views_per_identity=args.views,
+                                     image_size=args.size, uv_size=args.uv_size, seed=args.seed)
+        report = prepare_synthetic(world, args.out)
+        print(f"{report.kept} synthetic faces rendered\ndataset: {report.dataset_dir}\nplot: {report.plot}")
+        return 0
     report = prepare(
         PrepareConfig(
             images=args.images, out=args.out, attributes=args.attributes, size=args.size, uv_size=args.uv_size,
@@ -97,7 +107,12 @@ def register(subparsers) -> None:
         description="Nested folders name identities. Unreadable files and photos without a face are skipped and "
         "counted in OUT/report.json; a killed run continues where it stopped.",
     )
-    prepare.add_argument("--images", required=True, help="Folder of photos (DIR/<identity>/<photo> for identities).")
+    prepare.add_argument("--images", help="Folder of photos (DIR/<identity>/<photo> for identities).")
+    prepare.add_argument("--synthetic", action="store_true",
+                         help="Render the synthetic face world instead of reading photos (exact ground truth).")
+    prepare.add_argument("--identities", type=int, default=8, help="Synthetic identities (default 8).")
+    prepare.add_argument("--views", type=int, default=4, help="Synthetic views per identity (default 4).")
+    prepare.add_argument("--seed", type=int, default=0, help="Seed of the synthetic world (default 0).")
     prepare.add_argument("--out", required=True, help="Output folder (dataset/, report.json, pose_distribution.png).")
     prepare.add_argument("--attributes", help="CelebA list_attr_celeba.txt, matched by file name.")
     prepare.add_argument("--size", type=int, default=128, help="Aligned crop size in pixels (default 128).")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from ports import free_port
 
 # Gradio reads this when a Blocks is created; set it before any test builds one, so nothing calls home.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -17,11 +17,6 @@ TEST_MODEL_ID = "facehub/depthnet-test"
 TEST_MODEL_CARD = "A tiny DepthNet made by the facehub tests."
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from ports import free_port
 
 # Environment variables of huggingface_hub that a client of the local hub must not inherit from the caller.
 HF_CLIENT_VARIABLES = (
@@ -40,11 +41,6 @@ HF_CLIENT_VARIABLES = (
 )
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def olah_executable() -> str:

@@ -4,7 +4,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import psutil
 import pytest
 import torch
 import yaml
+from ports import free_port
 from safetensors.torch import load_file
 
 from facehub.modeling.depthnet import KeypointRegistrationPipeline
@@ -82,10 +82,6 @@ def test_single_process_training_lowers_the_loss_and_exports(tmp_path):
     assert "facehub train depthnet --config run.yaml" in card
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def launch(config_path: Path, *extra: str) -> tuple[subprocess.Popen, Path]:

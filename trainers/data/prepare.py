@@ -144,6 +144,7 @@ def _empty_row(config: PrepareConfig) -> dict[str, Any]:
 def analyze_photo(path: str, config: PrepareConfig) -> tuple[str, str, dict[str, Any]]:
     """``(status, reason, columns)`` for one photo; status is ``ok``, ``unreadable``, ``too_large`` or ``no_face``."""
     from facehub.modeling.faces import ImageReadError, ImageTooLargeError, load_image
+    from facehub.modeling.faces.alignment import apply_affine
     from facehub.modeling.geometry.uv_maps import mesh_to_uv_position_map
 
     try:
@@ -160,7 +161,7 @@ def analyze_photo(path: str, config: PrepareConfig) -> tuple[str, str, dict[str,
     aligned = analyzer.align(image, face, size=config.size)
     dense = np.asarray(face.dense_landmarks, dtype=np.float64)
     dense_crop = dense.copy()
-    dense_crop[:, :2] = dense[:, :2] @ aligned.matrix[:, :2].T + aligned.matrix[:, 2]
+    dense_crop[:, :2] = apply_affine(aligned.matrix, dense[:, :2])
     dense_crop[:, 2] = dense[:, 2] * np.sqrt(abs(np.linalg.det(aligned.matrix[:, :2])))  # same scale as x, y
     uv_map = mesh_to_uv_position_map(dense_crop[:468], size=config.uv_size)
     return STATUS_OK, "", {

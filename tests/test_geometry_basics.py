@@ -49,3 +49,17 @@ def test_landmark_map_rows_average_their_vertices():
     assert len({v for row in MESH_VERTICES_OF_LANDMARK for v in row}) >= 66
     with pytest.raises(ValueError, match="at least 468"):
         landmarks68_from_mesh(np.zeros((100, 3)))
+
+
+def test_procrustes_mean_of_moved_copies_is_the_shape():
+    from facehub.modeling.geometry.procrustes import procrustes_mean
+
+    rng = np.random.default_rng(3)
+    shape = rng.normal(size=(30, 3))
+    copies = [s * shape @ rotation_matrix(*a).T + t for s, a, t in
+              zip((1.0, 2.0, 0.5), ((0, 0, 0), (20, -5, 10), (-30, 15, 0)), rng.normal(size=(3, 3)), strict=True)]
+    mean = procrustes_mean(copies)  # starts from the first copy, so it lands in its frame
+    np.testing.assert_allclose(mean, copies[0], atol=1e-9)
+    # rigid alignment fitted on the first 10 points only: same-size copies still average back to the first one
+    same_size = [c / s for c, s in zip(copies, (1.0, 2.0, 0.5), strict=True)]
+    np.testing.assert_allclose(procrustes_mean(same_size, with_scale=False, fit_points=10), same_size[0], atol=1e-9)

@@ -31,7 +31,7 @@ from facehub.modeling.faces.canonical import (
     LEFT_EYE_VERTICES,
     RIGHT_EYE_VERTICES,
 )
-from facehub.modeling.geometry.procrustes import umeyama
+from facehub.modeling.geometry.procrustes import procrustes_mean, umeyama
 
 #: Near-frontal photos the mean is built from (obama_partial_face.jpg is cut off at the image border; left out).
 FRONTAL_PHOTOS = ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg", "astronaut.png")
@@ -47,15 +47,6 @@ def normalise(points: np.ndarray) -> np.ndarray:
     """Centre on the mean of the 468 mesh vertices and scale to eye-centre distance 1."""
     right, left = _eye_centres(points)
     return (points - points[:NUM_MESH].mean(axis=0)) / np.linalg.norm(left - right)
-
-
-def procrustes_mean(faces: list[np.ndarray], iterations: int = 5) -> np.ndarray:
-    """Generalised Procrustes mean of (478, 3) faces (rigid alignment on the 468 mesh vertices)."""
-    mean = faces[0]
-    for _ in range(iterations):
-        aligned = [umeyama(face[:NUM_MESH], mean[:NUM_MESH], with_scale=False).apply(face) for face in faces]
-        mean = normalise(np.mean(aligned, axis=0))
-    return mean
 
 
 def coarse_frame(points: np.ndarray) -> np.ndarray:
@@ -116,7 +107,7 @@ def build(photos_dir: Path) -> tuple[np.ndarray, np.ndarray]:
                 raise RuntimeError(f"MediaPipe found no face in {photos_dir / name}; cannot build the canonical face.")
             faces.append(normalise(found[0]))
     mesh.close()
-    mean = coarse_frame(procrustes_mean(faces))
+    mean = coarse_frame(procrustes_mean(faces, with_scale=False, fit_points=NUM_MESH, normalise=normalise))
     permutation = mirror_permutation(mean)
     if not np.array_equal(permutation[permutation], np.arange(len(permutation))):
         raise RuntimeError("The left/right vertex matching is not an involution; the mean face is too asymmetric.")

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from facehub.modeling.geometry.landmarks68 import MESH_VERTICES_OF_LANDMARK, NUM_MESH_VERTICES, landmark_weights
-from facehub.modeling.geometry.procrustes import umeyama
+from facehub.modeling.geometry.procrustes import procrustes_mean, umeyama
 from facehub.modeling.geometry.topology import (
     DEFAULT_MODEL_FILE,
     FaceTopology,
@@ -83,10 +83,7 @@ def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def frontal_mean(meshes: list[np.ndarray], triangles: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     """Generalised Procrustes mean, made frontal, centred and in mm; and every mesh aligned onto it."""
-    mean = meshes[0]
-    for _ in range(5):
-        aligned = [umeyama(m, mean).apply(m) for m in meshes]
-        mean = np.mean(aligned, axis=0)
+    mean = procrustes_mean(meshes)
     normal = triangle_normals(mean, orient_towards_camera(triangles, mean)).sum(axis=0)
     mean = (mean - mean.mean(axis=0)) @ _rotation_between(normal, np.array([0.0, 0.0, 1.0])).T
     right, left = mean[MESH_VERTICES_OF_LANDMARK[36][0]], mean[MESH_VERTICES_OF_LANDMARK[45][0]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,3 +54,24 @@ def umeyama(source: np.ndarray, target: np.ndarray, with_scale: bool = True, wei
     variance = float(w @ (s**2).sum(axis=1))
     scale = float((singular * sign).sum() / variance) if with_scale else 1.0
     return Similarity(scale, rotation, mean_t - scale * rotation @ mean_s)
+
+
+def procrustes_mean(
+    shapes: list[np.ndarray],
+    iterations: int = 5,
+    with_scale: bool = True,
+    fit_points: int | None = None,
+    normalise: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:
+    """Generalised Procrustes mean of corresponding (N, D) shapes.
+
+    Starting from the first shape, align every shape onto the current mean with :func:`umeyama` (fitted on the first
+    ``fit_points`` points, applied to all), average, optionally ``normalise`` the average, and repeat.
+    """
+    mean = shapes[0]
+    for _ in range(iterations):
+        aligned = [umeyama(s[:fit_points], mean[:fit_points], with_scale=with_scale).apply(s) for s in shapes]
+        mean = np.mean(aligned, axis=0)
+        if normalise is not None:
+            mean = normalise(mean)
+    return mean

@@ -46,11 +46,12 @@ def _read_json(path: Path, expected_class: str) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not valid JSON ({err}); it cannot be loaded as {expected_class}.") from err
 
 
-def check_class(path: Path, expected_class: str) -> dict[str, Any]:
-    """Read ``config.json`` / ``model_index.json`` and make sure ``_class_name`` is ``expected_class``."""
+def check_class(path: Path, expected_class: str, also_accepted: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Read ``config.json`` / ``model_index.json`` and make sure ``_class_name`` is ``expected_class`` (or one of
+    ``also_accepted``: pipelines of one bundle that share their components)."""
     config = _read_json(path, expected_class)
     saved = config.get("_class_name")
-    if saved != expected_class:
+    if saved != expected_class and saved not in also_accepted:
         raise CheckpointError(
             f"{path} was saved by {saved or 'an unknown class'}, not {expected_class}. Load it with "
             f"{saved}.from_pretrained, or pass a checkpoint made for {expected_class}."
@@ -95,13 +96,20 @@ class FaceHubModel(ModelMixin, ConfigMixin):
 
 
 class FaceHubPipeline(DiffusionPipeline):
-    """Base for every facehub pipeline: ``from_pretrained`` resolves embedded ids and checks ``model_index.json``."""
+    """Base for every facehub pipeline: ``from_pretrained`` resolves embedded ids and checks ``model_index.json``.
+
+    One checkpoint bundle can serve several pipelines (``facehub/depthnet`` is loaded by the keypoint registration,
+    rotation, frontalization and swap pipelines): a subclass lists the pipeline classes whose saved bundles it also
+    loads in ``loads_bundles_of``; components it does not use are ignored, optional ones it lacks stay ``None``.
+    """
+
+    loads_bundles_of: tuple[str, ...] = ()
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
         hub_kwargs = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
         folder = resolve(pretrained_model_name_or_path, **hub_kwargs)
-        index = check_class(folder / PIPELINE_INDEX_NAME, cls.__name__)
+        index = check_class(folder / PIPELINE_INDEX_NAME, cls.__name__, cls.loads_bundles_of)
         for name, spec in index.items():
             if name.startswith("_") or not isinstance(spec, list) or spec[0] is None:
                 continue

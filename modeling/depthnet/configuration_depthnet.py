@@ -13,6 +13,9 @@ Fields (all are ``DepthNetModel.__init__`` arguments, saved in ``config.json``):
   keypoints (Figure 1, case B).
 - ``norm``: ``"batch"`` or ``"none"``, the normalisation after each hidden layer.
 - ``negative_slope``: LeakyReLU slope of the hidden layers.
+- ``image_size``: ``None`` for case B (keypoints only, Figure 1 red); an integer S for case A, where a Siamese CNN
+  reads the S x S source and target crops and its features join the keypoints before the dense layers.
+- ``image_channels``: channels of the case-A CNN's conv + pool stages (one 3x3 valid conv and a 2x2 max-pool each).
 """
 
 from __future__ import annotations
@@ -26,11 +29,26 @@ DEPTHNET_PRESETS: dict[str, dict] = {
     "paper": dict(num_keypoints=68, formulation="pseudo_inverse", hidden_sizes=(256, 256, 256, 256), norm="batch"),
     # Small enough to train in a minute on two CPU cores.
     "cpu-small": dict(num_keypoints=68, formulation="pseudo_inverse", hidden_sizes=(128, 128), norm="batch"),
+    # Case A (model 8 of Table 1): the same dense layers fed with a Siamese CNN over 64x64 crops as well.
+    "paper-siamese": dict(
+        num_keypoints=68, formulation="pseudo_inverse", hidden_sizes=(256, 256, 256, 256), norm="batch",
+        image_size=64, image_channels=(32, 64, 128),
+    ),
+    "cpu-small-siamese": dict(
+        num_keypoints=68, formulation="pseudo_inverse", hidden_sizes=(128, 128), norm="batch",
+        image_size=32, image_channels=(16, 32),
+    ),
 }
 
 
 def validate_depthnet_config(
-    num_keypoints: int, formulation: str, hidden_sizes: tuple[int, ...] | list[int], norm: str, negative_slope: float
+    num_keypoints: int,
+    formulation: str,
+    hidden_sizes: tuple[int, ...] | list[int],
+    norm: str,
+    negative_slope: float,
+    image_size: int | None = None,
+    image_channels: tuple[int, ...] | list[int] = (),
 ) -> None:
     """Raise ``ValueError`` naming the offending field and value."""
     if num_keypoints < 4:
@@ -43,3 +61,14 @@ def validate_depthnet_config(
         raise ValueError(f"Got {norm!r} for `norm`; expected one of {NORMS}.")
     if not 0 <= negative_slope < 1:
         raise ValueError(f"Got {negative_slope} for `negative_slope`; expected a value in [0, 1).")
+    if image_size is not None:
+        size = int(image_size)
+        for _ in image_channels:
+            size = (size - 2) // 2
+        if len(image_channels) == 0 or any(int(c) <= 0 for c in image_channels):
+            raise ValueError(f"Got {list(image_channels)} for `image_channels`; expected one or more positive widths.")
+        if size < 1:
+            raise ValueError(
+                f"Got {image_size} for `image_size`: {len(image_channels)} conv + pool stages leave no pixel; "
+                "use larger crops or fewer `image_channels`."
+            )

@@ -25,6 +25,8 @@ Fields:
     dataloader_num_workers: worker processes per dataloader.
     resume: ``true`` continues from the newest complete checkpoint in ``output_dir`` (or a checkpoint path).
     push_to_hub, hub_model_id, hub_token, hub_private: push ``export/`` to the Hub at the end.
+    model, data, losses: the method's own settings: a model preset name plus overrides, the data source, and the
+        loss terms with their weights (e.g. ``losses.gan_weight`` for DepthNet+GAN); each method documents its keys.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class TrainingConfig:
     hub_private: bool = False
     model: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
+    losses: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         positive = ("max_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps",

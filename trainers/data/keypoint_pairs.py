@@ -3,8 +3,12 @@
 Like faces, the shapes share a mean: a template of N points drawn once from an anisotropic Gaussian (by ``template_seed``),
 plus a per-pair deformation of relative size ``shape_variation`` (by ``(seed, index)``). Each pair shows one shape
 under two random head poses, scaled and shifted, then projected orthographically (the camera model of DepthNets eq. 1). The
-source's true depths (z towards the camera, source pixels) come along for depth-correlation metrics. The synthetic
-face world replaces the Gaussian shapes with morphable-model faces through the same item layout.
+source's true depths (z towards the camera, source pixels) come along for depth-correlation metrics.
+
+:class:`MorphableKeypointPairs` draws the same items from faces: the 68 landmarks of morphable-model faces
+(:meth:`facehub.modeling.geometry.MorphableFaceModel.default`; the geometry of the synthetic face world without its
+rendering), with random identity, expression and pose, and exact depths for both views (the ground truth that
+DepthNet+GAN's discriminator sees as "real").
 """
 
 from __future__ import annotations
@@ -71,3 +75,75 @@ class RigidKeypointPairs(Dataset):
             "target_keypoints": torch.from_numpy(target[:, :2]).float(),
             "source_depths": torch.from_numpy(source[:, 2]).float(),
         }
+
+
+class MorphableKeypointPairs(Dataset):
+    """``num_pairs`` pairs of views of morphable-model faces' 68 landmarks, orthographically projected.
+
+    Pair ``k`` draws an identity (shape coefficients with standard deviation ``identity_scale``), one expression per
+    view (``expression_scale``; the same for both views with ``same_expression``), and for each view a head pose
+    uniform in ``[-max, max]`` degrees, a face width of ``face_width`` pixels (+-25%) and a position in a 256-pixel
+    frame; keypoints get Gaussian noise of ``noise`` face widths (a detector's error). Train and held-out splits are
+    different ``seed`` values. Items: ``source_keypoints``, ``target_keypoints`` (68, 2), ``source_depths``,
+    ``target_depths`` (68,), ``source_pose``, ``target_pose`` (3,), float32.
+    """
+
+    def __init__(
+        self,
+        num_pairs: int = 10_000,
+        seed: int = 0,
+        max_yaw: float = 75.0,
+        max_pitch: float = 30.0,
+        max_roll: float = 20.0,
+        identity_scale: float = 1.0,
+        expression_scale: float = 0.6,
+        same_expression: bool = False,
+        face_width: float = 120.0,
+        noise: float = 0.005,
+        model=None,
+    ):
+        if num_pairs <= 0:
+            raise ValueError(f"Got {num_pairs} for `num_pairs`; expected a positive number of pairs.")
+        from facehub.modeling.geometry.morphable import MorphableFaceModel
+
+        model = model if model is not None else MorphableFaceModel.default()
+        weights = model.landmark_weights.double()
+        self.mean = (weights @ model.mean_shape.double()).numpy()  # (68, 3)
+        self.identity_basis = torch.einsum("lv,kvd->kld", weights, model.id_basis.double()).numpy()
+        self.expression_basis = torch.einsum("lv,kvd->kld", weights, model.exp_basis.double()).numpy()
+        self.width_unit = float(np.ptp(model.mean_shape[:, 0].double().numpy()))
+        self.num_pairs, self.seed = num_pairs, seed
+        self.max_angles = np.array([max_yaw, max_pitch, max_roll], dtype=np.float64)
+        self.identity_scale, self.expression_scale = identity_scale, expression_scale
+        self.same_expression, self.face_width, self.noise = same_expression, face_width, noise
+
+    def __len__(self) -> int:
+        return self.num_pairs
+
+    def _expression(self, rng: np.random.Generator) -> np.ndarray:
+        coefficients = rng.normal(scale=self.expression_scale, size=len(self.expression_basis))
+        return np.einsum("k,kld->ld", coefficients, self.expression_basis)
+
+    def _view(self, rng: np.random.Generator, shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pose = rng.uniform(-1.0, 1.0, size=3) * self.max_angles
+        scale = self.face_width * rng.uniform(0.75, 1.25) / self.width_unit
+        points = scale * (shape - shape.mean(axis=0)) @ rotation_matrix(*pose).T
+        points[:, :2] += rng.uniform(96.0, 160.0, size=2)
+        points[:, :2] += rng.normal(scale=self.noise * self.face_width, size=(len(points), 2))
+        return points, pose
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < self.num_pairs:
+            raise IndexError(index)
+        rng = np.random.default_rng([self.seed, index, 7])
+        identity = self.mean + np.einsum(
+            "k,kld->ld", rng.normal(scale=self.identity_scale, size=len(self.identity_basis)), self.identity_basis
+        )
+        source_expression = self._expression(rng)
+        target_expression = source_expression if self.same_expression else self._expression(rng)
+        (source, source_pose), (target, target_pose) = (
+            self._view(rng, identity + source_expression), self._view(rng, identity + target_expression)
+        )
+        item = {"source_keypoints": source[:, :2], "target_keypoints": target[:, :2], "source_depths": source[:, 2],
+                "target_depths": target[:, 2], "source_pose": source_pose, "target_pose": target_pose}
+        return {key: torch.from_numpy(np.ascontiguousarray(value)).float() for key, value in item.items()}

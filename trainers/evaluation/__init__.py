@@ -1,0 +1,1 @@
+"""Evaluations of trained methods on held-out data (``facehub eval METHOD``)."""

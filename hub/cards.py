@@ -82,6 +82,15 @@ METHODS: dict[str, MethodInfo] = {
             ("face-rotation", "face-swap", "keypoints"),
         ),
         MethodInfo(
+            "cyclegan",
+            "CycleGAN face-swap repair",
+            'Zhu et al., "Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks" (ICCV '
+            "2017), as DepthNets (Moniz, Beckham et al., NeurIPS 2018) use it to repair face swaps",
+            "translates a pasted face swap into the domain of real faces, so the face matches hair and background.",
+            "image-to-image",
+            ("face-swap", "cyclegan"),
+        ),
+        MethodInfo(
             "disco_facegan",
             "DiscoFaceGAN",
             'Deng et al., "Disentangled and Controllable Face Image Generation via 3D Imitative-Contrastive '

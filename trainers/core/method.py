@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 # name -> "module:Class", imported on demand so that `facehub train --help` stays fast.
 _METHODS: dict[str, str] = {
+    "cyclegan": "facehub.trainers.cyclegan:CycleGANRepairTraining",
     "depthnet": "facehub.trainers.depthnet:DepthNetTraining",
 }
 

@@ -31,6 +31,8 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 BUILTIN_TAB_MODULES: list[str] = [
+    "facehub.apps.tabs.rotate",
+    "facehub.apps.tabs.swap",
     "facehub.apps.tabs.models",
     "facehub.apps.tabs.about",
 ]

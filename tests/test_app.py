@@ -120,7 +120,7 @@ def _tab_labels(demo: gr.Blocks) -> list[str]:
 def test_empty_defaults_show_a_helpful_message(tmp_path, monkeypatch):
     monkeypatch.setattr("facehub.hub.resolver.EMBEDDED_DEFAULTS_DIR", tmp_path)
     demo = build_demo(DemoContext(device="cpu"))
-    picker = next(b for b in demo.blocks.values() if isinstance(b, gr.Dropdown))
+    picker = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "facehub-model-picker")
     assert picker.choices == [] and picker.value is None
     assert any("No embedded default checkpoints were found" in text for text in _markdown_values(demo))
 
@@ -129,19 +129,19 @@ def test_registered_tabs_are_ordered_and_a_broken_tab_does_not_break_the_demo(mo
     registry.load_builtin_tabs()  # registered in the real table, so the copy below is what gets thrown away
     monkeypatch.setattr(registry, "_TABS", dict(registry._TABS))
 
-    @register_tab("Rotate", order=10)
-    def build_rotate(ctx):
-        gr.Markdown("rotate here")
+    @register_tab("Relight", order=10)
+    def build_relight(ctx):
+        gr.Markdown("relight here")
 
-    @register_tab("Broken", order=20)
+    @register_tab("Broken", order=25)
     def build_broken(ctx):
         raise RuntimeError("no weights")
 
     with pytest.raises(ValueError, match="already registered"):
-        register_tab("Rotate")(lambda ctx: None)
+        register_tab("Relight")(lambda ctx: None)
 
     demo = build_demo(DemoContext(device="cpu"))
-    assert _tab_labels(demo) == ["Rotate", "Broken", "Models", "About"]
+    assert _tab_labels(demo) == ["Relight", "Rotate", "Broken", "Swap", "Models", "About"]
     assert any("failed to build" in text and "no weights" in text for text in _markdown_values(demo))
 
 

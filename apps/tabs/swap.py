@@ -1,0 +1,157 @@
+"""The "Swap" tab: put the face of a source photo onto the head of a target photo (DepthNet, section 3.3).
+
+Public event (callable with ``gradio_client``):
+
+- ``/swap``: source photo, target photo, model id -> the swapped photo (the target's size), the warp before repair,
+  a status message (faces used, identity distances, timings) and the measurements as JSON
+  (``distance_to_source``, ``distance_to_target``, ``landmark_error``, ``num_faces``, ``timings``).
+
+Photos the pipeline cannot use (no face, a face too small, an unknown model) give a status message and a
+``gr.Warning``, never a traceback; with several faces the largest is used and the status says how many there were.
+
+The helpers :func:`model_choices`, :func:`load_pipeline`, :class:`UserFacingError` and :func:`warning_status` are
+shared with the "Rotate" tab.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from facehub.apps.registry import DemoContext, register_tab
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_ID = "facehub/depthnet"
+
+
+class UserFacingError(Exception):
+    """A problem the user can fix (a photo without a usable face, an unknown model); its message is shown as is."""
+
+
+def model_choices(class_names: tuple[str, ...]) -> list[str]:
+    """Embedded default ids whose saved class is one of ``class_names``."""
+    from facehub.hub.resolver import list_embedded
+
+    return [m.model_id for m in list_embedded() if m.class_name in class_names]
+
+
+def default_model(choices: list[str], preferred: str = DEFAULT_MODEL_ID) -> str | None:
+    """``preferred`` when it is embedded, else the first compatible embedded model, else None."""
+    if preferred in choices:
+        return preferred
+    return choices[0] if choices else None
+
+
+def load_pipeline(ctx: DemoContext, model_id: str | None, cls: type):
+    """``ctx.load(model_id, cls)`` with every failure turned into a :class:`UserFacingError`."""
+    from facehub.hub.resolver import ModelNotFoundError
+    from facehub.modeling.modeling_utils import CheckpointError
+
+    model_id = (model_id or "").strip()
+    if not model_id:
+        raise UserFacingError("No model selected: pick one, or type an embedded id, a local folder or a Hub id.")
+    try:
+        return ctx.load(model_id, cls)
+    except (ModelNotFoundError, CheckpointError, OSError, ValueError) as err:
+        raise UserFacingError(f"Could not load {model_id} as {cls.__name__}: {err}") from None
+
+
+def warning_status(message: str) -> str:
+    """Show ``message`` as a toast and return it as the status Markdown (escaped: it may quote user input)."""
+    gr.Warning(html.escape(message, quote=False))
+    return f"**Could not do it:** {html.escape(message, quote=False)}"
+
+
+def face_count_note(count: int, photo: str) -> str:
+    """A sentence for photos with more than one face."""
+    return f" The {photo} has {count} faces; the largest was used." if count > 1 else ""
+
+
+def swap_faces(
+    ctx: DemoContext, source: np.ndarray | None, target: np.ndarray | None, model_id: str | None
+) -> tuple[np.ndarray | None, np.ndarray | None, str, dict[str, Any]]:
+    """The ``/swap`` event: returns the swapped photo, the warp before repair, a status message and measurements."""
+    from facehub.modeling.depthnet.pipeline_face_swap import FaceSwapPipeline
+    from facehub.modeling.faces.image_io import FaceHubImageError
+
+    try:
+        if source is None or target is None:
+            raise UserFacingError("Upload both photos: the source (whose face is used) and the target.")
+        pipe = load_pipeline(ctx, model_id, FaceSwapPipeline)
+        out = pipe(source, target, measure=True)
+    except (UserFacingError, FaceHubImageError) as err:
+        return None, None, warning_status(str(err)), {}
+    except Exception as err:  # a bug must not show a traceback to the user; the log keeps it
+        logger.exception("Face swap failed")
+        return None, None, warning_status(f"Unexpected {type(err).__name__}: {err}. The server log has details."), {}
+    measurements = {
+        "distance_to_source": out.distance_to_source,
+        "distance_to_target": out.distance_to_target,
+        "landmark_error": out.landmark_error,
+        "num_faces": {"source": out.num_faces.source, "target": out.num_faces.target},
+        "repaired": out.repaired,
+        "timings": {name: round(seconds, 4) for name, seconds in out.timings.items()},
+    }
+    return out.image, out.warped, swap_status(out), measurements
+
+
+def swap_status(out) -> str:
+    """Markdown summary of a :class:`~facehub.modeling.depthnet.pipeline_face_swap.FaceSwapOutput`."""
+    lines = [
+        "**Swapped.**"
+        + face_count_note(out.num_faces.source, "source photo")
+        + face_count_note(out.num_faces.target, "target photo")
+    ]
+    if out.distance_to_source is None:
+        lines.append("No face was found again on the result, so identity distances are not available.")
+    else:
+        lines.append(
+            f"Identity distance of the result to the source face: **{out.distance_to_source:.3f}**, to the target "
+            f"face: **{out.distance_to_target:.3f}** (dlib descriptor; below 0.6 = same person). Landmark error "
+            f"against the target's keypoints: {100 * out.landmark_error:.1f}% of the face size."
+        )
+    stages = ", ".join(f"{name} {1000 * seconds:.0f} ms" for name, seconds in out.timings.items())
+    lines.append(f"Time: {stages}." + ("" if out.repaired else " No repair network: colour transfer + Poisson blend."))
+    return "\n\n".join(lines)
+
+
+@register_tab("Swap", order=30)
+def build(ctx: DemoContext) -> None:
+    """Source and target photos, a model picker, the result, the warp before repair and the distances."""
+    from facehub.modeling.depthnet.pipeline_face_rotation import DEPTHNET_BUNDLE_CLASSES
+
+    choices = model_choices(DEPTHNET_BUNDLE_CLASSES)
+    gr.Markdown(
+        "Put the **source** photo's face on the **target** photo's head (DepthNet: keypoint depths and a 3D affine "
+        "turn the source face to the target's pose, then it is pasted and blended)."
+    )
+    with gr.Row():
+        source = gr.Image(label="Source face", type="numpy", image_mode="RGB", sources=["upload", "clipboard"])
+        target = gr.Image(label="Target photo", type="numpy", image_mode="RGB", sources=["upload", "clipboard"])
+    with gr.Row():
+        model = gr.Dropdown(
+            choices=choices,
+            value=default_model(choices),
+            label="Model",
+            info="A DepthNet checkpoint: an embedded default, a local folder or a Hub id.",
+            allow_custom_value=True,
+            scale=3,
+        )
+        run = gr.Button("Swap", variant="primary", scale=1)
+    with gr.Row():
+        swapped = gr.Image(label="Swapped", type="numpy", format="png", interactive=False)
+        warped = gr.Image(label="Warp before repair", type="numpy", format="png", interactive=False)
+    status = gr.Markdown("Upload a source and a target photo.")
+    with gr.Accordion("Measurements", open=False):
+        measurements = gr.JSON(label="Measurements")
+    run.click(
+        lambda s, t, m: swap_faces(ctx, s, t, m),
+        inputs=[source, target, model],
+        outputs=[swapped, warped, status, measurements],
+        api_name="swap",
+    )

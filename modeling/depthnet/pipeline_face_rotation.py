@@ -1,0 +1,383 @@
+"""Face rotation and frontalization with DepthNet (Moniz, Beckham et al. 2018, sections 2 and 3.3).
+
+DepthNet moves a face to a *target geometry* given only as 2D keypoints: it infers the source keypoints' depths
+``z_p`` from source and target keypoints, solves the 3D-to-2D affine ``m`` (eq. 1-3) and warps the photo with both
+(section 2.1 step 5, :mod:`facehub.modeling.depthnet.warp`). Section 3.3 rotates faces to "a range of other poses
+defined by the faces in the row above"; section 2 notes that for frontalization "the same image and geometry can
+be used as the target". Here the target keypoints come from either
+
+- a requested pose: the 68-point 3D template (the iBUG points of the canonical frontal face,
+  :mod:`facehub.modeling.faces.canonical`) rotated to (yaw, pitch, roll) with
+  :func:`facehub.modeling.geometry.rotations.rotation_matrix` (the house convention: yaw > 0 turns the face
+  towards the image's right, pitch > 0 looks up, roll > 0 tilts clockwise), projected orthographically and placed
+  with the scale and centre of the similarity that fits the canonical face to the source face
+  (``face.head_pose.transform``), so the head turns about its own centre and keeps its size; or
+- a target photo: its face's 68 keypoints, moved into the source photo by the similarity that takes the target
+  head's centre and scale onto the source head's (no rotation: the target's roll is part of its pose).
+
+The source face is then warped in its own photo with an anchored frame around it, so the rest of the photo stays.
+
+What the method cannot do: it only has the visible half of the head. Target poses beyond ``max_yaw`` /
+``max_pitch`` (the template's far-side contour points are hidden and its projection degenerates towards a line),
+or more than ``max_rotation`` degrees away from the source pose (surfaces that faced away from the camera would
+have to appear), raise :class:`UnreachablePoseError` (a ``ValueError``) with the numbers.
+
+Faces are found with :class:`facehub.modeling.faces.FaceAnalyzer` (the largest first); photos with no face or a
+face too small to warp raise :class:`FaceSelectionError` subclasses naming the photo.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+from diffusers.utils import BaseOutput
+
+from facehub.modeling.depthnet.modeling_depthnet import DepthNetModel
+from facehub.modeling.depthnet.pipeline_depthnet import KeypointRegistration, register_keypoints
+from facehub.modeling.depthnet.warp import orient_depths_towards_camera, warp_image
+from facehub.modeling.faces.analyzer import Face
+from facehub.modeling.faces.image_io import FaceHubImageError, load_image
+from facehub.modeling.geometry.landmark_metrics import eye_centre_distance
+from facehub.modeling.geometry.rotations import rotation_matrix
+from facehub.modeling.modeling_utils import FaceHubPipeline
+
+#: Faces whose eye centres are closer than this (pixels) are refused. Below ~20 px the landmarks' 1-2 px jitter is
+#: 5-10% of the face's scale, which the 3D affine and the hull mask carry straight into the output, and the identity
+#: descriptor's 150 px chip (eyes ~50 px apart) would be upsampled about 2.5x. MediaPipe still finds such faces (down to ~6 px).
+MIN_INTEROCULAR_PIXELS = 20.0
+
+#: Pipelines sharing the ``facehub/depthnet`` bundle (a ``depth_net`` component; other components are optional).
+DEPTHNET_BUNDLE_CLASSES = (
+    "KeypointRegistrationPipeline",
+    "FaceRotationPipeline",
+    "FaceFrontalizationPipeline",
+    "FaceSwapPipeline",
+)
+
+
+class FaceSelectionError(FaceHubImageError):
+    """The photo has no usable face for this pipeline (none found, too small, or no face at ``face_index``)."""
+
+
+class NoFaceFoundError(FaceSelectionError):
+    """No face was detected in the photo."""
+
+
+class FaceTooSmallError(FaceSelectionError):
+    """The selected face is smaller than the pipeline's minimum (eye centres closer than ``min_interocular``)."""
+
+
+class UnreachablePoseError(ValueError):
+    """The requested pose is beyond what a keypoint-driven warp of one photo can show."""
+
+
+def select_face(
+    faces: list[Face], photo: str, face_index: int = 0, min_interocular: float = MIN_INTEROCULAR_PIXELS
+) -> Face:
+    """The ``face_index``-th face (largest first) of a photo, checked for size.
+
+    Args:
+        faces: what :class:`~facehub.modeling.faces.FaceAnalyzer` returned for the photo.
+        photo: how to name the photo in messages ("source photo", "target photo", ...).
+
+    Raises:
+        NoFaceFoundError, FaceSelectionError (``face_index`` out of range), FaceTooSmallError.
+    """
+    if not faces:
+        raise NoFaceFoundError(
+            f"No face was found in the {photo}. Use a photo where one face is clearly visible (roughly frontal to "
+            "profile, not covered, at least about 50 pixels wide)."
+        )
+    if not 0 <= face_index < len(faces):
+        raise FaceSelectionError(
+            f"The {photo} has {len(faces)} face(s) (numbered 0 to {len(faces) - 1}, largest first); "
+            f"face_index={face_index} does not exist."
+        )
+    face = faces[face_index]
+    distance = float(eye_centre_distance(face.landmarks68))
+    if distance < min_interocular:
+        raise FaceTooSmallError(
+            f"The face in the {photo} is too small: its eyes are {distance:.1f} pixels apart, the minimum is "
+            f"{min_interocular:g}. Use a larger or closer-cropped photo (or lower min_interocular)."
+        )
+    return face
+
+
+@lru_cache(maxsize=1)
+def template_keypoints_3d() -> np.ndarray:
+    """(68, 3) frontal 3D keypoint template: the iBUG points of the canonical face (house frame, eye distance 1)."""
+    from facehub.modeling.faces.canonical import canonical_face
+    from facehub.modeling.geometry.landmarks68 import NUM_MESH_VERTICES, landmarks68_from_mesh
+
+    template = landmarks68_from_mesh(canonical_face()[:NUM_MESH_VERTICES])
+    template.setflags(write=False)  # cached and shared
+    return template
+
+
+def posed_keypoints(face: Face, yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """(68, 2) target keypoints: the template rotated to (yaw, pitch, roll) degrees, projected orthographically,
+    with the source ``face``'s scale and head centre (from ``face.head_pose.transform``)."""
+    transform = face.head_pose.transform
+    rotated = template_keypoints_3d() @ rotation_matrix(yaw, pitch, roll).T
+    return transform.scale * rotated[:, :2] + transform.translation[:2]
+
+
+def keypoints_in_frame_of(target_face: Face, source_face: Face) -> np.ndarray:
+    """The target face's (68, 2) keypoints moved so its head centre and scale are the source face's."""
+    target, source = target_face.head_pose.transform, source_face.head_pose.transform
+    ratio = source.scale / target.scale
+    return (np.asarray(target_face.landmarks68) - target.translation[:2]) * ratio + source.translation[:2]
+
+
+def rotation_angle(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle in degrees of the rotation taking rotation matrix ``a`` to ``b``."""
+    cosine = (np.trace(b @ a.T) - 1.0) / 2.0
+    return math.degrees(math.acos(float(np.clip(cosine, -1.0, 1.0))))
+
+
+@dataclass
+class FaceRotationOutput(BaseOutput):
+    """What :class:`FaceRotationPipeline` returns.
+
+    Attributes:
+        image: (H, W, 3) RGB uint8, the photo with its face moved to the target pose.
+        mask: (H, W) bool, pixels drawn from the moved face region (keypoints and the ring around them).
+        face: the source :class:`~facehub.modeling.faces.Face` that was rotated.
+        target_keypoints: (68, 2) the target geometry in the photo's pixels.
+        registration: DepthNet's :class:`KeypointRegistration` (depths oriented towards the camera, see
+            :func:`~facehub.modeling.depthnet.warp.orient_depths_towards_camera`; ``registered`` is where the
+            source keypoints land in ``image``).
+        requested_pose: (yaw, pitch, roll) degrees of the target (the target photo's face pose when one was given).
+        num_faces: faces found in the photo (the largest, or ``face_index``, was used).
+        timings: seconds per stage: ``analysis``, ``depth``, ``warp`` (and ``measure`` when asked).
+        target_face: the face of the target photo, when one was given.
+        output_face: the face found again on ``image`` (``measure=True``).
+        measured_pose: ``output_face.pose`` (``measure=True``).
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    face: Face
+    target_keypoints: np.ndarray
+    registration: KeypointRegistration
+    requested_pose: tuple[float, float, float]
+    num_faces: int
+    timings: dict[str, float] = field(default_factory=dict)
+    target_face: Face | None = None
+    output_face: Face | None = None
+    measured_pose: tuple[float, float, float] | None = None
+
+
+def face_nearest(faces: list[Face], box: tuple[float, float, float, float]) -> Face | None:
+    """The face whose box centre is nearest the centre of ``box`` (None for no faces)."""
+    if not faces:
+        return None
+    centre = np.array([(box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0])
+
+    def distance(face: Face) -> float:
+        x0, y0, x1, y1 = face.bbox
+        return float(np.linalg.norm(np.array([(x0 + x1) / 2.0, (y0 + y1) / 2.0]) - centre))
+
+    return min(faces, key=distance)
+
+
+_LOCK_CREATION = threading.Lock()
+
+
+class FacePipelineMixin:
+    """Face analysis shared by the DepthNet image pipelines: a lazily created analyzer without the identity
+    descriptor (geometry only), a descriptor for measurements, and a lock (MediaPipe graphs are not thread-safe)."""
+
+    _face_analyzer = None
+    _descriptor = None
+    _analysis_lock = None
+
+    @property
+    def face_analyzer(self):
+        """The :class:`~facehub.modeling.faces.FaceAnalyzer` used to find faces (created on first use)."""
+        if self._face_analyzer is None:
+            from facehub.modeling.faces.analyzer import FaceAnalyzer
+
+            self._face_analyzer = FaceAnalyzer(compute_embedding=False)
+        return self._face_analyzer
+
+    @property
+    def identity_descriptor(self):
+        """dlib's 128-D identity descriptor (:class:`~facehub.modeling.faces.identity.DlibFaceDescriptor`)."""
+        if self._descriptor is None:
+            from facehub.modeling.faces.identity import DlibFaceDescriptor
+
+            self._descriptor = DlibFaceDescriptor()
+        return self._descriptor
+
+    @property
+    def analysis_lock(self) -> threading.Lock:
+        """Held while the analyzer or the descriptor runs (one per pipeline)."""
+        with _LOCK_CREATION:
+            if self._analysis_lock is None:
+                self._analysis_lock = threading.Lock()
+        return self._analysis_lock
+
+    def find_faces(self, image: np.ndarray) -> list[Face]:
+        """The faces of ``image``, largest first."""
+        with self.analysis_lock:
+            return self.face_analyzer(image)
+
+    def embed(self, image: np.ndarray, face: Face) -> np.ndarray:
+        """The identity descriptor of ``face`` in ``image``."""
+        with self.analysis_lock:
+            return self.identity_descriptor(image, face.landmarks68)
+
+    def register(self, source_keypoints: np.ndarray, target_keypoints: np.ndarray) -> KeypointRegistration:
+        """DepthNet registration (eq. 1-3) with the depth sign fixed for the z-buffer."""
+        registration = register_keypoints(source_keypoints, target_keypoints, self.depth_net)
+        depths, affine = orient_depths_towards_camera(registration.depths, registration.affine)
+        return KeypointRegistration(depths=depths, affine=affine, registered=registration.registered)
+
+
+class FaceRotationPipeline(FacePipelineMixin, FaceHubPipeline):
+    """Turn the face in a photo to a requested pose, or to the pose of the face in another photo.
+
+    ``pipe = FaceRotationPipeline.from_pretrained("facehub/depthnet")``;
+    ``out = pipe(image, yaw=30.0, pitch=0.0)`` or ``out = pipe(image, target_image=other)``; ``out.image``.
+    See the module docstring for the method and its limits.
+
+    Attributes:
+        max_yaw, max_pitch: largest |yaw| / |pitch| (degrees) of a reachable target pose.
+        max_rotation: largest rotation (degrees) between the source pose and the target pose.
+    """
+
+    loads_bundles_of = DEPTHNET_BUNDLE_CLASSES
+    model_cpu_offload_seq = "depth_net"
+    max_yaw = 80.0
+    max_pitch = 60.0
+    max_rotation = 75.0
+
+    def __init__(self, depth_net: DepthNetModel):
+        super().__init__()
+        self.register_modules(depth_net=depth_net)
+
+    def check_reachable(self, yaw: float, pitch: float, roll: float | None) -> None:
+        """Raise :class:`UnreachablePoseError` for a target pose outside ``max_yaw`` / ``max_pitch``."""
+        angles = {"yaw": yaw, "pitch": pitch, "roll": 0.0 if roll is None else roll}
+        for name, value in angles.items():
+            if not math.isfinite(value):
+                raise UnreachablePoseError(f"{name} must be a finite number of degrees, got {value}.")
+        for name, value, limit in (("yaw", yaw, self.max_yaw), ("pitch", pitch, self.max_pitch)):
+            if abs(value) > limit:
+                raise UnreachablePoseError(
+                    f"{name}={value:g} degrees cannot be reached: DepthNet only moves the visible half of the face, "
+                    f"so |{name}| must be at most {limit:g} degrees."
+                )
+
+    def _check_rotation(self, face, target_rotation: np.ndarray, target_pose: tuple[float, float, float]) -> None:
+        angle = rotation_angle(face.head_pose.transform.rotation, target_rotation)
+        if angle > self.max_rotation:
+            yaw, pitch, roll = face.pose
+            raise UnreachablePoseError(
+                f"The target pose (yaw {target_pose[0]:.0f}, pitch {target_pose[1]:.0f}, roll {target_pose[2]:.0f}) "
+                f"is {angle:.0f} degrees away from the face's pose (yaw {yaw:.0f}, pitch {pitch:.0f}, roll "
+                f"{roll:.0f}); at most {self.max_rotation:g} degrees can be reached from one photo, since the parts "
+                "of the head that face away from the camera are not in it."
+            )
+
+    def __call__(
+        self,
+        image,
+        yaw: float = 0.0,
+        pitch: float = 0.0,
+        roll: float | None = None,
+        *,
+        target_image=None,
+        face_index: int = 0,
+        target_face_index: int = 0,
+        min_interocular: float = MIN_INTEROCULAR_PIXELS,
+        measure: bool = False,
+    ) -> FaceRotationOutput:
+        """Rotate the ``face_index``-th face (largest first) of ``image``.
+
+        Args:
+            image: RGB uint8 array, PIL image or path.
+            yaw, pitch, roll: target pose in degrees (house convention); ``roll=None`` keeps the face's roll.
+                Ignored when ``target_image`` is given.
+            target_image: a photo whose face's pose (and expression geometry) to copy instead.
+            min_interocular: smallest accepted distance between the eye centres, pixels.
+            measure: find the face again on the output and report its pose (``output_face``, ``measured_pose``).
+
+        Raises:
+            UnreachablePoseError: the pose cannot be reached (module docstring).
+            FaceSelectionError: no face, no face at ``face_index``, or a face too small, in either photo.
+        """
+        timings: dict[str, float] = {}
+        if target_image is None:
+            self.check_reachable(yaw, pitch, roll)
+        start = time.perf_counter()
+        photo = load_image(image)
+        faces = self.find_faces(photo)
+        face = select_face(faces, "photo", face_index, min_interocular)
+        target_face = None
+        if target_image is not None:
+            target_photo = load_image(target_image)
+            target_face = select_face(self.find_faces(target_photo), "target photo", target_face_index, min_interocular)
+            target_pose = tuple(float(a) for a in target_face.pose)
+            target_rotation = target_face.head_pose.transform.rotation
+            target_keypoints = keypoints_in_frame_of(target_face, face)
+        else:
+            target_pose = (float(yaw), float(pitch), float(face.pose[2] if roll is None else roll))
+            target_rotation = rotation_matrix(*target_pose)
+            target_keypoints = posed_keypoints(face, *target_pose)
+        self._check_rotation(face, target_rotation, target_pose)
+        timings["analysis"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        registration = self.register(face.landmarks68, target_keypoints)
+        timings["depth"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        warped = warp_image(photo, face.landmarks68, registration.depths, registration.affine, anchored=True)
+        timings["warp"] = time.perf_counter() - start
+
+        output_face = measured_pose = None
+        if measure:
+            start = time.perf_counter()
+            output_face = face_nearest(self.find_faces(warped.image), face.bbox)
+            measured_pose = None if output_face is None else tuple(float(a) for a in output_face.pose)
+            timings["measure"] = time.perf_counter() - start
+        return FaceRotationOutput(
+            image=warped.image,
+            mask=warped.mask,
+            face=face,
+            target_keypoints=target_keypoints,
+            registration=registration,
+            requested_pose=target_pose,
+            num_faces=len(faces),
+            timings=timings,
+            target_face=target_face,
+            output_face=output_face,
+            measured_pose=measured_pose,
+        )
+
+
+class FaceFrontalizationPipeline(FaceRotationPipeline):
+    """Turn the face in a photo to the frontal pose (yaw = pitch = roll = 0), section 2 of the paper.
+
+    ``FaceFrontalizationPipeline.from_pretrained("facehub/depthnet")(image).image``.
+    """
+
+    def __call__(
+        self,
+        image,
+        *,
+        face_index: int = 0,
+        min_interocular: float = MIN_INTEROCULAR_PIXELS,
+        measure: bool = False,
+    ) -> FaceRotationOutput:
+        """Frontalize the ``face_index``-th face of ``image``; see :meth:`FaceRotationPipeline.__call__`."""
+        return super().__call__(
+            image, 0.0, 0.0, 0.0, face_index=face_index, min_interocular=min_interocular, measure=measure
+        )

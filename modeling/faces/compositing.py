@@ -1,0 +1,144 @@
+"""Putting a rendered or warped face into a photo: face masks, colour transfer and blending.
+
+Generic steps any face-replacement method needs once it has produced a face on the target's geometry (DepthNet's
+swap pastes "the rotated face ... onto the background of the target image", Moniz, Beckham et al. 2018, section
+3.3, with the face region "determined by the convex hull spanned by the keypoints"):
+
+- :func:`hull_mask`: the convex hull of keypoints as a mask, optionally shrunk and feathered (a soft edge);
+- :func:`transfer_color`: Reinhard et al.'s colour transfer ("Color Transfer between Images", IEEE CG&A 2001):
+  match the per-channel mean and standard deviation of the face to the target's, in CIE L*a*b* (decorrelated
+  enough that channels can be matched independently), measured inside a mask;
+- :func:`seamless_blend`: Poisson image editing (Perez et al., SIGGRAPH 2003) via ``cv2.seamlessClone``: the
+  pasted region keeps its own gradients and takes its boundary values from the target, so shading and skin tone
+  continue across the seam;
+- :func:`alpha_blend`: a plain weighted paste with a (feathered) mask.
+
+Images are (H, W, 3) RGB uint8 arrays in and out; masks are (H, W) arrays, bool or float in [0, 1].
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+#: A blurred step rises from 0.05 to 0.95 over +-1.645 sigma.
+FEATHER_WIDTH_IN_SIGMAS = 3.29
+
+
+def _check_image(image: np.ndarray, name: str) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"`{name}` must be an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}.")
+    return image
+
+
+def _check_mask(mask: np.ndarray, shape: tuple[int, int], name: str = "mask") -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.shape != shape:
+        raise ValueError(f"`{name}` must be {shape} like the image, got {mask.shape}.")
+    return mask.astype(np.float32)
+
+
+def hull_mask(points: np.ndarray, shape: tuple[int, int], inset: float = 0.0, feather: float = 0.0) -> np.ndarray:
+    """Mask of the convex hull of ``points`` (N, 2 pixels) on an image of ``shape`` (H, W); float32 in [0, 1].
+
+    Pixels whose centre lies inside the hull are 1 (OpenCV's polygon fill: pixels cut by the edge may be included,
+    so the hard mask can be up to one pixel larger all round).
+
+    Args:
+        inset: shrink the hull by this many pixels (erosion) first; with ``inset >= feather / 2`` the soft edge stays
+            inside the hull.
+        feather: width in pixels over which the edge goes from 0.05 to 0.95, centred on the (inset) hull's edge:
+            a Gaussian blur with sigma ``feather / 3.3``; 0 keeps the edge hard.
+    """
+    height, width = shape
+    points = np.asarray(points, dtype=np.float64)[:, :2]
+    mask = np.zeros((height, width), dtype=np.uint8)
+    # OpenCV puts pixel centres at integers, the house convention at half-integers; 4 fractional bits (shift=4).
+    hull = cv2.convexHull(np.round((points - 0.5) * 16).astype(np.int32))
+    cv2.fillConvexPoly(mask, hull, 255, lineType=cv2.LINE_8, shift=4)
+    if inset >= 0.5:
+        radius = int(round(inset))
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        mask = cv2.erode(mask, kernel)
+    soft = mask.astype(np.float32) / 255.0
+    if feather > 0:
+        soft = cv2.GaussianBlur(soft, (0, 0), sigmaX=feather / FEATHER_WIDTH_IN_SIGMAS)
+    return soft
+
+
+def transfer_color(source: np.ndarray, target: np.ndarray, mask: np.ndarray, max_gain: float = 2.0) -> np.ndarray:
+    """Reinhard colour transfer: recolour ``source`` so that, inside ``mask``, its L*a*b* mean and standard
+    deviation per channel match ``target``'s inside the same mask.
+
+    Args:
+        source, target: (H, W, 3) RGB uint8 of the same size (e.g. the warped face and the target photo).
+        mask: (H, W) weights (bool or [0, 1]) of the pixels whose statistics are compared.
+        max_gain: the per-channel std ratio is clipped to ``[1 / max_gain, max_gain]`` so a flat region (a tiny or
+            over-exposed face) cannot blow the contrast up.
+
+    Returns:
+        The whole recoloured source, RGB uint8 (composite it with the mask yourself).
+    """
+    source = _check_image(source, "source")
+    target = _check_image(target, "target")
+    if source.shape != target.shape:
+        raise ValueError(f"source and target must have the same size, got {source.shape} and {target.shape}.")
+    weights = _check_mask(mask, source.shape[:2])
+    if weights.sum() < 1.0:
+        return source.copy()
+    source_lab = cv2.cvtColor(source.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    target_lab = cv2.cvtColor(target.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    source_mean, source_std = _weighted_mean_std(source_lab, weights)
+    target_mean, target_std = _weighted_mean_std(target_lab, weights)
+    gain = np.clip(target_std / np.maximum(source_std, 1e-3), 1.0 / max_gain, max_gain)
+    recoloured = (source_lab - source_mean) * gain + target_mean
+    rgb = cv2.cvtColor(recoloured.astype(np.float32), cv2.COLOR_Lab2RGB)
+    return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _weighted_mean_std(image: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    w = weights[..., None] / weights.sum()
+    mean = (image * w).sum(axis=(0, 1))
+    std = np.sqrt(((image - mean) ** 2 * w).sum(axis=(0, 1)))
+    return mean, std
+
+
+def alpha_blend(foreground: np.ndarray, background: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``alpha * foreground + (1 - alpha) * background`` per pixel, RGB uint8."""
+    foreground = _check_image(foreground, "foreground")
+    background = _check_image(background, "background")
+    weights = np.clip(_check_mask(alpha, background.shape[:2], "alpha"), 0.0, 1.0)[..., None]
+    mixed = weights * foreground.astype(np.float32) + (1.0 - weights) * background.astype(np.float32)
+    return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+
+
+def seamless_blend(
+    foreground: np.ndarray, background: np.ndarray, mask: np.ndarray, mode: int = cv2.NORMAL_CLONE
+) -> np.ndarray:
+    """Poisson-blend the masked part of ``foreground`` into ``background`` in place (no shift); RGB uint8.
+
+    ``foreground`` and ``background`` have the same size and the region stays where it is. ``mask`` is binarised
+    at 0.5 and only pixels inside it change (``cv2.seamlessClone`` also nudges a few pixels next to the region by a
+    level or two; those keep the background's values). It refuses a region touching the image border, so both
+    images are padded by reflection first and the result is cropped back.
+
+    Args:
+        mode: ``cv2.NORMAL_CLONE`` (the foreground's gradients) or ``cv2.MIXED_CLONE`` (the stronger of the two).
+    """
+    foreground = _check_image(foreground, "foreground")
+    background = _check_image(background, "background")
+    if foreground.shape != background.shape:
+        raise ValueError(f"foreground and background differ in size: {foreground.shape} vs {background.shape}.")
+    binary = (_check_mask(mask, background.shape[:2]) > 0.5).astype(np.uint8) * 255
+    if not binary.any():
+        return background.copy()
+    pad = 2
+    fg = cv2.copyMakeBorder(foreground, pad, pad, pad, pad, cv2.BORDER_REFLECT)
+    bg = cv2.copyMakeBorder(background, pad, pad, pad, pad, cv2.BORDER_REFLECT)
+    region = cv2.copyMakeBorder(binary, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    x, y, w, h = cv2.boundingRect(region)
+    centre = (x + w // 2, y + h // 2)  # seamlessClone puts the box's top-left at centre - size // 2: no shift
+    # OpenCV's Poisson solver works on BGR; the channels are independent, so RGB in gives RGB out.
+    blended = cv2.seamlessClone(fg, bg, region, centre, mode)[pad:-pad, pad:-pad]
+    return np.where(binary[..., None] > 0, blended, background)

@@ -115,3 +115,27 @@ def test_frontalize_and_unreachable_pose(client):
 def test_rotate_to_the_pose_of_a_target_photo(client):
     image, status = client.predict(photo("obama.jpg"), METHOD, MODEL_ID, 0, 0, photo("obama2.jpg"), api_name="/rotate")
     assert image is not None and "to the target photo's face" in status
+
+
+def test_swap_with_a_repair_checkpoint_runs_the_repair_network(client, tmp_path):
+    import torch
+
+    from facehub.modeling.cyclegan import CycleGANGenerator, FaceRepairPipeline, cyclegan_config
+
+    torch.manual_seed(0)
+    generator = CycleGANGenerator(**cyclegan_config("cpu-small").generator_kwargs())
+    FaceRepairPipeline(repair=generator).save_pretrained(tmp_path / "repair")
+    swapped, warped, status, measurements = client.predict(
+        photo("obama.jpg"), photo("biden.jpg"), MODEL_ID, str(tmp_path / "repair"), api_name="/swap"
+    )
+    assert measurements["repaired"] is True and "repair" in measurements["timings"]
+    assert "No repair network" not in status
+    # The repair replaces the blend inside the face; outside its feathered box the pixels are the target's.
+    target = np.asarray(Image.open(PHOTOS / "biden.jpg").convert("RGB")).astype(int)
+    out = read(swapped).astype(int)
+    assert out.shape == target.shape
+    assert np.mean(np.abs(out - target)[:20]) < 1.0  # the top rows, far above the face
+
+    _, _, status, _ = client.predict(photo("obama.jpg"), photo("biden.jpg"), MODEL_ID, "no/such-repair",
+                                     api_name="/swap")
+    assert "Could not load no/such-repair as FaceRepairPipeline" in status

@@ -76,6 +76,16 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare_swaps(args: argparse.Namespace) -> int:
+    from facehub.trainers.data.pasted_swaps import make_pasted_swaps
+
+    report = make_pasted_swaps(args.images, args.out, args.count, seed=args.seed, size=args.size, model=args.model)
+    print(report.summary())
+    print(f"domain A (pasted swaps): {args.out}/swaps\ndomain B (real faces): {args.out}/real\n"
+          f"report: {args.out}/report.json")
+    return 0
+
+
 def _dispatch(table: dict[str, str], verb: str):
     def run(args: argparse.Namespace, rest: list[str]) -> int:
         if args.method not in table:
@@ -122,6 +132,21 @@ def register(subparsers) -> None:
     prepare.add_argument("--max-pixels", type=int, default=40_000_000, help="Refuse larger images (default 40 MP).")
     prepare.add_argument("--push-to-hub", metavar="ID", help="Also push the dataset to the Hub under this id.")
     prepare.set_defaults(func=_prepare)
+
+    swaps = subparsers.add_parser(
+        "prepare-swaps",
+        help="Make the two domains of the face-swap repair: DepthNet swaps pasted on target photos, and the targets.",
+        description="Ordered pairs of different photos from --images are swapped with the DepthNet face-swap "
+        "pipeline; the raw paste and the real target are cropped with the repair's framing into OUT/swaps and "
+        "OUT/real (train with `facehub train cyclegan data.domain_a=OUT/swaps data.domain_b=OUT/real`).",
+    )
+    swaps.add_argument("--images", required=True, help="Folder of photos (searched recursively).")
+    swaps.add_argument("--out", required=True, help="Output folder (swaps/, real/, report.json).")
+    swaps.add_argument("--count", type=int, default=1000, help="Swaps to make (default 1000).")
+    swaps.add_argument("--size", type=int, default=128, help="Side of the square crops (default 128).")
+    swaps.add_argument("--seed", type=int, default=0, help="Seed of the pair draw (default 0).")
+    swaps.add_argument("--model", default="facehub/depthnet", help="DepthNet checkpoint (default facehub/depthnet).")
+    swaps.set_defaults(func=_prepare_swaps)
 
     for verb, table, text in (
         ("eval", EVALUATIONS, "Evaluate a trained method on held-out data and print its table."),

@@ -2,8 +2,8 @@
 
 Public event (callable with ``gradio_client``):
 
-- ``/swap``: source photo, target photo, model id -> the swapped photo (the target's size), the warp before repair,
-  a status message (faces used, identity distances, timings) and the measurements as JSON
+- ``/swap``: source photo, target photo, model id, optional repair checkpoint id (a ``FaceRepairPipeline`` trained
+  with ``facehub train cyclegan``) -> the swapped photo (the target's size), the warp before repair, a status message (faces used, identity distances, timings) and the measurements as JSON
   (``distance_to_source``, ``distance_to_target``, ``landmark_error``, ``num_faces``, ``timings``).
 
 Photos the pipeline cannot use (no face, a face too small, an unknown model) give a status message and a
@@ -72,17 +72,43 @@ def face_count_note(count: int, photo: str) -> str:
     return f" The {photo} has {count} faces; the largest was used." if count > 1 else ""
 
 
+_REPAIRED_PIPELINES: dict[tuple[str, str], Any] = {}
+
+
+def swap_pipeline(ctx: DemoContext, model_id: str | None, repair_id: str | None = None):
+    """The swap pipeline of ``model_id``, with the generator of the repair checkpoint ``repair_id`` when given.
+
+    The combination is built once per (model, repair) pair and shares its networks with the cached pipelines.
+    """
+    from facehub.modeling.depthnet.pipeline_face_swap import FaceSwapPipeline
+
+    pipe = load_pipeline(ctx, model_id, FaceSwapPipeline)
+    repair_id = (repair_id or "").strip()
+    if not repair_id:
+        return pipe
+    from facehub.modeling.cyclegan import FaceRepairPipeline
+
+    key = (str(model_id).strip(), repair_id)
+    if key not in _REPAIRED_PIPELINES:
+        repair = load_pipeline(ctx, repair_id, FaceRepairPipeline).repair
+        _REPAIRED_PIPELINES[key] = FaceSwapPipeline(depth_net=pipe.depth_net, repair=repair)
+    return _REPAIRED_PIPELINES[key]
+
+
 def swap_faces(
-    ctx: DemoContext, source: np.ndarray | None, target: np.ndarray | None, model_id: str | None
+    ctx: DemoContext,
+    source: np.ndarray | None,
+    target: np.ndarray | None,
+    model_id: str | None,
+    repair_id: str | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray | None, str, dict[str, Any]]:
     """The ``/swap`` event: returns the swapped photo, the warp before repair, a status message and measurements."""
-    from facehub.modeling.depthnet.pipeline_face_swap import FaceSwapPipeline
     from facehub.modeling.faces.image_io import FaceHubImageError
 
     try:
         if source is None or target is None:
             raise UserFacingError("Upload both photos: the source (whose face is used) and the target.")
-        pipe = load_pipeline(ctx, model_id, FaceSwapPipeline)
+        pipe = swap_pipeline(ctx, model_id, repair_id)
         out = pipe(source, target, measure=True)
     except (UserFacingError, FaceHubImageError) as err:
         return None, None, warning_status(str(err)), {}
@@ -142,6 +168,12 @@ def build(ctx: DemoContext) -> None:
             allow_custom_value=True,
             scale=3,
         )
+        repair = gr.Textbox(
+            value="",
+            label="Repair checkpoint (optional)",
+            info="A CycleGAN repair (FaceRepairPipeline from `facehub train cyclegan`): a local folder or Hub id.",
+            scale=2,
+        )
         run = gr.Button("Swap", variant="primary", scale=1)
     with gr.Row():
         swapped = gr.Image(label="Swapped", type="numpy", format="png", interactive=False)
@@ -150,8 +182,8 @@ def build(ctx: DemoContext) -> None:
     with gr.Accordion("Measurements", open=False):
         measurements = gr.JSON(label="Measurements")
     run.click(
-        lambda s, t, m: swap_faces(ctx, s, t, m),
-        inputs=[source, target, model],
+        lambda s, t, m, r: swap_faces(ctx, s, t, m, r),
+        inputs=[source, target, model, repair],
         outputs=[swapped, warped, status, measurements],
         api_name="swap",
     )

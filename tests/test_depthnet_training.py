@@ -58,3 +58,37 @@ def test_gan_makes_depths_correlate_with_the_truth(evaluation):
     # Registration pays a little for it (the GAN weighs against the keypoint loss) and stays ahead of the template.
     template = next(r for r in evaluation.rows if r.key == "template_3d")
     assert gan.mse_norm < min(1.25 * plain.mse_norm, 0.8 * template.mse_norm)
+
+
+def test_case_a_trains_on_prepared_faces_with_their_crops(tmp_path):
+    """Case A (Siamese CNN + keypoints) in the loop, on a `facehub prepare` folder of the synthetic world."""
+    import json
+
+    import torch
+
+    from facehub.trainers.data.prepare import prepare_synthetic
+    from facehub.trainers.data.synthetic_world import SyntheticWorldConfig
+    from facehub.trainers.depthnet import PreparedKeypointPairs
+
+    prepare_synthetic(SyntheticWorldConfig(num_identities=4, views_per_identity=4, image_size=64, uv_size=16),
+                      tmp_path / "faces")
+    pairs = PreparedKeypointPairs(str(tmp_path / "faces"), num_pairs=64, image_size=32)
+    item = pairs[0]
+    assert item["source_images"].shape == (3, 32, 32) and -1.0 <= item["source_images"].min() < 0.0
+    assert pairs.pairs.mode == "same_identity"  # the world has identities: pairs of one face, as in section 3.1
+    # Depths come from the dense mesh at the 68 points: exact for the synthetic world, nose in front of the jaw.
+    assert item["source_depths"][30] > item["source_depths"][0]
+
+    config = load_config(None, {
+        "method": "depthnet", "output_dir": str(tmp_path / "run"), "report_to": "none", "max_steps": 40,
+        "train_batch_size": 16, "learning_rate": 2e-3, "logging_steps": 10, "checkpointing_steps": 100,
+        "model": {"preset": "cpu-small-siamese"},
+        "data": {"source": "dataset", "path": str(tmp_path / "faces"), "num_pairs": 640},
+    }, get_method("depthnet").default_config)
+    train(get_method("depthnet")(config))
+    logs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert logs[-1]["loss"] < 0.5 * logs[0]["loss"]
+    model = KeypointRegistrationPipeline.from_pretrained(tmp_path / "run" / "export").depth_net
+    assert model.uses_images and model.config.image_size == 32
+    assert torch.isfinite(model(item["source_keypoints"][None], item["target_keypoints"][None],
+                                item["source_images"][None], item["target_images"][None]).depths).all()

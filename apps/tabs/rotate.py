@@ -24,8 +24,7 @@ import gradio as gr
 import numpy as np
 
 from facehub.apps.registry import DemoContext, register_tab
-from facehub.apps.tabs.swap import (
-    DEFAULT_MODEL_ID,
+from facehub.apps.tabs.common import (
     UserFacingError,
     default_model,
     face_count_note,
@@ -35,6 +34,8 @@ from facehub.apps.tabs.swap import (
 )
 
 logger = logging.getLogger(__name__)
+
+DEPTHNET_MODEL_ID = "facehub/depthnet"
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def _depthnet_method() -> RotationMethod:
     return RotationMethod(
         rotate=rotate_with_depthnet,
         model_classes=DEPTHNET_BUNDLE_CLASSES,
-        default_model=DEFAULT_MODEL_ID,
+        default_model=DEPTHNET_MODEL_ID,
         description="Warps the photo with keypoint depths and a 3D affine (DepthNet); only the visible half of the "
         "face can be shown.",
     )

@@ -62,6 +62,37 @@ def invert_affine(matrix: np.ndarray) -> np.ndarray:
     return np.hstack([linear, -(linear @ matrix[:, 2])[:, None]])
 
 
+def warp_affine(image: np.ndarray, matrix: np.ndarray, size: int, border_value: int = 0) -> np.ndarray:
+    """(size, size, C) crop of ``image`` under the (2, 3) affine ``matrix`` (image -> crop, house coordinates).
+
+    The origin is the top-left corner of the top-left pixel, so pixel centres sit at half-integers, in the image and
+    in the crop alike. Where the affine shrinks by more than 2x, the image is first reduced by an integer factor with
+    area averaging (after edge-padding to whole multiples of the factor, so reduced pixel i covers exactly original
+    pixels factor * i ... factor * (i + 1) - 1), so the crop does not alias. Pixels outside the image get
+    ``border_value``.
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    source, linear, offset = np.ascontiguousarray(image), matrix[:, :2], matrix[:, 2]
+    zoom = float(np.sqrt(abs(np.linalg.det(linear))))
+    if zoom < 0.5:
+        factor = int(np.floor(1.0 / zoom))
+        height, width = source.shape[:2]
+        padded = cv2.copyMakeBorder(source, 0, (-height) % factor, 0, (-width) % factor, cv2.BORDER_REPLICATE)
+        source = cv2.resize(padded, (padded.shape[1] // factor, padded.shape[0] // factor),
+                            interpolation=cv2.INTER_AREA)
+        linear = linear * factor  # corner-origin coordinates of the reduced image are the original's / factor
+    # OpenCV puts pixel centres at integers: shift by half a pixel on both sides.
+    warp = np.hstack([linear, (offset + linear @ np.array([0.5, 0.5]) - 0.5)[:, None]])
+    return cv2.warpAffine(
+        source,
+        warp,
+        (int(size), int(size)),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(border_value,) * 3,
+    )
+
+
 def align_face(
     image: np.ndarray, landmarks68: np.ndarray, size: int = 128, padding: float = 0.0, border_value: int = 0
 ) -> AlignedFace:
@@ -77,20 +108,5 @@ def align_face(
     landmarks68 = np.asarray(landmarks68, dtype=np.float64)[:, :2]
     similarity = umeyama(five_points_from_landmarks68(landmarks68), template_points(size, padding))
     matrix = np.hstack([similarity.scale * similarity.rotation, similarity.translation[:, None]])
-    source, linear, offset = image, matrix[:, :2], matrix[:, 2]
-    if similarity.scale < 0.5:
-        factor = int(np.floor(1.0 / similarity.scale))
-        height, width = image.shape[:2]
-        source = cv2.resize(image, (max(width // factor, 1), max(height // factor, 1)), interpolation=cv2.INTER_AREA)
-        linear = linear * factor  # corner-origin coordinates of the reduced image are the original's / factor
-    # OpenCV puts pixel centres at integers: shift by half a pixel on both sides.
-    warp = np.hstack([linear, (offset + linear @ np.array([0.5, 0.5]) - 0.5)[:, None]])
-    crop = cv2.warpAffine(
-        source,
-        warp,
-        (size, size),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=(border_value,) * 3,
-    )
+    crop = warp_affine(image, matrix, size, border_value)
     return AlignedFace(crop, matrix, invert_affine(matrix), apply_affine(matrix, landmarks68))

@@ -1,0 +1,116 @@
+"""The face crop PRN-Dense reads, and the conversion between image positions and the network's crop units.
+
+One definition for training data and inference (the trainer must crop with these functions too):
+
+- **The crop** (:func:`face_crop_transform`) is PRNet's (Feng et al., ECCV 2018, ``api.process`` with landmarks):
+  an axis-aligned square centred on the box of the 68 landmarks, of side ``1.6 x`` the mean of the box's width and
+  height, scaled to ``crop_size`` pixels. No rotation: the network sees the face's roll and predicts it, as PRNet
+  does; a crop that depends only on the landmark box stays stable at large yaw, where a roll estimated from
+  landmarks is not. Seed 003 (section 3.1.1) trains on crops shifted and rotated at random: ``offset``, ``scale``
+  and ``rotation`` apply such a perturbation around the same crop (PRNet: offsets up to 0.1 of the box size,
+  scale factors 0.9-1.1).
+- **The warp** (:func:`crop_face_image`): ``cv2.warpAffine`` with facehub's pixel convention (origin at the top-left
+  corner of the top-left pixel, so pixel centres at half-integers, in the image and in the crop) and area-averaged
+  pre-reduction when the crop shrinks the face by more than 2x, as :func:`facehub.modeling.faces.align_face` does.
+- **Crop units** (:func:`image_positions_to_crop_units`, :func:`crop_units_to_image_positions`): the network's output
+  is the position map in crop pixels divided by the crop size, ``(x / S, y / S, z / S)``. ``x, y`` go through the
+  (2, 3) image-to-crop affine; ``z`` (towards the camera, same units as x and y, the dataset's origin) is multiplied
+  by the affine's scale ``sqrt(|det A|)``, as ``facehub prepare`` scales z into its crops.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from facehub.modeling.faces.alignment import invert_affine, warp_affine
+
+#: PRNet's crop side as a multiple of the 68-landmark box's mean side (``old_size * 1.6`` in its ``api.process``).
+PRNET_CROP_SCALE = 1.6
+
+
+def _landmarks_of(face_or_landmarks68) -> np.ndarray:
+    points = getattr(face_or_landmarks68, "landmarks68", face_or_landmarks68)
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[0] != 68 or points.shape[1] < 2:
+        raise ValueError(
+            f"Expected a Face or (68, 2) / (68, 3) iBUG landmarks, got an array of shape {points.shape}."
+        )
+    points = points[:, :2]
+    if not np.isfinite(points).all():
+        raise ValueError("The landmarks contain NaN or infinite coordinates.")
+    return points
+
+
+def face_crop_transform(
+    face_or_landmarks68,
+    crop_size: int,
+    *,
+    scale: float = PRNET_CROP_SCALE,
+    offset: tuple[float, float] = (0.0, 0.0),
+    rotation: float = 0.0,
+) -> np.ndarray:
+    """(2, 3) affine taking image pixels to the pixels of the ``crop_size`` x ``crop_size`` face crop.
+
+    Args:
+        face_or_landmarks68: a :class:`~facehub.modeling.faces.Face` or its (68, 2) / (68, 3) landmarks, in the
+            image's pixels (iBUG order).
+        crop_size: S, the crop's side in pixels (the model's ``sample_size``).
+        scale: crop side / mean side of the landmarks' box (PRNet: 1.6).
+        offset: shift of the crop centre, in units of the box's mean side (augmentation; 0 at inference).
+        rotation: degrees the face turns clockwise on screen in the crop (augmentation; 0 at inference).
+
+    Returns:
+        ``A`` with ``crop_xy = A[:, :2] @ image_xy + A[:, 2]`` (``cv2.warpAffine``'s matrix for corner-origin
+        pixels; use :func:`crop_face_image` to warp).
+    """
+    points = _landmarks_of(face_or_landmarks68)
+    low, high = points.min(axis=0), points.max(axis=0)
+    box_size = float((high - low).sum() / 2.0)
+    if not box_size > 0 or scale <= 0 or crop_size <= 0:
+        raise ValueError(
+            f"Cannot crop: the landmarks' box has mean side {box_size:g} px, scale={scale:g}, crop_size={crop_size}; "
+            "all must be positive."
+        )
+    centre = (low + high) / 2.0 + box_size * np.asarray(offset, dtype=np.float64)
+    zoom = crop_size / (scale * box_size)
+    angle = math.radians(rotation)
+    linear = zoom * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    translation = np.array([crop_size / 2.0, crop_size / 2.0]) - linear @ centre
+    return np.hstack([linear, translation[:, None]])
+
+
+def affine_scale(image_to_crop: np.ndarray) -> float:
+    """The similarity's scale ``sqrt(|det A|)`` (crop pixels per image pixel), which also scales z."""
+    return float(np.sqrt(abs(np.linalg.det(np.asarray(image_to_crop, dtype=np.float64)[:, :2]))))
+
+
+def crop_face_image(image: np.ndarray, image_to_crop: np.ndarray, crop_size: int, border_value: int = 0) -> np.ndarray:
+    """(crop_size, crop_size, 3) uint8 crop of an (H, W, 3) RGB uint8 ``image`` under the (2, 3) affine.
+
+    Pixels outside the photo get ``border_value`` (PRNet pads with black too).
+    """
+    return warp_affine(image, image_to_crop, crop_size, border_value)
+
+
+def image_positions_to_crop_units(positions: np.ndarray, image_to_crop: np.ndarray, crop_size: int) -> np.ndarray:
+    """(..., 3) positions in image pixels (x, y, z towards the camera) -> the network's crop units
+    ``(x_crop / S, y_crop / S, z * scale / S)``; e.g. a dataset's UV position map -> the training target."""
+    positions = np.asarray(positions, dtype=np.float64)
+    matrix = np.asarray(image_to_crop, dtype=np.float64)
+    out = np.empty(positions.shape, dtype=np.float64)
+    out[..., :2] = positions[..., :2] @ matrix[:, :2].T + matrix[:, 2]
+    out[..., 2] = positions[..., 2] * affine_scale(matrix)
+    return out / float(crop_size)
+
+
+def crop_units_to_image_positions(crop_units: np.ndarray, image_to_crop: np.ndarray, crop_size: int) -> np.ndarray:
+    """Inverse of :func:`image_positions_to_crop_units`: (..., 3) network output -> image pixels (x, y, z)."""
+    crop = np.asarray(crop_units, dtype=np.float64) * float(crop_size)
+    matrix = np.asarray(image_to_crop, dtype=np.float64)
+    inverse = invert_affine(matrix)
+    out = np.empty(crop.shape, dtype=np.float64)
+    out[..., :2] = crop[..., :2] @ inverse[:, :2].T + inverse[:, 2]
+    out[..., 2] = crop[..., 2] / affine_scale(matrix)
+    return out

@@ -1,0 +1,143 @@
+"""3D face reconstruction and dense alignment from one photo with PRN-Dense (seed 003; PRNet's inference recipe).
+
+``FaceReconstructionPipeline.from_pretrained("facehub/prn-dense")(image)`` returns one
+:class:`~facehub.modeling.prn_dense.FaceReconstruction` per face, largest first (``[]`` when there is none):
+
+1. faces are found with :class:`facehub.modeling.faces.FaceAnalyzer` (MediaPipe, robust to large poses; no identity
+   descriptor);
+2. each face is cropped with :func:`~facehub.modeling.prn_dense.face_crop_transform` (PRNet's square around the 68
+   landmarks' box, no rotation) to the model's ``sample_size`` and normalised to [-1, 1];
+3. all crops of the photo go through :class:`~facehub.modeling.prn_dense.PRNDenseModel` in batches, giving UV position
+   maps in crop units;
+4. each map is taken back to the photo's pixels and turned into a mesh, landmarks, pose, colours, texture and depth
+   image (:func:`~facehub.modeling.prn_dense.reconstruction.build_reconstruction`).
+
+:meth:`FaceReconstructionPipeline.reconstruct_faces` runs steps 2-4 on faces (or 68-landmark arrays) the caller
+already has, e.g. ground-truth landmarks in an evaluation.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import torch
+
+from facehub.modeling.faces.analyzer import Face
+from facehub.modeling.faces.image_io import load_image
+from facehub.modeling.modeling_utils import FaceHubPipeline
+from facehub.modeling.prn_dense.cropping import crop_face_image, face_crop_transform
+from facehub.modeling.prn_dense.modeling_prn_dense import PRNDenseModel
+from facehub.modeling.prn_dense.reconstruction import FaceReconstruction, build_reconstruction
+
+
+def crops_to_tensor(crops: np.ndarray) -> torch.Tensor:
+    """(B, S, S, 3) RGB uint8 crops -> (B, 3, S, S) float32 in [-1, 1] (the model's input)."""
+    array = torch.from_numpy(np.ascontiguousarray(crops, dtype=np.uint8))
+    return array.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+class FaceReconstructionPipeline(FaceHubPipeline):
+    """Photo -> 3D faces with PRN-Dense; component ``prn`` (:class:`PRNDenseModel`). See the module docstring.
+
+    ``recs = pipe(image)``; ``recs[0].landmarks68`` (68, 3), ``recs[0].vertices``, ``recs[0].export("face.glb")``.
+    """
+
+    model_cpu_offload_seq = "prn"
+
+    def __init__(self, prn: PRNDenseModel):
+        super().__init__()
+        self.register_modules(prn=prn)
+        self._face_analyzer = None
+        self._analysis_lock = threading.Lock()
+
+    @property
+    def crop_size(self) -> int:
+        """Side of the face crops the model reads (its ``sample_size``)."""
+        return int(self.prn.config.sample_size)
+
+    @property
+    def face_analyzer(self):
+        """The :class:`~facehub.modeling.faces.FaceAnalyzer` that finds faces (created on first use)."""
+        if self._face_analyzer is None:
+            from facehub.modeling.faces.analyzer import FaceAnalyzer
+
+            self._face_analyzer = FaceAnalyzer(compute_embedding=False)
+        return self._face_analyzer
+
+    def find_faces(self, image: np.ndarray) -> list[Face]:
+        """The faces of an RGB uint8 photo, largest first (MediaPipe graphs are not thread-safe: one at a time)."""
+        with self._analysis_lock:
+            return self.face_analyzer(image)
+
+    @torch.no_grad()
+    def predict_uv_position_maps(self, crops: np.ndarray, batch_size: int = 8) -> np.ndarray:
+        """(B, S, S, 3) RGB uint8 crops -> (B, U, U, 3) float32 UV position maps in crop units (model in eval mode)."""
+        crops = np.asarray(crops)
+        size = self.crop_size
+        if crops.ndim != 4 or crops.shape[1:] != (size, size, 3):
+            raise ValueError(f"Expected (B, {size}, {size}, 3) RGB crops, got an array of shape {crops.shape}.")
+        model = self.prn
+        parameter = next(model.parameters())
+        was_training = model.training
+        model.eval()
+        outputs = []
+        try:
+            for start in range(0, len(crops), max(1, int(batch_size))):
+                batch = crops_to_tensor(crops[start : start + batch_size]).to(parameter.device, parameter.dtype)
+                predicted = model(batch).uv_position_map
+                outputs.append(predicted.float().permute(0, 2, 3, 1).cpu().numpy())
+        finally:
+            model.train(was_training)
+        if not outputs:
+            return np.zeros((0, model.uv_size, model.uv_size, 3), dtype=np.float32)
+        return np.concatenate(outputs)
+
+    def reconstruct_faces(
+        self, image, faces, *, batch_size: int = 8, compute_depth: bool = True
+    ) -> list[FaceReconstruction]:
+        """Reconstruct given faces of a photo in one batched pass.
+
+        Args:
+            image: RGB uint8 array, PIL image, path or bytes.
+            faces: :class:`~facehub.modeling.faces.Face` objects or (68, 2) / (68, 3) landmark arrays in the photo's
+                pixels, one per face.
+            compute_depth: also z-buffer each mesh into a depth image.
+        """
+        photo = load_image(image)
+        faces = list(faces)
+        if not faces:
+            return []
+        size = self.crop_size
+        transforms = [face_crop_transform(face, size) for face in faces]
+        crops = np.stack([crop_face_image(photo, transform, size) for transform in transforms])
+        uv_maps = self.predict_uv_position_maps(crops, batch_size=batch_size)
+        return [
+            build_reconstruction(
+                photo, uv_map, transform, size, face=face if isinstance(face, Face) else None,
+                compute_depth=compute_depth,
+            )
+            for face, uv_map, transform in zip(faces, uv_maps, transforms, strict=True)
+        ]
+
+    def __call__(
+        self, image, *, max_faces: int | None = None, batch_size: int = 8, compute_depth: bool = True
+    ) -> list[FaceReconstruction]:
+        """Reconstruct every face of ``image`` (RGB uint8 array, PIL image, path or bytes), largest first.
+
+        Args:
+            max_faces: keep at most this many faces (the largest); ``None`` keeps all the analyzer found.
+            batch_size: crops per network pass.
+            compute_depth: also z-buffer each mesh into ``depth`` / ``face_mask``.
+
+        Returns:
+            A list of :class:`FaceReconstruction`, ``[]`` when the photo has no face.
+
+        Raises:
+            ImageReadError: the image cannot be read (missing, not an image, corrupt).
+        """
+        photo = load_image(image)
+        faces = self.find_faces(photo)
+        if max_faces is not None:
+            faces = faces[: max(0, int(max_faces))]
+        return self.reconstruct_faces(photo, faces, batch_size=batch_size, compute_depth=compute_depth)

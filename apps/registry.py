@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 BUILTIN_TAB_MODULES: list[str] = [
     "facehub.apps.tabs.rotate",
+    "facehub.apps.tabs.reconstruct",
     "facehub.apps.tabs.swap",
     "facehub.apps.tabs.models",
     "facehub.apps.tabs.about",

@@ -133,7 +133,7 @@ def test_registered_tabs_are_ordered_and_a_broken_tab_does_not_break_the_demo(mo
     def build_relight(ctx):
         gr.Markdown("relight here")
 
-    @register_tab("Broken", order=25)
+    @register_tab("Broken", order=27)
     def build_broken(ctx):
         raise RuntimeError("no weights")
 
@@ -141,7 +141,7 @@ def test_registered_tabs_are_ordered_and_a_broken_tab_does_not_break_the_demo(mo
         register_tab("Relight")(lambda ctx: None)
 
     demo = build_demo(DemoContext(device="cpu"))
-    assert _tab_labels(demo) == ["Relight", "Rotate", "Broken", "Swap", "Models", "About"]
+    assert _tab_labels(demo) == ["Relight", "Rotate", "Reconstruct 3D", "Broken", "Swap", "Models", "About"]
     assert any("failed to build" in text and "no weights" in text for text in _markdown_values(demo))
 
 

@@ -22,7 +22,11 @@ from facehub.apps.registry import DemoContext, register_tab
 
 logger = logging.getLogger(__name__)
 
-CLASS_MODULES: list[str] = ["facehub.modeling.depthnet", "facehub.modeling.cyclegan"]
+CLASS_MODULES: list[str] = [
+    "facehub.modeling.depthnet",
+    "facehub.modeling.cyclegan",
+    "facehub.modeling.prn_dense",
+]
 """Packages whose exported pipeline and model classes the tab can load (a new method adds its package here)."""
 
 CATALOG_HEADERS = ["Model", "Class", "Description"]

@@ -107,8 +107,51 @@ def _depthnet_method() -> RotationMethod:
     )
 
 
+def rotate_with_reconstruction(ctx: DemoContext, model_id: str, request: RotationRequest) -> RotationResult:
+    """PRN-Dense: reconstruct the face's dense mesh, turn it and re-render it textured with the photo (the
+    face-profiling warp of :func:`facehub.modeling.geometry.profiling.rotate_face`)."""
+    from facehub.modeling.geometry.profiling import rotate_face
+    from facehub.modeling.prn_dense import FaceReconstructionPipeline
+
+    pipe = load_pipeline(ctx, model_id, FaceReconstructionPipeline)
+    faces = pipe(request.image)
+    if not faces:
+        raise UserFacingError("No face was found in the photo.")
+    face = faces[0]
+    yaw, pitch, roll = request.yaw, request.pitch, request.roll
+    if request.target_image is not None:
+        targets = pipe(request.target_image)
+        if not targets:
+            raise UserFacingError("No face was found in the target pose photo.")
+        yaw, pitch, roll = targets[0].pose
+    if abs(yaw) > 90 or abs(pitch) > 90:
+        raise ValueError(f"Cannot turn a face to yaw {yaw:.0f}, pitch {pitch:.0f}: both must be within +-90 degrees.")
+    image = rotate_face(request.image, face.vertices, yaw, pitch, roll)
+    again = pipe(image)
+    measured = _pose_text(again[0].pose) if again else "not found again"
+    requested = _pose_text((yaw, pitch, face.pose[2] if roll is None else roll))
+    message = (
+        f"Turned from ({_pose_text(face.pose)}) to ({requested}); measured on the result: {measured}."
+        f"{face_count_note(len(faces), 'photo')}"
+    )
+    return RotationResult(image, message)
+
+
+def _reconstruction_method() -> RotationMethod:
+    return RotationMethod(
+        rotate=rotate_with_reconstruction,
+        model_classes=("FaceReconstructionPipeline",),
+        default_model="facehub/prn-dense",
+        description="Reconstructs the dense 3D face (PRN-Dense), turns it and re-renders it with the photo's "
+        "texture; the face region moves, hair and background stay.",
+    )
+
+
 #: The methods of the picker, by label.
-ROTATION_METHODS: dict[str, RotationMethod] = {"DepthNet (keypoints)": _depthnet_method()}
+ROTATION_METHODS: dict[str, RotationMethod] = {
+    "DepthNet (keypoints)": _depthnet_method(),
+    "3D reconstruction (PRN-Dense)": _reconstruction_method(),
+}
 
 
 def run_rotation(

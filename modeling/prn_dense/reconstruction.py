@@ -13,7 +13,7 @@ everything else off it, as PRNet's ``api`` does with its own topology:
 - colours: the photo sampled at each vertex, and a UV texture: the photo sampled at every UV pixel's (x, y), PRNet's
   texture (no visibility test: surfaces hidden at large yaw take the colour of what covers them);
 - a depth image: the mesh z-buffered in the photo's pixels (PyTorch3D's rasteriser through
-  :func:`facehub.modeling.depthnet.warp.rasterize_tiled`), measured from the mesh's deepest vertex as the synthetic
+  :func:`facehub.modeling.geometry.render.rasterize_tiled`), measured from the mesh's deepest vertex as the synthetic
   face world measures its depth images, so it is >= 0 on the face and 0 means "no face".
 
 Frames: everything in :class:`FaceReconstruction` is in photo pixels, x right, y down, z towards the camera (the house
@@ -62,7 +62,7 @@ def render_depth(vertices: np.ndarray, triangles: np.ndarray, height: int, width
     Returns ``depth`` (H, W) float32, the visible surface's z above the mesh's deepest vertex (``z - min z``, larger
     is nearer the camera; 0 off the face) and ``mask`` (H, W) bool, True where the face covers the pixel.
     """
-    from facehub.modeling.depthnet.warp import rasterize_tiled
+    from facehub.modeling.geometry.render import rasterize_tiled
 
     depth = np.zeros((height, width), dtype=np.float32)
     mask = np.zeros((height, width), dtype=bool)

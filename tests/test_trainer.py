@@ -61,7 +61,7 @@ def test_config_file_overrides_and_validation(tmp_path):
         load_config(path, ["max_step=3"])
     with pytest.raises(ValueError, match=r"Got 0 for `train_batch_size`"):
         load_config(path, ["train_batch_size=0"])
-    with pytest.raises(UnknownMethodError, match="Known methods: cyclegan, depthnet"):
+    with pytest.raises(UnknownMethodError, match="Known methods: cyclegan, depthnet, prn_dense"):
         get_method("nerf")
 
 
@@ -214,7 +214,7 @@ def test_cli_train_launches_through_accelerate_and_rejects_unknown_methods(tmp_p
 
     unknown = subprocess.run([str(facehub), "train", "nerf"], capture_output=True, text=True, timeout=120)
     assert unknown.returncode == 2
-    assert "Unknown method 'nerf'. Known methods: cyclegan, depthnet" in unknown.stderr
+    assert "Unknown method 'nerf'. Known methods: cyclegan, depthnet, prn_dense" in unknown.stderr
 
 
 def test_gradient_accumulation_and_bf16_count_optimizer_steps(tmp_path):

@@ -21,7 +21,10 @@ from facehub.trainers.core.method import UnknownMethodError, get_method, known_m
 COMMAND_ENV = "FACEHUB_TRAIN_COMMAND"
 
 # Where a method's evaluation and benchmark live ("module:function(args) -> int"); methods add theirs here.
-EVALUATIONS: dict[str, str] = {"depthnet": "facehub.trainers.evaluation.depthnet:main"}
+EVALUATIONS: dict[str, str] = {
+    "depthnet": "facehub.trainers.evaluation.depthnet:main",
+    "prn_dense": "facehub.trainers.evaluation.prn_dense:main",
+}
 BENCHMARKS: dict[str, str] = {}
 
 

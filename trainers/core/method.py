@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 _METHODS: dict[str, str] = {
     "cyclegan": "facehub.trainers.cyclegan:CycleGANRepairTraining",
     "depthnet": "facehub.trainers.depthnet:DepthNetTraining",
+    "prn_dense": "facehub.trainers.prn_dense:PRNDenseTraining",
 }
 
 

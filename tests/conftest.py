@@ -12,6 +12,9 @@ from ports import free_port
 
 # Gradio reads this when a Blocks is created; set it before any test builds one, so nothing calls home.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+# Tests start torch subprocesses (accelerate launch, the demo) beside this one on two cores: OpenMP threads that
+# spin while waiting slow such neighbours down many times over; passive waiting costs nothing alone.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 TEST_MODEL_ID = "facehub/depthnet-test"
 TEST_MODEL_CARD = "A tiny DepthNet made by the facehub tests."

@@ -237,6 +237,10 @@ def train(method: TrainingMethod, command: str | None = None) -> dict[str, Any]:
             epoch, skip = divmod(progress.micro_step, batches_per_epoch)
             # Through the prepared loader: it re-applies its own epoch counter to the sampler at every __iter__.
             dataloader.set_epoch(epoch)
+            # A dataset whose items depend on the epoch (fresh augmentations each pass) hears it directly: with
+            # several processes accelerate's sharded loader does not pass the epoch on to the dataset.
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(epoch)
             loader = accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
             for batch in loader:
                 for model in models.values():

@@ -545,13 +545,8 @@ class CycleGANRepairTraining(TrainingMethod):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from facehub.trainers.core.method import UnknownMethodError, get_method, register_method
     from facehub.trainers.run import main as run_main
 
-    try:
-        get_method(METHOD_NAME)
-    except UnknownMethodError:  # the module runs on its own even before facehub's registry lists it
-        register_method(METHOD_NAME, METHOD_TARGET)
     return run_main(argv, method=METHOD_NAME)
 
 

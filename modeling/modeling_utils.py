@@ -30,6 +30,24 @@ PIPELINE_INDEX_NAME = "model_index.json"
 _HUB_KWARGS = ("revision", "token")
 
 
+def preset_settings(presets: dict[str, dict[str, Any]], preset: str, overrides: dict[str, Any], config_class: type,
+                    label: str) -> dict[str, Any]:
+    """The settings of the named ``preset`` with ``overrides`` applied, for the dataclass ``config_class``.
+
+    Raises ``ValueError`` naming an unknown preset (with the known ones) or override fields ``config_class`` lacks
+    (``label`` names the method in that message).
+    """
+    import dataclasses
+
+    if preset not in presets:
+        raise ValueError(f"Got {preset!r} for `preset`; known presets: {sorted(presets)}.")
+    known = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"Unknown {label} setting(s) {unknown}; known settings: {sorted(known)}.")
+    return {**presets[preset], **overrides}
+
+
 class CheckpointError(ValueError):
     """A checkpoint folder cannot be loaded by the requested class (wrong class, missing or damaged files)."""
 

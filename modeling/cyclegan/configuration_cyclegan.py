@@ -56,9 +56,10 @@ Presets (:data:`CYCLEGAN_PRESETS`, built with :func:`cyclegan_config`):
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
+
+from facehub.modeling.modeling_utils import preset_settings
 
 NORMS = ("instance", "batch", "none")
 PADDINGS = ("reflect", "replicate", "zero")
@@ -200,10 +201,4 @@ class CycleGANConfig:
 
 def cyclegan_config(preset: str = "paper", **overrides: Any) -> CycleGANConfig:
     """The named preset with ``overrides`` applied (any :class:`CycleGANConfig` field), validated."""
-    if preset not in CYCLEGAN_PRESETS:
-        raise ValueError(f"Got {preset!r} for `preset`; known presets: {sorted(CYCLEGAN_PRESETS)}.")
-    known = {field.name for field in dataclasses.fields(CycleGANConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"Unknown CycleGAN setting(s) {unknown}; known settings: {sorted(known)}.")
-    return CycleGANConfig(**{**CYCLEGAN_PRESETS[preset], **overrides})
+    return CycleGANConfig(**preset_settings(CYCLEGAN_PRESETS, preset, overrides, CycleGANConfig, "CycleGAN"))

@@ -78,9 +78,10 @@ Presets (:data:`PRN_DENSE_PRESETS`, built with :func:`prn_dense_config` or ``PRN
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
+
+from facehub.modeling.modeling_utils import preset_settings
 
 OUTPUT_ACTIVATIONS = ("sigmoid", "linear")
 
@@ -270,13 +271,7 @@ def prn_dense_config(preset: str = "paper", **overrides: Any) -> PRNDenseConfig:
     Setting ``growth_rate`` over a preset that lists its widths derives them instead; listing
     ``block_out_channels`` over a growth-rate preset uses the list (``growth_rate`` is dropped).
     """
-    if preset not in PRN_DENSE_PRESETS:
-        raise ValueError(f"Got {preset!r} for `preset`; known presets: {sorted(PRN_DENSE_PRESETS)}.")
-    known = {field.name for field in dataclasses.fields(PRNDenseConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"Unknown PRN-Dense setting(s) {unknown}; known settings: {sorted(known)}.")
-    settings = {**PRN_DENSE_PRESETS[preset], **overrides}
+    settings = preset_settings(PRN_DENSE_PRESETS, preset, overrides, PRNDenseConfig, "PRN-Dense")
     if "block_out_channels" in overrides and "growth_rate" not in overrides:
         settings["growth_rate"] = None
     return PRNDenseConfig(**settings)

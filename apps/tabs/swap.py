@@ -35,13 +35,12 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL_ID = "facehub/depthnet"
 
 
-_REPAIRED_PIPELINES: dict[tuple[str, str], Any] = {}
-
-
-def swap_pipeline(ctx: DemoContext, model_id: str | None, repair_id: str | None = None):
+def swap_pipeline(ctx: DemoContext, model_id: str | None, repair_id: str | None = None,
+                  combined: dict[tuple[str, str], Any] | None = None):
     """The swap pipeline of ``model_id``, with the generator of the repair checkpoint ``repair_id`` when given.
 
-    The combination is built once per (model, repair) pair and shares its networks with the cached pipelines.
+    Both checkpoints come from the context's cache; their combination shares those networks and is kept in
+    ``combined`` (the tab's own dict, keyed by (model, repair)) so it is built once per pair.
     """
     from facehub.modeling.depthnet.pipeline_face_swap import FaceSwapPipeline
 
@@ -51,11 +50,12 @@ def swap_pipeline(ctx: DemoContext, model_id: str | None, repair_id: str | None 
         return pipe
     from facehub.modeling.cyclegan import FaceRepairPipeline
 
+    combined = {} if combined is None else combined
     key = (str(model_id).strip(), repair_id)
-    if key not in _REPAIRED_PIPELINES:
+    if key not in combined:
         repair = load_pipeline(ctx, repair_id, FaceRepairPipeline).repair
-        _REPAIRED_PIPELINES[key] = FaceSwapPipeline(depth_net=pipe.depth_net, repair=repair)
-    return _REPAIRED_PIPELINES[key]
+        combined[key] = FaceSwapPipeline(depth_net=pipe.depth_net, repair=repair)
+    return combined[key]
 
 
 def swap_faces(
@@ -64,6 +64,7 @@ def swap_faces(
     target: np.ndarray | None,
     model_id: str | None,
     repair_id: str | None = None,
+    combined: dict[tuple[str, str], Any] | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray | None, str, dict[str, Any]]:
     """The ``/swap`` event: returns the swapped photo, the warp before repair, a status message and measurements."""
     from facehub.modeling.faces.image_io import FaceHubImageError
@@ -71,7 +72,7 @@ def swap_faces(
     try:
         if source is None or target is None:
             raise UserFacingError("Upload both photos: the source (whose face is used) and the target.")
-        pipe = swap_pipeline(ctx, model_id, repair_id)
+        pipe = swap_pipeline(ctx, model_id, repair_id, combined)
         out = pipe(source, target, measure=True)
     except (UserFacingError, FaceHubImageError) as err:
         return None, None, warning_status(str(err)), {}
@@ -115,6 +116,7 @@ def build(ctx: DemoContext) -> None:
     from facehub.modeling.depthnet.pipeline_face_rotation import DEPTHNET_BUNDLE_CLASSES
 
     choices = model_choices(DEPTHNET_BUNDLE_CLASSES)
+    combined: dict[tuple[str, str], Any] = {}  # (model, repair) -> swap pipeline with that repair, for this demo
     gr.Markdown(
         "Put the **source** photo's face on the **target** photo's head (DepthNet: keypoint depths and a 3D affine "
         "turn the source face to the target's pose, then it is pasted and blended)."
@@ -145,7 +147,7 @@ def build(ctx: DemoContext) -> None:
     with gr.Accordion("Measurements", open=False):
         measurements = gr.JSON(label="Measurements")
     run.click(
-        lambda s, t, m, r: swap_faces(ctx, s, t, m, r),
+        lambda s, t, m, r: swap_faces(ctx, s, t, m, r, combined),
         inputs=[source, target, model, repair],
         outputs=[swapped, warped, status, measurements],
         api_name="swap",

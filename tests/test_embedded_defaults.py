@@ -10,6 +10,19 @@ from facehub.hub import list_embedded, resolve
 from facehub.modeling.depthnet import DepthNetModel, register_keypoints
 
 
+def parameters_loaded_offline(module: str, class_name: str, model_id: str, subfolder: str) -> int:
+    """Load an embedded default in a fresh interpreter with the Hub unreachable; its parameter count."""
+    code = (
+        f"from {module} import {class_name}\n"
+        f"m = {class_name}.from_pretrained({model_id!r}, subfolder={subfolder!r})\n"
+        "print(sum(p.numel() for p in m.parameters()))\n"
+    )
+    env = {"HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return int(out.stdout.split()[-1])
+
+
 def test_every_embedded_default_has_a_card_with_its_training_command():
     models = {m.model_id: m for m in list_embedded()}
     assert "facehub/depthnet" in models
@@ -21,16 +34,9 @@ def test_every_embedded_default_has_a_card_with_its_training_command():
 
 
 def test_depthnet_default_loads_offline_and_beats_the_2d_affine_baseline():
-    code = (
-        "from facehub.modeling.depthnet import DepthNetModel\n"
-        "m = DepthNetModel.from_pretrained('facehub/depthnet', subfolder='depth_net')\n"
-        "print(sum(p.numel() for p in m.parameters()))\n"
-    )
-    env = {"HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9", "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
     model = DepthNetModel.from_pretrained("facehub/depthnet", subfolder="depth_net")
-    assert int(out.stdout.split()[-1]) == sum(p.numel() for p in model.parameters())
+    assert parameters_loaded_offline("facehub.modeling.depthnet", "DepthNetModel", "facehub/depthnet", "depth_net") \
+        == sum(p.numel() for p in model.parameters())
     assert resolve("facehub/depthnet").is_relative_to(resolve.__globals__["EMBEDDED_DEFAULTS_DIR"])
 
 
@@ -100,16 +106,9 @@ def test_prn_dense_default_loads_offline_and_reconstructs_a_photo(tmp_path):
     from facehub.modeling.geometry.landmark_metrics import nme
     from facehub.modeling.prn_dense import FaceReconstructionPipeline
 
-    code = (
-        "from facehub.modeling.prn_dense import PRNDenseModel\n"
-        "m = PRNDenseModel.from_pretrained('facehub/prn-dense', subfolder='prn')\n"
-        "print(sum(p.numel() for p in m.parameters()))\n"
-    )
-    env = {"HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9", "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
     pipe = FaceReconstructionPipeline.from_pretrained("facehub/prn-dense")
-    assert int(out.stdout.split()[-1]) == sum(p.numel() for p in pipe.prn.parameters())
+    assert parameters_loaded_offline("facehub.modeling.prn_dense", "PRNDenseModel", "facehub/prn-dense", "prn") \
+        == sum(p.numel() for p in pipe.prn.parameters())
 
     from pathlib import Path
 

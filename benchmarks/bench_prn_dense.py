@@ -3,9 +3,12 @@
 For each preset (``paper``: Table 1 at 256x256, ``fast``, ``cpu-small``), measured in this run:
 
 - the network's FLOPs per face (``torch.utils.flop_counter``: 2 per multiply-add) and the machine's fp32
-  matrix-multiply rate (a 2048x2048 ``torch.mm``, median of several runs) -> the floor ``FLOPs / rate``;
-- the network alone, batch 1, ``channels_last``, ``torch.inference_mode`` (median), and its ratio to the floor
-  (issue target: paper <= 1.25x the floor; a fast config < 50 ms);
+  matrix-multiply rate with the torch threads the network uses (a 2048x2048 ``torch.mm``, median of several runs)
+  -> the floor ``FLOPs / rate``; the one-thread rate is printed too, for comparison with figures quoted per core;
+- the network alone, batch 1, ``torch.inference_mode`` (median), eager and after
+  ``model.compile(options={"freezing": True})`` (inductor, batch norms folded into the convolutions; the compile time
+  is printed and left out of the median), each with its ratio to the floor (issue target: paper <= 1.25x the floor;
+  a fast config < 50 ms);
 - photo -> GLB: :class:`FaceReconstructionPipeline` on a 256x256 photo (detection, crop, network, mesh, colours,
   depth) plus ``export(".glb")``, and its ratio to the network's time (target <= 1.5x);
 - the reference measured in the same run: MediaPipe's face mesh on the same photo;
@@ -14,7 +17,7 @@ For each preset (``paper``: Table 1 at 256x256, ``fast``, ``cpu-small``), measur
   on a small synthetic world, read from the loop's ``metrics.jsonl`` between the first and last log (start-up left
   out).
 
-Usage: ``python benchmarks/bench_prn_dense.py [--runs 10] [--presets paper fast cpu-small] [--train]``
+Usage: ``python benchmarks/bench_prn_dense.py [--runs 10] [--presets paper fast cpu-small] [--no-compile] [--train]``
 """
 
 from __future__ import annotations
@@ -48,10 +51,16 @@ def median_seconds(fn, runs: int, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
-def matmul_rate(runs: int) -> float:
-    """fp32 FLOP/s of a 2048x2048 matrix product on this machine (median)."""
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    return 2 * 2048**3 / median_seconds(lambda: torch.mm(a, b), runs)
+def matmul_rate(runs: int, threads: int | None = None) -> float:
+    """fp32 FLOP/s of a 2048x2048 matrix product on this machine (median), with ``threads`` torch threads (default:
+    the current setting)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or previous)
+    try:
+        a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+        return 2 * 2048**3 / median_seconds(lambda: torch.mm(a, b), runs)
+    finally:
+        torch.set_num_threads(previous)
 
 
 def network_flops(model: torch.nn.Module, size: int) -> int:
@@ -105,6 +114,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--presets", nargs="+", default=["paper", "fast", "cpu-small"])
+    parser.add_argument("--no-compile", action="store_true", help="skip the compiled-network column (saves ~30 s "
+                        "of inductor compilation per preset)")
     parser.add_argument("--train", action="store_true", help="also measure training throughput (1 and 2 processes)")
     parser.add_argument("--train-steps", type=int, default=40)
     args = parser.parse_args()
@@ -114,21 +125,22 @@ def main() -> int:
 
     torch.manual_seed(0)
     rate = matmul_rate(args.runs)
+    rate_one_thread = matmul_rate(args.runs, threads=1)
     image = photo_256()
     analyzer = FaceAnalyzer(compute_embedding=False)
     mediapipe = median_seconds(lambda: analyzer(image), args.runs)
     print(f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads; fp32 matmul rate "
-          f"{rate / 1e9:.0f} GFLOP/s; photo 256x256")
+          f"{rate / 1e9:.0f} GFLOP/s (the floor's; one thread: {rate_one_thread / 1e9:.0f} GFLOP/s); photo 256x256")
     print(f"reference: MediaPipe face detection + mesh on the photo: {1000 * mediapipe:.1f} ms")
     header = (f"{'preset':>10} {'input':>6} {'GFLOP':>7} {'floor ms':>9} {'network ms':>11} {'x floor':>8} "
-              f"{'photo->GLB ms':>14} {'x network':>10} {'peak MB':>8}")
+              f"{'compiled ms':>12} {'x floor':>8} {'photo->GLB ms':>14} {'x network':>10} {'peak MB':>8}")
     print(header)
     with tempfile.TemporaryDirectory() as workdir:
         for preset in args.presets:
-            model = PRNDenseModel.from_preset(preset).eval().to(memory_format=torch.channels_last)
+            model = PRNDenseModel.from_preset(preset).eval()
             size = int(model.config.sample_size)
             flops = network_flops(model, size)
-            crop = torch.rand(1, 3, size, size).to(memory_format=torch.channels_last) * 2 - 1
+            crop = torch.rand(1, 3, size, size) * 2 - 1
 
             def network(model=model, crop=crop):
                 with torch.inference_mode():
@@ -139,8 +151,18 @@ def main() -> int:
             glb = Path(workdir) / f"{preset}.glb"
             to_glb_s = median_seconds(lambda pipe=pipe, glb=glb: pipe(image)[0].export(glb), args.runs)
             floor = flops / rate
+            compiled = "-"
+            if not args.no_compile:
+                compiled_model = PRNDenseModel.from_preset(preset).eval()
+                compiled_model.load_state_dict(model.state_dict())
+                compiled_model.compile(options={"freezing": True})
+                start = time.perf_counter()
+                network(compiled_model)
+                print(f"  ({preset}: inductor compile {time.perf_counter() - start:.0f} s)")
+                compiled_s = median_seconds(lambda m=compiled_model: network(m), args.runs)
+                compiled = f"{1000 * compiled_s:>12.1f} {compiled_s / floor:>8.2f}"
             print(f"{preset:>10} {size:>6} {flops / 1e9:>7.1f} {1000 * floor:>9.1f} {1000 * network_s:>11.1f} "
-                  f"{network_s / floor:>8.2f} {1000 * to_glb_s:>14.1f} {to_glb_s / network_s:>10.2f} "
+                  f"{network_s / floor:>8.2f} {compiled:>21} {1000 * to_glb_s:>14.1f} {to_glb_s / network_s:>10.2f} "
                   f"{peak_memory_mb(preset):>8.0f}")
         if args.train:
             print("training throughput (cpu-small, batch 16 per process, small synthetic world):")

@@ -157,7 +157,7 @@ def test_paper_preset_reproduces_table_1_stage_by_stage():
 
 def test_parameter_counts_against_prnet():
     counts = {name: PRNDenseModel.from_preset(name).num_parameters() for name in PRN_DENSE_PRESETS}
-    assert counts == {"paper": 10_439_017, "fast": 2_611_465, "cpu-small": 623_182}
+    assert counts == {"paper": 10_439_017, "fast": 2_190_939, "cpu-small": 623_182}
     paper = PRNDenseModel.from_preset("paper")
     encoder = sum(p.numel() for name, p in paper.named_parameters() if not name.startswith("decoder"))
     assert encoder == 3_715_158
@@ -187,6 +187,17 @@ def test_presets_forward_shapes_channels_last_and_return_tuple():
     linear = PRNDenseModel.from_preset("cpu-small", sample_size=64, output_activation="linear").eval()
     with torch.no_grad():
         assert tuple(linear(torch.zeros(1, 3, 64, 64)).uv_position_map.shape) == (1, 3, 64, 64)
+
+
+def test_model_traces_as_one_graph_for_torch_compile():
+    """``model.compile(...)`` (the faster CPU path in bench_prn_dense.py) needs a forward with no graph break; the
+    eager backend checks the tracing without paying for inductor's C++ build."""
+    torch.manual_seed(0)
+    model = PRNDenseModel.from_preset("cpu-small", sample_size=64).eval()
+    images = torch.rand(2, 3, 64, 64) * 2 - 1
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(images).uv_position_map, model(images).uv_position_map)
 
 
 def test_config_validation_names_the_field_and_value():

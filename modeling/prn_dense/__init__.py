@@ -3,8 +3,8 @@ position-map regression with a DenseNet encoder, its SSIM-weighted loss, and 3D 
 mesh export.
 
 - :class:`PRNDenseModel`: face crop (B, 3, S, S) in [-1, 1] -> UV position map (B, 3, S, S) in crop units
-  ``(x / S, y / S, z / S)``; presets ``paper`` (Table 1, 256 px), ``fast`` (256 px, half width), ``cpu-small``
-  (128 px).
+  ``(x / S, y / S, z / S)``; presets ``paper`` (Table 1, 256 px), ``fast`` (256 px, half width, 2x bottleneck),
+  ``cpu-small`` (128 px).
 - :func:`face_crop_transform`, :func:`crop_face_image`, :func:`image_positions_to_crop_units`,
   :func:`crop_units_to_image_positions`: the crop and the unit convention, shared by training and inference.
 - :func:`prn_loss`, :func:`ssim_map`: eq. 4-9 (1 - SSIM weighted by PRNet's mask) or PRNet's weighted MSE.

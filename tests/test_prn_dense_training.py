@@ -18,6 +18,7 @@ import torch
 
 from facehub.modeling.geometry.landmarks68 import landmarks68_from_mesh
 from facehub.modeling.geometry.rotations import rotation_matrix
+from facehub.modeling.geometry.topology import mirror_vertex_map
 from facehub.modeling.geometry.uv_maps import uv_position_map_to_mesh
 from facehub.modeling.prn_dense import FaceReconstructionPipeline, PRNDenseModel, crop_units_to_image_positions
 from facehub.trainers.core import load_config, train
@@ -201,16 +202,19 @@ def _uv_code_texture(size: int = 128) -> torch.Tensor:
         None].float()
 
 
-def _render_uv_code(mesh: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+def _render_uv_code(
+    mesh: np.ndarray, size: int, vertex_order: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(size, size, 3) image whose red / green are the UV coordinates of the surface seen at each pixel, and the
-    face mask."""
+    face mask; with ``vertex_order``, vertex ``i`` carries the UV code of vertex ``vertex_order[i]``."""
     from facehub.modeling.geometry.render import FaceRenderer, OrthographicCamera
     from facehub.modeling.geometry.topology import FaceTopology
 
     topology = FaceTopology.default()
+    uvs = topology.uvs if vertex_order is None else topology.uvs[vertex_order]
     out = FaceRenderer(size)(torch.from_numpy(np.asarray(mesh, np.float32))[None],
                              torch.from_numpy(topology.triangles), OrthographicCamera(),
-                             uvs=torch.from_numpy(topology.uvs), albedo_texture=_uv_code_texture())
+                             uvs=torch.from_numpy(np.ascontiguousarray(uvs)), albedo_texture=_uv_code_texture())
     return out.image[0].permute(1, 2, 0).numpy(), out.mask[0, 0].numpy() > 0
 
 
@@ -234,14 +238,24 @@ def test_augmentation_keeps_image_and_target_consistent():
         "dense_landmarks": [row["dense_landmarks"]], "pose": [row["pose"]], "crop_to_image": [row["crop_to_image"]],
         "source": ["uv-coded face"]}, features=features)
     size = 96
-    items = PositionMapFaces([(PreparedFaceSource(table), 4.0)], size, size,
-                             {"profiling_probability": 1.0, "profiling_max_yaw": 70.0, "colour_jitter": 0.0}, seed=1)
+    options = {"profiling_probability": 1.0, "profiling_max_yaw": 70.0, "colour_jitter": 0.0, "flip_probability": 0.5}
+    items = PositionMapFaces([(PreparedFaceSource(table), 6.0)], size, size, options, seed=1)
+    unflipped = PositionMapFaces([(PreparedFaceSource(table), 6.0)], size, size, {**options, "flip_probability": 0.0},
+                                 seed=1)
+    mirror = mirror_vertex_map()
     uv_per_pixel = np.ptp(FaceTopology.default().uvs[:, 0])
+    flips = []
     for index in range(len(items)):
         view = items.view(index)
+        flips.append(view.flipped)
         turned = np.rad2deg(np.arctan2(view.rotation[0, 2], view.rotation[2, 2]))
         assert abs(turned) > 5.0  # profiled: the face was turned
-        rendered, mask = _render_uv_code(view.mesh, size)
+        if view.flipped:  # the flip is the last draw: the same item unflipped, mirrored, vertex i <- its partner
+            plain = unflipped.view(index)
+            np.testing.assert_array_equal(view.image, plain.image[:, ::-1])
+            np.testing.assert_allclose(view.mesh, plain.mesh[mirror] * [-1, 1, 1] + [size, 0, 0], atol=1e-4)
+        # A flipped face shows vertex i where its partner's texture was: its code comes from the partner.
+        rendered, mask = _render_uv_code(view.mesh, size, mirror if view.flipped else None)
         inside = binary_erosion(mask & (view.image.sum(-1) > 0), iterations=2)
         assert inside.sum() > 500
         pixels_per_uv = np.ptp(view.mesh[:, 0]) / uv_per_pixel
@@ -251,6 +265,24 @@ def test_augmentation_keeps_image_and_target_consistent():
         both = inside & binary_erosion(mask_shifted, iterations=2)
         control = np.median(np.abs(view.image[..., :2] / 255.0 - rendered_shifted[..., :2])[both]) * pixels_per_uv
         assert error < 0.25 and control > 0.5, (index, error, control)
+    assert any(flips) and not all(flips)
+
+
+def test_mirror_vertex_map_pairs_the_68_landmarks():
+    """The left-right vertex partners map each iBUG landmark onto its mirror landmark (jaw 1 <-> 17, eye corners,
+    mouth corners, ...), so a flipped training face carries consistent 68-point labels."""
+    mirror = mirror_vertex_map()
+    assert np.array_equal(mirror[mirror], np.arange(468)) and (mirror == np.arange(468)).sum() == 28
+    ibug_mirror = np.array(
+        [*range(16, -1, -1), *range(26, 16, -1), 27, 28, 29, 30, 35, 34, 33, 32, 31, 45, 44, 43, 42, 47, 46,
+         39, 38, 37, 36, 41, 40, 54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55, 64, 63, 62, 61, 60, 67, 66, 65])
+    row = SyntheticFaceWorld(SyntheticWorldConfig(image_size=128, max_yaw=0, max_pitch=0, max_roll=0, seed=5))[0]
+    mesh = np.asarray(row["dense_landmarks"], dtype=np.float64)
+    flipped = mesh[mirror] * [-1, 1, 1] + [128, 0, 0]
+    expected = landmarks68_from_mesh(mesh)[ibug_mirror] * [-1, 1, 1] + [128, 0, 0]
+    error = np.linalg.norm(landmarks68_from_mesh(flipped) - expected, axis=1)
+    face_width = np.ptp(mesh[:, 0])
+    assert error.max() < 0.02 * face_width, error.max() / face_width
 
 
 # --------------------------------------------------------------------------------------------------------------------

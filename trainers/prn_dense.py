@@ -58,7 +58,10 @@ sees the same items):
   (``+-rotation_jitter`` degrees), applied to image and mesh alike (seed 003, 3.1.1: some of the training images are
   shifted and rotated, "平移旋转");
 - colour: per-channel gain, brightness, contrast and saturation within ``+-colour_jitter`` (the target is
-  untouched).
+  untouched);
+- a horizontal flip with probability ``flip_probability`` (ours; neither PRNet nor seed 003 flips, so the default
+  is 0): the crop is mirrored and the mesh becomes ``(S - x, y, z)`` of each vertex's left-right partner
+  (:func:`~facehub.modeling.geometry.topology.mirror_vertex_map`), so the target is a face of the same topology.
 
 Loss (``losses.kind``): seed 003's eq. 9, ``1 - SSIM(pred, target) * W`` with the PRNet weight mask ``W``
 (:func:`~facehub.modeling.geometry.topology.prnet_weight_mask`, 16 : 4 : 3 : 0 for the 68 landmarks : eyes, nose,
@@ -95,6 +98,7 @@ from torch.utils.data import Dataset
 from facehub.modeling.geometry.landmarks68 import landmarks68_from_mesh
 from facehub.modeling.geometry.profiling import rotate_face
 from facehub.modeling.geometry.rotations import rotation_matrix
+from facehub.modeling.geometry.topology import mirror_vertex_map
 from facehub.modeling.geometry.uv_maps import mesh_to_uv_position_map, uv_position_map_to_mesh
 from facehub.modeling.prn_dense import (
     PRNET_CROP_SCALE,
@@ -129,6 +133,7 @@ DATA_DEFAULTS: dict[str, Any] = {
     "shift_jitter": 0.1,
     "rotation_jitter": 15.0,
     "colour_jitter": 0.2,
+    "flip_probability": 0.0,
     "z_origin": "deepest",
 }
 Z_ORIGINS = ("deepest", "dataset")
@@ -315,6 +320,8 @@ class TrainingView:
             the profiled image (the same frame, the face turned by ``rotation`` about ``rotation_centre``).
         rotation: (3, 3) the profiling rotation (identity when the face was not profiled); rotation_centre: (3,).
         source: which face of which source.
+        flipped: the crop was mirrored; ``source_to_crop`` includes the mirror, and mesh vertex ``i`` is the image of
+            the source's vertex ``mirror_vertex_map()[i]``.
     """
 
     image: np.ndarray
@@ -324,6 +331,7 @@ class TrainingView:
     rotation: np.ndarray
     rotation_centre: np.ndarray
     source: str
+    flipped: bool = False
 
 
 class PositionMapFaces(Dataset):
@@ -415,6 +423,11 @@ class PositionMapFaces(Dataset):
             mesh_in_crop[:, 2] -= mesh_in_crop[:, 2].min()
         if self.augment:
             pixels = jitter_colours(pixels, rng, float(options["colour_jitter"]))
+        flipped = self.augment and rng.random() < float(options["flip_probability"])
+        if flipped:  # pixel column j -> S - 1 - j, i.e. x -> S - x (pixel centres at j + 0.5)
+            pixels = np.ascontiguousarray(pixels[:, ::-1])
+            mesh_in_crop = mesh_in_crop[mirror_vertex_map()] * np.array([-1.0, 1.0, 1.0]) + np.array([size, 0.0, 0.0])
+            crop = compose_affine(np.array([[-1.0, 0.0, size], [0.0, 1.0, 0.0]]), crop)
         return TrainingView(
             image=pixels,
             mesh=mesh_in_crop,
@@ -423,6 +436,7 @@ class PositionMapFaces(Dataset):
             rotation=rotation,
             rotation_centre=centre,
             source=face.name,
+            flipped=bool(flipped),
         )
 
     def _profiling_angles(self, yaw: float, rng: np.random.Generator) -> tuple[float, float]:

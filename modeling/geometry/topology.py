@@ -226,6 +226,27 @@ def _default_topology() -> FaceTopology:
     )
 
 
+@functools.lru_cache(maxsize=1)
+def mirror_vertex_map() -> np.ndarray:
+    """(468,) int64 permutation ``m``: vertex ``m[i]`` is the left-right mirror of vertex ``i`` (``m[m] = identity``;
+    the 28 vertices on the midline map to themselves).
+
+    Found on the default morphable model's mean face, which is symmetric about ``x = 0``: each vertex's mirror
+    ``(-x, y, z)`` lies within 1.3 mm of its partner (face width 140 mm). A face flipped horizontally is the mesh
+    ``flip(vertices[m])``: the same topology, so its UV position map and 68 landmarks follow from the usual maps.
+    """
+    from safetensors.numpy import load_file
+    from scipy.spatial import cKDTree
+
+    mean_shape = load_file(str(DEFAULT_MODEL_FILE))["mean_shape"].astype(np.float64)
+    mirrored = mean_shape * np.array([-1.0, 1.0, 1.0])
+    distance, partner = cKDTree(mean_shape).query(mirrored)
+    symmetric = distance.max() < 0.02 * np.ptp(mean_shape[:, 0])
+    if not symmetric or not np.array_equal(partner[partner], np.arange(len(partner))):
+        raise RuntimeError(f"The mean face in {DEFAULT_MODEL_FILE} is not left-right symmetric about x = 0.")
+    return partner.astype(np.int64)
+
+
 @functools.lru_cache(maxsize=8)
 def _region_masks(topology: FaceTopology, size: int) -> dict[str, np.ndarray]:
     lm = topology.landmark_uvs.astype(np.float64)

@@ -108,6 +108,36 @@ def test_aflw2000_reader_on_a_written_mat(tmp_path):
         read_aflw2000_sample(tmp_path / "broken.mat")
 
 
+def test_prepared_photos_are_scored_against_mediapipe_landmarks(tmp_path):
+    """A `facehub prepare --images` folder has no true geometry: its ground truth is the front-end's own 68
+    landmarks, read back in the original photo's pixels, and MediaPipe's row is left out (0 by construction)."""
+    import shutil
+
+    from facehub.modeling.faces import FaceAnalyzer
+    from facehub.modeling.faces.image_io import load_image
+    from facehub.trainers.data.prepare import PrepareConfig, prepare
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(Path(__file__).parent / "data" / "photos" / "obama.jpg", photos / "obama.jpg")
+    prepare(PrepareConfig(images=photos, out=tmp_path / "prepared", size=96, uv_size=16))
+    data = prn_eval.open_evaluation_data(tmp_path / "prepared")
+    assert data.kind == "photos" and data.count == 1 and "MediaPipe" in data.name
+    face = next(iter(data.faces))
+    photo = load_image(photos / "obama.jpg")
+    assert face.image.shape == photo.shape and face.mesh is None  # the original photo, not the 96 px crop
+    found = FaceAnalyzer(compute_embedding=False)(photo)[0]
+    np.testing.assert_allclose(face.landmarks68, found.landmarks68[:, :2], atol=0.05)
+    assert face.yaw == pytest.approx(found.pose[0], abs=1e-3)
+
+    tiny = FaceReconstructionPipeline(prn=PRNDenseModel.from_preset("cpu-small", sample_size=32))
+    evaluation = prn_eval.evaluate({"tiny": tiny}, prn_eval.open_evaluation_data(tmp_path / "prepared"),
+                                   progress=False)
+    assert [row.label for row in evaluation.rows if row.measured] == ["tiny"]
+    assert sum(evaluation.rows[0].nme.counts) == 1 and evaluation.rows[0].nme.all_faces > 0
+    assert prn_eval.eval_results(evaluation)["dataset"] == "facehub-prepared-photos"
+
+
 def test_yaw_bins_follow_table2():
     yaws = [0.0, 29.9, -30.0, 45.0, -59.99, 60.0, 90.0, -97.0]
     assert prn_eval.yaw_bin_index(yaws).tolist() == [0, 0, 1, 1, 1, 2, 2, 2]

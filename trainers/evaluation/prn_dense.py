@@ -9,8 +9,11 @@ Usage::
 
 - a folder in the AFLW2000-3D layout (``imageNNNNN.jpg`` + ``imageNNNNN.mat`` with ``pt3d_68`` and ``Pose_Para``;
   :mod:`facehub.trainers.data.aflw2000`): Table 2 only, the benchmark's 3D landmarks as ground truth;
-- or a synthetic-world folder from ``facehub prepare --synthetic``: Table 2 with the world's exact 68 landmarks,
-  and Table 3 against its exact face mesh.
+- a synthetic-world folder from ``facehub prepare --synthetic``: Table 2 with the world's exact 68 landmarks,
+  and Table 3 against its exact face mesh;
+- or a folder of photos prepared by ``facehub prepare --images``: Table 2 against the landmarks prepare stored,
+  which are MediaPipe's own (the face front-end's). It measures how far a model strays from MediaPipe on real
+  photos, not its accuracy; MediaPipe's reference row is left out (it would be 0 by construction).
 
 Metrics (:mod:`facehub.modeling.geometry.landmark_metrics`):
 
@@ -197,7 +200,7 @@ class EvaluationFace:
 class EvaluationData:
     """Faces of one benchmark folder, read lazily."""
 
-    kind: str  # "aflw2000-3d" or "synthetic"
+    kind: str  # "aflw2000-3d", "synthetic" or "photos"
     name: str
     count: int
     faces: Iterator[EvaluationFace] = field(repr=False)
@@ -205,13 +208,13 @@ class EvaluationData:
 
 def open_evaluation_data(folder: str | Path, limit: int | None = None,
                          pixel_origin: str = "matlab") -> EvaluationData:
-    """An AFLW2000-3D folder or a ``facehub prepare --synthetic`` folder (see the module docstring)."""
+    """An AFLW2000-3D folder or a ``facehub prepare`` folder, synthetic or of photos (see the module docstring)."""
     from facehub.trainers.data.aflw2000 import find_aflw2000_samples, read_aflw2000_sample
 
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise FileNotFoundError(f"--data {folder} is not a folder (an AFLW2000-3D folder or a `facehub prepare "
-                                "--synthetic` output).")
+        raise FileNotFoundError(f"--data {folder} is not a folder (an AFLW2000-3D folder or a `facehub prepare` "
+                                "output).")
     annotations = find_aflw2000_samples(folder)
     if annotations:
         annotations = annotations[:limit] if limit else annotations
@@ -222,10 +225,10 @@ def open_evaluation_data(folder: str | Path, limit: int | None = None,
                 yield EvaluationFace(sample.image, sample.landmarks68, sample.yaw, None, sample.source)
 
         return EvaluationData("aflw2000-3d", f"AFLW2000-3D ({folder})", len(annotations), aflw_faces())
-    return _synthetic_data(folder, limit)
+    return _prepared_data(folder, limit)
 
 
-def _synthetic_data(folder: Path, limit: int | None) -> EvaluationData:
+def _prepared_data(folder: Path, limit: int | None) -> EvaluationData:
     import datasets
 
     from facehub.modeling.faces.alignment import apply_affine
@@ -234,12 +237,10 @@ def _synthetic_data(folder: Path, limit: int | None) -> EvaluationData:
     dataset_dir = next((d for d in (folder, folder / "dataset") if (d / "dataset_info.json").is_file()), None)
     if dataset_dir is None:
         raise FileNotFoundError(f"{folder} holds neither AFLW2000-3D annotations (*.mat next to their photos) nor a "
-                                "dataset written by `facehub prepare --synthetic`.")
+                                "dataset written by `facehub prepare`.")
     table = datasets.load_from_disk(str(dataset_dir))
-    if "landmarks68_3d" not in table.column_names:
-        raise ValueError(f"{dataset_dir} has no exact ground truth (no `landmarks68_3d` column): it was prepared from "
-                         "photos, whose landmarks are MediaPipe's own. Evaluate on AFLW2000-3D or on a synthetic "
-                         "world (`facehub prepare --synthetic`).")
+    if "landmarks68_3d" not in table.column_names:  # photos: only the synthetic world knows its true geometry
+        return _prepared_photos(folder, dataset_dir, limit)
     count = min(len(table), limit) if limit else len(table)
     geometry = table.select_columns(["landmarks68_3d", "dense_landmarks", "pose", "crop_to_image"])
     geometry.set_format("numpy")
@@ -258,6 +259,23 @@ def _synthetic_data(folder: Path, limit: int | None) -> EvaluationData:
                                  f"{dataset_dir} row {row}")
 
     return EvaluationData("synthetic", f"synthetic world ({folder})", count, synthetic_faces())
+
+
+def _prepared_photos(folder: Path, dataset_dir: Path, limit: int | None) -> EvaluationData:
+    """Prepared photos, read as training reads them: the original photo when its file still exists (the model then
+    crops with its own margins), else the prepared crop; the stored landmarks (MediaPipe's) in that image's pixels."""
+    from facehub.trainers.prn_dense import PreparedFaceSource
+
+    source = PreparedFaceSource(dataset_dir, original_images="auto", name=str(folder))
+    count = min(len(source), limit) if limit else len(source)
+
+    def photo_faces() -> Iterator[EvaluationFace]:
+        for row in range(count):
+            face = source.face(row)
+            yield EvaluationFace(face.image, face.landmarks68, face.yaw, None, face.name)
+
+    return EvaluationData("photos", f"prepared photos ({folder}; MediaPipe's landmarks as ground truth)", count,
+                          photo_faces())
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -356,9 +374,11 @@ def evaluate(
 
     ``crop="gt"``: each model reads the crop :func:`~facehub.modeling.prn_dense.face_crop_transform` cuts around the
     ground-truth landmarks; ``"detector"``: the crop around the face MediaPipe finds (the pipeline's own path).
+    On prepared photos MediaPipe is the ground truth, so its row is left out.
     """
     if crop not in ("gt", "detector"):
         raise ValueError(f"Got {crop!r} for `crop`; expected 'gt' or 'detector'.")
+    mediapipe = mediapipe and data.kind != "photos"
     analyzer = None
     if mediapipe or crop == "detector":
         from facehub.modeling.faces import FaceAnalyzer
@@ -454,15 +474,17 @@ def eval_results(evaluation: PRNDenseEvaluation) -> dict:
             metrics[key] = round(value, 4)
     if row.dense_nme is not None:
         metrics["dense_nme"] = round(row.dense_nme, 4)
-    return {"task": "face-alignment", "dataset": evaluation.kind if evaluation.kind == "aflw2000-3d"
-            else "facehub-synthetic-world", "dataset_name": evaluation.data, "metrics": metrics}
+    dataset = {"aflw2000-3d": "aflw2000-3d", "synthetic": "facehub-synthetic-world",
+               "photos": "facehub-prepared-photos"}[evaluation.kind]
+    return {"task": "face-alignment", "dataset": dataset, "dataset_name": evaluation.data, "metrics": metrics}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="facehub eval prn_dense", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True,
-                        help="AFLW2000-3D folder (photos + .mat) or a `facehub prepare --synthetic` folder.")
+                        help="AFLW2000-3D folder (photos + .mat) or a `facehub prepare` folder (synthetic world, "
+                        "or photos: NME against MediaPipe's landmarks).")
     parser.add_argument("--model", action="append", default=None, metavar="ID",
                         help=f"FaceReconstructionPipeline (Hub id, embedded id or folder); repeat for several "
                         f"(default: {DEFAULT_MODEL_ID}).")

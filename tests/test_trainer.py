@@ -206,7 +206,8 @@ def test_cli_train_launches_through_accelerate_and_rejects_unknown_methods(tmp_p
     run = subprocess.run([str(facehub), "train", "depthnet", "--config", str(config), "--cpu", "learning_rate=1e-3"],
                          capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "accelerate.commands.launch --cpu -m facehub.trainers.run depthnet" in run.stdout
+    threads = "" if os.environ.get("OMP_NUM_THREADS") else f" --num_cpu_threads_per_process {os.cpu_count()}"
+    assert f"accelerate.commands.launch --cpu{threads} -m facehub.trainers.run depthnet" in run.stdout
     card = (tmp_path / "out" / "export" / "README.md").read_text()
     assert f"facehub train depthnet --config {config} --cpu learning_rate=1e-3" in card
     assert yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())["learning_rate"] == 1e-3
@@ -215,6 +216,25 @@ def test_cli_train_launches_through_accelerate_and_rejects_unknown_methods(tmp_p
     unknown = subprocess.run([str(facehub), "train", "nerf"], capture_output=True, text=True, timeout=120)
     assert unknown.returncode == 2
     assert "Unknown method 'nerf'. Known methods: cyclegan, depthnet, prn_dense" in unknown.stderr
+
+
+def test_cpu_launches_share_the_cores_among_processes():
+    """accelerate gives every --cpu process one thread unless told; facehub train asks for cores / processes, and
+    leaves the choice alone when the user made it."""
+    from facehub.trainers.cli import accelerate_command, cpu_threads_per_process
+
+    assert cpu_threads_per_process(["--cpu"], environ={}, cpu_count=8) == 8
+    assert cpu_threads_per_process(["--cpu", "--num_processes", "2"], environ={}, cpu_count=8) == 4
+    assert cpu_threads_per_process(["--cpu", "--num_processes=3"], environ={}, cpu_count=8) == 2
+    assert cpu_threads_per_process(["--cpu", "--num_processes", "4"], environ={}, cpu_count=2) == 1
+    assert cpu_threads_per_process(["--cpu"], environ={"OMP_NUM_THREADS": "3"}, cpu_count=8) is None
+    assert cpu_threads_per_process(["--cpu", "--num_cpu_threads_per_process", "5"], environ={}, cpu_count=8) is None
+    assert cpu_threads_per_process(["--multi_gpu", "--num_processes", "2"], environ={}, cpu_count=8) is None
+    command = accelerate_command("depthnet", "c.yaml", False, ["--cpu", "--num_processes", "2", "seed=1"], cpu_count=4)
+    launch = command[command.index("accelerate.commands.launch") + 1 : command.index("facehub.trainers.run") - 1]
+    if "OMP_NUM_THREADS" not in os.environ:
+        assert launch == ["--cpu", "--num_processes", "2", "--num_cpu_threads_per_process", "2"]
+    assert command[-3:] == ["--config", "c.yaml", "seed=1"]
 
 
 def test_gradient_accumulation_and_bf16_count_optimizer_steps(tmp_path):

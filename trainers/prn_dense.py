@@ -615,8 +615,11 @@ class PRNDenseTraining(TrainingMethod):
         augment = ""
         if self.data["augment"]:
             profiling = float(self.data["profiling_probability"])
-            augment = "; augmented by " + (f"face profiling (3DDFA, probability {profiling:g}), " if profiling else "") \
-                + "crop jitter (scale, shift, rotation) and colour jitter"
+            flip = float(self.data["flip_probability"])
+            kinds = [f"face profiling (3DDFA, probability {profiling:g})"] if profiling else []
+            kinds += ["crop jitter (scale, shift, rotation)", "colour jitter"]
+            kinds += [f"horizontal flips (probability {flip:g})"] if flip else []
+            augment = "; augmented by " + ", ".join(kinds[:-1]) + " and " + kinds[-1]
         return (" and ".join(parts) or "no data") + augment
 
 

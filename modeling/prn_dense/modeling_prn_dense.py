@@ -133,8 +133,8 @@ class PRNDenseModel(FaceHubModel):
     ``PRNDenseModel.from_preset("paper")`` builds a named preset; every ``__init__`` argument is described in
     :mod:`~facehub.modeling.prn_dense.configuration_prn_dense`. Activations run channels-last whatever the input's
     memory format. For repeated CPU inference, ``model.compile(options={"freezing": True})`` (torch's inductor with
-    batch-norm folding; tens of seconds to compile once) takes the paper preset from about 250 to about 140 ms per
-    crop on two cores (``benchmarks/bench_prn_dense.py``).
+    batch-norm folding; tens of seconds to compile once) takes the paper preset from 225-240 ms to 135-175 ms per
+    crop on two cores (``benchmarks/bench_prn_dense.py``, several runs).
     """
 
     @register_to_config

@@ -41,16 +41,14 @@ def cpu_threads_per_process(accelerate_args: list[str], environ=None, cpu_count:
     ``OMP_NUM_THREADS``).
     """
     environ = os.environ if environ is None else environ
-    if "--cpu" not in accelerate_args or environ.get("OMP_NUM_THREADS"):
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--cpu", action="store_true")
+    parser.add_argument("--num_processes", type=int, default=1)
+    parser.add_argument("--num_cpu_threads_per_process")
+    launch, _ = parser.parse_known_args(accelerate_args)
+    if not launch.cpu or launch.num_cpu_threads_per_process is not None or environ.get("OMP_NUM_THREADS"):
         return None
-    if any(a.split("=")[0] == "--num_cpu_threads_per_process" for a in accelerate_args):
-        return None
-    processes = 1
-    for index, arg in enumerate(accelerate_args):
-        if arg.split("=")[0] == "--num_processes":
-            value = arg.split("=", 1)[1] if "=" in arg else next(iter(accelerate_args[index + 1 : index + 2]), "1")
-            processes = max(1, int(value)) if value.isdigit() else 1
-    return max(1, (cpu_count or os.cpu_count() or 1) // processes)
+    return max(1, (cpu_count or os.cpu_count() or 1) // max(1, launch.num_processes))
 
 
 def accelerate_command(method: str, config: str | None, resume: bool, rest: list[str],

@@ -425,9 +425,10 @@ class PositionMapFaces(Dataset):
             pixels = jitter_colours(pixels, rng, float(options["colour_jitter"]))
         flipped = self.augment and rng.random() < float(options["flip_probability"])
         if flipped:  # pixel column j -> S - 1 - j, i.e. x -> S - x (pixel centres at j + 0.5)
+            mirror = np.array([[-1.0, 0.0, size], [0.0, 1.0, 0.0]])
             pixels = np.ascontiguousarray(pixels[:, ::-1])
-            mesh_in_crop = mesh_in_crop[mirror_vertex_map()] * np.array([-1.0, 1.0, 1.0]) + np.array([size, 0.0, 0.0])
-            crop = compose_affine(np.array([[-1.0, 0.0, size], [0.0, 1.0, 0.0]]), crop)
+            mesh_in_crop = transform_mesh(mesh_in_crop[mirror_vertex_map()], mirror)
+            crop = compose_affine(mirror, crop)
         return TrainingView(
             image=pixels,
             mesh=mesh_in_crop,

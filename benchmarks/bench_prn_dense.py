@@ -23,6 +23,7 @@ Usage: ``python benchmarks/bench_prn_dense.py [--runs 10] [--presets paper fast 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import resource
@@ -153,8 +154,7 @@ def main() -> int:
             floor = flops / rate
             compiled = "-"
             if not args.no_compile:
-                compiled_model = PRNDenseModel.from_preset(preset).eval()
-                compiled_model.load_state_dict(model.state_dict())
+                compiled_model = copy.deepcopy(model)
                 compiled_model.compile(options={"freezing": True})
                 start = time.perf_counter()
                 network(compiled_model)

@@ -1,4 +1,5 @@
-"""Maps the four top-level folders onto the ``facehub`` namespace (``modeling/`` -> ``facehub.modeling``, ...).
+"""Maps the four top-level folders onto the ``facehub`` package (``modeling/`` -> ``facehub.modeling``, ...); the
+``facehub/`` folder is the package itself (version, top-level exports, the method registry in facehub/methods/).
 
 Metadata lives in pyproject.toml; this file only lists packages, which pyproject's static tables cannot remap.
 """
@@ -10,7 +11,8 @@ from setuptools import find_packages, setup
 ROOTS = ("modeling", "trainers", "hub", "apps")
 here = Path(__file__).parent
 
-packages, package_dir = [], {}
+packages = ["facehub", *(f"facehub.{sub}" for sub in find_packages(str(here / "facehub")))]
+package_dir = {name: name.replace(".", "/") for name in packages}
 for root in ROOTS:
     for name in [root, *(f"{root}.{sub}" for sub in find_packages(str(here / root)))]:
         packages.append(f"facehub.{name}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -35,13 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def version() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
+    import facehub
 
-    try:
-        return dist_version("facehub")
-    except PackageNotFoundError:
-        return "unknown"
+    return facehub.__version__
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions a user can cause (bad input, missing files, an unreachable or refusing Hub): one line, no trace."""
+    from facehub.hub.push import PushError
+
+    return ValueError, OSError, PushError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,8 +60,14 @@ def main(argv: list[str] | None = None) -> int:
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as err:  # user errors: one clear line, no traceback
-        print(f"facehub {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"facehub {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except _user_errors() as err:  # user errors: one clear line, no traceback (FACEHUB_DEBUG=1 shows it)
+        if os.environ.get("FACEHUB_DEBUG"):
+            raise
+        message = " ".join(str(err).split()) or err.__class__.__name__
+        print(f"facehub {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

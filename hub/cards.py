@@ -21,11 +21,13 @@ import json
 import os
 import pkgutil
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from facehub import methods
 
 CARD_NAME = "README.md"
 EVAL_RESULTS_NAME = "eval_results.json"
@@ -37,87 +39,6 @@ DEFAULT_LICENSE = "apache-2.0"
 
 class NotAModelFolderError(ValueError):
     """A folder that should hold an exported model does not (missing, or no ``model_index.json`` / ``config.json``)."""
-
-
-@dataclass(frozen=True)
-class MethodInfo:
-    """What a card says about one of the five methods (``modeling/<name>/``).
-
-    Attributes:
-        name: the method's folder name (``depthnet``), also a card tag.
-        title: short human name (``DepthNets``).
-        paper: the paper the method implements, as a citation line.
-        summary: one sentence on what the model does.
-        pipeline_tag: the Hub task the model's pipelines fall under.
-        tags: extra Hub tags.
-    """
-
-    name: str
-    title: str
-    paper: str
-    summary: str
-    pipeline_tag: str
-    tags: tuple[str, ...] = field(default_factory=tuple)
-
-
-METHODS: dict[str, MethodInfo] = {
-    info.name: info
-    for info in (
-        MethodInfo(
-            "pose_cvaegan",
-            "Pose-conditioned CVAE-GAN",
-            'Morikawa & Saito, "Deep Face Rotation with Ordinary Dataset"',
-            "rotates a face to a requested yaw, pitch and roll, trained on an ordinary face dataset with no "
-            "multi-view pairs.",
-            "image-to-image",
-            ("face-rotation",),
-        ),
-        MethodInfo(
-            "depthnet",
-            "DepthNets",
-            'Moniz, Beckham et al., "Unsupervised Depth Estimation, 3D Face Rotation and Replacement" (NeurIPS 2018)',
-            "infers keypoint depths without depth labels and the 3D affine that maps a face onto another pose or "
-            "face (rotation, frontalization, face swap).",
-            "image-to-image",
-            ("face-rotation", "face-swap", "keypoints"),
-        ),
-        MethodInfo(
-            "cyclegan",
-            "CycleGAN face-swap repair",
-            'Zhu et al., "Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks" (ICCV '
-            "2017), as DepthNets (Moniz, Beckham et al., NeurIPS 2018) use it to repair face swaps",
-            "translates a pasted face swap into the domain of real faces, so the face matches hair and background.",
-            "image-to-image",
-            ("face-swap", "cyclegan"),
-        ),
-        MethodInfo(
-            "disco_facegan",
-            "DiscoFaceGAN",
-            'Deng et al., "Disentangled and Controllable Face Image Generation via 3D Imitative-Contrastive '
-            'Learning" (CVPR 2020)',
-            "generates faces of virtual people with independent identity, expression, lighting and pose latents.",
-            "unconditional-image-generation",
-            ("face-generation", "3dmm"),
-        ),
-        MethodInfo(
-            "prn_dense",
-            "DenseNet PRN",
-            "DenseNet encoder-decoder for face alignment and 3D reconstruction (Computer Systems & Applications "
-            "2021), after PRNet",
-            "regresses a UV position map from one face image: dense 3D reconstruction and 68-point alignment.",
-            "image-to-3d",
-            ("3d-face-reconstruction", "face-alignment"),
-        ),
-        MethodInfo(
-            "stylefaceuv",
-            "StyleFaceUV",
-            'Chung et al., "StyleFaceUV: a 3D face UV map generator" (BMVC 2022)',
-            "turns a StyleGAN2 stylecode into 3DMM coefficients and diffuse + displacement UV maps of a 3D face.",
-            "image-to-3d",
-            ("3dmm", "uv-map"),
-        ),
-    )
-}
 
 
 @dataclass(frozen=True)
@@ -172,7 +93,11 @@ def _method_of_module(module: str) -> str | None:
 
 
 def _method_defining(class_name: str) -> str | None:
-    """The ``facehub.modeling`` method package whose source defines ``class_name`` (read, not imported)."""
+    """The registered method whose pipelines or networks include ``class_name``; failing that, the
+    ``facehub.modeling`` package whose source defines it (read, not imported)."""
+    spec = methods.method_of_class(class_name)
+    if spec is not None:
+        return spec.name
     try:
         import facehub.modeling as modeling
     except ImportError:  # pragma: no cover - the hub package is installed with the rest
@@ -271,6 +196,16 @@ def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(item for item in items if item))
 
 
+def _registered(method: str | None) -> methods.MethodSpec | None:
+    """The registry's entry of ``method`` (title, paper, summary, pipeline tag and tags for the card), if any."""
+    if not method:
+        return None
+    try:
+        return methods.get(method)
+    except methods.UnknownMethodError:
+        return None
+
+
 def render_model_card(
     folder: str | os.PathLike,
     *,
@@ -289,7 +224,7 @@ def render_model_card(
     info = describe_model_folder(folder)
     class_name = class_name or info.class_name
     method = method or info.method
-    method_info = METHODS.get(method) if method else None
+    method_info = _registered(method)
     pipeline_tag = pipeline_tag or (method_info.pipeline_tag if method_info else None)
     eval_results = load_eval_results(folder)
 

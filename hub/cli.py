@@ -12,23 +12,35 @@ import sys
 
 
 def _list(args) -> int:
+    from facehub import methods
     from facehub.hub.resolver import list_embedded
 
     models = list_embedded()
+    owners = {spec.default_model: spec for spec in methods.all_methods() if spec.default_model}
+
+    def owner(model) -> methods.MethodSpec | None:
+        return owners.get(model.model_id) or (methods.method_of_class(model.class_name) if model.class_name else None)
+
     if args.json:
-        rows = [
-            {"id": m.model_id, "class_name": m.class_name, "description": m.description, "path": str(m.path)}
-            for m in models
-        ]
+        rows = []
+        for m in models:
+            spec = owner(m)
+            rows.append({"id": m.model_id, "class_name": m.class_name, "method": spec.name if spec else None,
+                         "capabilities": sorted(spec.capabilities) if spec else [], "description": m.description,
+                         "path": str(m.path)})
         print(json.dumps(rows, indent=2))
         return 0
     if not models:
         print("No embedded default checkpoints are installed.", file=sys.stderr)
         return 0
-    width = max(len(m.model_id) for m in models)
-    class_width = max(len(m.class_name or "?") for m in models)
+    rows = []
     for m in models:
-        print(f"{m.model_id:<{width}}  {m.class_name or '?':<{class_width}}  {m.description}".rstrip())
+        spec = owner(m)
+        rows.append((m.model_id, m.class_name or "?", spec.name if spec else "?",
+                     ", ".join(sorted(spec.capabilities)) if spec else "", m.description))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(f"{cell:<{w}}" for cell, w in zip(row[:4], widths, strict=True)) + f"  {row[4]}".rstrip())
     return 0
 
 

@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
+from facehub.hub.errors import explain_hub_error, is_network_error
 from facehub.hub.resolver import ModelNotFoundError
 
 
@@ -47,15 +48,14 @@ def pull(
     target.mkdir(parents=True, exist_ok=True)
     try:
         snapshot_download(repo_id, revision=revision, token=token, local_dir=target)
-    except (RepositoryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError) as err:
+    except Exception as err:  # an answer from the endpoint, or none at all (network): one line either way
+        if not isinstance(err, (RepositoryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError)) and not (
+            is_network_error(err)
+        ):
+            raise
         if created:
             shutil.rmtree(target, ignore_errors=True)  # leave no empty folder behind a failed pull
-        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
-        hint = " HF_HUB_OFFLINE is set: unset it to download." if offline else ""
-        raise ModelNotFoundError(
-            f"Could not pull {repo_id!r}{f' at {revision!r}' if revision else ''} from {endpoint}: "
-            f"{err.__class__.__name__}: {str(err).rstrip('.')}.{hint} Check the id and revision, the token for private repos, and "
-            "HF_ENDPOINT for a local mirror."
-        ) from err
+        at = f" at {revision!r}" if revision else ""
+        raise ModelNotFoundError(explain_hub_error(
+            err, action=f"pull {repo_id!r}{at}", air_gapped="copy the model folder over by other means")) from err
     return target.resolve()

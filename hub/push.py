@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from facehub.hub.cards import CARD_NAME, check_model_folder, describe_model_folder, write_model_card
+from facehub.hub.errors import explain_hub_error, http_status, is_network_error
 
 logger = logging.getLogger(__name__)
 
@@ -115,12 +116,14 @@ def push_to_hub(
             commit_message=commit_message,
             ignore_patterns=IGNORE_PATTERNS,
         )
-    except (HfHubHTTPError, OSError, ValueError) as err:
-        raise PushError(
-            f"Could not push {path} to {repo_id!r} at {api.endpoint}: {err.__class__.__name__}: {err}\n"
-            "Check the token (--token or HF_TOKEN needs write access), the repo id, and that the endpoint accepts "
-            "uploads (a mirror such as olah is read-only: publish there with push_to_git / --git-remote instead)."
-        ) from err
+    except Exception as err:  # every failure of the endpoint becomes one line naming it, the cause and the fix
+        if not (isinstance(err, (HfHubHTTPError, OSError, ValueError)) or is_network_error(err)):
+            raise
+        message = explain_hub_error(err, action=f"push {path} to {repo_id!r}", endpoint=api.endpoint)
+        if http_status(err) is None and not is_network_error(err):
+            message += (" Check the token (--token or HF_TOKEN needs write access) and that the endpoint accepts "
+                        "uploads (a mirror such as olah is read-only: publish there with --git-remote).")
+        raise PushError(message) from err
     return info.commit_url
 
 

@@ -11,6 +11,7 @@ from facehub.modeling.cyclegan.modeling_cyclegan import (
 from facehub.modeling.cyclegan.pipeline_cyclegan import (
     FaceRepairOutput,
     FaceRepairPipeline,
+    FaceRepairPipelineOutput,
     crop_around_mask,
     repair_face,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "CycleGANGeneratorOutput",
     "FaceRepairOutput",
     "FaceRepairPipeline",
+    "FaceRepairPipelineOutput",
     "PatchDiscriminator",
     "PatchDiscriminatorOutput",
     "crop_around_mask",

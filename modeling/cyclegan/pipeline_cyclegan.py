@@ -27,12 +27,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers.utils import BaseOutput
 from PIL import Image
 from scipy.ndimage import distance_transform_edt
 
 from facehub.modeling.cyclegan.modeling_cyclegan import CycleGANGenerator
 from facehub.modeling.modeling_utils import FaceHubPipeline
+from facehub.modeling.pipeline_utils import (
+    ImagePipelineOutput,
+    as_image_list,
+    broadcast,
+    check_output_type,
+    collate,
+    convert_images,
+)
 
 #: Each side of the crop box extends this fraction of the pasted region's larger side beyond the region.
 DEFAULT_MARGIN = 0.25
@@ -43,19 +50,26 @@ Box = tuple[int, int, int, int]
 
 
 @dataclass
-class FaceRepairOutput(BaseOutput):
+class FaceRepairPipelineOutput(ImagePipelineOutput):
     """What :class:`FaceRepairPipeline` returns.
 
     Attributes:
-        image: (H, W, 3) RGB uint8, the photo with its pasted face repaired.
+        images: the photos with their pasted face repaired, one per input image: PIL images, or (H, W, 3) RGB uint8
+            arrays with ``output_type="np"``.
         blend_weight: (H, W) float32 in [0, 1], how much of each output pixel comes from the generator (0: copied
             from the input unchanged).
         box: (x0, y0, x1, y1) the square crop the generator saw, in photo pixels (it may extend past the border).
+
+    For one input image ``blend_weight`` and ``box`` are single values; for a list input they are lists, one per
+    image. ``.image`` (the first image as an array) is a deprecated alias.
     """
 
-    image: np.ndarray
-    blend_weight: np.ndarray
-    box: Box
+    blend_weight: np.ndarray | list[np.ndarray]
+    box: Box | list[Box]
+
+
+#: Former name of :class:`FaceRepairPipelineOutput`.
+FaceRepairOutput = FaceRepairPipelineOutput
 
 
 def _check_image(image) -> np.ndarray:
@@ -231,7 +245,7 @@ def repair_face(
 class FaceRepairPipeline(FaceHubPipeline):
     """CycleGAN face-swap repair bundle: ``repair`` (pasted swap -> real face) and optional ``real_to_swap``.
 
-    ``pipe(image, mask)`` returns :class:`FaceRepairOutput` (see :func:`repair_face`). Saved by the CycleGAN trainer
+    ``pipe(image, mask)`` returns :class:`FaceRepairPipelineOutput` (``.images``; see :func:`repair_face`). Saved by the CycleGAN trainer
     (:mod:`facehub.trainers.cyclegan`) with ``save_pretrained``; ``FaceSwapPipeline`` uses its ``repair`` generator.
     """
 
@@ -243,7 +257,33 @@ class FaceRepairPipeline(FaceHubPipeline):
         self.register_modules(repair=repair, real_to_swap=real_to_swap)
 
     def __call__(
-        self, image, mask, margin: float = DEFAULT_MARGIN, feather: float = DEFAULT_FEATHER
-    ) -> FaceRepairOutput:
-        repaired, weight, box = _repair(self.repair, image, mask, margin, feather)
-        return FaceRepairOutput(image=repaired, blend_weight=weight, box=box)
+        self,
+        image,
+        mask,
+        margin: float = DEFAULT_MARGIN,
+        feather: float = DEFAULT_FEATHER,
+        *,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ) -> FaceRepairPipelineOutput:
+        """Repair pasted faces (see :func:`repair_face`).
+
+        Args:
+            image: one photo with a pasted face (RGB uint8 array, PIL image or path) or a list of them.
+            mask: the pasted region of each photo ((H, W) bool or float, above 0.5 inside); one mask, or a list with
+                one per image.
+            margin, feather: as in :func:`repair_face`.
+            output_type: ``"pil"`` (default) or ``"np"`` for the ``images`` field.
+            return_dict: ``False`` returns ``output.to_tuple()`` (``images`` first).
+        """
+        check_output_type(output_type)
+        photos, batched = as_image_list(image)
+        masks = list(mask) if isinstance(mask, (list, tuple)) else [mask]
+        masks = broadcast(masks, len(photos), "mask")
+        results = []
+        for photo, region in zip(photos, masks, strict=True):
+            repaired, weight, box = _repair(self.repair, photo, region, margin, feather)
+            results.append({"image": repaired, "blend_weight": weight, "box": box})
+        images = convert_images([result.pop("image") for result in results], output_type)
+        output = FaceRepairPipelineOutput(images=images, **collate(results, batched))
+        return output if return_dict else output.to_tuple()

@@ -13,12 +13,14 @@ from facehub.modeling.depthnet.pipeline_face_rotation import (
     FaceFrontalizationPipeline,
     FaceRotationOutput,
     FaceRotationPipeline,
+    FaceRotationPipelineOutput,
     FaceSelectionError,
     FaceTooSmallError,
     NoFaceFoundError,
     UnreachablePoseError,
 )
-from facehub.modeling.depthnet.pipeline_face_swap import FaceSwapOutput, FaceSwapPipeline
+from facehub.modeling.depthnet.pipeline_face_swap import FaceSwapOutput, FaceSwapPipeline, FaceSwapPipelineOutput
+from facehub.modeling.pipeline_utils import Pose
 
 __all__ = [
     "DEPTHNET_PRESETS",
@@ -29,13 +31,16 @@ __all__ = [
     "FaceFrontalizationPipeline",
     "FaceRotationOutput",
     "FaceRotationPipeline",
+    "FaceRotationPipelineOutput",
     "FaceSelectionError",
     "FaceSwapOutput",
     "FaceSwapPipeline",
+    "FaceSwapPipelineOutput",
     "FaceTooSmallError",
     "KeypointRegistration",
     "KeypointRegistrationPipeline",
     "NoFaceFoundError",
+    "Pose",
     "UnreachablePoseError",
     "register_keypoints",
 ]

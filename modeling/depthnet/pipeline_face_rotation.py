@@ -35,21 +35,30 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
-from diffusers.utils import BaseOutput
 
 from facehub.modeling.depthnet.modeling_depthnet import DepthNetModel
 from facehub.modeling.depthnet.pipeline_depthnet import KeypointRegistration, register_keypoints
 from facehub.modeling.depthnet.warp import orient_depths_towards_camera, warp_image
 from facehub.modeling.faces.analyzer import Face
-from facehub.modeling.faces.image_io import FaceHubImageError, load_image
-from facehub.modeling.geometry.landmark_metrics import eye_centre_distance
 from facehub.modeling.geometry.rotations import rotation_matrix
 from facehub.modeling.modeling_utils import FaceHubPipeline
-
-#: Faces whose eye centres are closer than this (pixels) are refused. Below ~20 px the landmarks' 1-2 px jitter is
-#: 5-10% of the face's scale, which the 3D affine and the hull mask carry straight into the output, and the identity
-#: descriptor's 150 px chip (eyes ~50 px apart) would be upsampled about 2.5x. MediaPipe still finds such faces (down to ~6 px).
-MIN_INTEROCULAR_PIXELS = 20.0
+from facehub.modeling.pipeline_utils import (  # noqa: F401  (selection names re-exported for old imports)
+    MIN_INTEROCULAR_PIXELS,
+    FaceSelectionError,
+    FaceTooSmallError,
+    NoFaceFoundError,
+    Pose,
+    RotationPipelineOutput,
+    UnreachablePoseError,
+    as_image_list,
+    broadcast,
+    check_output_type,
+    check_pose_angles,
+    collate,
+    convert_images,
+    measure_pose,
+    select_face,
+)
 
 #: Pipelines sharing the ``facehub/depthnet`` bundle (a ``depth_net`` component; other components are optional).
 DEPTHNET_BUNDLE_CLASSES = (
@@ -58,54 +67,6 @@ DEPTHNET_BUNDLE_CLASSES = (
     "FaceFrontalizationPipeline",
     "FaceSwapPipeline",
 )
-
-
-class FaceSelectionError(FaceHubImageError):
-    """The photo has no usable face for this pipeline (none found, too small, or no face at ``face_index``)."""
-
-
-class NoFaceFoundError(FaceSelectionError):
-    """No face was detected in the photo."""
-
-
-class FaceTooSmallError(FaceSelectionError):
-    """The selected face is smaller than the pipeline's minimum (eye centres closer than ``min_interocular``)."""
-
-
-class UnreachablePoseError(ValueError):
-    """The requested pose is beyond what a keypoint-driven warp of one photo can show."""
-
-
-def select_face(
-    faces: list[Face], photo: str, face_index: int = 0, min_interocular: float = MIN_INTEROCULAR_PIXELS
-) -> Face:
-    """The ``face_index``-th face (largest first) of a photo, checked for size.
-
-    Args:
-        faces: what :class:`~facehub.modeling.faces.FaceAnalyzer` returned for the photo.
-        photo: how to name the photo in messages ("source photo", "target photo", ...).
-
-    Raises:
-        NoFaceFoundError, FaceSelectionError (``face_index`` out of range), FaceTooSmallError.
-    """
-    if not faces:
-        raise NoFaceFoundError(
-            f"No face was found in the {photo}. Use a photo where one face is clearly visible (roughly frontal to "
-            "profile, not covered, at least about 50 pixels wide)."
-        )
-    if not 0 <= face_index < len(faces):
-        raise FaceSelectionError(
-            f"The {photo} has {len(faces)} face(s) (numbered 0 to {len(faces) - 1}, largest first); "
-            f"face_index={face_index} does not exist."
-        )
-    face = faces[face_index]
-    distance = float(eye_centre_distance(face.landmarks68))
-    if distance < min_interocular:
-        raise FaceTooSmallError(
-            f"The face in the {photo} is too small: its eyes are {distance:.1f} pixels apart, the minimum is "
-            f"{min_interocular:g}. Use a larger or closer-cropped photo (or lower min_interocular)."
-        )
-    return face
 
 
 @lru_cache(maxsize=1)
@@ -141,36 +102,43 @@ def rotation_angle(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @dataclass
-class FaceRotationOutput(BaseOutput):
-    """What :class:`FaceRotationPipeline` returns.
+class FaceRotationPipelineOutput(RotationPipelineOutput):
+    """What :class:`FaceRotationPipeline` (and :class:`FaceFrontalizationPipeline`) returns.
 
     Attributes:
-        image: (H, W, 3) RGB uint8, the photo with its face moved to the target pose.
+        images: the photos with their face moved to the target pose, one per input image: PIL images, or (H, W, 3)
+            RGB uint8 arrays with ``output_type="np"``.
+        requested_pose: :class:`~facehub.modeling.pipeline_utils.Pose` of the target (the target photo's face pose
+            when one was given).
+        achieved_pose: :class:`~facehub.modeling.pipeline_utils.Pose` measured on the result by the face analyzer
+            (``None`` when no face is found there, or with ``measure=False``).
         mask: (H, W) bool, pixels drawn from the moved face region (keypoints and the ring around them).
         face: the source :class:`~facehub.modeling.faces.Face` that was rotated.
         target_keypoints: (68, 2) the target geometry in the photo's pixels.
         registration: DepthNet's :class:`KeypointRegistration` (depths oriented towards the camera, see
             :func:`~facehub.modeling.depthnet.warp.orient_depths_towards_camera`; ``registered`` is where the
-            source keypoints land in ``image``).
-        requested_pose: (yaw, pitch, roll) degrees of the target (the target photo's face pose when one was given).
+            source keypoints land in the result).
         num_faces: faces found in the photo (the largest, or ``face_index``, was used).
-        timings: seconds per stage: ``analysis``, ``depth``, ``warp`` (and ``measure`` when asked).
+        timings: seconds per stage: ``analysis``, ``depth``, ``warp`` (and ``measure``).
         target_face: the face of the target photo, when one was given.
-        output_face: the face found again on ``image`` (``measure=True``).
-        measured_pose: ``output_face.pose`` (``measure=True``).
+        output_face: the face found again on the result (``None`` when none is found or ``measure=False``).
+
+    For one input image every field but ``images`` holds one value; for a list input each is a list with one value
+    per image. ``.image`` (the first image as an array) and ``.measured_pose`` are deprecated aliases.
     """
 
-    image: np.ndarray
-    mask: np.ndarray
-    face: Face
-    target_keypoints: np.ndarray
-    registration: KeypointRegistration
-    requested_pose: tuple[float, float, float]
-    num_faces: int
-    timings: dict[str, float] = field(default_factory=dict)
-    target_face: Face | None = None
-    output_face: Face | None = None
-    measured_pose: tuple[float, float, float] | None = None
+    mask: np.ndarray | list[np.ndarray]
+    face: Face | list[Face]
+    target_keypoints: np.ndarray | list[np.ndarray]
+    registration: KeypointRegistration | list[KeypointRegistration]
+    num_faces: int | list[int]
+    timings: dict[str, float] | list[dict[str, float]] = field(default_factory=dict)
+    target_face: Face | list[Face | None] | None = None
+    output_face: Face | list[Face | None] | None = None
+
+
+#: Former name of :class:`FaceRotationPipelineOutput`.
+FaceRotationOutput = FaceRotationPipelineOutput
 
 
 def face_nearest(faces: list[Face], box: tuple[float, float, float, float]) -> Face | None:
@@ -244,7 +212,8 @@ class FaceRotationPipeline(FacePipelineMixin, FaceHubPipeline):
     """Turn the face in a photo to a requested pose, or to the pose of the face in another photo.
 
     ``pipe = FaceRotationPipeline.from_pretrained("facehub/depthnet")``;
-    ``out = pipe(image, yaw=30.0, pitch=0.0)`` or ``out = pipe(image, target_image=other)``; ``out.image``.
+    ``out = pipe(image, yaw=30.0, pitch=0.0)`` or ``out = pipe(image, target_image=other)``; ``out.images[0]``,
+    ``out.requested_pose``, ``out.achieved_pose`` (measured on the result).
     See the module docstring for the method and its limits.
 
     Attributes:
@@ -264,10 +233,7 @@ class FaceRotationPipeline(FacePipelineMixin, FaceHubPipeline):
 
     def check_reachable(self, yaw: float, pitch: float, roll: float | None) -> None:
         """Raise :class:`UnreachablePoseError` for a target pose outside ``max_yaw`` / ``max_pitch``."""
-        angles = {"yaw": yaw, "pitch": pitch, "roll": 0.0 if roll is None else roll}
-        for name, value in angles.items():
-            if not math.isfinite(value):
-                raise UnreachablePoseError(f"{name} must be a finite number of degrees, got {value}.")
+        check_pose_angles(yaw, pitch, roll)
         for name, value, limit in (("yaw", yaw, self.max_yaw), ("pitch", pitch, self.max_pitch)):
             if abs(value) > limit:
                 raise UnreachablePoseError(
@@ -297,38 +263,63 @@ class FaceRotationPipeline(FacePipelineMixin, FaceHubPipeline):
         face_index: int = 0,
         target_face_index: int = 0,
         min_interocular: float = MIN_INTEROCULAR_PIXELS,
-        measure: bool = False,
-    ) -> FaceRotationOutput:
+        measure: bool = True,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ) -> FaceRotationPipelineOutput:
         """Rotate the ``face_index``-th face (largest first) of ``image``.
 
         Args:
-            image: RGB uint8 array, PIL image or path.
+            image: one image (RGB uint8 array, PIL image or path) or a list of them.
             yaw, pitch, roll: target pose in degrees (house convention); ``roll=None`` keeps the face's roll.
                 Ignored when ``target_image`` is given.
-            target_image: a photo whose face's pose (and expression geometry) to copy instead.
+            target_image: a photo whose face's pose (and expression geometry) to copy instead; for a list ``image``,
+                one photo for all or a list of the same length.
             min_interocular: smallest accepted distance between the eye centres, pixels.
-            measure: find the face again on the output and report its pose (``output_face``, ``measured_pose``).
+            measure: find the face again on the result and report its pose (``achieved_pose``, ``output_face``).
+            output_type: ``"pil"`` (default) or ``"np"`` for the ``images`` field.
+            return_dict: ``False`` returns ``output.to_tuple()`` (``images`` first), as diffusers pipelines do.
+
+        Returns:
+            :class:`FaceRotationPipelineOutput`; its pose and other fields are single values for one image, lists
+            for a list of images.
 
         Raises:
             UnreachablePoseError: the pose cannot be reached (module docstring).
             FaceSelectionError: no face, no face at ``face_index``, or a face too small, in either photo.
         """
-        timings: dict[str, float] = {}
+        check_output_type(output_type)
         if target_image is None:
             self.check_reachable(yaw, pitch, roll)
+        photos, batched = as_image_list(image)
+        targets = [None] * len(photos)
+        if target_image is not None:
+            targets = broadcast(as_image_list(target_image, "target_image")[0], len(photos), "target_image")
+        results = [
+            self._rotate_one(
+                photo, yaw, pitch, roll, target, face_index, target_face_index, min_interocular, measure
+            )
+            for photo, target in zip(photos, targets, strict=True)
+        ]
+        images = convert_images([result.pop("image") for result in results], output_type)
+        output = FaceRotationPipelineOutput(images=images, **collate(results, batched))
+        return output if return_dict else output.to_tuple()
+
+    def _rotate_one(
+        self, photo, yaw, pitch, roll, target_photo, face_index, target_face_index, min_interocular, measure
+    ) -> dict:
+        timings: dict[str, float] = {}
         start = time.perf_counter()
-        photo = load_image(image)
         faces = self.find_faces(photo)
         face = select_face(faces, "photo", face_index, min_interocular)
         target_face = None
-        if target_image is not None:
-            target_photo = load_image(target_image)
+        if target_photo is not None:
             target_face = select_face(self.find_faces(target_photo), "target photo", target_face_index, min_interocular)
-            target_pose = tuple(float(a) for a in target_face.pose)
+            target_pose = Pose.of(target_face.pose)
             target_rotation = target_face.head_pose.transform.rotation
             target_keypoints = keypoints_in_frame_of(target_face, face)
         else:
-            target_pose = (float(yaw), float(pitch), float(face.pose[2] if roll is None else roll))
+            target_pose = Pose.of((yaw, pitch, face.pose[2] if roll is None else roll))
             target_rotation = rotation_matrix(*target_pose)
             target_keypoints = posed_keypoints(face, *target_pose)
         self._check_rotation(face, target_rotation, target_pose)
@@ -342,31 +333,30 @@ class FaceRotationPipeline(FacePipelineMixin, FaceHubPipeline):
         warped = warp_image(photo, face.landmarks68, registration.depths, registration.affine, anchored=True)
         timings["warp"] = time.perf_counter() - start
 
-        output_face = measured_pose = None
+        output_face = achieved_pose = None
         if measure:
             start = time.perf_counter()
-            output_face = face_nearest(self.find_faces(warped.image), face.bbox)
-            measured_pose = None if output_face is None else tuple(float(a) for a in output_face.pose)
+            output_face, achieved_pose = measure_pose(self.find_faces, warped.image, face.bbox)
             timings["measure"] = time.perf_counter() - start
-        return FaceRotationOutput(
-            image=warped.image,
-            mask=warped.mask,
-            face=face,
-            target_keypoints=target_keypoints,
-            registration=registration,
-            requested_pose=target_pose,
-            num_faces=len(faces),
-            timings=timings,
-            target_face=target_face,
-            output_face=output_face,
-            measured_pose=measured_pose,
-        )
+        return {
+            "image": warped.image,
+            "requested_pose": target_pose,
+            "achieved_pose": achieved_pose,
+            "mask": warped.mask,
+            "face": face,
+            "target_keypoints": target_keypoints,
+            "registration": registration,
+            "num_faces": len(faces),
+            "timings": timings,
+            "target_face": target_face,
+            "output_face": output_face,
+        }
 
 
 class FaceFrontalizationPipeline(FaceRotationPipeline):
     """Turn the face in a photo to the frontal pose (yaw = pitch = roll = 0), section 2 of the paper.
 
-    ``FaceFrontalizationPipeline.from_pretrained("facehub/depthnet")(image).image``.
+    ``FaceFrontalizationPipeline.from_pretrained("facehub/depthnet")(image).images[0]``.
     """
 
     def __call__(
@@ -375,9 +365,13 @@ class FaceFrontalizationPipeline(FaceRotationPipeline):
         *,
         face_index: int = 0,
         min_interocular: float = MIN_INTEROCULAR_PIXELS,
-        measure: bool = False,
-    ) -> FaceRotationOutput:
-        """Frontalize the ``face_index``-th face of ``image``; see :meth:`FaceRotationPipeline.__call__`."""
+        measure: bool = True,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ) -> FaceRotationPipelineOutput:
+        """Frontalize the ``face_index``-th face of ``image`` (one image or a list); see
+        :meth:`FaceRotationPipeline.__call__`."""
         return super().__call__(
-            image, 0.0, 0.0, 0.0, face_index=face_index, min_interocular=min_interocular, measure=measure
+            image, 0.0, 0.0, 0.0, face_index=face_index, min_interocular=min_interocular, measure=measure,
+            output_type=output_type, return_dict=return_dict,
         )

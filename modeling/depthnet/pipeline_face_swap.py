@@ -35,7 +35,6 @@ from typing import NamedTuple
 
 import numpy as np
 from diffusers import ModelMixin
-from diffusers.utils import BaseOutput
 
 from facehub.modeling.depthnet.modeling_depthnet import DepthNetModel
 from facehub.modeling.depthnet.pipeline_depthnet import KeypointRegistration
@@ -50,9 +49,16 @@ from facehub.modeling.depthnet.warp import warp_image
 from facehub.modeling.faces.analyzer import Face
 from facehub.modeling.faces.compositing import alpha_blend, hull_mask, seamless_blend, transfer_color
 from facehub.modeling.faces.identity import face_distance
-from facehub.modeling.faces.image_io import load_image
 from facehub.modeling.geometry.landmark_metrics import nme
 from facehub.modeling.modeling_utils import FaceHubPipeline
+from facehub.modeling.pipeline_utils import (
+    ImagePipelineOutput,
+    as_image_list,
+    broadcast,
+    check_output_type,
+    collate,
+    convert_images,
+)
 
 #: Mask inset and feather width as fractions of the face size (square root of its keypoint box area): the hull is
 #: shrunk by 2% and its edge softened over 4% about that, so the soft edge lies 0-4% inside the warped keypoints'
@@ -88,45 +94,52 @@ def mask_region(mask: np.ndarray, margin: int = 4) -> tuple[slice, slice]:
 
 
 @dataclass
-class FaceSwapOutput(BaseOutput):
+class FaceSwapPipelineOutput(ImagePipelineOutput):
     """What :class:`FaceSwapPipeline` returns.
 
     Attributes:
-        image: (H, W, 3) RGB uint8, the target photo with the source face (same size as the target).
+        images: the target photos with the source face (each the size of its target), one per swap: PIL images, or
+            (H, W, 3) RGB uint8 arrays with ``output_type="np"``.
         warped: (H, W, 3) RGB uint8, the DepthNet warp pasted on the target with the feathered mask, before colour
             transfer, blending or repair (the repair network's input).
         mask: (H, W) float32 in [0, 1], the feathered face mask in the target photo.
         faces: :class:`SourceTarget` of the :class:`~facehub.modeling.faces.Face` used in each photo.
         num_faces: :class:`SourceTarget` of the number of faces found in each photo.
         registration: DepthNet's :class:`KeypointRegistration` of the source keypoints onto the target's.
-        repaired: whether the repair network produced ``image``.
+        repaired: whether the repair network produced the image.
         timings: seconds per stage: ``analysis``, ``depth``, ``warp``, ``blend`` (``repair``, ``measure``).
-        output_face: the face found on ``image`` where the target face was (``measure=True``).
+        output_face: the face found on the result where the target face was (``measure=True``).
         distance_to_source, distance_to_target: identity distance of ``output_face`` to the source and the target
             face (``measure=True``; below 0.6 = same person).
-        landmark_error: :func:`~facehub.modeling.geometry.landmark_metrics.nme` of ``output_face``'s landmarks against the target's
-            (``measure=True``).
+        landmark_error: :func:`~facehub.modeling.geometry.landmark_metrics.nme` of ``output_face``'s landmarks
+            against the target's (``measure=True``).
+
+    For one swap every field but ``images`` holds one value; when a list was given (pairs, or one source over many
+    targets) each is a list with one value per swap. ``.image`` (the first image as an array) is a deprecated alias.
     """
 
-    image: np.ndarray
-    warped: np.ndarray
-    mask: np.ndarray
-    faces: SourceTarget
-    num_faces: SourceTarget
-    registration: KeypointRegistration
-    repaired: bool = False
-    timings: dict[str, float] = field(default_factory=dict)
-    output_face: Face | None = None
-    distance_to_source: float | None = None
-    distance_to_target: float | None = None
-    landmark_error: float | None = None
+    warped: np.ndarray | list[np.ndarray]
+    mask: np.ndarray | list[np.ndarray]
+    faces: SourceTarget | list[SourceTarget]
+    num_faces: SourceTarget | list[SourceTarget]
+    registration: KeypointRegistration | list[KeypointRegistration]
+    repaired: bool | list[bool] = False
+    timings: dict[str, float] | list[dict[str, float]] = field(default_factory=dict)
+    output_face: Face | list[Face | None] | None = None
+    distance_to_source: float | list[float | None] | None = None
+    distance_to_target: float | list[float | None] | None = None
+    landmark_error: float | list[float | None] | None = None
+
+
+#: Former name of :class:`FaceSwapPipelineOutput`.
+FaceSwapOutput = FaceSwapPipelineOutput
 
 
 class FaceSwapPipeline(FacePipelineMixin, FaceHubPipeline):
     """Put the face of a source photo onto the head of a target photo (module docstring).
 
     ``swap = FaceSwapPipeline.from_pretrained("facehub/depthnet")``; ``out = swap(source_image, target_image)``;
-    ``out.image`` is the target photo with the source face.
+    ``out.images[0]`` is the target photo with the source face.
 
     Components:
         depth_net: :class:`DepthNetModel`.
@@ -159,22 +172,46 @@ class FaceSwapPipeline(FacePipelineMixin, FaceHubPipeline):
         color_transfer: bool = True,
         min_interocular: float = MIN_INTEROCULAR_PIXELS,
         measure: bool = False,
-    ) -> FaceSwapOutput:
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ) -> FaceSwapPipelineOutput:
         """Swap the source photo's face onto the target photo's.
 
         Args:
-            source_image, target_image: RGB uint8 arrays, PIL images or paths.
+            source_image, target_image: RGB uint8 arrays, PIL images or paths; or lists: two lists of the same
+                length swap pair by pair, one source and a list of targets put that face on every target (and a
+                list of sources with one target puts each face on that target).
             source_face_index, target_face_index: which face of each photo (0 = the largest).
             color_transfer: match the warped face's colours to the target skin before blending.
             min_interocular: smallest accepted distance between a face's eye centres, pixels.
-            measure: report identity distances and the landmark error of the result (see :class:`FaceSwapOutput`).
+            measure: report identity distances and the landmark error of the result (see
+                :class:`FaceSwapPipelineOutput`).
+            output_type: ``"pil"`` (default) or ``"np"`` for the ``images`` field.
+            return_dict: ``False`` returns ``output.to_tuple()`` (``images`` first).
 
         Raises:
             FaceSelectionError: no face, no face at the index, or a face too small, naming the photo.
         """
+        check_output_type(output_type)
+        sources, sources_batched = as_image_list(source_image, "source_image")
+        targets, targets_batched = as_image_list(target_image, "target_image")
+        count = max(len(sources), len(targets))
+        sources, targets = broadcast(sources, count, "source_image"), broadcast(targets, count, "target_image")
+        results = [
+            self._swap_one(
+                source, target, source_face_index, target_face_index, color_transfer, min_interocular, measure
+            )
+            for source, target in zip(sources, targets, strict=True)
+        ]
+        images = convert_images([result.pop("image") for result in results], output_type)
+        output = FaceSwapPipelineOutput(images=images, **collate(results, sources_batched or targets_batched))
+        return output if return_dict else output.to_tuple()
+
+    def _swap_one(
+        self, source, target, source_face_index, target_face_index, color_transfer, min_interocular, measure
+    ) -> dict:
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        source, target = load_image(source_image), load_image(target_image)
         source_faces, target_faces = self.find_faces(source), self.find_faces(target)
         source_face = select_face(source_faces, "source photo", source_face_index, min_interocular)
         target_face = select_face(target_faces, "target photo", target_face_index, min_interocular)
@@ -209,22 +246,24 @@ class FaceSwapPipeline(FacePipelineMixin, FaceHubPipeline):
             image[region] = self.blend(warp.image[region], target[region], mask[region], color_transfer)
             timings["blend"] = time.perf_counter() - start
 
-        measurements = {}
+        measurements = {
+            "output_face": None, "distance_to_source": None, "distance_to_target": None, "landmark_error": None
+        }
         if measure:
             start = time.perf_counter()
-            measurements = self.measure(image, source, target, source_face, target_face)
+            measurements.update(self.measure(image, source, target, source_face, target_face))
             timings["measure"] = time.perf_counter() - start
-        return FaceSwapOutput(
-            image=image,
-            warped=warped,
-            mask=mask,
-            faces=SourceTarget(source_face, target_face),
-            num_faces=SourceTarget(len(source_faces), len(target_faces)),
-            registration=registration,
-            repaired=self.repair is not None,
-            timings=timings,
+        return {
+            "image": image,
+            "warped": warped,
+            "mask": mask,
+            "faces": SourceTarget(source_face, target_face),
+            "num_faces": SourceTarget(len(source_faces), len(target_faces)),
+            "registration": registration,
+            "repaired": self.repair is not None,
+            "timings": timings,
             **measurements,
-        )
+        }
 
     @staticmethod
     def blend(warped_face: np.ndarray, target: np.ndarray, mask: np.ndarray, color_transfer: bool) -> np.ndarray:
@@ -250,7 +289,7 @@ class FaceSwapPipeline(FacePipelineMixin, FaceHubPipeline):
         self, image: np.ndarray, source: np.ndarray, target: np.ndarray, source_face: Face, target_face: Face
     ) -> dict:
         """``output_face``, identity distances and landmark error of a swap result ``image`` (see
-        :class:`FaceSwapOutput`); empty when no face is found on ``image``."""
+        :class:`FaceSwapPipelineOutput`); empty when no face is found on ``image``."""
         output_face = face_nearest(self.find_faces(image), target_face.bbox)
         if output_face is None:
             return {}

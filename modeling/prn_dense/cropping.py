@@ -9,6 +9,12 @@ One definition for training data and inference (the trainer must crop with these
   landmarks is not. Seed 003 (section 3.1.1) trains on crops shifted and rotated at random: ``offset``, ``scale``
   and ``rotation`` apply such a perturbation around the same crop (PRNet: offsets up to 0.1 of the box size,
   scale factors 0.9-1.1).
+- **Large rolls** (:func:`upright_crop_transform`): the network was trained on crops whose roll stays within the
+  photos' own and a +-15 degree jitter, so a face rolled by 30-90 degrees gives garbage. At inference a face whose
+  roll (from :class:`~facehub.modeling.faces.FaceAnalyzer`'s head pose, which is stable at large rolls) exceeds
+  :data:`UPRIGHT_ROLL_THRESHOLD` is cropped upright instead: the same PRNet square, measured on the landmarks turned
+  upright about their box centre, with the turn composed into the affine. Everything mapped back through the affine's
+  inverse (positions, the mesh, the pose) is then in the photo's own frame, roll included.
 - **The warp** (:func:`crop_face_image`): ``cv2.warpAffine`` with facehub's pixel convention (origin at the top-left
   corner of the top-left pixel, so pixel centres at half-integers, in the image and in the crop) and area-averaged
   pre-reduction when the crop shrinks the face by more than 2x, as :func:`facehub.modeling.faces.align_face` does.
@@ -28,6 +34,10 @@ from facehub.modeling.faces.alignment import invert_affine, warp_affine
 
 #: PRNet's crop side as a multiple of the 68-landmark box's mean side (``old_size * 1.6`` in its ``api.process``).
 PRNET_CROP_SCALE = 1.6
+
+#: Faces rolled by more than this many degrees are cropped upright (:func:`upright_crop_transform`). Training crops
+#: are jittered by up to 15 degrees on top of the photos' own roll, so up to here the network has seen such faces.
+UPRIGHT_ROLL_THRESHOLD = 20.0
 
 
 def _landmarks_of(face_or_landmarks68) -> np.ndarray:
@@ -78,6 +88,40 @@ def face_crop_transform(
     angle = math.radians(rotation)
     linear = zoom * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     translation = np.array([crop_size / 2.0, crop_size / 2.0]) - linear @ centre
+    return np.hstack([linear, translation[:, None]])
+
+
+def upright_crop_transform(
+    face_or_landmarks68, crop_size: int, roll: float | None = None, *, threshold: float = UPRIGHT_ROLL_THRESHOLD
+) -> np.ndarray:
+    """The inference crop: :func:`face_crop_transform`, turned upright when the face is rolled by more than
+    ``threshold`` degrees.
+
+    Args:
+        face_or_landmarks68: a :class:`~facehub.modeling.faces.Face` or its (68, 2) / (68, 3) landmarks.
+        crop_size: the crop's side in pixels.
+        roll: the face's roll in degrees (house convention: > 0 tilts clockwise on screen); ``None`` takes it from
+            ``face.pose`` for a Face and means 0 (no turn) for bare landmarks.
+        threshold: rolls up to this many degrees are left to the network (the crop is PRNet's unrotated square).
+
+    Returns:
+        (2, 3) image -> crop affine. For a large roll ``r``, the landmarks are turned by ``-r`` about their box centre,
+        PRNet's square is measured on them, and the turn is composed in, so the face is upright in the crop.
+    """
+    if roll is None:
+        pose = getattr(face_or_landmarks68, "pose", None)
+        roll = float(pose[2]) if pose is not None else 0.0
+    roll = float(roll)
+    if not math.isfinite(roll) or abs(roll) <= threshold:
+        return face_crop_transform(face_or_landmarks68, crop_size)
+    points = _landmarks_of(face_or_landmarks68)
+    centre = (points.min(axis=0) + points.max(axis=0)) / 2.0
+    angle = math.radians(-roll)  # clockwise on screen by -roll undoes the tilt
+    turn = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    upright = (points - centre) @ turn.T + centre
+    crop = face_crop_transform(upright, crop_size)
+    linear = crop[:, :2] @ turn
+    translation = crop[:, :2] @ (centre - turn @ centre) + crop[:, 2]
     return np.hstack([linear, translation[:, None]])
 
 

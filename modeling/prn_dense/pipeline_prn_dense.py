@@ -1,12 +1,14 @@
 """3D face reconstruction and dense alignment from one photo with PRN-Dense (seed 003; PRNet's inference recipe).
 
-``FaceReconstructionPipeline.from_pretrained("facehub/prn-dense")(image)`` returns one
-:class:`~facehub.modeling.prn_dense.FaceReconstruction` per face, largest first (``[]`` when there is none):
+``FaceReconstructionPipeline.from_pretrained("facehub/prn-dense")(image).reconstructions`` holds one
+:class:`~facehub.modeling.prn_dense.FaceReconstruction` per face, largest first (``[]`` when there is none); for a
+list of images it is a list of such lists, one per image:
 
-1. faces are found with :class:`facehub.modeling.faces.FaceAnalyzer` (MediaPipe, robust to large poses; no identity
-   descriptor);
-2. each face is cropped with :func:`~facehub.modeling.prn_dense.face_crop_transform` (PRNet's square around the 68
-   landmarks' box, no rotation) to the model's ``sample_size`` and normalised to [-1, 1];
+1. faces are found with :class:`facehub.modeling.faces.FaceAnalyzer` (MediaPipe, robust to large poses and rolls; no
+   identity descriptor);
+2. each face is cropped with :func:`~facehub.modeling.prn_dense.upright_crop_transform` (PRNet's square around the
+   68 landmarks' box, no rotation; turned upright when the analyzer measures a roll beyond 20 degrees, which the
+   network never saw in training) to the model's ``sample_size`` and normalised to [-1, 1];
 3. all crops of the photo go through :class:`~facehub.modeling.prn_dense.PRNDenseModel` in batches, giving UV position
    maps in crop units;
 4. each map is taken back to the photo's pixels and turned into a mesh, landmarks, pose, colours, texture and depth
@@ -19,14 +21,17 @@ already has, e.g. ground-truth landmarks in an evaluation.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from diffusers.utils import BaseOutput
 
 from facehub.modeling.faces.analyzer import Face
 from facehub.modeling.faces.image_io import load_image
 from facehub.modeling.modeling_utils import FaceHubPipeline
-from facehub.modeling.prn_dense.cropping import crop_face_image, face_crop_transform
+from facehub.modeling.pipeline_utils import as_image_list
+from facehub.modeling.prn_dense.cropping import UPRIGHT_ROLL_THRESHOLD, crop_face_image, upright_crop_transform
 from facehub.modeling.prn_dense.modeling_prn_dense import PRNDenseModel
 from facehub.modeling.prn_dense.reconstruction import FaceReconstruction, build_reconstruction
 
@@ -37,13 +42,32 @@ def crops_to_tensor(crops: np.ndarray) -> torch.Tensor:
     return array.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
+@dataclass
+class FaceReconstructionPipelineOutput(BaseOutput):
+    """What :class:`FaceReconstructionPipeline` returns.
+
+    Attributes:
+        reconstructions: for one input image, a list of :class:`FaceReconstruction`, one per face, largest first
+            (``[]`` when the photo has no face); for a list of images, a list of such lists, one per image.
+    """
+
+    reconstructions: list
+
+
 class FaceReconstructionPipeline(FaceHubPipeline):
     """Photo -> 3D faces with PRN-Dense; component ``prn`` (:class:`PRNDenseModel`). See the module docstring.
 
-    ``recs = pipe(image)``; ``recs[0].landmarks68`` (68, 3), ``recs[0].vertices``, ``recs[0].export("face.glb")``.
+    ``recs = pipe(image).reconstructions``; ``recs[0].landmarks68`` (68, 3), ``recs[0].vertices``,
+    ``recs[0].export("face.glb")``.
+
+    Attributes:
+        upright_roll_threshold: faces the analyzer finds rolled by more than this many degrees are cropped upright
+            (:func:`~facehub.modeling.prn_dense.upright_crop_transform`); ``float("inf")`` turns that off.
     """
 
     model_cpu_offload_seq = "prn"
+    loads_bundles_of = ("FaceMeshRotationPipeline",)
+    upright_roll_threshold = UPRIGHT_ROLL_THRESHOLD
 
     def __init__(self, prn: PRNDenseModel):
         super().__init__()
@@ -101,15 +125,19 @@ class FaceReconstructionPipeline(FaceHubPipeline):
         Args:
             image: RGB uint8 array, PIL image, path or bytes.
             faces: :class:`~facehub.modeling.faces.Face` objects or (68, 2) / (68, 3) landmark arrays in the photo's
-                pixels, one per face.
+                pixels, one per face. A Face rolled beyond ``upright_roll_threshold`` is cropped upright; bare
+                landmarks are cropped as they are (PRNet's square).
             compute_depth: also z-buffer each mesh into a depth image.
+
+        Returns:
+            One :class:`FaceReconstruction` per given face, in order (a plain list: this is the lower-level call).
         """
         photo = load_image(image)
         faces = list(faces)
         if not faces:
             return []
         size = self.crop_size
-        transforms = [face_crop_transform(face, size) for face in faces]
+        transforms = [upright_crop_transform(face, size, threshold=self.upright_roll_threshold) for face in faces]
         crops = np.stack([crop_face_image(photo, transform, size) for transform in transforms])
         uv_maps = self.predict_uv_position_maps(crops, batch_size=batch_size)
         return [
@@ -121,23 +149,33 @@ class FaceReconstructionPipeline(FaceHubPipeline):
         ]
 
     def __call__(
-        self, image, *, max_faces: int | None = None, batch_size: int = 8, compute_depth: bool = True
-    ) -> list[FaceReconstruction]:
-        """Reconstruct every face of ``image`` (RGB uint8 array, PIL image, path or bytes), largest first.
+        self, image, *, max_faces: int | None = None, batch_size: int = 8, compute_depth: bool = True,
+        return_dict: bool = True,
+    ) -> FaceReconstructionPipelineOutput:
+        """Reconstruct every face of ``image``, largest first.
 
         Args:
-            max_faces: keep at most this many faces (the largest); ``None`` keeps all the analyzer found.
+            image: one image (RGB uint8 array, PIL image, path or bytes) or a list of them.
+            max_faces: keep at most this many faces per image (the largest); ``None`` keeps all the analyzer found.
             batch_size: crops per network pass.
             compute_depth: also z-buffer each mesh into ``depth`` / ``face_mask``.
+            return_dict: ``False`` returns ``(reconstructions,)``.
 
         Returns:
-            A list of :class:`FaceReconstruction`, ``[]`` when the photo has no face.
+            :class:`FaceReconstructionPipelineOutput`: ``reconstructions`` is a list of :class:`FaceReconstruction`
+            (``[]`` when the photo has no face) for one image, a list of such lists for a list of images.
 
         Raises:
-            ImageReadError: the image cannot be read (missing, not an image, corrupt).
+            ImageReadError: an image cannot be read (missing, not an image, corrupt).
         """
-        photo = load_image(image)
-        faces = self.find_faces(photo)
-        if max_faces is not None:
-            faces = faces[: max(0, int(max_faces))]
-        return self.reconstruct_faces(photo, faces, batch_size=batch_size, compute_depth=compute_depth)
+        photos, batched = as_image_list(image)
+        per_image = []
+        for photo in photos:
+            faces = self.find_faces(photo)
+            if max_faces is not None:
+                faces = faces[: max(0, int(max_faces))]
+            per_image.append(
+                self.reconstruct_faces(photo, faces, batch_size=batch_size, compute_depth=compute_depth)
+            )
+        output = FaceReconstructionPipelineOutput(reconstructions=per_image if batched else per_image[0])
+        return output if return_dict else output.to_tuple()

@@ -1,0 +1,265 @@
+"""What every facehub pipeline shares at its boundary: image inputs, image outputs and poses, as in diffusers.
+
+- **Inputs.** Every pipeline ``__call__`` takes one image or a list of images. An image is an RGB uint8 array, a
+  PIL image, a path or encoded bytes (:func:`facehub.modeling.faces.load_image` reads it); a list (or tuple, or an
+  (N, H, W, 3) array) is a batch. :func:`as_image_list` does that once for every pipeline.
+- **Outputs.** Pipelines return :class:`~diffusers.utils.BaseOutput` dataclasses. Image outputs carry ``.images``,
+  always a list with one entry per input image: PIL images by default, (H, W, 3) RGB uint8 arrays with
+  ``output_type="np"`` (a list rather than one stacked array, since photos of a batch may differ in size).
+  :func:`convert_images` does the conversion. Other per-image fields hold one value for a single input image and a
+  list of values, one per image, for a list input (:func:`collate`).
+- **Poses.** :class:`Pose` is a (yaw, pitch, roll) named tuple in degrees, in the house convention of
+  :mod:`facehub.modeling.geometry.rotations` (yaw > 0 turns the face towards the image's right, pitch > 0 looks up,
+  roll > 0 tilts clockwise). Every rotation method reports ``requested_pose`` and ``achieved_pose`` with it
+  (:class:`RotationPipelineOutput`), and raises :class:`UnreachablePoseError` for a pose it cannot reach.
+- **Face selection.** :func:`select_face` picks the face a pipeline works on (largest first) and raises the
+  :class:`FaceSelectionError` family, which names the photo, when there is none or it is too small.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+from diffusers.utils import BaseOutput
+from PIL import Image
+
+from facehub.modeling.faces.image_io import FaceHubImageError, load_image
+from facehub.modeling.geometry.landmark_metrics import eye_centre_distance
+
+#: The values of ``output_type`` every image pipeline accepts.
+OUTPUT_TYPES = ("pil", "np")
+
+#: Faces whose eye centres are closer than this (pixels) are refused. Below ~20 px the landmarks' 1-2 px jitter is
+#: 5-10% of the face's scale, which the 3D affine and the hull mask carry straight into the output, and the identity
+#: descriptor's 150 px chip (eyes ~50 px apart) would be upsampled about 2.5x. MediaPipe still finds such faces (down to ~6 px).
+MIN_INTEROCULAR_PIXELS = 20.0
+
+
+class FaceSelectionError(FaceHubImageError):
+    """The photo has no usable face for this pipeline (none found, too small, or no face at ``face_index``)."""
+
+
+class NoFaceFoundError(FaceSelectionError):
+    """No face was detected in the photo."""
+
+
+class FaceTooSmallError(FaceSelectionError):
+    """The selected face is smaller than the pipeline's minimum (eye centres closer than ``min_interocular``)."""
+
+
+def select_face(
+    faces: list, photo: str, face_index: int = 0, min_interocular: float = MIN_INTEROCULAR_PIXELS
+):
+    """The ``face_index``-th face (largest first) of a photo, checked for size.
+
+    Args:
+        faces: what :class:`~facehub.modeling.faces.FaceAnalyzer` returned for the photo.
+        photo: how to name the photo in messages ("source photo", "target photo", ...).
+
+    Raises:
+        NoFaceFoundError, FaceSelectionError (``face_index`` out of range), FaceTooSmallError.
+    """
+    if not faces:
+        raise NoFaceFoundError(
+            f"No face was found in the {photo}. Use a photo where one face is clearly visible (roughly frontal to "
+            "profile, not covered, at least about 50 pixels wide)."
+        )
+    if not 0 <= face_index < len(faces):
+        raise FaceSelectionError(
+            f"The {photo} has {len(faces)} face(s) (numbered 0 to {len(faces) - 1}, largest first); "
+            f"face_index={face_index} does not exist."
+        )
+    face = faces[face_index]
+    distance = float(eye_centre_distance(face.landmarks68))
+    if distance < min_interocular:
+        raise FaceTooSmallError(
+            f"The face in the {photo} is too small: its eyes are {distance:.1f} pixels apart, the minimum is "
+            f"{min_interocular:g}. Use a larger or closer-cropped photo (or lower min_interocular)."
+        )
+    return face
+
+
+class UnreachablePoseError(ValueError):
+    """The requested pose is beyond what the rotation method can show from one photo (the message has the numbers)."""
+
+
+class Pose(NamedTuple):
+    """A head pose in degrees, house convention (:mod:`facehub.modeling.geometry.rotations`).
+
+    Attributes:
+        yaw: turn about the vertical axis; > 0 turns the face towards the image's right.
+        pitch: turn about the horizontal axis; > 0 looks up.
+        roll: tilt in the image plane; > 0 tilts clockwise.
+    """
+
+    yaw: float
+    pitch: float
+    roll: float
+
+    @classmethod
+    def of(cls, angles) -> Pose:
+        """A :class:`Pose` of plain floats from any (yaw, pitch, roll) sequence."""
+        yaw, pitch, roll = (float(a) for a in angles)
+        return cls(yaw, pitch, roll)
+
+    def __str__(self) -> str:
+        return f"yaw {self.yaw:+.1f}, pitch {self.pitch:+.1f}, roll {self.roll:+.1f}"
+
+
+def check_pose_angles(yaw: float, pitch: float, roll: float | None) -> None:
+    """Raise :class:`UnreachablePoseError` unless every given angle is a finite number of degrees."""
+    for name, value in (("yaw", yaw), ("pitch", pitch), ("roll", 0.0 if roll is None else roll)):
+        try:
+            finite = math.isfinite(float(value))
+        except (TypeError, ValueError):
+            finite = False
+        if not finite:
+            raise UnreachablePoseError(f"{name} must be a finite number of degrees, got {value!r}.")
+
+
+def is_image_batch(images) -> bool:
+    """Whether ``images`` is a batch: a list or tuple, or an (N, H, W, C) array."""
+    return isinstance(images, (list, tuple)) or (isinstance(images, np.ndarray) and images.ndim == 4)
+
+
+def as_image_list(images, name: str = "image") -> tuple[list[np.ndarray], bool]:
+    """Read one image or a batch of images as RGB uint8 arrays.
+
+    Args:
+        images: an RGB uint8 array, PIL image, path or bytes; or a list / tuple of them; or an (N, H, W, C) array.
+        name: the argument's name, for messages.
+
+    Returns:
+        ``(arrays, batched)``: the (H, W, 3) uint8 arrays, and whether the input was a batch (so that the output
+        fields can be lists too).
+
+    Raises:
+        ValueError: an empty batch. ``ImageReadError`` / ``ImageTooLargeError`` for an image that cannot be read;
+        for a batch the message names the position.
+    """
+    if not is_image_batch(images):
+        return [load_image(images)], False
+    if len(images) == 0:
+        raise ValueError(f"`{name}` is an empty list; pass one image or a list of at least one image.")
+    arrays = []
+    for index, item in enumerate(images):
+        if is_image_batch(item) and not (isinstance(item, np.ndarray) and item.ndim == 3):
+            raise ValueError(f"`{name}[{index}]` is itself a list; pass a flat list of images.")
+        try:
+            arrays.append(load_image(item))
+        except (ValueError, TypeError) as err:
+            raise type(err)(f"{name}[{index}]: {err}") from err
+    return arrays, True
+
+
+def broadcast(values: list, count: int, name: str) -> list:
+    """``values`` (one per item, or a single one for all) stretched to ``count`` items; a clear error otherwise."""
+    if len(values) == count:
+        return values
+    if len(values) == 1:
+        return values * count
+    raise ValueError(f"`{name}` has {len(values)} images but there are {count} inputs; pass one or {count}.")
+
+
+def check_output_type(output_type: str) -> str:
+    """``output_type`` if it is one of :data:`OUTPUT_TYPES`, else a ``ValueError`` saying which exist."""
+    if output_type not in OUTPUT_TYPES:
+        raise ValueError(f"Got {output_type!r} for `output_type`; use one of {', '.join(map(repr, OUTPUT_TYPES))}.")
+    return output_type
+
+
+def convert_images(arrays: Sequence[np.ndarray], output_type: str = "pil") -> list:
+    """(H, W, 3) RGB uint8 arrays -> a list of PIL images (``"pil"``) or of the arrays themselves (``"np"``)."""
+    check_output_type(output_type)
+    arrays = [np.ascontiguousarray(a, dtype=np.uint8) for a in arrays]
+    if output_type == "pil":
+        return [Image.fromarray(a) for a in arrays]
+    return arrays
+
+
+def collate(results: Sequence[dict[str, Any]], batched: bool) -> dict[str, Any]:
+    """Per-image result dicts -> output fields: each field's value for a single image, a list of them for a batch."""
+    keys = results[0].keys()
+    if batched:
+        return {key: [result[key] for result in results] for key in keys}
+    return dict(results[0])
+
+
+def _first_image_as_array(output) -> np.ndarray:
+    images = output.images
+    first = images[0] if isinstance(images, (list, tuple)) else images
+    return np.asarray(first.convert("RGB") if isinstance(first, Image.Image) else first)
+
+
+class DeprecatedImageMixin:
+    """The pre-``.images`` attribute of image outputs, kept for old callers: ``out.image`` is ``out.images[0]`` as an
+    (H, W, 3) RGB uint8 array, with a ``FutureWarning``."""
+
+    @property
+    def image(self) -> np.ndarray:
+        warnings.warn(
+            f"`{type(self).__name__}.image` is deprecated and will be removed; use `.images[0]` (a PIL image, or an "
+            "RGB uint8 array with output_type='np').",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return _first_image_as_array(self)
+
+
+@dataclass
+class ImagePipelineOutput(DeprecatedImageMixin, BaseOutput):
+    """Output of a pipeline that makes images.
+
+    Attributes:
+        images: one per input image: PIL images, or (H, W, 3) RGB uint8 arrays with ``output_type="np"``.
+    """
+
+    images: list
+
+
+@dataclass
+class RotationPipelineOutput(ImagePipelineOutput):
+    """The output every face rotation method returns (DepthNet's warp, PRN-Dense's mesh rotation, ...).
+
+    Attributes:
+        images: the photos with the face turned, one per input image (see :class:`ImagePipelineOutput`).
+        requested_pose: the :class:`Pose` the face was turned to (a target photo's face pose when one was given).
+        achieved_pose: the :class:`Pose` measured on the result by the
+            :class:`~facehub.modeling.faces.FaceAnalyzer` (the face nearest the source face's box); ``None`` when no
+            face is found on the result or measuring was turned off.
+
+    For one input image the pose fields are one :class:`Pose` (or ``None``); for a list input they are lists with
+    one entry per image. Method-specific fields follow the same rule.
+    """
+
+    requested_pose: Pose | list[Pose]
+    achieved_pose: Pose | list[Pose | None] | None
+
+    @property
+    def measured_pose(self):
+        """Deprecated name of :attr:`achieved_pose`."""
+        warnings.warn(
+            f"`{type(self).__name__}.measured_pose` is deprecated; use `.achieved_pose`.", FutureWarning, stacklevel=2
+        )
+        return self.achieved_pose
+
+
+def measure_pose(analyzer_call, image: np.ndarray, near_box) -> tuple[Any, Pose | None]:
+    """The face of ``image`` nearest the centre of ``near_box`` (x0, y0, x1, y1), found with ``analyzer_call``
+    (image -> list of faces), and its :class:`Pose`; ``(None, None)`` when there is no face."""
+    faces = analyzer_call(image)
+    if not faces:
+        return None, None
+    centre = np.array([(near_box[0] + near_box[2]) / 2.0, (near_box[1] + near_box[3]) / 2.0])
+
+    def distance(face) -> float:
+        x0, y0, x1, y1 = face.bbox
+        return float(np.linalg.norm(np.array([(x0 + x1) / 2.0, (y0 + y1) / 2.0]) - centre))
+
+    face = min(faces, key=distance)
+    return face, Pose.of(face.pose)

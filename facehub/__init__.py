@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 try:
     __version__ = version("facehub")
@@ -44,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "FaceRepairPipeline": "facehub.modeling.cyclegan",
     # loading and errors
     "CheckpointError": "facehub.modeling.modeling_utils",
+    "Pose": "facehub.modeling.pipeline_utils",
     "ModelNotFoundError": "facehub.hub.resolver",
     "resolve": "facehub.hub.resolver",
 }
@@ -64,19 +65,3 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
-
-if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily through __getattr__
-    from facehub import methods
-    from facehub.hub.resolver import ModelNotFoundError, resolve
-    from facehub.modeling.cyclegan import FaceRepairPipeline
-    from facehub.modeling.depthnet import (
-        DepthNetModel,
-        FaceFrontalizationPipeline,
-        FaceRotationPipeline,
-        FaceSwapPipeline,
-        KeypointRegistrationPipeline,
-        UnreachablePoseError,
-    )
-    from facehub.modeling.faces import Face, FaceAnalyzer, FaceHubImageError, same_person
-    from facehub.modeling.modeling_utils import CheckpointError
-    from facehub.modeling.prn_dense import FaceReconstructionPipeline, PRNDenseModel

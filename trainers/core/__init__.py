@@ -1,10 +1,11 @@
 """The shared Accelerate training loop, its configuration and the method interface."""
 
-from facehub.trainers.core.config import TrainingConfig, load_config
+from facehub.trainers.core.config import ConfigError, TrainingConfig, load_config
 from facehub.trainers.core.loop import StepContext, list_checkpoints, train
 from facehub.trainers.core.method import TrainingMethod, UnknownMethodError, get_method, known_methods
 
 __all__ = [
+    "ConfigError",
     "StepContext",
     "TrainingConfig",
     "TrainingMethod",

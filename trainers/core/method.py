@@ -1,59 +1,56 @@
-"""What a method plugs into the shared loop, and the registry of methods.
+"""What a method plugs into the shared loop.
 
-A method is a :class:`TrainingMethod` subclass registered under its name. It builds its networks, optimisers
-and dataset, computes losses in :meth:`TrainingMethod.training_step` (calling ``ctx.optimize`` for each optimiser
-it steps, which is how a GAN alternates its discriminator and generator) and exports its inference bundle. The
-loop in :mod:`facehub.trainers.core.loop` owns everything else.
+A method is a :class:`TrainingMethod` subclass, declared in the method registry (:mod:`facehub.methods`, the
+``training`` entry of its ``MethodSpec``). It names its config dataclass (:attr:`TrainingMethod.config_class`, a
+:class:`~facehub.trainers.core.config.TrainingConfig` subclass with typed ``model``, ``data`` and ``losses``
+sections and named presets), builds its networks, optimisers and dataset, computes losses in
+:meth:`TrainingMethod.training_step` (calling ``ctx.optimize`` for each optimiser it steps, which is how a GAN
+alternates its discriminator and generator) and exports its inference bundle. The loop in
+:mod:`facehub.trainers.core.loop` owns everything else.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch.utils.data import Dataset
 
+from facehub.methods import UnknownMethodError
+from facehub.trainers.core.config import TrainingConfig
+
 if TYPE_CHECKING:
-    from facehub.trainers.core.config import TrainingConfig
     from facehub.trainers.core.loop import StepContext
 
-# name -> "module:Class", imported on demand so that `facehub train --help` stays fast.
-_METHODS: dict[str, str] = {
-    "cyclegan": "facehub.trainers.cyclegan:CycleGANRepairTraining",
-    "depthnet": "facehub.trainers.depthnet:DepthNetTraining",
-    "prn_dense": "facehub.trainers.prn_dense:PRNDenseTraining",
-}
-
-
-class UnknownMethodError(ValueError):
-    pass
+__all__ = ["TrainingMethod", "UnknownMethodError", "get_method", "known_methods"]
 
 
 def known_methods() -> list[str]:
-    return sorted(_METHODS)
+    """Names of the registered methods that ``facehub train`` can train."""
+    from facehub import methods
 
-
-def register_method(name: str, target: str) -> None:
-    """Register ``"module:Class"`` under ``name`` (for methods living outside facehub)."""
-    _METHODS[name] = target
+    return methods.trainable()
 
 
 def get_method(name: str) -> type[TrainingMethod]:
-    if name not in _METHODS:
-        raise UnknownMethodError(f"Unknown method {name!r}. Known methods: {', '.join(known_methods())}.")
-    module_name, _, class_name = _METHODS[name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    """The training recipe of method ``name`` (``methods.get(name).training_class()``); an unknown name raises
+    :class:`~facehub.methods.UnknownMethodError` listing the known ones."""
+    from facehub import methods
+
+    return methods.get(name).training_class()
 
 
 class TrainingMethod:
     """Base class of a method's training recipe. Subclasses set ``name`` and override the hooks."""
 
     name: str = ""
-    #: settings the method adds to :class:`TrainingConfig` defaults (learning rate, model preset, ...)
-    default_config: dict[str, Any] = {}
+    #: The method's config dataclass: a :class:`TrainingConfig` subclass with its sections, defaults and presets.
+    config_class: ClassVar[type[TrainingConfig]] = TrainingConfig
+    #: Kept empty for callers written before :attr:`config_class` (``load_config(..., defaults=default_config)``);
+    #: the defaults live in :attr:`config_class`.
+    default_config: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: TrainingConfig):
         self.config = config
@@ -80,6 +77,24 @@ class TrainingMethod:
     def training_step(self, batch: Any, ctx: StepContext) -> dict[str, float]:
         """Compute losses, call ``ctx.optimize(name, loss)`` per optimiser, return scalars to log."""
         raise NotImplementedError
+
+    #: Write a sample grid (:meth:`sample_images`) every N optimiser steps and at the end; 0 writes none.
+    sample_steps: int = 0
+
+    def learning_rate_schedules(self) -> dict[str, Callable[[int], float]]:
+        """Per optimiser name, a factor on its base rate at optimiser step ``k`` (0-based), applied on top of the
+        config's ``lr_scheduler`` (:mod:`facehub.trainers.core.schedules`). Default: none."""
+        return {}
+
+    def ema_decays(self) -> dict[str, float]:
+        """Networks to keep an exponential moving average of, with its decay (``{"generator": 0.999}``): the loop
+        updates it after each optimiser step, checkpoints it and exports it in place of the network. Default: none."""
+        return {}
+
+    def sample_images(self, models: dict[str, torch.nn.Module], batch: Any) -> dict[str, torch.Tensor] | None:
+        """Rows of a sample grid (row name -> (N, C, H, W) in [-1, 1]) from the unwrapped ``models`` (EMA copies
+        where there are) in eval mode, without gradients, on the step's ``batch``. Default: no samples."""
+        return None
 
     def export(self, models: dict[str, torch.nn.Module], folder: Path) -> None:
         """Write the HF-format inference bundle (``save_pretrained``) of the unwrapped ``models`` into ``folder``."""

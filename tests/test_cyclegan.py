@@ -453,10 +453,11 @@ def test_training_learns_to_remove_the_pasted_colour_cast(two_domains, tmp_path,
     assert trained["output_error"] < 0.8 * start["output_error"], (start, trained)
 
     logs = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    # Logged rates are means over 20 steps: constant for the first half, then the linear decay (mean 0.175 of it
-    # over the last 20 steps).
-    assert logs[0]["lr_generator"] == pytest.approx(2e-4, rel=1e-6)
-    assert logs[-1]["lr_generator"] == pytest.approx(2e-4 * np.mean([(120 - s) / 60 for s in range(100, 120)]))
+    # The loop logs the rate each optimiser applied at the logged step: constant for the first half, then the
+    # linear decay, down to 1/60 of it at the last step (step index 119).
+    assert logs[0]["lr/generator"] == logs[0]["lr/discriminator"] == pytest.approx(2e-4, rel=1e-6)
+    assert logs[-1]["lr/generator"] == pytest.approx(2e-4 * (120 - 119) / 60, rel=1e-6)
+    assert logs[-2]["lr/discriminator"] == pytest.approx(2e-4 * (120 - 99) / 60, rel=1e-6)
     assert logs[-1]["cycle"] < logs[0]["cycle"]
     card = (tmp_path / "export" / "README.md").read_text()
     assert "CycleGAN" in card and "from facehub.modeling.cyclegan import FaceRepairPipeline" in card

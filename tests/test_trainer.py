@@ -143,7 +143,7 @@ def test_two_processes_train_and_a_killed_run_resumes_to_the_same_weights(tmp_pa
     reference = write_config(tmp_path / "a", **fields)
     out = finish(launch(reference))
     assert "on 2 process(es)" in out
-    assert (tmp_path / "a" / "out" / "checkpoints" / "checkpoint-400" / "random_states_1.pkl").is_file()
+    assert (tmp_path / "a" / "out" / "checkpoints" / "checkpoint-400" / "rng_state_1.json").is_file()
     steps = [m["step"] for m in metrics(tmp_path / "a" / "out")]
     assert steps == list(range(10, 401, 10))  # one writer: the main process
     losses = [m["loss"] for m in metrics(tmp_path / "a" / "out")]
@@ -245,7 +245,9 @@ def test_gradient_accumulation_and_bf16_count_optimizer_steps(tmp_path):
                          capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr[-3000:]
     output_dir = tmp_path / "out"
-    progress = torch.load(list_checkpoints(output_dir)[-1] / "custom_checkpoint_0.pkl", weights_only=True)
+    progress = json.loads((list_checkpoints(output_dir)[-1] / "progress.json").read_text())
     assert progress == {"step": 60, "micro_step": 120}  # two micro-batches per optimiser step
+    state = json.loads((output_dir / "run_state.json").read_text())
+    assert (state["mixed_precision"], state["gradient_accumulation_steps"]) == ("bf16", 2)
     losses = [m["loss"] for m in metrics(output_dir)]
     assert losses[-1] < 0.5 * losses[0], losses

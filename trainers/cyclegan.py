@@ -38,11 +38,13 @@ Objective, per step (CycleGAN section 3 and 4):
   checkpoint and a resumed run continues with them.
 
 Learning rate. CycleGAN keeps it constant for the first half of training and decays it linearly to zero over the
-second half. The shared loop's schedules (``lr_scheduler``, diffusers' ``get_scheduler``) have no such shape, so
-this method multiplies the loop's scheduled rate by ``linear_decay_factor`` before each optimiser step (with
-``lr_scheduler: constant``, the default, that is exactly CycleGAN's schedule); the decay starts at
-``lr_decay_start_fraction * max_steps`` (0.5; 1 turns it off). The logged ``lr_generator`` is the rate in use; the
-loop's own ``lr`` column shows the scheduled rate before the decay.
+second half: both optimisers get ``linear_decay_factor`` as their schedule in the loop
+(:meth:`CycleGANRepairTraining.learning_rate_schedules`), on top of ``lr_scheduler`` (``constant``, the default,
+gives exactly CycleGAN's schedule); the decay starts at ``lr_decay_start_fraction * max_steps`` (0.5; 1 turns it
+off). The loop logs the applied rates as ``lr/generator`` and ``lr/discriminator``.
+
+Samples. With ``sample_steps`` (a method attribute, or the config's when it has one), the loop writes a grid of
+pasted swaps, repairs and cycles (and the reverse direction) to ``samples/`` and TensorBoard.
 
 Export. ``FaceRepairPipeline(repair=G, real_to_swap=F).save_pretrained(export/)`` plus the model card. The
 discriminators are training state only; they live in the checkpoints.
@@ -53,6 +55,7 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,7 +161,7 @@ class DiscriminatorAdam(torch.optim.Adam):
     """Adam over both discriminators whose ``state_dict`` also carries the two histories of fakes.
 
     The histories are the discriminators' training data, so they belong to the discriminator's optimisation state;
-    keeping them here puts them into every checkpoint the shared loop writes (accelerate saves the optimisers) and
+    keeping them here puts them into every checkpoint the shared loop writes (it saves the optimisers' state dicts) and
     restores them on ``resume``. With several processes each one keeps its own history and the main process's is
     the one saved, so an exact resume is guaranteed for one process (as the loop is for the rest of the state).
     """
@@ -451,41 +454,38 @@ class CycleGANRepairTraining(TrainingMethod):
             )
         return data
 
-    def _decay_learning_rates(self, ctx: StepContext) -> dict[str, float]:
-        """Set each optimiser's rate to the loop's scheduled rate times CycleGAN's linear decay; returns the rates.
+    def learning_rate_schedules(self) -> dict[str, Callable[[int], float]]:
+        """CycleGAN's schedule for both optimisers: constant, then linear decay to zero from
+        ``lr_decay_start_fraction * max_steps`` (:func:`linear_decay_factor`), on top of ``lr_scheduler``."""
+        max_steps, start = self.config.max_steps, self.cyclegan.lr_decay_start_fraction
 
-        The loop's scheduler resets the rates after every step, so they are set again before every step."""
-        factor = linear_decay_factor(ctx.step, ctx.config.max_steps, self.cyclegan.lr_decay_start_fraction)
-        rates = {}
-        for name, optimizer in ctx.optimizers.items():
-            scheduled = ctx.schedulers[name].get_last_lr()
-            for group, rate in zip(optimizer.param_groups, scheduled, strict=True):
-                group["lr"] = rate * factor
-            rates[name] = optimizer.param_groups[0]["lr"]
-        return rates
+        def decay(step: int) -> float:
+            return linear_decay_factor(step, max_steps, start)
 
-    @staticmethod
-    def _frozen_scores(ctx: StepContext, discriminator: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """``D(images)`` through detached copies of D's parameters: gradients reach the generator only, and D's
-        (possibly DDP-wrapped) module sees no extra backward pass."""
-        module = ctx.accelerator.unwrap_model(discriminator)
-        tensors = {name: p.detach() for name, p in module.named_parameters()}
-        tensors.update(dict(module.named_buffers()))
-        with ctx.accelerator.autocast():
-            return torch.func.functional_call(module, tensors, (images,)).patch_scores
+        return {"generator": decay, "discriminator": decay}
+
+    def sample_images(self, models: dict[str, torch.nn.Module], batch: dict[str, torch.Tensor]):
+        """Up to 8 faces of the step's batch: pasted swaps x, their repairs G(x) and cycles F(G(x)); real faces y,
+        F(y) and G(F(y))."""
+        real_a, real_b = batch["domain_a"][:8], batch["domain_b"][:8]
+        fake_b, fake_a = models["generator_ab"](real_a).image, models["generator_ba"](real_b).image
+        return {
+            "pasted": real_a, "repaired": fake_b, "pasted_cycle": models["generator_ba"](fake_b).image,
+            "real": real_b, "real_to_swap": fake_a, "real_cycle": models["generator_ab"](fake_a).image,
+        }
 
     def training_step(self, batch: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, float]:
         c = self.cyclegan
         real_a, real_b = batch["domain_a"], batch["domain_b"]
         generator_ab, generator_ba = ctx.models["generator_ab"], ctx.models["generator_ba"]
         discriminator_a, discriminator_b = ctx.models["discriminator_a"], ctx.models["discriminator_b"]
-        rates = self._decay_learning_rates(ctx)
 
         # Generators G (A -> B) and F (B -> A): eq. 3 with least-squares adversarial terms, plus identity.
         fake_b = generator_ab(real_a).image  # G(x)
         fake_a = generator_ba(real_b).image  # F(y)
-        adversarial_ab = least_squares_gan_loss(self._frozen_scores(ctx, discriminator_b, fake_b), True)
-        adversarial_ba = least_squares_gan_loss(self._frozen_scores(ctx, discriminator_a, fake_a), True)
+        # Through the frozen discriminators: gradients reach the generators only.
+        adversarial_ab = least_squares_gan_loss(ctx.frozen("discriminator_b", fake_b).patch_scores, True)
+        adversarial_ba = least_squares_gan_loss(ctx.frozen("discriminator_a", fake_a).patch_scores, True)
         cycle = (generator_ba(fake_b).image.float() - real_a).abs().mean() + (
             generator_ab(fake_a).image.float() - real_b
         ).abs().mean()  # eq. 2
@@ -519,8 +519,6 @@ class CycleGANRepairTraining(TrainingMethod):
             "identity": identity.detach().item(),
             "discriminator_a": discriminator_a_loss.detach().item(),
             "discriminator_b": discriminator_b_loss.detach().item(),
-            "lr_generator": rates["generator"],
-            "lr_discriminator": rates["discriminator"],
         }
 
     def export(self, models: dict[str, torch.nn.Module], folder: Path) -> None:

@@ -182,11 +182,9 @@ class DepthNetTraining(TrainingMethod):
             if "source_depths" not in batch:
                 raise ValueError("DepthNet+GAN (losses.gan_weight > 0) needs ground-truth depths in the data.")
             discriminator = ctx.models["depth_discriminator"]
-            # The generator's term goes through a frozen copy of the discriminator's weights, so its backward pass
-            # leaves the discriminator's gradients (and its DDP reducer) alone.
-            plain = ctx.accelerator.unwrap_model(discriminator)
-            frozen = {name: p.detach() for name, p in plain.named_parameters()}
-            fake = torch.func.functional_call(plain, frozen, (source, out.depths)).logits
+            # The generator's term goes through the frozen discriminator (parameters and buffers), so its backward
+            # pass leaves the discriminator's gradients, statistics and DDP reducer alone.
+            fake = ctx.frozen("depth_discriminator", source, out.depths).logits
             adversarial = adversarial_depth_loss(fake)
             loss = loss + self.gan_weight * adversarial
             logs["adversarial"] = adversarial.detach().item()

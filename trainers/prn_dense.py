@@ -73,8 +73,8 @@ Optimiser and schedule (seed 003, section 3.1.2): Adam (``learning_rate`` 1e-4, 
 decay), batch 16, and the learning rate lowered step-wise to 1e-6 and then 1e-8. The paper does not say when; the
 default ``losses.lr_milestones: [0.5, 0.8]`` switches at 50% and 80% of ``max_steps``, with ``losses.lr_factors:
 [1, 1e-2, 1e-4]`` (the rates 1e-4, 1e-6, 1e-8). The shared loop's schedules (diffusers' ``get_scheduler``) have no
-such steps, so the method multiplies the loop's scheduled rate by the factor before each optimiser step (with
-``lr_scheduler: constant`` that is exactly the paper's schedule); ``lr_in_use`` in the log is the rate applied.
+such steps, so the method gives the loop the factor as the optimiser's schedule, on top of ``lr_scheduler``
+(``constant`` gives exactly the paper's schedule); ``lr/main`` in the log is the rate applied.
 
 Model (``model.*``): ``preset`` (``paper``, ``fast``, ``cpu-small``: :data:`~facehub.modeling.prn_dense.
 configuration_prn_dense.PRN_DENSE_PRESETS`) plus any :class:`~facehub.modeling.prn_dense.PRNDenseConfig` field as an
@@ -87,6 +87,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -554,14 +555,12 @@ class PRNDenseTraining(TrainingMethod):
             logger.info("data: %s, weight %g: %d items per epoch", source.name, weight, count)
         return data
 
-    def _learning_rate(self, ctx: StepContext) -> float:
-        """Set the optimiser's rate to the loop's scheduled rate times the step factor; returns it."""
-        factor = step_learning_rate_factor(ctx.step, ctx.config.max_steps, self.losses["lr_milestones"],
-                                           self.losses["lr_factors"])
-        optimizer = ctx.optimizers["main"]
-        for group, rate in zip(optimizer.param_groups, ctx.schedulers["main"].get_last_lr(), strict=True):
-            group["lr"] = rate * factor
-        return optimizer.param_groups[0]["lr"]
+    def learning_rate_schedules(self) -> dict[str, Callable[[int], float]]:
+        """Seed 003's steps (:func:`step_learning_rate_factor`) as the optimiser's schedule, on top of
+        ``lr_scheduler``."""
+        max_steps = self.config.max_steps
+        milestones, factors = list(self.losses["lr_milestones"]), list(self.losses["lr_factors"])
+        return {"main": lambda step: step_learning_rate_factor(step, max_steps, milestones, factors)}
 
     def _buffers(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         if self._weight_mask is None:
@@ -572,7 +571,6 @@ class PRNDenseTraining(TrainingMethod):
         return self._weight_mask.to(device), self._landmark_weights.to(device)
 
     def training_step(self, batch: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, float]:
-        rate = self._learning_rate(ctx)
         images, target = batch["image"], batch["uv_position_map"]
         weight_mask, landmark_weights = self._buffers(images.device)
         with ctx.accelerator.autocast():
@@ -583,7 +581,7 @@ class PRNDenseTraining(TrainingMethod):
             landmarks = [torch.einsum("lv,bvd->bld", landmark_weights, uv_position_map_to_mesh(m.float()))
                          for m in (predicted.detach(), target)]
             error = (landmarks[0] - landmarks[1])[..., :2].norm(dim=-1).mean() * self.crop_size
-        return {"loss": loss.detach().item(), "landmark_error": error.item(), "lr_in_use": rate}
+        return {"loss": loss.detach().item(), "landmark_error": error.item()}
 
     def export(self, models: dict[str, torch.nn.Module], folder: Path) -> None:
         FaceReconstructionPipeline(prn=models["prn"]).save_pretrained(folder)

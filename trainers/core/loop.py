@@ -3,18 +3,27 @@
 Run under ``accelerate launch`` (any number of processes or machines) or as a plain script (one process). The loop
 owns: seeding, data order, gradient accumulation, mixed precision, the progress bar, TensorBoard and
 ``metrics.jsonl`` logging, full-state checkpoints (every ``checkpointing_steps``, at the end and on SIGTERM),
-``resume`` from the newest complete checkpoint, periodic and final export to the HF format, and the optional push
-to the Hub. A method only supplies networks, optimisers, data, losses and export (:class:`TrainingMethod`).
+``resume`` from the newest intact checkpoint, per-optimiser learning-rate schedules, generator EMA, sample grids,
+periodic and final export to the HF format, and the optional push to the Hub. A method only supplies networks,
+optimisers, data, losses and export (:class:`TrainingMethod`).
+
+Launcher settings: ``mixed_precision`` and ``gradient_accumulation_steps`` left unset in the config (``None``) are
+the launcher's (``accelerate launch --mixed_precision bf16``; accumulation from ``ACCELERATE_GRADIENT_ACCUMULATION_STEPS``,
+which ``facehub train --gradient_accumulation_steps N`` sets); a value in the config wins. What the processes
+actually run with is written to ``output_dir/run_state.json``.
 
 Resuming is exact: a run killed between checkpoints and resumed ends with the same step count and the same
 weights as an uninterrupted run of the same seed and process count, because the data order is a pure function of
-``(seed, epoch)`` and accelerate's checkpoint carries model, optimiser, scheduler, RNG and progress state.
+``(seed, epoch)``, learning rates are pure functions of the step, and the checkpoint carries weights, optimiser,
+RNG and progress state. Checkpoints are facehub's own files (:mod:`facehub.trainers.core.checkpointing`): nothing
+is unpickled on resume, and a damaged newest checkpoint falls back to the newest intact one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import signal
 import time
@@ -26,17 +35,33 @@ from typing import Any
 import torch
 import yaml
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import GradientAccumulationPlugin, ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
+from facehub.trainers.core import checkpointing
+from facehub.trainers.core.checkpointing import (
+    CHECKPOINT_PREFIX,
+    MANIFEST,
+    CheckpointError,
+    find_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    verify_checkpoint,
+)
 from facehub.trainers.core.config import TrainingConfig
+from facehub.trainers.core.gan import ExponentialMovingAverage, frozen_call
 from facehub.trainers.core.method import TrainingMethod
+from facehub.trainers.core.samples import make_grid, write_samples
+from facehub.trainers.core.schedules import OptimizerSchedule, build_schedules
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_PREFIX = "checkpoint-"
-COMPLETE_MARKER = "facehub_checkpoint.json"
+COMPLETE_MARKER = MANIFEST  # the manifest is written last: its presence marks a complete checkpoint
+RUN_STATE = "run_state.json"
+METRICS = "metrics.jsonl"
+
+__all__ = ["CHECKPOINT_PREFIX", "COMPLETE_MARKER", "CheckpointError", "StepContext", "list_checkpoints", "train"]
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -58,7 +83,7 @@ class EpochShuffleSampler(Sampler[int]):
 
 @dataclass
 class TrainingProgress:
-    """Counters saved inside every checkpoint (registered with ``accelerator.register_for_checkpointing``)."""
+    """Counters saved inside every checkpoint (``progress.json``)."""
 
     step: int = 0  # optimiser steps done
     micro_step: int = 0  # micro-batches consumed (step * gradient_accumulation_steps at step boundaries)
@@ -72,14 +97,19 @@ class TrainingProgress:
 
 @dataclass
 class StepContext:
-    """Handed to :meth:`TrainingMethod.training_step`: the accelerator, models and ``optimize``."""
+    """Handed to :meth:`TrainingMethod.training_step`: the accelerator, models, optimisers and their schedules.
+
+    ``schedulers[name].get_last_lr()`` is the rate optimiser ``name`` applies in this step; ``ema[name]`` the
+    :class:`~facehub.trainers.core.gan.ExponentialMovingAverage` of a network the method asked to average.
+    """
 
     accelerator: Accelerator
     models: dict[str, torch.nn.Module]
     optimizers: dict[str, torch.optim.Optimizer]
-    schedulers: dict[str, Any]
+    schedulers: dict[str, OptimizerSchedule]
     config: TrainingConfig
     step: int = 0
+    ema: dict[str, ExponentialMovingAverage] = field(default_factory=dict)
     _params: dict[str, list[torch.nn.Parameter]] = field(default_factory=dict)
 
     def optimize(self, name: str, loss: torch.Tensor) -> None:
@@ -92,34 +122,36 @@ class StepContext:
             )
             self.accelerator.clip_grad_norm_(params, self.config.max_grad_norm)
         optimizer.step()
-        self.schedulers[name].step()
         optimizer.zero_grad(set_to_none=True)
 
-
-def list_checkpoints(output_dir: Path, complete_only: bool = True) -> list[Path]:
-    """Checkpoint folders in ``output_dir/checkpoints``, oldest first; ``complete_only`` skips half-written ones."""
-    root = Path(output_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    found = []
-    for path in root.iterdir():
-        suffix = path.name.removeprefix(CHECKPOINT_PREFIX)
-        if path.is_dir() and path.name.startswith(CHECKPOINT_PREFIX) and suffix.isdigit():
-            if not complete_only or (path / COMPLETE_MARKER).is_file():
-                found.append((int(suffix), path))
-    return [path for _, path in sorted(found)]
+    def frozen(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """``models[name](*args, **kwargs)`` as a frozen network: gradients reach the inputs only, the network's
+        parameters, buffers and DDP reducer are left alone (the generator step through a discriminator; see
+        :func:`facehub.trainers.core.gan.frozen_call`)."""
+        return frozen_call(self.accelerator, self.models[name], *args, **kwargs)
 
 
 def _resume_path(config: TrainingConfig) -> Path | None:
+    """The checkpoint to resume from: the given one (verified), or the newest intact one in ``output_dir``."""
     if not config.resume:
         return None
     if isinstance(config.resume, str) and config.resume not in ("latest", "true"):
         path = Path(config.resume)
-        if not (path / COMPLETE_MARKER).is_file():
-            raise FileNotFoundError(f"{path} is not a complete facehub checkpoint (no {COMPLETE_MARKER}).")
+        try:
+            verify_checkpoint(path)
+        except CheckpointError as error:
+            raise CheckpointError(f"Cannot resume from {path}: {error}.") from None
         return path
-    checkpoints = list_checkpoints(Path(config.output_dir))
-    return checkpoints[-1] if checkpoints else None
+    path, skipped = find_checkpoint(Path(config.output_dir))
+    for bad, reason in skipped:
+        logger.warning("Checkpoint %s is not usable (%s)%s", bad.name, reason,
+                       f"; falling back to {path.name}" if path is not None else "")
+    if path is None and skipped:
+        raise CheckpointError(
+            f"No intact checkpoint in {Path(config.output_dir) / 'checkpoints'} "
+            f"({checkpointing.describe_skipped(skipped)}). Delete the damaged ones or set resume=false to start over."
+        )
+    return path
 
 
 class _StopRequest:
@@ -153,23 +185,51 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def build_accelerator(config: TrainingConfig, output_dir: Path) -> Accelerator:
+    """The run's Accelerator. ``mixed_precision`` / ``gradient_accumulation_steps`` set in the config win; left
+    unset (``None``) they are the launcher's (``accelerate launch --mixed_precision``, and
+    ``ACCELERATE_GRADIENT_ACCUMULATION_STEPS``)."""
+    options: dict[str, Any] = {}
+    mixed_precision = getattr(config, "mixed_precision", None)
+    if mixed_precision is not None:
+        options["mixed_precision"] = mixed_precision
+    accumulation = getattr(config, "gradient_accumulation_steps", None)
+    if accumulation is not None:
+        # A plugin, not the plain argument: accelerate lets the environment override the plain argument.
+        options["gradient_accumulation_plugin"] = GradientAccumulationPlugin(num_steps=int(accumulation))
+    return Accelerator(
+        # Without a GPU, several processes only form a (gloo) group when accelerate is told to use the CPU.
+        cpu=not torch.cuda.is_available(),
+        log_with=None if config.report_to == "none" else config.report_to,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        **options,
+    )
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop the lines of ``metrics.jsonl`` past ``step`` (logged by a run that was then resumed from ``step``)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if int(json.loads(line)["step"]) <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue
+    staging = path.with_name(path.name + ".tmp")
+    staging.write_text("".join(line + "\n" for line in kept))
+    os.replace(staging, path)
+
+
 def train(method: TrainingMethod, command: str | None = None) -> dict[str, Any]:
     """Train ``method`` according to its config; returns a summary (final step, last logged losses, paths).
 
     ``command`` is the command line that started the run; it goes into the exported model card.
     """
-    from diffusers.optimization import get_scheduler
-
     config = method.config
     output_dir = Path(config.output_dir)
-    accelerator = Accelerator(
-        # Without a GPU, several processes only form a (gloo) group when accelerate is told to use the CPU.
-        cpu=not torch.cuda.is_available(),
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        mixed_precision=config.mixed_precision,
-        log_with=None if config.report_to == "none" else config.report_to,
-        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
-    )
+    accelerator = build_accelerator(config, output_dir)
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")
     set_seed(config.seed)  # the same initial weights on every process; DDP keeps them in step afterwards
@@ -178,7 +238,9 @@ def train(method: TrainingMethod, command: str | None = None) -> dict[str, Any]:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
-    logger.info("Training %s on %d process(es), device %s", method.name, accelerator.num_processes, accelerator.device)
+    logger.info("Training %s on %d process(es), device %s, mixed precision %s, %d micro-batch(es) per step",
+                method.name, accelerator.num_processes, accelerator.device, accelerator.mixed_precision,
+                accelerator.gradient_accumulation_steps)
     models = method.build_models()
     optimizers = method.build_optimizers(models)
     dataset = method.build_dataset()
@@ -191,39 +253,51 @@ def train(method: TrainingMethod, command: str | None = None) -> dict[str, Any]:
         num_workers=config.dataloader_num_workers,
         collate_fn=method.collate(),
     )
-    schedulers = {
-        name: get_scheduler(
-            config.lr_scheduler,
-            optimizer=optimizer,
-            num_warmup_steps=config.lr_warmup_steps * accelerator.num_processes,
-            num_training_steps=config.max_steps * accelerator.num_processes,
-        )
-        for name, optimizer in optimizers.items()
-    }
 
-    groups = (models, optimizers, schedulers)
+    groups = (models, optimizers)
     prepared = iter(accelerator.prepare(*(obj for group in groups for obj in group.values()), dataloader))
-    models, optimizers, schedulers = ({name: next(prepared) for name in group} for group in groups)
+    models, optimizers = ({name: next(prepared) for name in group} for group in groups)
     dataloader = next(prepared)
     if len(dataloader) == 0:
         raise ValueError(
             f"The dataset has {len(dataset)} samples: fewer than one batch of {config.train_batch_size} per process "
             f"on {accelerator.num_processes} processes."
         )
+    schedules = build_schedules(optimizers, config, method.learning_rate_schedules())
+    emas = {name: ExponentialMovingAverage(accelerator.unwrap_model(models[name]), decay)
+            for name, decay in method.ema_decays().items()}
     progress = TrainingProgress()
-    accelerator.register_for_checkpointing(progress)
 
     resume_from = _resume_path(config)
     if resume_from is not None:
-        accelerator.load_state(str(resume_from))
+        progress.load_state_dict(load_checkpoint(accelerator, resume_from, models, optimizers, emas))
         logger.info("Resumed from %s at step %d", resume_from, progress.step)
     elif config.resume:
         logger.info("No complete checkpoint in %s: starting from scratch.", output_dir / "checkpoints")
 
+    if accelerator.is_main_process:
+        _truncate_metrics(output_dir / METRICS, progress.step)
+        run_state = {
+            "method": method.name,
+            "num_processes": accelerator.num_processes,
+            "distributed_type": str(accelerator.distributed_type.value),
+            "device": str(accelerator.device),
+            "mixed_precision": accelerator.mixed_precision,
+            "gradient_accumulation_steps": accelerator.gradient_accumulation_steps,
+            "train_batch_size": config.train_batch_size,
+            "resumed_from": str(resume_from) if resume_from is not None else None,
+            "start_step": progress.step,
+        }
+        (output_dir / RUN_STATE).write_text(json.dumps(run_state, indent=1) + "\n")
+
     if accelerator.is_main_process and config.report_to != "none":
         accelerator.init_trackers(method.name or "facehub", config=_flatten(config.to_dict()))
+    tracker = None
+    if accelerator.is_main_process and config.report_to == "tensorboard":
+        tracker = accelerator.get_tracker("tensorboard", unwrap=False)
+    sample_steps = int(getattr(config, "sample_steps", None) or method.sample_steps or 0)
 
-    ctx = StepContext(accelerator, models, optimizers, schedulers, config)
+    ctx = StepContext(accelerator, models, optimizers, schedules, config, ema=emas)
     batches_per_epoch = len(dataloader)
     bar = tqdm(total=config.max_steps, initial=progress.step, desc=f"train {method.name}",
                disable=not accelerator.is_local_main_process, dynamic_ncols=True)
@@ -245,6 +319,8 @@ def train(method: TrainingMethod, command: str | None = None) -> dict[str, Any]:
             for batch in loader:
                 for model in models.values():
                     model.train()
+                for schedule in schedules.values():
+                    schedule.apply(progress.step)
                 with accelerator.accumulate(*models.values()):
                     ctx.step = progress.step
                     logs = method.training_step(batch, ctx)
@@ -253,26 +329,31 @@ def train(method: TrainingMethod, command: str | None = None) -> dict[str, Any]:
                     running.setdefault(key, []).append(float(value))
                 if not accelerator.sync_gradients:
                     continue
+                for name, ema in emas.items():
+                    ema.update(accelerator.unwrap_model(models[name]))
                 progress.step += 1
                 bar.update(1)
                 step = progress.step
 
                 if step % config.logging_steps == 0 or step == config.max_steps:
                     last_logs = _reduce_logs(accelerator, running)
-                    last_logs["lr"] = next(iter(schedulers.values())).get_last_lr()[0]
+                    for name, schedule in schedules.items():
+                        last_logs[f"lr/{name}"] = schedule.get_last_lr()[0]  # the rate this step applied
                     running.clear()
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in last_logs.items()})
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in last_logs.items() if not k.startswith("lr/")})
                     if accelerator.is_main_process:
                         accelerator.log(last_logs, step=step)
-                        with open(output_dir / "metrics.jsonl", "a") as fh:
+                        with open(output_dir / METRICS, "a") as fh:
                             fh.write(json.dumps({"step": step, "time": round(time.time() - started, 3),
                                                  **last_logs}) + "\n")
 
+                if sample_steps and (step % sample_steps == 0 or step == config.max_steps):
+                    _write_sample_grid(accelerator, method, models, emas, batch, output_dir, step, tracker)
                 stop_now = _any_process(accelerator, stop.requested)
                 if step % config.checkpointing_steps == 0 or step == config.max_steps or stop_now:
-                    save_checkpoint(accelerator, config, progress)
+                    save_checkpoint(accelerator, method, progress, models, optimizers, emas)
                 if config.export_steps and step % config.export_steps == 0 and step != config.max_steps:
-                    export(accelerator, method, models, output_dir / "export", command)
+                    export(accelerator, method, models, output_dir / "export", command, emas)
                 if stop_now:
                     logger.warning("Stop requested: state saved at step %d; resume with resume=true.", step)
                     stopped = True
@@ -283,7 +364,7 @@ def train(method: TrainingMethod, command: str | None = None) -> dict[str, Any]:
 
     summary: dict[str, Any] = {"step": progress.step, "logs": last_logs, "output_dir": str(output_dir)}
     if progress.step >= config.max_steps:
-        export_dir = export(accelerator, method, models, output_dir / "export", command)
+        export_dir = export(accelerator, method, models, output_dir / "export", command, emas)
         summary["export_dir"] = str(export_dir)
         if config.push_to_hub and accelerator.is_main_process:
             from facehub.hub.push import push_to_hub
@@ -312,20 +393,45 @@ def _reduce_logs(accelerator: Accelerator, running: dict[str, list[float]]) -> d
     return {k: float(v) for k, v in zip(keys, means.tolist(), strict=True)}
 
 
-def save_checkpoint(accelerator: Accelerator, config: TrainingConfig, progress: TrainingProgress) -> Path:
-    """Save the full state to ``checkpoints/checkpoint-<step>``, mark it complete, drop the oldest beyond the limit."""
-    output_dir = Path(config.output_dir)
-    path = output_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{progress.step}"
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(path))
-    accelerator.wait_for_everyone()
+def _exported_models(accelerator: Accelerator, models: dict[str, torch.nn.Module],
+                     emas: dict[str, ExponentialMovingAverage] | None) -> dict[str, torch.nn.Module]:
+    """The unwrapped networks, each averaged one replaced by its EMA copy."""
+    emas = emas or {}
+    return {name: emas[name].average if name in emas else accelerator.unwrap_model(model)
+            for name, model in models.items()}
+
+
+def _write_sample_grid(accelerator, method, models, emas, batch, output_dir: Path, step: int, tracker) -> None:
     if accelerator.is_main_process:
-        (path / COMPLETE_MARKER).write_text(json.dumps({"step": progress.step, "method": config.method}))
-        if config.checkpoints_total_limit:
-            for old in list_checkpoints(output_dir, complete_only=False)[: -config.checkpoints_total_limit]:
-                shutil.rmtree(old, ignore_errors=True)
+        networks = _exported_models(accelerator, models, emas)
+        modes = {name: network.training for name, network in networks.items()}
+        for network in networks.values():
+            network.eval()
+        try:
+            with torch.no_grad(), accelerator.autocast():
+                rows = method.sample_images(networks, batch)
+        finally:
+            for name, network in networks.items():
+                network.train(modes[name])
+        if rows:
+            write_samples(output_dir, step, make_grid(rows), tracker)
     accelerator.wait_for_everyone()
-    return path
+
+
+def save_checkpoint(
+    accelerator: Accelerator,
+    method: TrainingMethod,
+    progress: TrainingProgress,
+    models: dict[str, torch.nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    emas: dict[str, ExponentialMovingAverage] | None = None,
+) -> Path:
+    """Save the full state to ``checkpoints/checkpoint-<step>`` (:mod:`facehub.trainers.core.checkpointing`)."""
+    config = method.config
+    return checkpointing.save_checkpoint(
+        accelerator, Path(config.output_dir), progress.step, progress.state_dict(), models, optimizers, emas,
+        method=config.method, total_limit=config.checkpoints_total_limit,
+    )
 
 
 def export(
@@ -334,15 +440,17 @@ def export(
     models: dict[str, torch.nn.Module],
     folder: Path,
     command: str | None = None,
+    emas: dict[str, ExponentialMovingAverage] | None = None,
 ) -> Path:
-    """Write the HF-format bundle with its model card (main process), replacing the previous export atomically."""
+    """Write the HF-format bundle with its model card (main process), replacing the previous export atomically.
+
+    A network with an EMA is exported as its EMA copy."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         staging = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        unwrapped = {name: accelerator.unwrap_model(model) for name, model in models.items()}
-        method.export(unwrapped, staging)
+        method.export(_exported_models(accelerator, models, emas), staging)
         _write_card(method, staging, command)
         if folder.exists():
             shutil.rmtree(folder)

@@ -87,7 +87,7 @@ def peak_memory_mb(preset: str) -> float:
         "from facehub.modeling.prn_dense import FaceReconstructionPipeline, PRNDenseModel\n"
         f"pipe = FaceReconstructionPipeline(prn=PRNDenseModel.from_preset({preset!r}).eval())\n"
         f"image = np.asarray(Image.open({str(PHOTO)!r}).convert('RGB').resize((256, 256)))\n"
-        "pipe(image)[0].export(tempfile.mkdtemp() + '/face.glb')\n"
+        "pipe(image).reconstructions[0].export(tempfile.mkdtemp() + '/face.glb')\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
@@ -150,7 +150,7 @@ def main() -> int:
             network_s = median_seconds(network, args.runs)
             pipe = FaceReconstructionPipeline(prn=model)
             glb = Path(workdir) / f"{preset}.glb"
-            to_glb_s = median_seconds(lambda pipe=pipe, glb=glb: pipe(image)[0].export(glb), args.runs)
+            to_glb_s = median_seconds(lambda pipe=pipe, glb=glb: pipe(image).reconstructions[0].export(glb), args.runs)
             floor = flops / rate
             compiled = "-"
             if not args.no_compile:

@@ -245,7 +245,8 @@ def test_repair_face_changes_the_face_and_leaves_the_rest_bit_identical():
     # A float mask, the pipeline, and the same crop as the training framing.
     pipe = FaceRepairPipeline(repair=generator)
     out = pipe(Image.fromarray(photo), mask.astype(np.float32))
-    np.testing.assert_array_equal(out.image, repaired)
+    np.testing.assert_array_equal(np.asarray(out.images[0]), repaired)  # a PIL image by default
+    np.testing.assert_array_equal(pipe(photo, mask, output_type="np").images[0], repaired)
     assert out.blend_weight[mask].min() == 1.0 and out.blend_weight[distance >= feather_pixels].max() == 0.0
     x0, y0, x1, y1 = out.box
     assert x1 - x0 == y1 - y0 == int(np.ceil(face_size * 1.5))  # the face + 25 % margin on each side

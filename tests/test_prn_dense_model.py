@@ -28,8 +28,10 @@ from facehub.modeling.prn_dense import (
     PAPER_SSIM_C2,
     PRN_DENSE_PRESETS,
     PRNET_CROP_SCALE,
+    UPRIGHT_ROLL_THRESHOLD,
     FaceReconstruction,
     FaceReconstructionPipeline,
+    FaceReconstructionPipelineOutput,
     PRNDenseModel,
     build_reconstruction,
     crop_face_image,
@@ -39,6 +41,7 @@ from facehub.modeling.prn_dense import (
     prn_dense_config,
     prn_loss,
     ssim_map,
+    upright_crop_transform,
 )
 from facehub.modeling.prn_dense.modeling_prn_dense import DecoderModule, DenseLayer
 
@@ -367,6 +370,64 @@ def test_crop_transform_is_prnets_square_and_round_trips(obama):
         face_crop_transform(np.zeros((5, 2)), size)
 
 
+def test_upright_crop_turns_only_large_rolls(obama):
+    _, face, _ = obama
+    size = 128
+    # Up to the threshold (and for bare landmarks, whose roll is unknown) the crop is PRNet's unrotated square.
+    plain = face_crop_transform(face, size)
+    np.testing.assert_allclose(upright_crop_transform(face.landmarks68, size, roll=UPRIGHT_ROLL_THRESHOLD), plain)
+    np.testing.assert_allclose(upright_crop_transform(face.landmarks68, size), plain)
+    # A face rolled by 60 degrees clockwise: the landmarks turned 60 degrees clockwise about the image origin.
+    angle = math.radians(60.0)
+    turn = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    rolled = face.landmarks68 @ turn.T + [500.0, 100.0]
+    matrix = upright_crop_transform(rolled, size, roll=60.0)
+    crop_points = rolled @ matrix[:, :2].T + matrix[:, 2]
+    upright = face.landmarks68 @ plain[:, :2].T + plain[:, 2]
+    # In the crop the rolled face lands exactly where the upright face does (same square, same place).
+    np.testing.assert_allclose(crop_points, upright, atol=1e-6)
+    # And positions come back into the rolled photo through the same affine.
+    units = image_positions_to_crop_units(np.c_[rolled, np.zeros(68)], matrix, size)
+    np.testing.assert_allclose(crop_units_to_image_positions(units, matrix, size)[:, :2], rolled, atol=1e-9)
+
+
+def rotated_photo(image: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` turned ``degrees`` clockwise on screen on a canvas that holds all of it, and the (2, 3) affine that
+    takes the original's pixels to the turned photo's."""
+    import cv2
+
+    height, width = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), -degrees, 1.0)  # OpenCV: positive = anticlockwise
+    cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+    new_width, new_height = int(height * sin + width * cos + 0.5), int(height * cos + width * sin + 0.5)
+    matrix[:, 2] += [new_width / 2 - width / 2, new_height / 2 - height / 2]
+    return cv2.warpAffine(image, matrix, (new_width, new_height)), matrix
+
+
+@pytest.fixture(scope="module")
+def default_pipeline():
+    return FaceReconstructionPipeline.from_pretrained("facehub/prn-dense")
+
+
+@pytest.mark.parametrize("degrees", [60.0, 90.0, -90.0])
+def test_photos_rolled_by_60_and_90_degrees_are_reconstructed_upright(obama, default_pipeline, degrees):
+    """A face rolled far beyond the training crops' +-15 degrees is cropped upright: its landmarks are the upright
+    photo's mapped through the same rotation (without the upright crop: 36-53% of the face size off, roll ~0)."""
+    import cv2
+
+    image = cv2.resize(obama[0], None, fx=0.4, fy=0.4, interpolation=cv2.INTER_AREA)  # 364 x 455: fast
+    upright = default_pipeline(image, compute_depth=False).reconstructions[0]
+    turned_image, matrix = rotated_photo(image, degrees)
+    [turned] = default_pipeline(turned_image, compute_depth=False).reconstructions
+    expected = upright.landmarks68[:, :2] @ matrix[:, :2].T + matrix[:, 2]
+    face_size = math.sqrt(np.prod(np.ptp(expected, axis=0)))
+    error = np.linalg.norm(turned.landmarks68[:, :2] - expected, axis=1).mean() / face_size
+    print(f"roll {degrees:+.0f}: landmark error {error:.2%} of the face size, roll {turned.pose[2]:+.1f}")
+    assert error < 0.04  # measured 0.8-1.8%
+    assert turned.pose[2] == pytest.approx(upright.pose[2] + degrees, abs=5.0)  # measured within 1.5 degrees
+    assert turned.pose[0] == pytest.approx(upright.pose[0], abs=5.0)
+
+
 @pytest.mark.parametrize("crop_size", [160, 40])  # zoom above 0.5, and below (area pre-reduction)
 def test_crop_face_image_samples_where_the_affine_says(crop_size):
     height, width = 200, 240
@@ -471,8 +532,11 @@ def test_export_reloads_in_trimesh_with_the_same_mesh(tmp_path, ground_truth_rec
 
 def test_pipeline_on_a_photo_returns_reconstructions(obama, small_pipeline):
     image, face, _ = obama
-    recs = small_pipeline(image)
+    out = small_pipeline(image)
+    assert isinstance(out, FaceReconstructionPipelineOutput)
+    recs = out.reconstructions
     assert isinstance(recs, list) and len(recs) == 1
+    assert out.to_tuple() == (recs,) and small_pipeline(image, return_dict=False)[0][0].pose == recs[0].pose
     rec = recs[0]
     assert isinstance(rec, FaceReconstruction) and isinstance(rec.face, Face)
     assert rec.landmarks68.shape == (68, 3) and rec.vertices.shape == (468, 3)
@@ -488,14 +552,14 @@ def test_pipeline_on_a_photo_returns_reconstructions(obama, small_pipeline):
     # PIL input, and the same numbers again (eval mode, no randomness).
     from PIL import Image
 
-    again = small_pipeline(Image.fromarray(image), compute_depth=False)
+    again = small_pipeline(Image.fromarray(image), compute_depth=False).reconstructions
     np.testing.assert_allclose(again[0].vertices, rec.vertices, atol=1e-5)
     assert again[0].depth is None
-    assert small_pipeline(image, max_faces=0) == []
+    assert small_pipeline(image, max_faces=0).reconstructions == []
 
 
 def test_pipeline_returns_nothing_for_a_cat_and_refuses_unreadable_input(small_pipeline):
-    assert small_pipeline(load_image(PHOTOS / "chelsea.jpg")) == []
+    assert small_pipeline(load_image(PHOTOS / "chelsea.jpg")).reconstructions == []
     with pytest.raises(ImageReadError):
         small_pipeline(b"this is not an image")
 
@@ -508,11 +572,11 @@ def test_pipeline_returns_every_face_largest_first(obama, small_pipeline):
     canvas = np.zeros((image.shape[0], image.shape[1] + mirrored.shape[1], 3), np.uint8)
     canvas[:, : image.shape[1]] = image
     canvas[: mirrored.shape[0], image.shape[1] :] = mirrored
-    recs = small_pipeline(canvas, compute_depth=False)
+    recs = small_pipeline(canvas, compute_depth=False).reconstructions
     assert len(recs) == 2 and recs[0].face.area > recs[1].face.area
     assert recs[0].face.bbox[2] < image.shape[1] <= recs[1].face.bbox[0]
     assert recs[1].image_to_crop[0, 0] == pytest.approx(recs[0].image_to_crop[0, 0] / 0.6, rel=0.05)
-    assert len(small_pipeline(canvas, max_faces=1, compute_depth=False)) == 1
+    assert len(small_pipeline(canvas, max_faces=1, compute_depth=False).reconstructions) == 1
 
 
 def test_batch_path_equals_one_face_at_a_time(obama, small_pipeline):

@@ -195,6 +195,11 @@ class FaceSwapPipeline(FacePipelineMixin, FaceHubPipeline):
         check_output_type(output_type)
         sources, sources_batched = as_image_list(source_image, "source_image")
         targets, targets_batched = as_image_list(target_image, "target_image")
+        if len(sources) != len(targets) and 1 not in (len(sources), len(targets)):
+            raise ValueError(
+                f"`source_image` has {len(sources)} images and `target_image` has {len(targets)}; pass lists of the "
+                "same length (swapped pair by pair), or one image on either side."
+            )
         count = max(len(sources), len(targets))
         sources, targets = broadcast(sources, count, "source_image"), broadcast(targets, count, "target_image")
         results = [

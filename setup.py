@@ -25,7 +25,7 @@ setup(
         "facehub.hub": ["defaults/**/*"],
         "facehub.modeling": ["**/*.safetensors", "**/*.json"],
         "facehub.trainers": ["**/*.yaml"],
-        "facehub.apps": ["**/*.css", "**/*.png"],
+        "facehub.apps": ["**/*.css", "**/*.png", "**/*.jpg"],
     },
     include_package_data=True,
 )

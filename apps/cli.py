@@ -12,11 +12,25 @@ def _add_demo(subparsers) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="Interface to bind (default: 127.0.0.1).")
     parser.add_argument("--port", type=int, default=7860, help="Port (default: 7860).")
     parser.add_argument("--share", action="store_true", help="Also open a public Gradio share link.")
+    parser.add_argument(
+        "--models-dir",
+        default=None,
+        metavar="DIR",
+        help="Folder of saved models (DIR/<name> or DIR/<org>/<name>) the demo offers besides the embedded defaults; "
+        "no other folder or Hub id is accepted (default: $FACEHUB_MODELS_DIR).",
+    )
+    parser.add_argument(
+        "--allow-any-model",
+        action="store_true",
+        help="Also accept any local folder or Hub id typed in a model box. Only for a demo that trusted users alone "
+        "can reach: it lets them read and load any model folder on the server.",
+    )
 
     def run(args) -> int:
         from facehub.apps.demo import launch
 
-        launch(host=args.host, port=args.port, share=args.share)
+        launch(host=args.host, port=args.port, share=args.share, models_dir=args.models_dir,
+               allow_any_model=args.allow_any_model)
         return 0
 
     parser.set_defaults(func=run)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import gradio as gr
 import pytest
@@ -11,7 +12,7 @@ from gradio_client.exceptions import AppError
 
 from facehub.apps import registry
 from facehub.apps.demo import build_demo
-from facehub.apps.registry import DemoContext, register_tab
+from facehub.apps.registry import MODEL_REFUSED, NO_MODEL_SELECTED, DemoContext, register_tab
 from facehub.apps.tabs.about import NO_CHECKPOINTS
 
 pytestmark = pytest.mark.slow
@@ -72,30 +73,29 @@ def test_load_reports_parameter_count_and_about_lists_it(client, demo_server):
     assert len(demo_server.ctx.loaded()) == 1
 
 
-def test_load_unknown_hub_id_is_a_clear_error(client, monkeypatch):
+def test_load_an_id_the_demo_does_not_offer_is_refused(client, monkeypatch):
     import huggingface_hub.constants
 
-    # The server runs in this process: offline mode keeps the Hub lookup local and fast.
+    # Even if the demo asked the Hub, offline mode would keep the test local; it must not ask at all.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(AppError) as err:
         client.predict("facehub/no-such-model", api_name="/load_model")
-    message = str(err.value)
-    assert "Could not find model 'facehub/no-such-model'" in message
-    assert TEST_MODEL_ID in message, "the error lists the embedded defaults the user could pick instead"
-    assert "Traceback" not in message
+    assert err.value.message == MODEL_REFUSED
+    assert "Traceback" not in str(err.value)
 
 
 @pytest.mark.parametrize(
     ("model_id", "expected"),
     [
-        ("no-such-model", "is not a local folder and not a Hub id of the form 'org/name'"),
-        ("", "No model selected"),
+        ("no-such-model", MODEL_REFUSED),
+        ("", NO_MODEL_SELECTED),
     ],
 )
 def test_load_bad_input_is_a_clear_error(client, model_id, expected):
-    with pytest.raises(AppError, match=expected):
+    with pytest.raises(AppError) as err:
         client.predict(model_id, api_name="/load_model")
+    assert err.value.message == expected
 
 
 def test_load_unknown_class_is_a_clear_error(client, demo_server):
@@ -152,8 +152,9 @@ def test_context_caches_models(demo_server):
     folder = str(demo_server.defaults_dir / TEST_MODEL_ID)
     first = ctx.load(folder, KeypointRegistrationPipeline)
     assert ctx.load(folder, KeypointRegistrationPipeline) is first
+    assert ctx.load(TEST_MODEL_ID, KeypointRegistrationPipeline) is first, "one copy, whichever way it is named"
     [record] = ctx.loaded()
-    assert record.model_id == folder and record.class_name == "KeypointRegistrationPipeline"
+    assert record.model_id == TEST_MODEL_ID and record.class_name == "KeypointRegistrationPipeline"
 
 
 def test_space_entry_point_exposes_demo():
@@ -161,3 +162,60 @@ def test_space_entry_point_exposes_demo():
 
     assert isinstance(app.demo, gr.Blocks)
     assert {"Models", "About"} <= set(_tab_labels(app.demo))
+
+
+def test_capability_tabs_list_the_methods_of_the_registry(tmp_path, monkeypatch):
+    """A method declared in the registry shows up in the pickers of its capabilities, and its own tab module is
+    imported, with no demo file edited."""
+    from facehub import methods
+    from facehub.methods import MethodSpec
+
+    (tmp_path / "facehub_test_relight_tab.py").write_text(
+        "import gradio as gr\n"
+        "from facehub.apps.registry import register_tab\n\n"
+        "@register_tab('Relight (test)', order=60)\n"
+        "def build(ctx):\n"
+        "    gr.Markdown('relight here')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_TABS", dict(registry._TABS))
+    spec = MethodSpec(
+        name="relight_test",
+        title="Relight (test method)",
+        paper="none",
+        summary="a method made by the demo tests.",
+        capabilities={"rotation": "facehub.modeling.depthnet:FaceRotationPipeline",
+                      "swap": "facehub.modeling.depthnet:FaceSwapPipeline"},
+        default_model="facehub/depthnet",
+        tabs=("facehub_test_relight_tab",),
+    )
+    methods.register(spec)
+    try:
+        assert registry.BUILTIN_TAB_MODULES == [f"facehub.apps.tabs.{name}" for name in
+                                                ("rotate", "reconstruct", "swap", "models", "about")]
+        assert "facehub_test_relight_tab" in registry.tab_modules()
+        demo = build_demo(DemoContext(device="cpu"))
+    finally:
+        methods.unregister("relight_test")
+    assert "Relight (test)" in _tab_labels(demo)
+    pickers = [b for b in demo.blocks.values() if isinstance(b, gr.Radio) and b.label == "Method"]
+    expected = {"rotation": methods.available("rotation") + ["relight_test"], "swap": ["depthnet", "relight_test"],
+                "reconstruction": methods.available("reconstruction")}
+    offered = sorted(sorted(value for _, value in picker.choices) for picker in pickers)
+    assert offered == sorted(sorted(names) for names in expected.values())
+    titles = {value: label for picker in pickers for label, value in picker.choices}
+    assert titles["relight_test"] == "Relight (test method)" and titles["depthnet"] == methods.get("depthnet").title
+
+
+def test_every_capability_tab_offers_example_photos():
+    from facehub.apps.tabs.common import EXAMPLES_DIR, example_photos
+
+    demo = build_demo(DemoContext(device="cpu"))
+    datasets = [b for b in demo.blocks.values() if isinstance(b, gr.Dataset)]
+    assert len(datasets) == 3, "Rotate, Reconstruct 3D and Swap each offer examples"
+    assert all(len(d.samples) >= 3 for d in datasets)
+    # The package ships its own copies (tests/ is not installed), identical to the credited test photos.
+    photos = Path(__file__).parent / "data" / "photos"
+    for path in map(Path, example_photos("obama.jpg", "obama2.jpg", "biden.jpg", "astronaut.png")):
+        assert path.parent == EXAMPLES_DIR
+        assert path.read_bytes() == (photos / path.name).read_bytes()

@@ -38,7 +38,7 @@ def photo(name: str):
 def test_reconstruct_returns_mesh_files_landmarks_and_depth(client):
     view, landmarks, depth, status, glb, ply, obj_zip = client.predict(photo("obama.jpg"), MODEL_ID,
                                                                       api_name="/reconstruct")
-    assert status.startswith("**Reconstructed** 468 vertices") and "Pose: yaw" in status
+    assert status.startswith("**Reconstructed** 468 vertices") and "Pose measured on the mesh: yaw" in status
     original = np.asarray(Image.open(PHOTOS / "obama.jpg").convert("RGB"))
     drawn = np.asarray(Image.open(landmarks).convert("RGB"))
     assert drawn.shape == original.shape and (drawn != original).any()  # the dots are drawn on the photo
@@ -50,17 +50,17 @@ def test_reconstruct_returns_mesh_files_landmarks_and_depth(client):
 
 
 def test_reconstruct_without_a_face_says_so(client):
+    from facehub.apps.registry import MODEL_REFUSED
+
     view, _, _, status, *_ = client.predict(photo("chelsea.jpg"), MODEL_ID, api_name="/reconstruct")
     assert view is None and "No face was found" in status
     _, _, _, status, *_ = client.predict(photo("obama.jpg"), "no/such-model", api_name="/reconstruct")
-    assert "Could not load no/such-model as FaceReconstructionPipeline" in status
+    assert status == f"**Could not do it:** {MODEL_REFUSED}"
 
 
 def test_rotate_tab_offers_the_3d_method(client):
-    image, status = client.predict(photo("obama.jpg"), "3D reconstruction (PRN-Dense)", MODEL_ID, 20, 0, None,
-                                   api_name="/rotate")
-    assert image is not None and "Turned from" in status
+    image, status = client.predict(photo("obama.jpg"), "prn_dense", MODEL_ID, 20, 0, None, api_name="/rotate")
+    assert image is not None and "Turned the face from" in status and "Measured on the result" in status
     assert np.asarray(Image.open(image).convert("RGB")).shape == np.asarray(Image.open(PHOTOS / "obama.jpg")).shape
-    _, status = client.predict(photo("chelsea.jpg"), "3D reconstruction (PRN-Dense)", MODEL_ID, 20, 0, None,
-                               api_name="/rotate")
+    _, status = client.predict(photo("chelsea.jpg"), "prn_dense", MODEL_ID, 20, 0, None, api_name="/rotate")
     assert "No face was found" in status

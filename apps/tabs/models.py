@@ -1,16 +1,21 @@
-"""The "Models" tab: browse the embedded default checkpoints, read their model cards and configs, load one.
+"""The "Models" tab: browse the models the demo offers, read their model cards and configs, load one.
+
+The demo offers the embedded defaults and the saved models of its allow-listed models folder
+(:class:`~facehub.apps.registry.DemoContext`); any other id (a missing path, a system file, the project's own folder,
+an over-long string) is refused with the one sentence :data:`~facehub.apps.registry.MODEL_REFUSED`, which says
+nothing about the server's files. The classes it can load are those the method registry (:mod:`facehub.methods`)
+names: every method's pipelines and networks.
 
 Public events (callable with ``gradio_client``):
 
-- ``/list_models``: re-scan the embedded defaults; returns the picker's value and a table (model, class, description).
-- ``/model_info``: a model id (embedded id, local folder or Hub id) -> summary, model card (Markdown), config (JSON).
+- ``/list_models``: re-scan the offered models; returns the picker's update and a table (model, class, description).
+- ``/model_info``: a model id -> summary, model card (Markdown), config (JSON).
 - ``/load_model``: a model id -> status message and parameter count; errors come back as a clear message.
 """
 
 from __future__ import annotations
 
 import html
-import importlib
 import json
 import logging
 from pathlib import Path
@@ -18,25 +23,11 @@ from typing import Any
 
 import gradio as gr
 
-from facehub.apps.registry import DemoContext, register_tab
+from facehub.apps.registry import DemoContext, ModelNotAllowedError, register_tab
 
 logger = logging.getLogger(__name__)
 
-CLASS_MODULES: list[str] = [
-    "facehub.modeling.depthnet",
-    "facehub.modeling.cyclegan",
-    "facehub.modeling.prn_dense",
-]
-"""Packages whose exported pipeline and model classes the tab can load (a new method adds its package here)."""
-
 CATALOG_HEADERS = ["Model", "Class", "Description"]
-
-
-def _defaults_dir() -> Path:
-    # Read at call time: tests (and tools) may point the resolver somewhere else.
-    from facehub.hub.resolver import EMBEDDED_DEFAULTS_DIR
-
-    return EMBEDDED_DEFAULTS_DIR
 
 
 def _user_error(message: str) -> gr.Error:
@@ -45,20 +36,19 @@ def _user_error(message: str) -> gr.Error:
 
 
 def known_classes() -> dict[str, type]:
-    """Pipeline and model classes exported by :data:`CLASS_MODULES`, by class name."""
-    from diffusers import DiffusionPipeline, ModelMixin
+    """Pipeline and network classes of every registered method (``MethodSpec.capabilities`` and ``.models``), by
+    class name; a class that fails to import is logged and left out."""
+    from facehub import methods
 
     classes: dict[str, type] = {}
-    for module_name in CLASS_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except Exception:
-            logger.exception("Model package %s failed to import; its classes cannot be loaded.", module_name)
-            continue
-        for name in getattr(module, "__all__", dir(module)):
-            obj = getattr(module, name, None)
-            if isinstance(obj, type) and issubclass(obj, (DiffusionPipeline, ModelMixin)):
-                classes[obj.__name__] = obj
+    for spec in methods.all_methods():
+        for target in dict.fromkeys([*spec.capabilities.values(), *spec.models.values()]):
+            try:
+                cls = methods.import_object(target)
+            except Exception:
+                logger.exception("Class %s of method %s failed to import; the demo cannot load it.", target, spec.name)
+                continue
+            classes[cls.__name__] = cls
     return classes
 
 
@@ -107,49 +97,47 @@ def read_card(folder: Path) -> str | None:
     return text.strip()
 
 
-def _resolve(model_id: str | None) -> tuple[str, Path]:
-    from facehub.hub.resolver import ModelNotFoundError, resolve
-
-    model_id = (model_id or "").strip()
-    if not model_id:
-        raise _user_error("No model selected: pick one from the list, or type an embedded id, a folder or a Hub id.")
+def _resolve(ctx: DemoContext, model_id: str | None) -> tuple[str, Path]:
+    """``(id, folder)`` of an offered model; anything else is a ``gr.Error`` with the registry's one refusal."""
     try:
-        return model_id, resolve(model_id)
-    except ModelNotFoundError as err:
+        return ctx.resolve(model_id)
+    except ModelNotAllowedError as err:
+        raise _user_error(str(err)) from None
+    except (OSError, ValueError) as err:  # allow_any_model: the resolver's own message
         raise _user_error(str(err)) from None
 
 
-def list_models() -> tuple[dict, list[list[str]]]:
-    """Scan the embedded defaults again: the picker's new choices and the catalog table (model, class, description)."""
-    from facehub.hub.resolver import list_embedded
+def catalog_rows(ctx: DemoContext) -> list[list[str]]:
+    """The catalog table: one row (model, class, description) per offered model."""
+    return [[m.model_id, m.class_name or "unknown", m.description or ("models folder" if not m.embedded else "")]
+            for m in ctx.offered_models()]
 
-    models = list_embedded()
-    choices = [m.model_id for m in models]
-    rows = [[m.model_id, m.class_name or "unknown", m.description] for m in models]
-    return gr.update(choices=choices), rows
+
+def list_models(ctx: DemoContext) -> tuple[dict, list[list[str]]]:
+    """Scan the offered models again: the picker's new choices and the catalog table (model, class, description)."""
+    rows = catalog_rows(ctx)
+    return gr.update(choices=[row[0] for row in rows]), rows
 
 
 def empty_message() -> str:
-    """What the tab says when there are no embedded default checkpoints."""
+    """What the tab says when the demo offers no model at all."""
     return (
-        f"No embedded default checkpoints were found (looked in `{_defaults_dir()}`). Type a local model folder or "
-        "a Hub id (`org/name`) in the box above instead, or add a checkpoint saved with `save_pretrained` under "
-        "`<org>/<name>/` in that folder."
+        "No embedded default checkpoints were found, and no models folder is set. Start the demo with "
+        "`facehub demo --models-dir DIR` (or set FACEHUB_MODELS_DIR), where DIR holds folders written by "
+        "`save_pretrained`."
     )
 
 
-def model_info(model_id: str | None) -> tuple[str, str, dict[str, Any]]:
+def model_info(ctx: DemoContext, model_id: str | None) -> tuple[str, str, dict[str, Any]]:
     """Summary, model card and config of ``model_id``; placeholders when nothing is selected."""
-    if not (model_id or "").strip():
-        from facehub.hub.resolver import list_embedded
-
-        hint = "Pick a model to see its card and config." if list_embedded() else empty_message()
+    if not isinstance(model_id, str) or not model_id.strip():
+        hint = "Pick a model to see its card and config." if ctx.offered_models() else empty_message()
         return hint, "", {}
-    model_id, folder = _resolve(model_id)
+    model_id, folder = _resolve(ctx, model_id)
     configs = read_config(folder)
     class_name = class_name_of(configs)
-    embedded = folder.resolve().is_relative_to(_defaults_dir().resolve())
-    where = "embedded default" if embedded else f"`{folder}`"
+    embedded = any(m.embedded and m.path.resolve() == folder.resolve() for m in ctx.offered_models())
+    where = "embedded default" if embedded else "models folder"
     loadable = class_name in known_classes() if class_name else False
     note = "" if loadable else " (this demo cannot load this class)"
     summary = f"### {model_id}\nClass `{class_name or 'unknown'}`{note} · {where}"
@@ -163,13 +151,10 @@ def load_model(ctx: DemoContext, model_id: str | None) -> tuple[str, int]:
     """Load ``model_id`` with the class its config names; return a status line and the parameter count."""
     from facehub.modeling.modeling_utils import CheckpointError
 
-    model_id, folder = _resolve(model_id)
+    model_id, folder = _resolve(ctx, model_id)
     configs = read_config(folder)
     if not configs:
-        raise _user_error(
-            f"{model_id} ({folder}) holds neither model_index.json nor config.json: it is not a saved model. "
-            "Pass the folder written by save_pretrained."
-        )
+        raise _user_error(f"{model_id} holds neither model_index.json nor config.json: it is not a saved model.")
     class_name = class_name_of(configs)
     classes = known_classes()
     cls = classes.get(class_name or "")
@@ -181,12 +166,15 @@ def load_model(ctx: DemoContext, model_id: str | None) -> tuple[str, int]:
     was_loaded = ctx.is_loaded(model_id, cls)
     try:
         ctx.load(model_id, cls)
+    except ModelNotAllowedError as err:
+        raise _user_error(str(err)) from None
     except (CheckpointError, OSError, ValueError) as err:
-        raise _user_error(f"Could not load {model_id} as {cls.__name__}: {err}") from None
+        message = str(err).replace(str(folder), model_id)
+        raise _user_error(f"Could not load {model_id} as {cls.__name__}: {message}") from None
     except Exception as err:
         logger.exception("Loading %s as %s failed", model_id, cls.__name__)
         raise _user_error(
-            f"Could not load {model_id} as {cls.__name__}: unexpected {type(err).__name__}: {err}. "
+            f"Could not load {model_id} as {cls.__name__}: unexpected {type(err).__name__}. "
             "The server log has the details."
         ) from None
     record = ctx.checkpoint(model_id, cls)
@@ -198,32 +186,30 @@ def load_model(ctx: DemoContext, model_id: str | None) -> tuple[str, int]:
 @register_tab("Models", order=90)
 def build(ctx: DemoContext) -> None:
     """Model picker, model card, config and a Load button."""
-    from facehub.hub.resolver import list_embedded
-
-    models = list_embedded()
-    first = models[0].model_id if models else None
+    rows = catalog_rows(ctx)
+    first = rows[0][0] if rows else None
     try:
-        summary, card, config = model_info(first)
+        summary, card, config = model_info(ctx, first)
     except gr.Error as err:  # a damaged embedded default must not stop the demo from starting
         summary, card, config = err.message, "", {}
     with gr.Row():
         with gr.Column(scale=2):
             picker = gr.Dropdown(
-                choices=[m.model_id for m in models],
+                choices=[row[0] for row in rows],
                 value=first,
                 label="Model",
-                info="An embedded default, or type a local folder or a Hub id (org/name).",
+                info="An embedded default, or a model saved in the demo's models folder.",
                 allow_custom_value=True,
                 elem_id="facehub-model-picker",
             )
             with gr.Row():
                 load_button = gr.Button("Load", variant="primary")
                 refresh_button = gr.Button("Refresh list")
-            status = gr.Markdown("Nothing loaded yet." if models else empty_message())
+            status = gr.Markdown("Nothing loaded yet." if rows else empty_message())
             parameters = gr.Number(label="Parameters", precision=0, interactive=False, visible=False)  # for the API
-            with gr.Accordion("All embedded models", open=False):
+            with gr.Accordion("All offered models", open=False):
                 catalog = gr.Dataframe(
-                    value=[[m.model_id, m.class_name or "unknown", m.description] for m in models],
+                    value=rows,
                     headers=CATALOG_HEADERS,
                     type="array",
                     interactive=False,
@@ -237,8 +223,9 @@ def build(ctx: DemoContext) -> None:
                 config_json = gr.JSON(config)
 
     info_outputs = [summary_md, card_md, config_json]
-    picker.change(model_info, inputs=picker, outputs=info_outputs, api_name="model_info")
-    refresh_button.click(list_models, outputs=[picker, catalog], api_name="list_models")
+    picker.change(lambda model_id: model_info(ctx, model_id), inputs=picker, outputs=info_outputs,
+                  api_name="model_info")
+    refresh_button.click(lambda: list_models(ctx), outputs=[picker, catalog], api_name="list_models")
     load_button.click(
         lambda model_id: load_model(ctx, model_id),
         inputs=picker,

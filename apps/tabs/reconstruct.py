@@ -1,19 +1,21 @@
-"""The "Reconstruct 3D" tab: one photo -> the textured 3D face mesh (PRN-Dense, paper 003), viewable and downloadable.
+"""The "Reconstruct 3D" tab: one photo -> the textured 3D face mesh, viewable and downloadable, with any registered
+method that has the ``reconstruction`` capability (today PRN-Dense, paper 003).
 
 Public event (callable with ``gradio_client``):
 
-- ``/reconstruct``: photo, model id -> the mesh as GLB (shown in ``gr.Model3D``), the photo with the 68 landmarks
-  drawn, the depth image, a status message (faces found, pose), and the downloads (GLB, PLY with vertex colours, and
-  a zip of OBJ + MTL + texture).
+- ``/reconstruct``: photo, model id, method name -> the mesh as GLB (shown in ``gr.Model3D``), the photo with the
+  68 landmarks drawn, the depth image, a status message (what was measured: faces found, mesh size, pose), and the
+  downloads (GLB, PLY with vertex colours, and a zip of OBJ + MTL + texture).
 
-Photos without a face, unreadable uploads and unknown models give a status message and a ``gr.Warning``, never a
-traceback. With several faces the largest is reconstructed and the status says how many there were.
+Photos are uploaded as files and read by facehub's reader. Unreadable photos, photos without a face and models the
+demo does not offer give a status message and a ``gr.Warning``, never a traceback. With several faces the largest is
+reconstructed and the status says how many there were. The exports go to a per-request folder of the demo's
+bounded temporary folder (``DemoContext.temp_folder``), removed when the process exits.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -24,16 +26,22 @@ from facehub.apps.registry import DemoContext, register_tab
 from facehub.apps.tabs.common import (
     UserFacingError,
     default_model,
+    example_photos,
     face_count_note,
-    load_pipeline,
+    load_method_pipeline,
+    method_choices,
     model_choices,
+    photo_upload,
+    pose_text,
+    read_upload,
+    unexpected_status,
     warning_status,
 )
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL_ID = "facehub/prn-dense"
-MODEL_CLASSES = ("FaceReconstructionPipeline",)
+CAPABILITY = "reconstruction"
+EXAMPLES = ("obama.jpg", "biden.jpg", "astronaut.png")
 
 
 def draw_landmarks(image: np.ndarray, landmarks68: np.ndarray) -> np.ndarray:
@@ -80,57 +88,69 @@ def export_downloads(reconstruction, folder: Path) -> tuple[Path, Path, Path]:
     return glb, ply, archive
 
 
-def reconstruct(ctx: DemoContext, image: np.ndarray | None, model_id: str | None):
-    """The ``/reconstruct`` event; see the module docstring for its outputs."""
+def reconstruct(ctx: DemoContext, photo, model_id: str | None, method: str | None = None, progress=None):
+    """The ``/reconstruct`` event; see the module docstring for its outputs. ``photo`` is an upload (file path or
+    bytes); ``method`` defaults to the first registered method with the ``reconstruction`` capability."""
+    from facehub import methods
     from facehub.modeling.faces.image_io import FaceHubImageError
-    from facehub.modeling.prn_dense import FaceReconstructionPipeline
 
+    progress = progress or (lambda *args, **kwargs: None)
     empty = (None, None, None)
     try:
-        if image is None:
+        if photo is None:
             raise UserFacingError("Upload a photo with a face first.")
-        pipe = load_pipeline(ctx, model_id, FaceReconstructionPipeline)
-        reconstructions = pipe(image)
+        progress(0.05, desc="Reading the photo")
+        image = read_upload(photo, "photo")
+        progress(0.15, desc="Loading the model")
+        available = methods.available(CAPABILITY)
+        pipe = load_method_pipeline(ctx, method or (available[0] if available else ""), CAPABILITY, model_id)
+        progress(0.3, desc="Reconstructing")
+        reconstructions = pipe(image).reconstructions
         if not reconstructions:
             raise UserFacingError("No face was found in the photo. Try a photo where the face is clearly visible.")
         face = reconstructions[0]
-        folder = Path(tempfile.mkdtemp(prefix="facehub-reconstruct-"))
-        glb, ply, obj_zip = export_downloads(face, folder)
+        progress(0.7, desc="Exporting GLB, PLY and OBJ")
+        glb, ply, obj_zip = export_downloads(face, ctx.temp_folder("reconstruct-"))
+        landmarks, depth = draw_landmarks(image, face.landmarks68), depth_picture(face.depth)
+        progress(1.0, desc="Done")
     except (UserFacingError, FaceHubImageError, ValueError) as err:
         return None, None, None, warning_status(str(err)), *empty
     except Exception as err:  # a bug must not show a traceback to the user; the log keeps it
         logger.exception("3D reconstruction failed")
-        message = f"Unexpected {type(err).__name__}: {err}. The server log has details."
-        return None, None, None, warning_status(message), *empty
-    yaw, pitch, roll = face.pose
+        return None, None, None, unexpected_status(err), *empty
     status = (
-        f"**Reconstructed** {len(face.vertices)} vertices, {len(face.triangles)} triangles. Pose: yaw {yaw:+.1f}, "
-        f"pitch {pitch:+.1f}, roll {roll:+.1f} degrees.{face_count_note(len(reconstructions), 'photo')}"
+        f"**Reconstructed** {len(face.vertices)} vertices, {len(face.triangles)} triangles. Pose measured on the "
+        f"mesh: {pose_text(face.pose)} degrees.{face_count_note(len(reconstructions), 'photo')}"
     )
-    return (str(glb), draw_landmarks(image, face.landmarks68), depth_picture(face.depth), status, str(glb), str(ply),
-            str(obj_zip))
+    return str(glb), landmarks, depth, status, str(glb), str(ply), str(obj_zip)
 
 
 @register_tab("Reconstruct 3D", order=25)
 def build(ctx: DemoContext) -> None:
-    """A photo and a model picker -> a 3D view, the landmarks, the depth image, the pose and the downloads."""
-    choices = model_choices(MODEL_CLASSES)
+    """A photo, method and model pickers -> a 3D view, the landmarks, the depth image, the pose and the downloads."""
+    from facehub import methods
+
+    choices = method_choices(CAPABILITY)
+    first = choices[0][1] if choices else None
+    models = model_choices(ctx, first, CAPABILITY) if first else []
     gr.Markdown(
         "Reconstruct the face in a photo in 3D (PRN-Dense: a UV position map regressed from the photo gives a dense "
         "mesh, its 68 landmarks and its pose). Drag the 3D view to turn it; download the mesh as GLB, PLY or OBJ."
     )
     with gr.Row():
         with gr.Column():
-            image = gr.Image(label="Photo", type="numpy", image_mode="RGB", sources=["upload", "clipboard"])
+            photo = photo_upload(label="Photo")
+            gr.Examples(examples=[[p] for p in example_photos(*EXAMPLES)], inputs=[photo], label="Example photos")
+            method = gr.Radio(choices=choices, value=first, label="Method")
             model = gr.Dropdown(
-                choices=choices,
-                value=default_model(choices, DEFAULT_MODEL_ID),
+                choices=models,
+                value=default_model(models, methods.get(first).default_model if first else None),
                 label="Model",
-                info="A PRN-Dense checkpoint: an embedded default, a local folder or a Hub id.",
+                info="A checkpoint of the method: an embedded default or a model in the demo's models folder.",
                 allow_custom_value=True,
             )
             run = gr.Button("Reconstruct", variant="primary")
-            status = gr.Markdown("Upload a photo, then Reconstruct.")
+            status = gr.Markdown("Upload a photo (or click an example), then Reconstruct.")
         with gr.Column():
             view = gr.Model3D(label="3D face (drag to turn)", clear_color=(0.1, 0.1, 0.1, 1.0))
     with gr.Row():
@@ -140,9 +160,19 @@ def build(ctx: DemoContext) -> None:
         glb = gr.File(label="GLB")
         ply = gr.File(label="PLY (vertex colours)")
         obj = gr.File(label="OBJ + MTL + texture (zip)")
+
+    def method_changed(name: str):
+        options = model_choices(ctx, name, CAPABILITY) if name in methods.available(CAPABILITY) else []
+        preferred = methods.get(name).default_model if options else None
+        return gr.update(choices=options, value=default_model(options, preferred))
+
+    def on_reconstruct(photo, model, method, progress=gr.Progress()):  # noqa: B008 (how Gradio injects progress)
+        return reconstruct(ctx, photo, model, method, progress)
+
+    method.change(method_changed, inputs=method, outputs=model, api_visibility="private")
     run.click(
-        lambda i, m: reconstruct(ctx, i, m),
-        inputs=[image, model],
+        on_reconstruct,
+        inputs=[photo, model, method],
         outputs=[view, landmarks, depth, status, glb, ply, obj],
         api_name="reconstruct",
     )

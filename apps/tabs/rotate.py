@@ -1,24 +1,27 @@
-"""The "Rotate" tab: turn the face in a photo to a yaw and pitch, to the pose of a face in another photo, or to
-the front.
+"""The "Rotate" tab: turn the face in a photo to a yaw and pitch, to the pose of a face in another photo, or to the
+front, with any registered method that has the ``rotation`` capability.
 
-Methods come from :data:`ROTATION_METHODS`, a registry of :class:`RotationMethod`: the tab's method picker lists
-its keys, so a new method (e.g. a 3D reconstruction that re-renders the face) adds one entry and nothing else.
+The method picker lists ``methods.available("rotation")`` (labelled with each method's title) and runs
+``methods.load(name, "rotation", model=...)``: a new rotation method appears here by declaring the capability in
+its ``MethodSpec``, with nothing to edit in the demo. Every rotation pipeline honours one call,
+``pipe(image, yaw=..., pitch=..., roll=...)``, and reports the pose it asked for (``requested_pose``) and the pose
+measured on its result (``achieved_pose``, ``None`` when no face is found again); the status shows both, and never
+shows the requested pose as if it had been measured.
 
 Public events (callable with ``gradio_client``):
 
-- ``/rotate``: photo, method, model id, yaw, pitch, optional target photo -> rotated photo and a status message.
-- ``/frontalize``: photo, method, model id -> frontalized photo (yaw = pitch = roll = 0) and a status message.
+- ``/rotate``: photo, method name, model id, yaw, pitch, optional target photo -> rotated photo and a status message.
+- ``/frontalize``: photo, method name, model id -> the face turned to yaw = pitch = roll = 0 and a status message.
 
 Angles are degrees in the house convention (yaw > 0 turns the face towards the image's right, pitch > 0 looks up).
-Photos without a usable face, unreachable poses and unknown models give a status message and a ``gr.Warning``.
+Photos are uploaded as files and read by facehub's reader; unreadable photos, photos without a usable face,
+unreachable poses and models the demo does not offer give a status message and a ``gr.Warning``.
 """
 
 from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import gradio as gr
 import numpy as np
@@ -27,209 +30,151 @@ from facehub.apps.registry import DemoContext, register_tab
 from facehub.apps.tabs.common import (
     UserFacingError,
     default_model,
+    example_photos,
     face_count_note,
-    load_pipeline,
+    load_method_pipeline,
+    method_choices,
     model_choices,
+    photo_upload,
+    pose_text,
+    read_upload,
+    unexpected_status,
     warning_status,
 )
 
 logger = logging.getLogger(__name__)
 
-DEPTHNET_MODEL_ID = "facehub/depthnet"
+CAPABILITY = "rotation"
+EXAMPLES = ("obama.jpg", "obama2.jpg", "astronaut.png")
 
 
-@dataclass(frozen=True)
-class RotationRequest:
-    """What the user asked for. ``roll=None`` keeps the face's roll; ``target_image`` (if any) replaces the angles."""
-
-    image: np.ndarray
-    yaw: float
-    pitch: float
-    roll: float | None = None
-    target_image: np.ndarray | None = None
+def rotation_pipeline(ctx: DemoContext, method: str, model_id: str):
+    """The method's rotation pipeline on ``model_id``, from the demo's cache."""
+    return load_method_pipeline(ctx, method, CAPABILITY, model_id)
 
 
-@dataclass(frozen=True)
-class RotationResult:
-    """A rotated photo (RGB uint8) and a Markdown line saying what was done."""
+def rotation_status(out, target_given: bool) -> str:
+    """What was asked, and what was measured on the result."""
+    requested, achieved = out.requested_pose, out.achieved_pose
+    source = getattr(out, "source_pose", None)
+    if source is None and getattr(out, "face", None) is not None:
+        source = out.face.pose
+    asked = "the target photo's face" if target_given else "the requested pose"
+    lines = [f"Turned the face{'' if source is None else f' from ({pose_text(source)})'} to {asked} "
+             f"({pose_text(requested)})."]
+    if achieved is None:
+        lines.append("Measured on the result: no face was found again, so the pose reached is unknown.")
+    else:
+        errors = np.abs(np.subtract(achieved, requested)[:2])
+        lines.append(f"Measured on the result: {pose_text(achieved)} (off by {errors[0]:.1f} degrees in yaw, "
+                     f"{errors[1]:.1f} in pitch).")
+    count = getattr(out, "num_faces", None)
+    note = face_count_note(count, "photo") if isinstance(count, int) else ""
+    return " ".join(lines) + note
 
-    image: np.ndarray
-    message: str
 
+def run_rotation(ctx: DemoContext, method: str | None, model_id: str | None, photo, pose: dict, target=None,
+                 progress=None) -> tuple[np.ndarray | None, str]:
+    """Rotate the uploaded ``photo`` with ``method``; every failure becomes a status message (and a toast).
 
-@dataclass(frozen=True)
-class RotationMethod:
-    """One entry of the method picker.
-
-    Attributes:
-        rotate: ``rotate(ctx, model_id, request) -> RotationResult``; raises ``FaceHubImageError`` or ``ValueError``
-            with a user-facing message for photos or poses it cannot handle.
-        model_classes: saved pipeline classes whose embedded checkpoints the model picker offers for this method.
-        default_model: the checkpoint the picker starts with.
-        description: one sentence shown under the picker.
+    ``pose`` holds ``yaw``, ``pitch`` and optionally ``roll`` (absent: keep the face's roll); ``target`` (an upload)
+    replaces them by the pose of its face.
     """
-
-    rotate: Callable[[DemoContext, str, RotationRequest], RotationResult]
-    model_classes: tuple[str, ...]
-    default_model: str
-    description: str
-
-
-def _pose_text(pose) -> str:
-    yaw, pitch, roll = pose
-    return f"yaw {yaw:+.1f}, pitch {pitch:+.1f}, roll {roll:+.1f}"
-
-
-def rotate_with_depthnet(ctx: DemoContext, model_id: str, request: RotationRequest) -> RotationResult:
-    """DepthNet: target keypoints from a rotated 3D template (or the target photo), keypoint depths, 3D affine, warp."""
-    from facehub.modeling.depthnet.pipeline_face_rotation import FaceRotationPipeline
-
-    pipe = load_pipeline(ctx, model_id, FaceRotationPipeline)
-    out = pipe(request.image, request.yaw, request.pitch, request.roll, target_image=request.target_image, measure=True)
-    target = "the target photo's face" if request.target_image is not None else "the requested pose"
-    measured = "not found again" if out.measured_pose is None else _pose_text(out.measured_pose)
-    message = (
-        f"Turned from ({_pose_text(out.face.pose)}) to {target} ({_pose_text(out.requested_pose)}); "
-        f"measured on the result: {measured}.{face_count_note(out.num_faces, 'photo')}"
-    )
-    return RotationResult(out.image, message)
-
-
-def _depthnet_method() -> RotationMethod:
-    from facehub.modeling.depthnet.pipeline_face_rotation import DEPTHNET_BUNDLE_CLASSES
-
-    return RotationMethod(
-        rotate=rotate_with_depthnet,
-        model_classes=DEPTHNET_BUNDLE_CLASSES,
-        default_model=DEPTHNET_MODEL_ID,
-        description="Warps the photo with keypoint depths and a 3D affine (DepthNet); only the visible half of the "
-        "face can be shown.",
-    )
-
-
-def rotate_with_reconstruction(ctx: DemoContext, model_id: str, request: RotationRequest) -> RotationResult:
-    """PRN-Dense: reconstruct the face's dense mesh, turn it and re-render it textured with the photo (the
-    face-profiling warp of :func:`facehub.modeling.geometry.profiling.rotate_face`)."""
-    from facehub.modeling.geometry.profiling import rotate_face
-    from facehub.modeling.prn_dense import FaceReconstructionPipeline
-
-    pipe = load_pipeline(ctx, model_id, FaceReconstructionPipeline)
-    faces = pipe(request.image)
-    if not faces:
-        raise UserFacingError("No face was found in the photo.")
-    face = faces[0]
-    yaw, pitch, roll = request.yaw, request.pitch, request.roll
-    if request.target_image is not None:
-        targets = pipe(request.target_image)
-        if not targets:
-            raise UserFacingError("No face was found in the target pose photo.")
-        yaw, pitch, roll = targets[0].pose
-    if abs(yaw) > 90 or abs(pitch) > 90:
-        raise ValueError(f"Cannot turn a face to yaw {yaw:.0f}, pitch {pitch:.0f}: both must be within +-90 degrees.")
-    image = rotate_face(request.image, face.vertices, yaw, pitch, roll)
-    again = pipe(image)
-    measured = _pose_text(again[0].pose) if again else "not found again"
-    requested = _pose_text((yaw, pitch, face.pose[2] if roll is None else roll))
-    message = (
-        f"Turned from ({_pose_text(face.pose)}) to ({requested}); measured on the result: {measured}."
-        f"{face_count_note(len(faces), 'photo')}"
-    )
-    return RotationResult(image, message)
-
-
-def _reconstruction_method() -> RotationMethod:
-    return RotationMethod(
-        rotate=rotate_with_reconstruction,
-        model_classes=("FaceReconstructionPipeline",),
-        default_model="facehub/prn-dense",
-        description="Reconstructs the dense 3D face (PRN-Dense), turns it and re-renders it with the photo's "
-        "texture; the face region moves, hair and background stay.",
-    )
-
-
-#: The methods of the picker, by label.
-ROTATION_METHODS: dict[str, RotationMethod] = {
-    "DepthNet (keypoints)": _depthnet_method(),
-    "3D reconstruction (PRN-Dense)": _reconstruction_method(),
-}
-
-
-def run_rotation(
-    ctx: DemoContext, method_name: str | None, model_id: str | None, request_args: dict
-) -> tuple[np.ndarray | None, str]:
-    """Run a method on the tab's inputs; every failure becomes a status message (and a warning toast)."""
     from facehub.modeling.faces.image_io import FaceHubImageError
 
+    progress = progress or (lambda *args, **kwargs: None)
     try:
-        method = ROTATION_METHODS.get(method_name or "")
-        if method is None:
-            raise UserFacingError(f"Unknown method {method_name!r}; choose one of: {', '.join(ROTATION_METHODS)}.")
-        if request_args.get("image") is None:
+        if photo is None:
             raise UserFacingError("Upload a photo with a face first.")
-        result = method.rotate(ctx, (model_id or "").strip(), RotationRequest(**request_args))
+        progress(0.05, desc="Reading the photo")
+        image = read_upload(photo, "photo")
+        target_image = read_upload(target, "target pose photo")
+        progress(0.15, desc="Loading the model")
+        pipe = rotation_pipeline(ctx, method or "", model_id)
+        progress(0.3, desc="Rotating and measuring the result")
+        out = pipe(image, **pose, target_image=target_image, output_type="np")
+        result = out.images[0]
+        status = rotation_status(out, target_image is not None)
+        progress(1.0, desc="Done")
     except (UserFacingError, FaceHubImageError, ValueError) as err:
         return None, warning_status(str(err))
     except Exception as err:  # a bug must not show a traceback to the user; the log keeps it
         logger.exception("Face rotation failed")
-        return None, warning_status(f"Unexpected {type(err).__name__}: {err}. The server log has details.")
-    return result.image, html.escape(result.message, quote=False)
+        return None, unexpected_status(err)
+    return result, html.escape(status, quote=False)
 
 
-def rotate(ctx, image, method_name, model_id, yaw, pitch, target_image) -> tuple[np.ndarray | None, str]:
-    """The ``/rotate`` event (``roll`` kept; ``target_image`` replaces the sliders when given)."""
-    request = {"image": image, "yaw": float(yaw), "pitch": float(pitch), "target_image": target_image}
-    return run_rotation(ctx, method_name, model_id, request)
+def rotate(ctx, photo, method, model_id, yaw, pitch, target=None, progress=None):
+    """The ``/rotate`` event (the face's roll is kept; a target photo replaces the sliders)."""
+    try:
+        pose = {"yaw": float(yaw), "pitch": float(pitch)}
+    except (TypeError, ValueError):
+        return None, warning_status("Yaw and pitch must be numbers of degrees.")
+    return run_rotation(ctx, method, model_id, photo, pose, target, progress)
 
 
-def frontalize(ctx, image, method_name, model_id) -> tuple[np.ndarray | None, str]:
+def frontalize(ctx, photo, method, model_id, progress=None):
     """The ``/frontalize`` event: yaw = pitch = roll = 0."""
-    return run_rotation(ctx, method_name, model_id, {"image": image, "yaw": 0.0, "pitch": 0.0, "roll": 0.0})
+    return run_rotation(ctx, method, model_id, photo, {"yaw": 0.0, "pitch": 0.0, "roll": 0.0}, None, progress)
 
 
 @register_tab("Rotate", order=20)
 def build(ctx: DemoContext) -> None:
     """A photo, method and model pickers, yaw / pitch sliders or a target photo, Rotate and Frontalize buttons."""
-    first_name, first = next(iter(ROTATION_METHODS.items()))
-    choices = model_choices(first.model_classes)
-    gr.Markdown("Turn the face in a photo to a pose, to the pose of the face in another photo, or to the front.")
+    from facehub import methods
+
+    choices = method_choices(CAPABILITY)
+    first = choices[0][1] if choices else None
+    models = model_choices(ctx, first, CAPABILITY) if first else []
+    gr.Markdown("Turn the face in a photo to a pose, to the pose of the face in another photo, or to the front. "
+                "The result says which pose was measured on it.")
     with gr.Row():
         with gr.Column():
-            image = gr.Image(label="Photo", type="numpy", image_mode="RGB", sources=["upload", "clipboard"])
-            method = gr.Radio(choices=list(ROTATION_METHODS), value=first_name, label="Method")
-            description = gr.Markdown(first.description)
+            photo = photo_upload(label="Photo")
+            gr.Examples(examples=[[p] for p in example_photos(*EXAMPLES)], inputs=[photo], label="Example photos")
+            method = gr.Radio(choices=choices, value=first, label="Method")
+            description = gr.Markdown(_describe(first))
             model = gr.Dropdown(
-                choices=choices,
-                value=default_model(choices, first.default_model),
+                choices=models,
+                value=default_model(models, methods.get(first).default_model if first else None),
                 label="Model",
-                info="A checkpoint for the method: an embedded default, a local folder or a Hub id.",
+                info="A checkpoint of the method: an embedded default or a model in the demo's models folder.",
                 allow_custom_value=True,
             )
             yaw = gr.Slider(-80, 80, value=25, step=1, label="Yaw (degrees; > 0 turns towards the image's right)")
             pitch = gr.Slider(-60, 60, value=0, step=1, label="Pitch (degrees; > 0 looks up)")
             with gr.Accordion("Or copy the pose of a face in another photo", open=False):
-                target = gr.Image(label="Target pose photo", type="numpy", image_mode="RGB")
+                target = photo_upload(label="Target pose photo")
             with gr.Row():
                 rotate_button = gr.Button("Rotate", variant="primary")
                 frontalize_button = gr.Button("Frontalize")
         with gr.Column():
             result = gr.Image(label="Result", type="numpy", format="png", interactive=False)
-            status = gr.Markdown("Upload a photo, then Rotate or Frontalize.")
+            status = gr.Markdown("Upload a photo (or click an example), then Rotate or Frontalize.")
 
     def method_changed(name: str):
-        chosen = ROTATION_METHODS.get(name, first)
-        options = model_choices(chosen.model_classes)
-        return chosen.description, gr.update(choices=options, value=default_model(options, chosen.default_model))
+        options = model_choices(ctx, name, CAPABILITY) if name in methods.available(CAPABILITY) else []
+        preferred = methods.get(name).default_model if name in methods.names() else None
+        return _describe(name), gr.update(choices=options, value=default_model(options, preferred))
+
+    def on_rotate(photo, method, model, yaw, pitch, target, progress=gr.Progress()):  # noqa: B008 (how Gradio injects progress)
+        return rotate(ctx, photo, method, model, yaw, pitch, target, progress)
+
+    def on_frontalize(photo, method, model, progress=gr.Progress()):  # noqa: B008 (how Gradio injects progress)
+        return frontalize(ctx, photo, method, model, progress)
 
     method.change(method_changed, inputs=method, outputs=[description, model], api_visibility="private")
-    rotate_button.click(
-        lambda *args: rotate(ctx, *args),
-        inputs=[image, method, model, yaw, pitch, target],
-        outputs=[result, status],
-        api_name="rotate",
-    )
-    frontalize_button.click(
-        lambda *args: frontalize(ctx, *args),
-        inputs=[image, method, model],
-        outputs=[result, status],
-        api_name="frontalize",
-    )
+    rotate_button.click(on_rotate, inputs=[photo, method, model, yaw, pitch, target], outputs=[result, status],
+                        api_name="rotate")
+    frontalize_button.click(on_frontalize, inputs=[photo, method, model], outputs=[result, status],
+                            api_name="frontalize")
+
+
+def _describe(name: str | None) -> str:
+    """The picker's note on a method: its title, summary and paper."""
+    from facehub import methods
+
+    if not name or name not in methods.names():
+        return "No rotation method is registered." if not name else ""
+    spec = methods.get(name)
+    return f"**{spec.title}** {spec.summary}\n\n*{spec.paper}*"

@@ -1,35 +1,28 @@
-"""``facehub train``, ``facehub eval`` and ``facehub bench``: method-dispatching sub-commands.
+"""``facehub train``, ``facehub eval``, ``facehub bench`` and ``facehub prepare``: method-dispatching sub-commands.
 
-``facehub train METHOD --config FILE [--resume] [KEY=VALUE ...] [accelerate launch options]`` runs
-``accelerate launch [options] -m facehub.trainers.run METHOD --config FILE ...``: any ``--option`` that facehub does
-not know (``--num_processes 2``, ``--multi_gpu``, ``--cpu``, ``--mixed_precision bf16``, ``--config_file``...) goes
-to ``accelerate launch`` untouched.
+``facehub train METHOD [--config FILE] [--preset NAME] [--resume] [KEY=VALUE ...] [accelerate launch options]``
+validates the whole config in this process (a bad key or value is one line and exit status 2, before anything is
+launched), then runs ``accelerate launch [options] -m facehub.trainers.run METHOD ...`` with the same arguments:
+any ``--option`` that facehub does not know (``--num_processes 2``, ``--multi_gpu``, ``--cpu``,
+``--mixed_precision bf16``, ``--gradient_accumulation_steps 4``, ``--config_file``...) goes to ``accelerate
+launch`` untouched. The run's own exit status comes back as this command's, without the launcher's traceback.
+
+``facehub train METHOD --help`` lists every config key of the method with its type and default, and its presets;
+``facehub eval METHOD --help`` and ``facehub bench METHOD --help`` show that method's own options. Methods, their
+evaluations and benchmarks come from the method registry (:mod:`facehub.methods`).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import shlex
 import subprocess
 import sys
 
-from facehub.trainers.core.method import UnknownMethodError, get_method, known_methods
+from facehub.trainers.run import COMMAND_ENV
 
-# The command the user typed, handed to the training processes for the model card.
-COMMAND_ENV = "FACEHUB_TRAIN_COMMAND"
-
-# Where a method's evaluation and benchmark live ("module:function(args) -> int"); methods add theirs here.
-EVALUATIONS: dict[str, str] = {
-    "depthnet": "facehub.trainers.evaluation.depthnet:main",
-    "prn_dense": "facehub.trainers.evaluation.prn_dense:main",
-}
-BENCHMARKS: dict[str, str] = {}
-
-
-def _check_method(name: str) -> None:
-    get_method(name)  # raises UnknownMethodError listing the known methods
+TRAIN_USAGE = "facehub train METHOD [--config FILE] [--preset NAME] [--resume] [KEY=VALUE ...] [accelerate options]"
 
 
 def cpu_threads_per_process(accelerate_args: list[str], environ=None, cpu_count: int | None = None) -> int | None:
@@ -51,30 +44,101 @@ def cpu_threads_per_process(accelerate_args: list[str], environ=None, cpu_count:
     return max(1, (cpu_count or os.cpu_count() or 1) // max(1, launch.num_processes))
 
 
-def accelerate_command(method: str, config: str | None, resume: bool, rest: list[str],
-                       cpu_count: int | None = None) -> list[str]:
-    """Split ``rest`` into config overrides (``k=v``) and accelerate options; build the launch command."""
+def split_arguments(rest: list[str]) -> tuple[list[str], list[str]]:
+    """``(config overrides, accelerate launch options)`` of the arguments facehub does not know."""
     overrides = [a for a in rest if "=" in a and not a.startswith("-")]
-    accelerate_args = [a for a in rest if a not in overrides]
+    return overrides, [a for a in rest if a not in overrides]
+
+
+def accelerate_command(method: str, config: str | None, resume: bool, rest: list[str],
+                       cpu_count: int | None = None, preset: str | None = None) -> list[str]:
+    """Split ``rest`` into config overrides (``k=v``) and accelerate options; build the launch command."""
+    overrides, accelerate_args = split_arguments(rest)
     threads = cpu_threads_per_process(accelerate_args, cpu_count=cpu_count)
     if threads is not None:
         accelerate_args += ["--num_cpu_threads_per_process", str(threads)]
     command = [sys.executable, "-m", "accelerate.commands.launch", *accelerate_args, "-m", "facehub.trainers.run", method]
     if config:
         command += ["--config", config]
+    if preset:
+        command += ["--preset", preset]
     if resume:
         command.append("--resume")
     return command + overrides
 
 
+def train_help(method: str | None) -> str:
+    """``facehub train [METHOD] --help``: the usage, then the method's config keys and presets (or the methods)."""
+    from facehub import methods
+    from facehub.trainers.core.config import describe_config
+
+    lines = [f"usage: {TRAIN_USAGE}", "", __doc__.split("\n\n")[1], ""]
+    if method is None:
+        lines.append(f"METHOD: one of {', '.join(methods.trainable())}; `facehub train METHOD --help` lists its keys.")
+        return "\n".join(lines).replace("``", "`")
+    spec = methods.get(method)
+    lines += [f"{spec.name}: {spec.title}. {spec.summary}", "", describe_config(spec.config_class())]
+    return "\n".join(lines).replace("``", "`")
+
+
 def _train(args: argparse.Namespace, rest: list[str]) -> int:
-    _check_method(args.method)
-    command = accelerate_command(args.method, args.config, args.resume, rest)
-    print("launching:", " ".join(command[2:]), flush=True)
-    typed = shlex.join(["facehub", "train", args.method, *(["--config", args.config] if args.config else []),
-                        *(["--resume"] if args.resume else []), *rest])
+    from facehub import methods
+    from facehub.trainers.core.config import ConfigError, load_config
+
+    if args.help:
+        print(train_help(args.method))
+        return 0
+    if not args.method:
+        raise ConfigError(f"Give the method to train: {TRAIN_USAGE} (methods: {', '.join(methods.trainable())}).")
+    spec = methods.get(args.method)
+    overrides, _ = split_arguments(rest)
+    # The whole config, validated here: a mistake costs one line, not a launch.
+    load_config(args.config, overrides + (["resume=true"] if args.resume else []), method=spec.name,
+                preset=args.preset, config_class=spec.config_class())
+    command = accelerate_command(spec.name, args.config, args.resume, rest, preset=args.preset)
+    print("launching: accelerate launch", shlex.join(command[3:]), flush=True)
+    typed = shlex.join(["facehub", "train", spec.name, *(["--config", args.config] if args.config else []),
+                        *(["--preset", args.preset] if args.preset else []), *(["--resume"] if args.resume else []),
+                        *rest])
     env = {**os.environ, "PYTHONUNBUFFERED": "1", COMMAND_ENV: typed}
-    return subprocess.call(command, env=env)
+    return launch(command[3:], env)
+
+
+def launch(accelerate_args: list[str], env: dict[str, str]) -> int:
+    """Run ``accelerate launch ACCELERATE_ARGS`` and return the training's exit status.
+
+    The launcher runs in a child process of its own (``facehub.trainers.cli`` as a script), which turns accelerate's
+    and torchrun's "a worker failed" exceptions into the worker's exit status: the worker has already said what was
+    wrong in one line, so no launcher traceback follows it.
+    """
+    process = subprocess.Popen([sys.executable, "-m", "facehub.trainers.cli", *accelerate_args], env=env)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:  # the run heard it too: it saves its state and stops; wait for that (again: leave)
+        print("facehub train: interrupted; the run saves a checkpoint and stops (resume with --resume).",
+              file=sys.stderr, flush=True)
+        return process.wait()
+
+
+def _launcher_main(accelerate_args: list[str]) -> int:
+    """``python -m facehub.trainers.cli ACCELERATE_ARGS``: ``accelerate launch`` minus its traceback on failure."""
+    import signal
+
+    from accelerate.commands.launch import launch_command, launch_command_parser
+
+    args = launch_command_parser().parse_args(accelerate_args)
+    # Ctrl-C reaches the training processes directly (same process group); the launcher waits for them to save.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        launch_command(args)
+    except subprocess.CalledProcessError as error:  # one process: the worker's own status
+        return error.returncode or 1
+    except Exception as error:  # torchrun's ChildFailedError: the first failed worker's status
+        failures = getattr(error, "failures", None)
+        if not failures:
+            raise
+        return next(iter(failures.values())).exitcode or 1
+    return 0
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -112,36 +176,49 @@ def _prepare_swaps(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dispatch(table: dict[str, str], verb: str):
+def _dispatch(verb: str, parser: argparse.ArgumentParser):
+    """``facehub eval|bench METHOD [options]``: the registry's ``main(argv)`` of that method, given the options
+    (``--help`` included, so the method's own help is shown)."""
+
     def run(args: argparse.Namespace, rest: list[str]) -> int:
-        if args.method not in table:
-            _check_method(args.method)
-            raise UnknownMethodError(
-                f"Method {args.method!r} has no `facehub {verb}` yet. Methods with one: {sorted(table) or 'none'}."
-            )
-        module_name, _, function = table[args.method].partition(":")
-        return int(getattr(importlib.import_module(module_name), function)(rest) or 0)
+        from facehub import methods
+
+        if not args.method:
+            if "-h" in rest or "--help" in rest:
+                parser.print_help()
+                return 0
+            parser.error("the following arguments are required: METHOD")
+        main = methods.get(args.method).entry_point(verb)
+        return int(main(rest) or 0)
 
     return run
 
 
 def register(subparsers) -> None:
+    from facehub import methods
+
+    trainable = methods.trainable()
     train = subparsers.add_parser(
         "train",
         help="Train a method with the shared Accelerate loop (extra --options go to accelerate launch).",
         description=__doc__,
+        usage=TRAIN_USAGE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
     )
-    train.add_argument("method", help=f"One of: {', '.join(known_methods())}.")
+    train.add_argument("method", nargs="?", metavar="METHOD", help=f"One of: {', '.join(trainable)}.")
     train.add_argument("--config", help="YAML config file.")
+    train.add_argument("--preset", help="Named preset of the method's config (see `facehub train METHOD --help`).")
     train.add_argument("--resume", action="store_true", help="Continue from the newest complete checkpoint.")
+    train.add_argument("-h", "--help", action="store_true", help="Show the method's config keys and presets.")
     train.set_defaults(func=_train, accepts_rest=True)
 
     prepare = subparsers.add_parser(
         "prepare",
         help="Turn a folder of photos into a labelled face dataset (datasets.Dataset on disk).",
-        description="Nested folders name identities. Unreadable files and photos without a face are skipped and "
-        "counted in OUT/report.json; a killed run continues where it stopped.",
+        description="Nested folders name identities. Files that are not photos, unreadable files and photos without "
+        "a face are skipped and counted in OUT/report.json with their reason; a killed run continues where it "
+        "stopped, and photos added or changed since are processed (each exactly once).",
     )
     prepare.add_argument("--images", help="Folder of photos (DIR/<identity>/<photo> for identities).")
     prepare.add_argument("--synthetic", action="store_true",
@@ -174,10 +251,18 @@ def register(subparsers) -> None:
     swaps.add_argument("--model", default="facehub/depthnet", help="DepthNet checkpoint (default facehub/depthnet).")
     swaps.set_defaults(func=_prepare_swaps)
 
-    for verb, table, text in (
-        ("eval", EVALUATIONS, "Evaluate a trained method on held-out data and print its table."),
-        ("bench", BENCHMARKS, "Time a method against references measured in the same run."),
+    for verb, attribute, text in (
+        ("eval", "evaluation", "Evaluate a trained method on held-out data and print its table."),
+        ("bench", "benchmark", "Time a method against references measured in the same run."),
     ):
-        parser = subparsers.add_parser(verb, help=text)
-        parser.add_argument("method", help=f"One of: {', '.join(known_methods())}.")
-        parser.set_defaults(func=_dispatch(table, verb), accepts_rest=True)
+        with_it = [spec.name for spec in methods.all_methods() if getattr(spec, attribute)]
+        parser = subparsers.add_parser(
+            verb, help=text, add_help=False, usage=f"facehub {verb} METHOD [options of the method]",
+            description=f"{text} `facehub {verb} METHOD --help` shows the method's own options.",
+        )
+        parser.add_argument("method", nargs="?", metavar="METHOD", help=f"One of: {', '.join(with_it) or 'none'}.")
+        parser.set_defaults(func=_dispatch(verb, parser), accepts_rest=True)
+
+
+if __name__ == "__main__":
+    sys.exit(_launcher_main(sys.argv[1:]))

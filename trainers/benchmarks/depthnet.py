@@ -1,0 +1,134 @@
+"""Time DepthNet's face swap and face rotation on 512x512 photos, split into stages.
+
+Stages (the pipelines' own ``timings``): ``analysis`` (MediaPipe face mesh and 68 keypoints of each photo, no identity
+descriptor), ``depth`` (DepthNet's keypoint depths and the closed-form affine, eq. 1-3), ``warp`` (mesh, PyTorch3D
+rasterisation, texture lookup; for the swap also the feathered paste), ``blend`` (swap: Reinhard colour transfer and
+Poisson blending) and ``repair`` (swap with a repair network only). Medians over ``--runs`` calls after one warm-up.
+
+Photos: the swap puts obama.jpg's face onto biden.jpg, both cut to a 512x512 square around the face; the rotation
+turns astronaut.png (512x512) to yaw +25. Target: at most 0.5 s per swap and per rotation without repair.
+
+``--repair`` adds a swap with section 3.3's CycleGAN repair: a :class:`FaceRepairPipeline` checkpoint (its ``repair``
+generator), or a preset name of :data:`CYCLEGAN_PRESETS` (``cpu-small``, ``paper``, ...) for a freshly initialised
+generator of that architecture, which costs the same time as a trained one.
+
+Run ``facehub bench depthnet [--runs 7] [--threads 2] [--model facehub/depthnet] [--repair cpu-small] [--photos DIR]``
+(or ``python benchmarks/bench_depthnet.py`` with the same options).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+#: The public-domain test photos of a source checkout (``--photos`` points elsewhere).
+PHOTOS = Path(__file__).resolve().parents[2] / "tests" / "data" / "photos"
+PHOTO_NAMES = ("obama.jpg", "biden.jpg", "astronaut.png")
+SIZE = 512
+TARGET_SECONDS = 0.5
+STAGES = ("analysis", "depth", "warp", "blend", "repair")
+
+
+def square_face_photo(path: Path, analyzer, size: int = SIZE) -> np.ndarray:
+    """The photo cut to a square twice the face's size around it, resized to ``size`` x ``size``."""
+    from facehub.modeling.faces import load_image
+
+    image = load_image(path)
+    x0, y0, x1, y1 = analyzer(image)[0].bbox
+    half = max(x1 - x0, y1 - y0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    top, left = int(max(cy - half, 0)), int(max(cx - half, 0))
+    crop = image[top : int(cy + half), left : int(cx + half)]
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def time_calls(call, runs: int) -> dict[str, float]:
+    """Median seconds per stage and in total over ``runs`` calls (after one warm-up call)."""
+    call()
+    totals, stages = [], {name: [] for name in STAGES}
+    for _ in range(runs):
+        start = time.perf_counter()
+        out = call()
+        totals.append(time.perf_counter() - start)
+        for name in STAGES:
+            if name in out.timings:
+                stages[name].append(out.timings[name])
+    medians = {name: statistics.median(values) for name, values in stages.items() if values}
+    medians["total"] = statistics.median(totals)
+    return medians
+
+
+def print_table(rows: dict[str, dict[str, float]]) -> None:
+    header = f"{'':12s}" + "".join(f"{name:>10s}" for name in (*STAGES, "total")) + "   target"
+    print(header)
+    for label, medians in rows.items():
+        cells = "".join(f"{1e3 * medians[n]:8.1f}ms" if n in medians else f"{'-':>10s}" for n in (*STAGES, "total"))
+        if "repair" in medians:
+            verdict = "(the target is for swaps without repair)"
+        else:
+            verdict = f"{'ok' if medians['total'] <= TARGET_SECONDS else 'SLOW'} (<= {1e3 * TARGET_SECONDS:.0f} ms)"
+        print(f"{label:12s}{cells}   {verdict}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="facehub bench depthnet", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=7, help="timed calls per pipeline (median reported)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
+    parser.add_argument("--model", default="facehub/depthnet", help="DepthNet bundle id or folder")
+    parser.add_argument("--repair", default=None, help="FaceRepairPipeline id / folder, or a CycleGAN preset name")
+    parser.add_argument("--photos", type=Path, default=PHOTOS,
+                        help=f"folder holding {', '.join(PHOTO_NAMES)} (default: the checkout's tests/data/photos)")
+    args = parser.parse_args(argv)
+    missing = [name for name in PHOTO_NAMES if not (args.photos / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"The benchmark photos {', '.join(missing)} are not in {args.photos}; pass --photos "
+                                "DIR with the public-domain photos of a facehub checkout (tests/data/photos).")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+
+    from facehub.modeling.depthnet.pipeline_face_rotation import FaceRotationPipeline
+    from facehub.modeling.depthnet.pipeline_face_swap import FaceSwapPipeline
+    from facehub.modeling.faces import FaceAnalyzer, load_image
+
+    swap = FaceSwapPipeline.from_pretrained(args.model)
+    rotate = FaceRotationPipeline.from_pretrained(args.model)
+    analyzer = FaceAnalyzer(compute_embedding=False)
+    source = square_face_photo(args.photos / "obama.jpg", analyzer)
+    target = square_face_photo(args.photos / "biden.jpg", analyzer)
+    portrait = load_image(args.photos / "astronaut.png")
+    assert source.shape == target.shape == portrait.shape == (SIZE, SIZE, 3)
+
+    rows = {
+        "swap": time_calls(lambda: swap(source, target), args.runs),
+        "rotation": time_calls(lambda: rotate(portrait, yaw=25.0), args.runs),
+    }
+    if args.repair is not None:
+        repairing = FaceSwapPipeline(depth_net=swap.depth_net, repair=load_repair(args.repair))
+        rows["swap+repair"] = time_calls(lambda: repairing(source, target), args.runs)
+    print(
+        f"DepthNet on {SIZE}x{SIZE} photos, median of {args.runs} runs, {torch.get_num_threads()} torch threads, "
+        f"{args.model}" + (f", repair: {args.repair}" if args.repair else "")
+    )
+    print_table(rows)
+    return 0
+
+
+def load_repair(name: str):
+    """The CycleGAN generator for ``--repair``: a preset's architecture (untrained) or a saved FaceRepairPipeline's."""
+    from facehub.modeling.cyclegan import CYCLEGAN_PRESETS, CycleGANGenerator, FaceRepairPipeline, cyclegan_config
+
+    if name in CYCLEGAN_PRESETS:
+        return CycleGANGenerator(**cyclegan_config(name).generator_kwargs()).eval()
+    return FaceRepairPipeline.from_pretrained(name).repair
+
+
+if __name__ == "__main__":
+    sys.exit(main())

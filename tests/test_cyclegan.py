@@ -161,9 +161,10 @@ def test_configuration_errors_name_the_field_and_value():
     with pytest.raises(ValueError, match=r"Got 0 for `num_layers`"):
         PatchDiscriminator(num_layers=0)
     defaults = {"method": METHOD_NAME, **CycleGANRepairTraining.default_config}
-    with pytest.raises(ValueError, match=r"`model.cycle_loss_weight` is a setting of the objective; set it as `losses"):
+    with pytest.raises(ValueError, match=r"Unknown config key `model.cycle_loss_weight` for method cyclegan; did you mean "
+                                         r"`losses.cycle_loss_weight`\?"):
         CycleGANRepairTraining(load_config(overrides={"model": {"cycle_loss_weight": 5}}, defaults=defaults))
-    with pytest.raises(ValueError, match=r"Unknown loss setting `losses.gan_weight`"):
+    with pytest.raises(ValueError, match=r"Unknown config key `losses.gan_weight` for method cyclegan"):
         CycleGANRepairTraining(load_config(overrides={"losses": {"gan_weight": 1}}, defaults=defaults))
 
 

@@ -182,7 +182,8 @@ def test_learning_rate_steps_of_the_paper():
     assert rates == pytest.approx([1e-4, 1e-8])
     with pytest.raises(ValueError, match="losses.kind"):
         PRNDenseTraining(load_config(None, {"method": "prn_dense", "losses": {"kind": "l1"}}))
-    with pytest.raises(ValueError, match="data setting"):
+    with pytest.raises(ValueError, match=r"Unknown config key `data.flip` for method prn_dense; did you mean "
+                                         r"`data.flip_probability`\?"):
         PRNDenseTraining(load_config(None, {"method": "prn_dense", "data": {"flip": True}}))
 
 

@@ -58,7 +58,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -67,20 +67,148 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from facehub.modeling.cyclegan import CycleGANConfig, CycleGANGenerator, FaceRepairPipeline, PatchDiscriminator
-from facehub.modeling.cyclegan.configuration_cyclegan import cyclegan_config
+from facehub.modeling.cyclegan.configuration_cyclegan import CYCLEGAN_PRESETS, cyclegan_config
 from facehub.modeling.cyclegan.modeling_cyclegan import patchgan_receptive_field
 from facehub.trainers.core import StepContext, TrainingConfig, TrainingMethod
+from facehub.trainers.core.config import ConfigError, ConfigSection, ModelSection
 
 logger = logging.getLogger(__name__)
 
 METHOD_NAME = "cyclegan"
-#: The registry entry of this method (``facehub.trainers.core.method._METHODS``).
+#: The registry's ``training`` entry of this method (``facehub/methods/cyclegan.py``).
 METHOD_TARGET = "facehub.trainers.cyclegan:CycleGANRepairTraining"
-DATA_OPTIONS = ("domain_a", "domain_b", "flip", "cache_limit_mb")
 #: CycleGANConfig fields that belong to the objective (``losses.<field>``); the others are network settings
 #: (``model.<field>``, next to ``model.preset``).
 OBJECTIVE_FIELDS = ("cycle_loss_weight", "identity_loss_fraction", "history_size", "lr_decay_start_fraction")
 DEFAULT_CACHE_LIMIT_MB = 1024
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Config
+
+
+@dataclass
+class CycleGANModelConfig(ModelSection):
+    """``model``: a :data:`~facehub.modeling.cyclegan.configuration_cyclegan.CYCLEGAN_PRESETS` name plus overrides of
+    the network fields of :class:`~facehub.modeling.cyclegan.CycleGANConfig` (``null``: the preset's value).
+
+    Fields:
+        preset: ``cpu-small`` (64 px, trains on two CPU cores), ``paper`` (256 px, 9 residual blocks) or
+            ``paper-128`` (128 px, 6 blocks).
+        image_size: side of the square crops both generators read and write.
+        channels: image channels.
+        generator_channels: ngf, the generators' first width.
+        num_downsamplings: stride-2 stages of each generator (the image size must be divisible by 2 ** this).
+        num_residual_blocks: residual blocks at the generators' lowest resolution.
+        discriminator_channels: ndf, the PatchGANs' first width.
+        discriminator_layers: stride-2 layers of each PatchGAN (3: 70x70 patches).
+        norm: ``instance``, ``batch`` or ``none``.
+        padding: ``reflect``, ``replicate`` or ``zero``.
+        dropout: dropout in the residual blocks.
+    """
+
+    model_presets: ClassVar[dict[str, dict[str, Any]]] = CYCLEGAN_PRESETS
+
+    preset: str = "cpu-small"
+    image_size: int | None = None
+    channels: int | None = None
+    generator_channels: int | None = None
+    num_downsamplings: int | None = None
+    num_residual_blocks: int | None = None
+    discriminator_channels: int | None = None
+    discriminator_layers: int | None = None
+    norm: Literal["instance", "batch", "none"] | None = None
+    padding: Literal["reflect", "replicate", "zero"] | None = None
+    dropout: float | None = None
+
+
+@dataclass
+class CycleGANDataConfig(ConfigSection):
+    """``data``: the two unpaired image sets (see the module docstring).
+
+    Fields:
+        domain_a: X, pasted face swaps: a folder of images (searched recursively) or a ``facehub prepare`` output.
+        domain_b: Y, real faces: a folder of images or a ``facehub prepare`` output.
+        flip: random left-right flips (a pure function of seed, epoch and sample).
+        cache_limit_mb: keep the resized crops in memory when both sets fit in this many MiB.
+    """
+
+    domain_a: str | None = None
+    domain_b: str | None = None
+    flip: bool = True
+    cache_limit_mb: float = DEFAULT_CACHE_LIMIT_MB
+
+    def __post_init__(self):
+        if self.cache_limit_mb < 0:
+            raise ConfigError(f"Got {self.cache_limit_mb} for `data.cache_limit_mb`; it must be 0 or more.")
+
+
+@dataclass
+class CycleGANLossesConfig(ConfigSection):
+    """``losses``: CycleGAN's objective (defaults are CycleGAN's).
+
+    Fields:
+        cycle_loss_weight: lambda of eq. 3, the weight of the L1 cycle loss.
+        identity_loss_fraction: the identity loss weighs ``identity_loss_fraction * lambda`` (section 5.2).
+        history_size: fakes in each discriminator's history (Shrivastava et al.); 0 shows only fresh fakes.
+        lr_decay_start_fraction: the learning rate decays linearly to zero from this fraction of ``max_steps``
+            (1: no decay).
+    """
+
+    cycle_loss_weight: float = 10.0
+    identity_loss_fraction: float = 0.5
+    history_size: int = 50
+    lr_decay_start_fraction: float = 0.5
+
+
+@dataclass
+class CycleGANRepairConfig(TrainingConfig):
+    """CycleGAN repair training: the shared fields of :class:`~facehub.trainers.core.TrainingConfig` with
+    CycleGAN's optimiser (Adam, 2e-4, betas (0.5, 0.999), no clipping, batch 1) plus :class:`CycleGANModelConfig`,
+    :class:`CycleGANDataConfig` and :class:`CycleGANLossesConfig`; the network and objective are validated together
+    (:func:`~facehub.modeling.cyclegan.configuration_cyclegan.cyclegan_config`).
+
+    Presets: ``cpu-small`` (64 px crops, trains on two CPU cores) and ``paper`` (CycleGAN at 256 px, batch 1).
+    """
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "cpu-small": {
+            "max_steps": 10_000, "train_batch_size": 4, "learning_rate": 2e-4, "adam_beta1": 0.5,
+            "adam_beta2": 0.999, "max_grad_norm": None, "lr_scheduler": "constant", "checkpointing_steps": 500,
+            "checkpoints_total_limit": 2, "export_steps": 2500, "logging_steps": 50,
+            "model": {"preset": "cpu-small"},
+            "losses": {"cycle_loss_weight": 10.0, "identity_loss_fraction": 0.5, "history_size": 50,
+                       "lr_decay_start_fraction": 0.5},
+            "data": {"flip": True, "cache_limit_mb": 1024},
+        },
+        "paper": {
+            "max_steps": 200_000, "train_batch_size": 1, "learning_rate": 2e-4, "adam_beta1": 0.5,
+            "adam_beta2": 0.999, "max_grad_norm": None, "lr_scheduler": "constant", "checkpointing_steps": 5000,
+            "export_steps": 50_000, "logging_steps": 100,
+            "model": {"preset": "paper"},
+            "losses": {"cycle_loss_weight": 10.0, "identity_loss_fraction": 0.5, "history_size": 50,
+                       "lr_decay_start_fraction": 0.5},
+        },
+    }
+
+    method: str = METHOD_NAME
+    train_batch_size: int = 1
+    learning_rate: float = 2e-4
+    adam_beta1: float = 0.5
+    max_grad_norm: float | None = None
+    model: CycleGANModelConfig = field(default_factory=CycleGANModelConfig)
+    data: CycleGANDataConfig = field(default_factory=CycleGANDataConfig)
+    losses: CycleGANLossesConfig = field(default_factory=CycleGANLossesConfig)
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.model.validate(lambda **settings: cyclegan_config(**settings),
+                            {"preset": self.model.preset, **self.model.overrides(), **self.losses.to_dict()},
+                            other_keys=dict.fromkeys(self.losses.keys(), "losses"))
+
+    def network(self) -> CycleGANConfig:
+        """The validated :class:`~facehub.modeling.cyclegan.CycleGANConfig`: networks and objective together."""
+        return cyclegan_config(self.model.preset, **self.model.overrides(), **self.losses.to_dict())
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -374,29 +502,13 @@ class CycleGANRepairTraining(TrainingMethod):
     docstring."""
 
     name = METHOD_NAME
-    default_config: dict[str, Any] = {
-        "learning_rate": 2e-4,
-        "adam_beta1": 0.5,
-        "adam_beta2": 0.999,
-        "max_grad_norm": None,
-        "train_batch_size": 1,
-        "lr_scheduler": "constant",
-        "model": {"preset": "cpu-small"},
-        "data": {"flip": True},
-    }
+    config_class = CycleGANRepairConfig
+    config: CycleGANRepairConfig
 
-    def __init__(self, config: TrainingConfig):
+    def __init__(self, config: CycleGANRepairConfig):
         super().__init__(config)
-        network = dict(config.model)
-        self.preset = network.pop("preset", "cpu-small")
-        objective = dict(getattr(config, "losses", None) or {})
-        for key in network:
-            if key in OBJECTIVE_FIELDS:
-                raise ValueError(f"`model.{key}` is a setting of the objective; set it as `losses.{key}`.")
-        for key in objective:
-            if key not in OBJECTIVE_FIELDS:
-                raise ValueError(f"Unknown loss setting `losses.{key}`; known settings: {list(OBJECTIVE_FIELDS)}.")
-        self.cyclegan: CycleGANConfig = cyclegan_config(self.preset, **network, **objective)
+        self.preset = config.model.preset
+        self.cyclegan: CycleGANConfig = config.network()
         self.fake_histories: dict[str, FakeImageHistory] = {}
 
     def build_models(self) -> dict[str, torch.nn.Module]:
@@ -425,22 +537,19 @@ class CycleGANRepairTraining(TrainingMethod):
         }
 
     def build_dataset(self) -> UnpairedImageDomains:
-        options = dict(self.config.data)
-        unknown = sorted(set(options) - set(DATA_OPTIONS))
-        if unknown:
-            raise ValueError(f"Unknown data setting(s) {unknown}; known settings: {list(DATA_OPTIONS)}.")
+        options = self.config.data
         for option, meaning in (("domain_a", "pasted face swaps"), ("domain_b", "real faces")):
-            if not options.get(option):
+            if not getattr(options, option):
                 raise ValueError(
                     f"`data.{option}` is not set: give a folder of {meaning} (images, searched recursively) or a "
                     f"dataset saved by `facehub prepare`, e.g. data.{option}=path/to/{option}."
                 )
         data = UnpairedImageDomains(
-            open_image_domain(options["domain_a"], "domain_a"),
-            open_image_domain(options["domain_b"], "domain_b"),
+            open_image_domain(options.domain_a, "domain_a"),
+            open_image_domain(options.domain_b, "domain_b"),
             image_size=self.cyclegan.image_size,
-            flip=options.get("flip", True),
-            cache_limit_mb=float(options.get("cache_limit_mb", DEFAULT_CACHE_LIMIT_MB)),
+            flip=options.flip,
+            cache_limit_mb=options.cache_limit_mb,
             seed=self.config.seed,
         )
         for name, report in data.reports.items():
@@ -534,8 +643,8 @@ class CycleGANRepairTraining(TrainingMethod):
                 f"section 3.3), {self.preset} preset ({c.image_size} px, {c.num_residual_blocks} residual blocks, "
                 f"{patch}x{patch} PatchGAN): `repair` maps pasted "
                 "face swaps to real-looking faces so the face matches its hair and background; `real_to_swap` is "
-                f"the reverse generator. Trained between {data.get('domain_a')} (pasted swaps) and "
-                f"{data.get('domain_b')} (real faces)."
+                f"the reverse generator. Trained between {data.domain_a} (pasted swaps) and "
+                f"{data.domain_b} (real faces)."
             ),
             "tags": ["cyclegan", "face-swap", "face-repair", "unpaired-image-to-image"],
             "pipeline_tag": "image-to-image",

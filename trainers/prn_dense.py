@@ -88,9 +88,9 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -102,6 +102,7 @@ from facehub.modeling.geometry.rotations import rotation_matrix
 from facehub.modeling.geometry.topology import mirror_vertex_map
 from facehub.modeling.geometry.uv_maps import mesh_to_uv_position_map, uv_position_map_to_mesh
 from facehub.modeling.prn_dense import (
+    PRN_DENSE_PRESETS,
     PRNET_CROP_SCALE,
     FaceReconstructionPipeline,
     PRNDenseModel,
@@ -113,33 +114,161 @@ from facehub.modeling.prn_dense import (
 )
 from facehub.modeling.prn_dense.losses import LOSS_KINDS
 from facehub.trainers.core import StepContext, TrainingConfig, TrainingMethod
+from facehub.trainers.core.config import ConfigError, ConfigSection, ModelSection
 
 logger = logging.getLogger(__name__)
 
 METHOD_NAME = "prn_dense"
-#: The registry entry of this method (``facehub.trainers.core.method._METHODS``).
+#: The registry's ``training`` entry of this method (``facehub/methods/prn_dense.py``).
 METHOD_TARGET = "facehub.trainers.prn_dense:PRNDenseTraining"
 NUM_MESH_VERTICES = 468
+Z_ORIGINS = ("deepest", "dataset")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Config sections (the training config with its presets is next to the method, below)
+
+
+@dataclass
+class PRNDenseModelConfig(ModelSection):
+    """``model``: a :data:`~facehub.modeling.prn_dense.configuration_prn_dense.PRN_DENSE_PRESETS` name plus overrides
+    of :class:`~facehub.modeling.prn_dense.PRNDenseConfig`'s fields (``null``: the preset's value); ``S`` and ``U``
+    are ``sample_size``.
+
+    Fields:
+        preset: ``paper`` (Table 1, 256 px, 10.44M parameters), ``fast`` (256 px, half the widths) or ``cpu-small``
+            (128 px, growth rate 12, 0.62M parameters).
+        sample_size: S, side of the input crop and of the UV position map.
+        in_channels: image channels.
+        out_channels: position-map channels (x, y, z).
+        stem_channels: width of the stem convolution.
+        block_out_channels: channels after each dense block (or set ``growth_rate``).
+        transition_out_channels: channels after each transition (one fewer than the blocks).
+        layers_per_block: dense layers per block.
+        bottleneck_factor: the 1x1 bottleneck's width in units of the growth per layer.
+        decoder_channels: widths of the five transposed-convolution modules.
+        output_activation: the output's squashing function.
+        output_range: (low, high) the activation maps to, in crop units.
+        growth_rate: derive the block and transition widths from one growth rate (DenseNet-BC) instead.
+        compression: (growth_rate) transition compression.
+        num_blocks: (growth_rate) dense blocks.
+    """
+
+    model_presets: ClassVar[dict[str, dict[str, Any]]] = PRN_DENSE_PRESETS
+
+    preset: str = "paper"
+    sample_size: int | None = None
+    in_channels: int | None = None
+    out_channels: int | None = None
+    stem_channels: int | None = None
+    block_out_channels: tuple[int, ...] | None = None
+    transition_out_channels: tuple[int, ...] | None = None
+    layers_per_block: int | None = None
+    bottleneck_factor: int | None = None
+    decoder_channels: tuple[int, ...] | None = None
+    output_activation: str | None = None
+    output_range: tuple[float, ...] | None = None
+    growth_rate: int | None = None
+    compression: float | None = None
+    num_blocks: int | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.validate(prn_dense_config, {"preset": self.preset, **self.overrides()})
+
+    def network(self):
+        """The validated :class:`~facehub.modeling.prn_dense.PRNDenseConfig`."""
+        return prn_dense_config(self.preset, **self.overrides())
+
+
+@dataclass
+class PRNDenseDataConfig(ConfigSection):
+    """``data``: the face sources and the augmentation (see the module docstring).
+
+    Fields:
+        sources: ``facehub prepare`` folders, each a path or ``{path: DIR, weight: W, original_images: auto|true|false}``.
+        synthetic: a synthetic face world rendered at the start (any ``SyntheticWorldConfig`` field, plus ``weight``);
+            ``null`` for none.
+        original_images: ``auto`` re-crops from the original photo when the file still exists; ``true`` requires it;
+            ``false`` uses the dataset's image.
+        augment: apply the augmentation below (``false``: the plain inference crop).
+        profiling_probability: chance of turning a face to a larger yaw by face profiling (3DDFA).
+        profiling_max_yaw: largest |yaw| profiling turns a face to, degrees.
+        profiling_pitch: profiling's pitch change within +- this, degrees.
+        scale_jitter: crop size x (1 +- this) (PRNet: 0.1).
+        shift_jitter: crop centre +- this fraction of the landmark box (PRNet: 0.1).
+        rotation_jitter: crop rotation within +- this, degrees.
+        colour_jitter: per-channel gain, brightness, contrast and saturation within 1 +- this.
+        flip_probability: chance of a horizontal flip (ours; 0 as in the paper).
+        z_origin: ``deepest`` measures z from the face's deepest vertex; ``dataset`` keeps each source's origin.
+    """
+
+    sources: list[str | dict[str, Any]] = field(default_factory=list)
+    synthetic: dict[str, Any] | None = None
+    original_images: Literal["auto"] | bool = "auto"
+    augment: bool = True
+    profiling_probability: float = 0.3
+    profiling_max_yaw: float = 90.0
+    profiling_pitch: float = 10.0
+    scale_jitter: float = 0.1
+    shift_jitter: float = 0.1
+    rotation_jitter: float = 15.0
+    colour_jitter: float = 0.2
+    flip_probability: float = 0.0
+    z_origin: Literal["deepest", "dataset"] = "deepest"
+
+    def __post_init__(self):
+        for entry in self.sources:
+            if isinstance(entry, dict) and ("path" not in entry or set(entry) - {"path", "weight", "original_images"}):
+                raise ConfigError(f"Got {entry!r} in `data.sources`; each entry is a folder or "
+                                  "{path: DIR, weight: W, original_images: auto|true|false}.")
+        if self.synthetic:
+            from dataclasses import fields
+
+            from facehub.trainers.data.synthetic_world import SyntheticWorldConfig
+
+            known = [f.name for f in fields(SyntheticWorldConfig)] + ["weight"]
+            for key in self.synthetic:
+                if key not in known:
+                    raise ConfigError(f"Unknown config key `data.synthetic.{key}`; known keys: {', '.join(known)}.")
+        for name in ("profiling_probability", "flip_probability"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"Got {getattr(self, name)} for `data.{name}`; expected a probability in [0, 1].")
+
 
 #: ``data.*`` settings and their defaults.
-DATA_DEFAULTS: dict[str, Any] = {
-    "sources": [],
-    "synthetic": None,
-    "original_images": "auto",
-    "augment": True,
-    "profiling_probability": 0.3,
-    "profiling_max_yaw": 90.0,
-    "profiling_pitch": 10.0,
-    "scale_jitter": 0.1,
-    "shift_jitter": 0.1,
-    "rotation_jitter": 15.0,
-    "colour_jitter": 0.2,
-    "flip_probability": 0.0,
-    "z_origin": "deepest",
-}
-Z_ORIGINS = ("deepest", "dataset")
+DATA_DEFAULTS: dict[str, Any] = PRNDenseDataConfig().to_dict()
+
+
+@dataclass
+class PRNDenseLossesConfig(ConfigSection):
+    """``losses``: the loss and seed 003's step-wise learning rate.
+
+    Fields:
+        kind: ``ssim`` (seed 003's eq. 9, 1 - SSIM x W) or ``mse`` (PRNet's weighted squared error).
+        lr_milestones: fractions of ``max_steps`` where the learning rate steps down (increasing, in [0, 1]).
+        lr_factors: the factor on ``learning_rate`` before the first milestone and after each (one more value).
+    """
+
+    kind: str = "ssim"
+    lr_milestones: list[float] = field(default_factory=lambda: [0.5, 0.8])
+    lr_factors: list[float] = field(default_factory=lambda: [1.0, 1e-2, 1e-4])
+
+    def __post_init__(self):
+        if self.kind not in LOSS_KINDS:
+            raise ConfigError(f"Got {self.kind!r} for `losses.kind`; expected one of {LOSS_KINDS}.")
+        milestones, factors = self.lr_milestones, self.lr_factors
+        if len(factors) != len(milestones) + 1:
+            raise ConfigError(f"`losses.lr_factors` needs one more value than `losses.lr_milestones` (the factor "
+                              f"before the first milestone); got {len(factors)} factors for {len(milestones)} "
+                              "milestones.")
+        if milestones != sorted(milestones) or any(not 0 <= m <= 1 for m in milestones):
+            raise ConfigError(f"Got {milestones} for `losses.lr_milestones`; expected increasing fractions of "
+                              "max_steps.")
+
+
 #: ``losses.*`` settings and their defaults.
-LOSS_DEFAULTS: dict[str, Any] = {"kind": "ssim", "lr_milestones": [0.5, 0.8], "lr_factors": [1.0, 1e-2, 1e-4]}
+LOSS_DEFAULTS: dict[str, Any] = PRNDenseLossesConfig().to_dict()
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -471,50 +600,86 @@ def step_learning_rate_factor(step: int, max_steps: int, milestones: list[float]
 # The method
 
 
+@dataclass
+class PRNDenseTrainingConfig(TrainingConfig):
+    """PRN-Dense training: the shared fields of :class:`~facehub.trainers.core.TrainingConfig` with seed 003's
+    optimiser (Adam, 1e-4, batch 16, no clipping) plus :class:`PRNDenseModelConfig`, :class:`PRNDenseDataConfig`
+    and :class:`PRNDenseLossesConfig`.
+
+    Presets: ``paper`` (seed 003, 3.1.2: the paper network, 80 epochs of 7529 iterations, 1e-4 -> 1e-6 -> 1e-8;
+    give your ``facehub prepare`` folders in ``data.sources``), ``cpu-small`` (minutes on two CPU cores, on a
+    synthetic world rendered at the start) and ``default`` (what made the embedded ``facehub/prn-dense``: prepared
+    synthetic faces and photos, see trainers/configs/prn-dense-default.yaml for the prepare commands).
+    """
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {
+            "max_steps": 602_320, "train_batch_size": 16, "learning_rate": 1e-4, "adam_beta1": 0.9,
+            "adam_beta2": 0.999, "weight_decay": 0.0, "max_grad_norm": None, "lr_scheduler": "constant",
+            "checkpointing_steps": 7529, "checkpoints_total_limit": 3, "export_steps": 75_290, "logging_steps": 100,
+            "dataloader_num_workers": 8,
+            "model": {"preset": "paper"},
+            "losses": {"kind": "ssim", "lr_milestones": [0.5, 0.8], "lr_factors": [1.0, 1e-2, 1e-4]},
+            "data": {
+                "sources": [],
+                "synthetic": {"num_identities": 1000, "views_per_identity": 8, "image_size": 256, "uv_size": 8,
+                              "max_yaw": 90.0, "max_pitch": 30.0, "max_roll": 20.0, "seed": 0, "weight": 1.0},
+                "original_images": "auto", "augment": True, "profiling_probability": 0.3, "profiling_max_yaw": 90.0,
+                "profiling_pitch": 10.0, "scale_jitter": 0.1, "shift_jitter": 0.1, "rotation_jitter": 15.0,
+                "colour_jitter": 0.2, "z_origin": "deepest",
+            },
+        },
+        "cpu-small": {
+            "max_steps": 600, "train_batch_size": 16, "learning_rate": 2e-3, "adam_beta1": 0.9, "adam_beta2": 0.999,
+            "weight_decay": 0.0, "max_grad_norm": None, "lr_scheduler": "constant", "checkpointing_steps": 200,
+            "checkpoints_total_limit": 2, "logging_steps": 25, "dataloader_num_workers": 0,
+            "model": {"preset": "cpu-small"},
+            "losses": {"kind": "ssim", "lr_milestones": [0.7, 0.9], "lr_factors": [1.0, 0.1, 0.01]},
+            "data": {
+                "sources": [],
+                "synthetic": {"num_identities": 64, "views_per_identity": 8, "image_size": 128, "uv_size": 8,
+                              "max_yaw": 90.0, "max_pitch": 30.0, "max_roll": 20.0, "seed": 0},
+                "augment": True, "profiling_probability": 0.1, "profiling_max_yaw": 90.0, "scale_jitter": 0.1,
+                "shift_jitter": 0.1, "rotation_jitter": 15.0, "colour_jitter": 0.2,
+            },
+        },
+        "default": {
+            "max_steps": 2000, "train_batch_size": 16, "learning_rate": 2e-3, "lr_scheduler": "constant",
+            "max_grad_norm": None, "checkpointing_steps": 200, "checkpoints_total_limit": 2, "export_steps": 200,
+            "logging_steps": 25,
+            "model": {"preset": "cpu-small"},
+            "losses": {"kind": "ssim", "lr_milestones": [0.7, 0.9], "lr_factors": [1.0, 0.1, 0.01]},
+            "data": {
+                "sources": ["runs/data/synthetic-300x6", {"path": "runs/data/photos", "weight": 60}],
+                "augment": True, "profiling_probability": 0.15, "profiling_max_yaw": 85.0, "scale_jitter": 0.1,
+                "shift_jitter": 0.1, "rotation_jitter": 15.0, "colour_jitter": 0.2, "flip_probability": 0.5,
+            },
+        },
+    }
+
+    method: str = METHOD_NAME
+    train_batch_size: int = 16
+    max_grad_norm: float | None = None
+    model: PRNDenseModelConfig = field(default_factory=PRNDenseModelConfig)
+    data: PRNDenseDataConfig = field(default_factory=PRNDenseDataConfig)
+    losses: PRNDenseLossesConfig = field(default_factory=PRNDenseLossesConfig)
+
+
 class PRNDenseTraining(TrainingMethod):
     """UV position-map regression (seed 003) on faces from ``data.sources`` / ``data.synthetic``; see the module
     docstring."""
 
     name = METHOD_NAME
-    default_config: dict[str, Any] = {
-        "learning_rate": 1e-4,
-        "adam_beta1": 0.9,
-        "adam_beta2": 0.999,
-        "weight_decay": 0.0,
-        "train_batch_size": 16,
-        "lr_scheduler": "constant",
-        "max_grad_norm": None,
-        "model": {"preset": "paper"},
-        "data": {},
-        "losses": dict(LOSS_DEFAULTS),
-    }
+    config_class = PRNDenseTrainingConfig
+    config: PRNDenseTrainingConfig
 
-    def __init__(self, config: TrainingConfig):
+    def __init__(self, config: PRNDenseTrainingConfig):
         super().__init__(config)
-        options = dict(config.model)
-        self.preset = options.pop("preset", "paper")
-        self.network = prn_dense_config(self.preset, **options)  # validated here, before any data is read
+        self.preset = config.model.preset
+        self.network = config.model.network()
         self.crop_size = self.uv_size = int(self.network.sample_size)
-        losses = dict(config.losses or {})
-        unknown = sorted(set(losses) - set(LOSS_DEFAULTS))
-        if unknown:
-            raise ValueError(f"Unknown loss setting(s) {unknown}; known settings: {sorted(LOSS_DEFAULTS)}.")
-        self.losses = {**LOSS_DEFAULTS, **losses}
-        if self.losses["kind"] not in LOSS_KINDS:
-            raise ValueError(f"Got {self.losses['kind']!r} for `losses.kind`; expected one of {LOSS_KINDS}.")
-        milestones, factors = list(self.losses["lr_milestones"]), list(self.losses["lr_factors"])
-        if len(factors) != len(milestones) + 1:
-            raise ValueError(f"`losses.lr_factors` needs one more value than `losses.lr_milestones` (the factor before "
-                             f"the first milestone); got {len(factors)} factors for {len(milestones)} milestones.")
-        if milestones != sorted(milestones) or any(not 0 <= m <= 1 for m in milestones):
-            raise ValueError(f"Got {milestones} for `losses.lr_milestones`; expected increasing fractions of max_steps.")
-        data = dict(config.data or {})
-        unknown = sorted(set(data) - set(DATA_DEFAULTS))
-        if unknown:
-            raise ValueError(f"Unknown data setting(s) {unknown}; known settings: {sorted(DATA_DEFAULTS)}.")
-        self.data = {**DATA_DEFAULTS, **data}
-        if self.data["z_origin"] not in Z_ORIGINS:
-            raise ValueError(f"Got {self.data['z_origin']!r} for `data.z_origin`; expected one of {Z_ORIGINS}.")
+        self.losses: PRNDenseLossesConfig = config.losses
+        self.data: PRNDenseDataConfig = config.data
         self._weight_mask: torch.Tensor | None = None
         self._landmark_weights: torch.Tensor | None = None
 
@@ -531,19 +696,15 @@ class PRNDenseTraining(TrainingMethod):
 
     def build_sources(self) -> list[tuple[PreparedFaceSource, float]]:
         sources = []
-        for entry in self.data["sources"] or []:
-            if isinstance(entry, dict):
-                unknown = sorted(set(entry) - {"path", "weight", "original_images"})
-                if "path" not in entry or unknown:
-                    raise ValueError(f"Got {entry!r} in `data.sources`; each entry is a folder or "
-                                     "{path: DIR, weight: W, original_images: auto|true|false}.")
+        for entry in self.data.sources:
+            if isinstance(entry, dict):  # keys checked by PRNDenseDataConfig
                 path, weight = entry["path"], float(entry.get("weight", 1.0))
-                original = entry.get("original_images", self.data["original_images"])
+                original = entry.get("original_images", self.data.original_images)
             else:
-                path, weight, original = entry, 1.0, self.data["original_images"]
+                path, weight, original = entry, 1.0, self.data.original_images
             sources.append((PreparedFaceSource(path, original_images=original), weight))
-        if self.data["synthetic"]:
-            options = dict(self.data["synthetic"])
+        if self.data.synthetic:
+            options = dict(self.data.synthetic)
             weight = float(options.pop("weight", 1.0))
             sources.append((synthetic_source(options), weight))
         return sources
@@ -559,7 +720,7 @@ class PRNDenseTraining(TrainingMethod):
         """Seed 003's steps (:func:`step_learning_rate_factor`) as the optimiser's schedule, on top of
         ``lr_scheduler``."""
         max_steps = self.config.max_steps
-        milestones, factors = list(self.losses["lr_milestones"]), list(self.losses["lr_factors"])
+        milestones, factors = list(self.losses.lr_milestones), list(self.losses.lr_factors)
         return {"main": lambda step: step_learning_rate_factor(step, max_steps, milestones, factors)}
 
     def _buffers(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -575,7 +736,7 @@ class PRNDenseTraining(TrainingMethod):
         weight_mask, landmark_weights = self._buffers(images.device)
         with ctx.accelerator.autocast():
             predicted = ctx.models["prn"](images).uv_position_map
-        loss = prn_loss(predicted.float(), target, weight_mask, kind=self.losses["kind"])
+        loss = prn_loss(predicted.float(), target, weight_mask, kind=self.losses.kind)
         ctx.optimize("main", loss)
         with torch.no_grad():
             landmarks = [torch.einsum("lv,bvd->bld", landmark_weights, uv_position_map_to_mesh(m.float()))
@@ -588,7 +749,7 @@ class PRNDenseTraining(TrainingMethod):
 
     def model_card(self) -> dict[str, Any]:
         sizes = f"{self.crop_size} px crops -> {self.uv_size}x{self.uv_size} UV position maps"
-        loss = ("1 - SSIM x W (seed 003, eq. 9)" if self.losses["kind"] == "ssim"
+        loss = ("1 - SSIM x W (seed 003, eq. 9)" if self.losses.kind == "ssim"
                 else "PRNet's weighted squared error")
         return {
             "description": (
@@ -603,18 +764,18 @@ class PRNDenseTraining(TrainingMethod):
 
     def _data_description(self) -> str:
         parts = []
-        for entry in self.data["sources"] or []:
+        for entry in self.data.sources:
             parts.append(f"the prepared faces of {entry['path'] if isinstance(entry, dict) else entry}")
-        if self.data["synthetic"]:
-            world = dict(self.data["synthetic"])
+        if self.data.synthetic:
+            world = dict(self.data.synthetic)
             parts.append(
                 f"a synthetic world of {world.get('num_identities', 8)} x {world.get('views_per_identity', 4)} "
                 f"morphable-model faces (yaw up to {world.get('max_yaw', 60.0)} degrees)"
             )
         augment = ""
-        if self.data["augment"]:
-            profiling = float(self.data["profiling_probability"])
-            flip = float(self.data["flip_probability"])
+        if self.data.augment:
+            profiling = self.data.profiling_probability
+            flip = self.data.flip_probability
             kinds = [f"face profiling (3DDFA, probability {profiling:g})"] if profiling else []
             kinds += ["crop jitter (scale, shift, rotation)", "colour jitter"]
             kinds += [f"horizontal flips (probability {flip:g})"] if flip else []

@@ -154,8 +154,8 @@ def build(ctx: DemoContext) -> None:
         with gr.Column():
             view = gr.Model3D(label="3D face (drag to turn)", clear_color=(0.1, 0.1, 0.1, 1.0))
     with gr.Row():
-        landmarks = gr.Image(label="68 landmarks", type="numpy", interactive=False)
-        depth = gr.Image(label="Depth (bright = near)", type="numpy", interactive=False)
+        landmarks = gr.Image(label="68 landmarks", type="numpy", format="png", interactive=False)
+        depth = gr.Image(label="Depth (bright = near)", type="numpy", format="png", interactive=False)
     with gr.Row():
         glb = gr.File(label="GLB")
         ply = gr.File(label="PLY (vertex colours)")

@@ -1,0 +1,136 @@
+"""Texture completion by symmetry (modeling/geometry/texture_completion.py) on synthetic faces with exact truth.
+
+Faces of the project's morphable model are rendered at a known pose; the UV texture is sampled from the render where
+the UV position map says each texel lands, as a reconstruction samples a photo. The albedo is the model's mean plus
+small random modes (the full random spread of the model's albedo is itself 15 grey levels away from symmetric on
+average, which no symmetric completion can recover).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from facehub.modeling.geometry.morphable import SH_DC, MorphableFaceModel
+from facehub.modeling.geometry.render import FaceRenderer, OrthographicCamera
+from facehub.modeling.geometry.rotations import rotation_matrix
+from facehub.modeling.geometry.texture_completion import (
+    MIRRORED,
+    OUTSIDE,
+    OWN,
+    complete_texture_from_mesh,
+    texel_visibility,
+    uv_mirror_coordinates,
+)
+from facehub.modeling.geometry.uv_maps import mesh_to_uv_position_map
+
+IMAGE, UV = 160, 128
+
+
+@pytest.fixture(scope="module")
+def model():
+    return MorphableFaceModel.default()
+
+
+def render_face(model, identity: int, yaw: float, light_x: float = 0.0):
+    """(photo, mesh in photo pixels, exact albedo texture x the ambient shading, texture sampled from the photo)."""
+    rng = np.random.default_rng(identity)
+    albedo = model.albedo(torch.from_numpy(0.3 * rng.normal(size=(1, model.num_albedo))).float())
+    vertices = model.shape(torch.from_numpy(rng.normal(size=(1, model.num_identity))).float())[0].double()
+    vertices = vertices - vertices.mean(dim=0)
+    scale = 0.6 * IMAGE / float(np.ptp(model.mean_shape[:, 0].numpy()))
+    pixels = scale * vertices @ torch.from_numpy(rotation_matrix(yaw, 0.0, 0.0)).T
+    pixels[:, :2] += IMAGE / 2
+    pixels[:, 2] -= pixels[:, 2].min()
+    lighting = np.zeros((3, 9))
+    lighting[:, 0] = 0.9 / SH_DC  # ambient: the rendered colour is 0.9 x albedo
+    lighting[:, 3] = light_x  # a directional light along x lights one cheek more than the other
+    render = FaceRenderer(IMAGE)(pixels[None].float(), model.triangles, OrthographicCamera(1.0, (0.0, 0.0)),
+                                 uvs=model.uvs, albedo_texture=albedo, sh_coeffs=torch.from_numpy(lighting)[None].float())
+    photo = (render.image[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    mesh = pixels.numpy()
+    positions = mesh_to_uv_position_map(mesh, size=UV, fill_band=0)
+    sampled = cv2.remap(photo.astype(np.float32), positions[..., 0] - 0.5, positions[..., 1] - 0.5,
+                        cv2.INTER_LINEAR).astype(np.uint8)
+    truth = 0.9 * albedo[0].permute(1, 2, 0).numpy() * 255
+    return photo, mesh, truth, sampled
+
+
+def test_mirror_coordinates_are_an_involution():
+    mirror, inside = uv_mirror_coordinates(UV)
+    twice = cv2.remap(mirror, mirror[..., 0], mirror[..., 1], cv2.INTER_LINEAR)
+    grid = np.stack(np.meshgrid(np.arange(UV), np.arange(UV)), axis=-1)
+    error = np.abs(twice - grid).max(axis=-1)[inside]
+    assert np.median(error) < 0.05 and np.percentile(error, 95) < 0.5
+    # The midline maps onto itself and the two halves swap: mirrors of left texels lie right of the midline.
+    columns = np.nonzero(inside.any(axis=0))[0]
+    middle = (columns.min() + columns.max()) / 2
+    left = inside & (grid[..., 0] < middle - 5)
+    assert (mirror[..., 0][left] > middle).mean() > 0.95
+
+
+def test_visibility_of_a_frontal_and_a_turned_face(model):
+    _, frontal, _, _ = render_face(model, 0, 0.0)
+    seen = texel_visibility(frontal, UV)
+    mirror, inside = uv_mirror_coordinates(UV)
+    assert (seen[inside] > 0.5).mean() > 0.75  # the rest: the mask wraps round to the temples and the jaw
+    # A frontal face is seen symmetrically: each texel about as well as its mirror.
+    mirrored = cv2.remap(seen, mirror[..., 0], mirror[..., 1], cv2.INTER_LINEAR)
+    asymmetry = np.abs(seen - mirrored)[inside].mean()
+    assert asymmetry < 0.08  # the random identity's own shape is not quite symmetric
+
+    _, turned, _, _ = render_face(model, 0, 50.0)
+    seen = texel_visibility(turned, UV)
+    hidden = inside & (seen < 0.5)
+    assert 0.3 < hidden.sum() / inside.sum() < 0.6
+    mirrored = cv2.remap(seen, mirror[..., 0], mirror[..., 1], cv2.INTER_LINEAR)
+    assert np.abs(seen - mirrored)[inside].mean() > 5 * asymmetry
+    assert (mirrored[hidden] > 0.5).mean() > 0.8  # the far cheek's mirror is the near cheek, which is seen
+
+
+@pytest.mark.parametrize("yaw", [35.0, -55.0])
+def test_completion_recovers_the_hidden_half_better_than_empty_or_mean(model, yaw):
+    photo, mesh, truth, sampled = render_face(model, 1, yaw)
+    completion = complete_texture_from_mesh(sampled, mesh, image_shape=photo.shape[:2])
+    inside = completion.source != OUTSIDE
+    hidden = inside & (completion.visibility < 0.5)
+    seen = inside & ~hidden
+
+    def error(texture):
+        return float(np.abs(texture.astype(np.float32) - truth)[hidden].mean())
+
+    empty = error(np.zeros_like(sampled))
+    mean_fill = error(np.where(hidden[..., None], sampled[seen].mean(axis=0), sampled))
+    completed = error(completion.texture)
+    assert completed < 0.15 * empty
+    assert completed < 0.85 * mean_fill, (completed, mean_fill)
+    assert completed < 0.75 * error(sampled)  # what the photo shows there is the wrong side of the head
+    # Seen texels keep the photo's colours.
+    kept = (completion.source == OWN) & (completion.visibility > 0.95)
+    assert np.abs(completion.texture.astype(float) - sampled)[kept].mean() < 2.0
+
+
+def seam_ratio(texture: np.ndarray, source: np.ndarray) -> float:
+    """Mean colour step between neighbouring texels across the seen / mirrored boundary, over the mean step between
+    neighbouring seen texels (1 = the seam is as smooth as the face itself)."""
+    t = texture.astype(np.float32)
+    across, within = [], []
+    for axis in (0, 1):
+        first, second = (np.take(t, range(0, UV - 1), axis), np.take(t, range(1, UV), axis))
+        s1, s2 = np.take(source, range(0, UV - 1), axis), np.take(source, range(1, UV), axis)
+        step = np.abs(first - second).mean(axis=-1)
+        across.append(step[((s1 == OWN) & (s2 == MIRRORED)) | ((s1 == MIRRORED) & (s2 == OWN))])
+        within.append(step[(s1 == OWN) & (s2 == OWN)])
+    return float(np.concatenate(across).mean() / np.concatenate(within).mean())
+
+
+def test_no_visible_seam_where_the_cheeks_are_lit_differently(model):
+    photo, mesh, _, sampled = render_face(model, 2, 40.0, light_x=0.5)
+    blended = complete_texture_from_mesh(sampled, mesh, image_shape=photo.shape[:2])
+    copied = complete_texture_from_mesh(sampled, mesh, image_shape=photo.shape[:2], match_colours=False)
+    assert (blended.source == MIRRORED).sum() > 500
+    plain, smooth = seam_ratio(copied.texture, copied.source), seam_ratio(blended.texture, blended.source)
+    assert plain > 3.0  # a plain copy of the brighter cheek leaves a step three times the face's own texture
+    assert smooth < 0.6 * plain and smooth < 2.2, (plain, smooth)

@@ -5,15 +5,23 @@ aligned and cropped, and the crop gets its 68 and dense landmarks, pose, identit
 (schema: :mod:`facehub.trainers.data.schema`). Nested folders name identities (``DIR/<person>/<photo>``); a CelebA
 ``list_attr_celeba.txt`` adds the 40 binary attributes by file name.
 
-The work is split into shards of ``shard_size`` photos; each shard is mapped with ``datasets.map`` over
-``num_proc`` processes and saved as soon as it is done, so a killed run continues with the first unfinished shard.
-Unreadable files, images over the pixel limit and photos without a face are skipped and counted in
-``report.json``, never a crash. A plot of the pose distribution is written next to the dataset.
+The work is split into shards of at most ``shard_size`` photos; each shard is mapped with ``datasets.map`` over
+``num_proc`` processes and saved as soon as it is done, with a ``manifest.json`` of what it holds: every photo's
+path relative to the folder, size and modification time, plus the settings that shape its rows (crop and UV sizes,
+pixel limit, the folder, the attributes file). A second run re-plans from the folder as it is then: a finished shard
+whose photos are all still there, unchanged, and whose settings match is kept; every other photo (added, changed,
+or in a shard that was never finished) goes into new shards; shards that no longer match are removed at the end.
+So a killed run continues where it stopped, and each photo of the folder is processed exactly once.
+
+Files that are not photos (other suffixes; SVG, a vector format), unreadable files, images over the pixel limit and
+photos without a face are skipped and counted in ``report.json`` with their reason, never a crash. A plot of the
+pose distribution is written next to the dataset.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import shutil
@@ -27,8 +35,17 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+#: Image formats facehub does not read, with what to do about them.
+UNSUPPORTED_IMAGE_SUFFIXES = {
+    ".svg": "an SVG is a vector drawing, not a photo; export it as PNG or JPEG to use it",
+    ".svgz": "an SVG is a vector drawing, not a photo; export it as PNG or JPEG to use it",
+    ".heic": "HEIC photos are not read; convert it to JPEG",
+    ".heif": "HEIF photos are not read; convert it to JPEG",
+    ".avif": "AVIF images are not read; convert it to JPEG or PNG",
+}
 DEFAULT_MAX_PIXELS = 40_000_000
 STATUS_OK = "ok"
+MANIFEST_NAME = "manifest.json"
 
 
 @dataclass
@@ -61,7 +78,7 @@ class PrepareConfig:
 class PrepareReport:
     """What ``prepare`` did: counts per outcome and every skipped file with its reason."""
 
-    total: int = 0
+    total: int = 0  # files considered: photos and the files skipped without reading (not photos)
     kept: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     skipped: list[dict[str, str]] = field(default_factory=list)
@@ -71,7 +88,7 @@ class PrepareReport:
 
     def summary(self) -> str:
         parts = ", ".join(f"{k}: {v}" for k, v in sorted(self.counts.items()) if k != STATUS_OK)
-        return f"{self.kept} of {self.total} photos kept" + (f" (skipped {parts})" if parts else "")
+        return f"{self.kept} of {self.total} files kept" + (f" (skipped {parts})" if parts else "")
 
 
 def scan_images(root: Path) -> list[tuple[str, str]]:
@@ -83,6 +100,31 @@ def scan_images(root: Path) -> list[tuple[str, str]]:
             parent = path.parent.relative_to(root).as_posix()
             found.append((str(path), "" if parent == "." else parent))
     return found
+
+
+def scan_folder(root: Path, exclude: tuple[Path, ...] = ()) -> tuple[list[tuple[str, str]], list[dict[str, str]]]:
+    """Every file under ``root`` (sorted): ``(photos, skipped)`` where ``photos`` are ``(path, identity_name)`` as
+    :func:`scan_images` gives them and ``skipped`` the other files as report entries (``source``, ``status``,
+    ``reason``). Files under a folder in ``exclude`` (the output folder) or equal to one of them are left out."""
+    photos, skipped = [], []
+    excluded = [Path(p).resolve() for p in exclude]
+    for path in sorted(root.rglob("*")):
+        if not path.is_file():
+            continue
+        resolved = path.resolve()
+        if any(resolved == e or e in resolved.parents for e in excluded):
+            continue
+        suffix = path.suffix.lower()
+        if suffix in IMAGE_SUFFIXES:
+            parent = path.parent.relative_to(root).as_posix()
+            photos.append((str(path), "" if parent == "." else parent))
+        elif suffix in UNSUPPORTED_IMAGE_SUFFIXES:
+            skipped.append({"source": str(path), "status": "unsupported", "reason": UNSUPPORTED_IMAGE_SUFFIXES[suffix]})
+        else:
+            skipped.append({"source": str(path), "status": "not_an_image",
+                            "reason": f"not a photo ({suffix or 'no suffix'}); photos end in "
+                                      f"{', '.join(sorted(IMAGE_SUFFIXES))}"})
+    return photos, skipped
 
 
 def read_celeba_attributes(path: Path) -> tuple[list[str], dict[str, list[int]]]:
@@ -187,6 +229,56 @@ def _map_batch(batch: dict[str, list], config: PrepareConfig, attribute_table: d
     return columns
 
 
+def _settings(config: PrepareConfig) -> dict[str, Any]:
+    """What a shard's rows depend on besides its photos: a shard made with other settings is redone."""
+    attributes = None
+    if config.attributes is not None:
+        attributes = hashlib.sha256(config.attributes.read_bytes()).hexdigest()
+    return {"images": str(config.images.resolve()), "size": config.size, "uv_size": config.uv_size,
+            "max_pixels": config.max_pixels, "attributes": attributes}
+
+
+def _entry(path: str, identity: str, root: Path) -> list:
+    """``[relative path, size, mtime_ns, identity name]``: how a manifest records one photo."""
+    stat = Path(path).stat()
+    return [Path(path).relative_to(root).as_posix(), stat.st_size, stat.st_mtime_ns, identity]
+
+
+def plan_shards(config: PrepareConfig, photos: list[tuple[str, str]]) -> tuple[list[Path], list[list[list]], list[Path]]:
+    """``(kept, new, stale)``: finished shard folders that still hold exactly their photos (unchanged) with these
+    settings, the photo entries (:func:`_entry`) of the shards still to make, and the shard folders to remove."""
+    shard_root = config.out / "shards"
+    settings = _settings(config)
+    current = {entry[0]: entry for entry in (_entry(path, identity, config.images) for path, identity in photos)}
+    claimed: set[str] = set()
+    kept, stale = [], []
+    for folder in sorted(shard_root.glob("shard-*")) if shard_root.is_dir() else []:
+        manifest_path = folder / MANIFEST_NAME
+        manifest = None
+        if folder.is_dir() and not folder.name.endswith(".tmp") and manifest_path.is_file():
+            with contextlib.suppress(ValueError, OSError):
+                manifest = json.loads(manifest_path.read_text())
+        files = manifest.get("files", []) if isinstance(manifest, dict) else []
+        usable = (
+            isinstance(manifest, dict) and manifest.get("settings") == settings and files
+            and (folder / "dataset_info.json").is_file()
+            and all(current.get(entry[0]) == entry and entry[0] not in claimed for entry in files)
+        )
+        if usable:
+            kept.append(folder)
+            claimed.update(entry[0] for entry in files)
+        else:
+            stale.append(folder)
+    remaining = [entry for name, entry in sorted(current.items()) if name not in claimed]
+    new = [remaining[i : i + config.shard_size] for i in range(0, len(remaining), config.shard_size)]
+    return kept, new, stale
+
+
+def _shard_name(entries: list[list], settings: dict[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps([entries, settings], sort_keys=True).encode()).hexdigest()
+    return f"shard-{digest[:16]}"
+
+
 def prepare(config: PrepareConfig) -> PrepareReport:
     """Run the whole preparation (resumable); returns the report also written to ``out/report.json``."""
     import datasets
@@ -194,7 +286,8 @@ def prepare(config: PrepareConfig) -> PrepareReport:
 
     from facehub.trainers.data.schema import ATTRIBUTES_FEATURE_NAME, face_features
 
-    photos = scan_images(config.images)
+    exclude = (config.out,) + ((config.attributes,) if config.attributes else ())
+    photos, not_photos = scan_folder(config.images, exclude=exclude)
     if not photos:
         raise FileNotFoundError(f"No image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {config.images}.")
     names = sorted({identity for _, identity in photos if identity})
@@ -205,18 +298,18 @@ def prepare(config: PrepareConfig) -> PrepareReport:
     shard_root = config.out / "shards"
     features = face_features(config.uv_size)
     features.update({"status": datasets.Value("string"), "reason": datasets.Value("string")})
-    shards = [photos[i : i + config.shard_size] for i in range(0, len(photos), config.shard_size)]
-    done = []
-    for number, shard in enumerate(tqdm(shards, desc="prepare (shards)", unit="shard")):
-        folder = shard_root / f"shard-{number:05d}"
-        if (folder / "dataset_info.json").is_file():
-            done.append(datasets.load_from_disk(str(folder)))
-            continue
+    settings = _settings(config)
+    kept_shards, new_shards, stale = plan_shards(config, photos)
+    if kept_shards:
+        logger.info("Resuming: %d finished shard(s) kept, %d to make", len(kept_shards), len(new_shards))
+    done = [datasets.load_from_disk(str(folder)) for folder in kept_shards]
+    for number, entries in enumerate(tqdm(new_shards, desc="prepare (shards)", unit="shard")):
+        folder = shard_root / _shard_name(entries, settings)
         table = datasets.Dataset.from_dict(
             {
-                "source": [path for path, _ in shard],
-                "identity": [label.get(identity, -1) for _, identity in shard],
-                "identity_name": [identity for _, identity in shard],
+                "source": [str(config.images / entry[0]) for entry in entries],
+                "identity": [label.get(entry[3], -1) for entry in entries],
+                "identity_name": [entry[3] for entry in entries],
             }
         )
         with _spawned_workers():
@@ -224,25 +317,37 @@ def prepare(config: PrepareConfig) -> PrepareReport:
                 _map_batch,
                 fn_kwargs={"config": config, "attribute_table": attribute_table},
                 batched=True,
-                batch_size=max(1, min(16, len(shard) // config.num_proc or 1)),
-                num_proc=config.num_proc if len(shard) > 1 else None,
+                batch_size=max(1, min(16, len(entries) // config.num_proc or 1)),
+                # datasets spawns a pool even for num_proc=1: one process stays in this one (and keeps its analyzer)
+                num_proc=config.num_proc if config.num_proc > 1 and len(entries) > 1 else None,
                 features=features,
-                desc=f"shard {number + 1}/{len(shards)}",
+                desc=f"shard {number + 1}/{len(new_shards)}",
             )
         staging = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(staging, ignore_errors=True)
         mapped.save_to_disk(str(staging))
-        staging.rename(folder)  # a shard exists only once it is complete
+        (staging / MANIFEST_NAME).write_text(json.dumps({"settings": settings, "files": entries}))
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.rename(folder)  # a shard exists only once it is complete, manifest included
         done.append(datasets.load_from_disk(str(folder)))
+    for folder in stale:  # shards of photos that changed or left, or made with other settings
+        shutil.rmtree(folder, ignore_errors=True)
 
-    everything = datasets.concatenate_datasets(done)
+    everything = datasets.concatenate_datasets(done).sort("source")
+    # Identity numbers from this run's folder names (a shard kept from an earlier run may predate a new identity).
+    order = everything.column_names
+    identity = [label.get(name, -1) for name in everything["identity_name"]]
+    everything = everything.remove_columns("identity").add_column("identity", identity).select_columns(order)
     statuses = everything["status"]
-    report = PrepareReport(total=len(everything), counts=dict(Counter(statuses)), identities=len(names))
+    counts = Counter(statuses)
+    counts.update(entry["status"] for entry in not_photos)
+    report = PrepareReport(total=len(everything) + len(not_photos), counts=dict(counts), identities=len(names))
     report.skipped = [
         {"source": source, "status": status, "reason": reason}
         for source, status, reason in zip(everything["source"], statuses, everything["reason"], strict=True)
         if status != STATUS_OK
-    ]
+    ] + not_photos
+    report.skipped.sort(key=lambda entry: entry["source"])
     kept = everything.filter(lambda s: s == STATUS_OK, input_columns="status").remove_columns(["status", "reason"])
     report.kept = len(kept)
     kept.info.description = json.dumps({ATTRIBUTES_FEATURE_NAME: attribute_names, "identity_names": names})

@@ -288,13 +288,13 @@ def load_checkpoint(
     for name, model in models.items():
         file = need(model_file(name), f"weights for {name!r}")
         try:
-            load_model(accelerator.unwrap_model(model), str(file), strict=True, device=str(accelerator.device))
+            load_model(accelerator.unwrap_model(model), str(file), strict=True)
         except Exception as error:  # noqa: BLE001
             raise CheckpointError(f"{file} does not fit the network {name!r}: {error}") from None
     for name, ema in (emas or {}).items():
         file = need(ema_file(name), f"EMA weights for {name!r}")
         try:
-            load_model(ema.average, str(file), strict=True, device=str(accelerator.device))
+            load_model(ema.average, str(file), strict=True)
         except Exception as error:  # noqa: BLE001
             raise CheckpointError(f"{file} does not fit the EMA of {name!r}: {error}") from None
     for name, optimizer in optimizers.items():

@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 CAPABILITY = "rotation"
 EXAMPLES = ("obama.jpg", "obama2.jpg", "astronaut.png")
+PICTURE_HEIGHT = 400  # pixels: the photo and the result side by side, with the sliders and the status in view
 
 
 def rotation_pipeline(ctx: DemoContext, method: str, model_id: str):
@@ -130,8 +131,9 @@ def build(ctx: DemoContext) -> None:
                 "The result says which pose was measured on it.")
     with gr.Row():
         with gr.Column():
-            photo = photo_upload(label="Photo")
-            gr.Examples(examples=[[p] for p in example_photos(*EXAMPLES)], inputs=[photo], label="Example photos")
+            photo = photo_upload(label="Photo", elem_id="facehub-rotate-photo", height=PICTURE_HEIGHT)
+            gr.Examples(examples=[[p] for p in example_photos(*EXAMPLES)], inputs=[photo], label="Example photos",
+                        elem_id="facehub-rotate-examples")
             method = gr.Radio(choices=choices, value=first, label="Method")
             description = gr.Markdown(_describe(first))
             model = gr.Dropdown(
@@ -146,11 +148,13 @@ def build(ctx: DemoContext) -> None:
             with gr.Accordion("Or copy the pose of a face in another photo", open=False):
                 target = photo_upload(label="Target pose photo")
             with gr.Row():
-                rotate_button = gr.Button("Rotate", variant="primary")
+                rotate_button = gr.Button("Rotate", variant="primary", elem_id="facehub-rotate-button")
                 frontalize_button = gr.Button("Frontalize")
         with gr.Column():
-            result = gr.Image(label="Result", type="numpy", format="png", interactive=False)
-            status = gr.Markdown("Upload a photo (or click an example), then Rotate or Frontalize.")
+            result = gr.Image(label="Result", type="numpy", format="png", interactive=False,
+                              elem_id="facehub-rotate-result", height=PICTURE_HEIGHT)
+            status = gr.Markdown("Upload a photo (or click an example), then Rotate or Frontalize.",
+                                 elem_id="facehub-rotate-status")
 
     def method_changed(name: str):
         options = model_choices(ctx, name, CAPABILITY) if name in methods.available(CAPABILITY) else []

@@ -38,6 +38,12 @@ def test_depthnet_default_loads_offline_and_beats_the_2d_affine_baseline():
     assert parameters_loaded_offline("facehub.modeling.depthnet", "DepthNetModel", "facehub/depthnet", "depth_net") \
         == sum(p.numel() for p in model.parameters())
     assert resolve("facehub/depthnet").is_relative_to(resolve.__globals__["EMBEDDED_DEFAULTS_DIR"])
+    # The README's first line: the bundle root gives its one DepthNetModel component, no subfolder= needed.
+    assert parameters_loaded_offline("facehub.modeling.depthnet", "DepthNetModel", "facehub/depthnet", "") \
+        == sum(p.numel() for p in model.parameters())
+    root = DepthNetModel.from_pretrained("facehub/depthnet")
+    for name, weights in model.state_dict().items():
+        assert torch.equal(root.state_dict()[name], weights), name
 
 
 
@@ -113,7 +119,7 @@ def test_prn_dense_default_loads_offline_and_reconstructs_a_photo(tmp_path):
     from pathlib import Path
 
     image = load_image(Path(__file__).parent / "data" / "photos" / "biden.jpg")
-    reconstruction = pipe(image)[0]
+    reconstruction = pipe(image).reconstructions[0]
     reference = FaceAnalyzer(compute_embedding=False)(image)[0]
     # The small CPU-trained default lands its 68 points near MediaPipe's (an untrained network is 30%+ off).
     assert float(nme(reconstruction.landmarks68[:, :2], reference.landmarks68)) < 0.12

@@ -68,8 +68,11 @@ def test_registration_is_the_affine_of_the_inferred_depths(tmp_path):
 def test_loading_a_folder_of_another_class_names_file_and_class(tmp_path):
     pipe = KeypointRegistrationPipeline(depth_net=make_model())
     pipe.save_pretrained(tmp_path / "pipe")
+    # The bundle's root gives its one DepthNetModel component (tests/test_loading.py has the ambiguous cases).
+    assert torch.equal(DepthNetModel.from_pretrained(tmp_path / "pipe").head.weight, pipe.depth_net.head.weight)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match=r"config\.json does not exist.*DepthNetModel"):
-        DepthNetModel.from_pretrained(tmp_path / "pipe")
+        DepthNetModel.from_pretrained(tmp_path / "empty")
     with pytest.raises(CheckpointError, match=r"model_index\.json does not exist.*KeypointRegistrationPipeline"):
         KeypointRegistrationPipeline.from_pretrained(tmp_path / "pipe" / "depth_net")
 

@@ -245,8 +245,9 @@ def repair_face(
 class FaceRepairPipeline(FaceHubPipeline):
     """CycleGAN face-swap repair bundle: ``repair`` (pasted swap -> real face) and optional ``real_to_swap``.
 
-    ``pipe(image, mask)`` returns :class:`FaceRepairPipelineOutput` (``.images``; see :func:`repair_face`). Saved by the CycleGAN trainer
-    (:mod:`facehub.trainers.cyclegan`) with ``save_pretrained``; ``FaceSwapPipeline`` uses its ``repair`` generator.
+    ``pipe(image, mask)`` returns :class:`FaceRepairPipelineOutput` (``.images``; see :func:`repair_face`). Saved by
+    the CycleGAN trainer (:mod:`facehub.trainers.cyclegan`) with ``save_pretrained``; ``FaceSwapPipeline`` uses its
+    ``repair`` generator.
     """
 
     model_cpu_offload_seq = "repair"

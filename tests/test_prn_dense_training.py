@@ -346,6 +346,8 @@ def test_short_training_run_lowers_nme_on_held_out_faces(worlds, tmp_path, one_t
     assert summary["step"] == 100
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert logged[-1]["loss"] < 0.6 * logged[0]["loss"]
+    # The loop applies and logs the paper's steps: factor 1 until 70% of the run, 0.1 after 90%.
+    assert [m["lr/main"] for m in logged] == pytest.approx([2e-3, 2e-4])
 
     trained = FaceReconstructionPipeline.from_pretrained(tmp_path / "run" / "export")
     torch.manual_seed(0)

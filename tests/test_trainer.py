@@ -54,10 +54,12 @@ def held_out_loss(pipe_or_none, n: int = 64) -> float:
 def test_config_file_overrides_and_validation(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump({**SMALL, "max_steps": 50}))
-    config = load_config(path, ["model.hidden_sizes=[8, 8]", "learning_rate=3e-4"], get_method("depthnet").default_config)
+    config = load_config(path, ["model.hidden_sizes=[8, 8]", "learning_rate=3e-4"])
+    assert type(config).__name__ == "DepthNetConfig"
     assert config.max_steps == 50 and config.learning_rate == 3e-4
-    assert config.model == {"preset": "cpu-small", "hidden_sizes": [8, 8]}
-    with pytest.raises(ValueError, match=r"Unknown config field\(s\) \['max_step'\]"):
+    assert config.model.to_dict() == {"preset": "cpu-small", "hidden_sizes": [8, 8]}
+    assert config.model.settings()["hidden_sizes"] == (8, 8) and config.model.settings()["norm"] == "batch"
+    with pytest.raises(ValueError, match=r"Unknown config key `max_step` for method depthnet; did you mean `max_steps`\?"):
         load_config(path, ["max_step=3"])
     with pytest.raises(ValueError, match=r"Got 0 for `train_batch_size`"):
         load_config(path, ["train_batch_size=0"])
@@ -207,7 +209,7 @@ def test_cli_train_launches_through_accelerate_and_rejects_unknown_methods(tmp_p
                          capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr[-3000:]
     threads = "" if os.environ.get("OMP_NUM_THREADS") else f" --num_cpu_threads_per_process {os.cpu_count()}"
-    assert f"accelerate.commands.launch --cpu{threads} -m facehub.trainers.run depthnet" in run.stdout
+    assert f"launching: accelerate launch --cpu{threads} -m facehub.trainers.run depthnet" in run.stdout
     card = (tmp_path / "out" / "export" / "README.md").read_text()
     assert f"facehub train depthnet --config {config} --cpu learning_rate=1e-3" in card
     assert yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())["learning_rate"] == 1e-3

@@ -147,7 +147,8 @@ class ModelSection(ConfigSection):
 
     def overrides(self) -> dict[str, Any]:
         """The network fields set over the preset (those not ``None``)."""
-        return {key: value for key, value in self.to_dict().items() if key != "preset" and value is not None}
+        values = {key: getattr(self, key) for key in self.keys() if key != "preset"}
+        return {key: value for key, value in values.items() if value is not None}
 
     def settings(self) -> dict[str, Any]:
         """The preset's settings with :meth:`overrides` applied."""
@@ -415,7 +416,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         key = key.strip()
-        if not sep or not key or not re.fullmatch(r"[A-Za-z_][\w.-]*", key):
+        if not sep or not key or not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*", key):
             raise ConfigError(f"Override {pair!r} is not of the form key=value (dotted keys for the sections, "
                               "e.g. losses.gan_weight=0.01).")
         try:

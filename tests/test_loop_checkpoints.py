@@ -201,3 +201,17 @@ def test_a_damaged_rng_state_is_an_error(tmp_path):
         run(tmp_path, 12, resume=True)
     with pytest.raises(CheckpointError, match=r"Cannot resume from .*checkpoint-3: .*no facehub_checkpoint.json"):
         run(tmp_path, 12, resume=str(tmp_path / "checkpoints" / "checkpoint-3"))
+
+
+def test_another_process_count_resumes_with_a_warning(tmp_path, caplog):
+    killed_after(tmp_path, 8, last_checkpoint=8)
+    checkpoint = tmp_path / "checkpoints" / "checkpoint-8"
+    shutil.copy(checkpoint / "rng_state_0.json", checkpoint / "rng_state_1.json")
+    manifest = json.loads((checkpoint / "facehub_checkpoint.json").read_text())
+    manifest["num_processes"] = 2
+    manifest["files"]["rng_state_1.json"] = {}
+    (checkpoint / "facehub_checkpoint.json").write_text(json.dumps(manifest))
+    rewrite_manifest(checkpoint)  # as a two-process run would have written it
+    with caplog.at_level(logging.INFO):
+        assert run(tmp_path, 10, resume=True)["step"] == 10
+    assert "written by 2 process(es) and this run has 1" in caplog.text and "at step 8" in caplog.text

@@ -15,7 +15,8 @@ in the folder is ignored (never opened). A newest checkpoint that fails verifica
 file, a missing or unreadable manifest) is skipped with a log line saying why, and the newest intact one is used.
 A file that passes verification but cannot be applied (an RNG state that does not parse, weights for another
 network, a pickle of anything but tensors) is an error that names the file: resuming from it would not continue
-the run exactly.
+the run exactly. Resuming with another number of processes restores everything but the random states of the
+processes the original run did not have, and says that the continuation is not exact.
 """
 
 from __future__ import annotations
@@ -280,10 +281,12 @@ def load_checkpoint(
         return path / name
 
     saved_processes = int(manifest.get("num_processes", 1))
-    if saved_processes != accelerator.num_processes:
-        raise CheckpointError(
-            f"{path} was written by {saved_processes} process(es) and this run has {accelerator.num_processes}; "
-            f"resume with {saved_processes} process(es) to continue the run exactly."
+    same_processes = saved_processes == accelerator.num_processes
+    if not same_processes and accelerator.is_main_process:
+        logger.warning(
+            "%s was written by %d process(es) and this run has %d: weights, optimiser state and step are restored, "
+            "but the data order and random streams differ from the original run's (resume with %d for an exact "
+            "continuation).", path, saved_processes, accelerator.num_processes, saved_processes,
         )
     for name, model in models.items():
         file = need(model_file(name), f"weights for {name!r}")
@@ -311,6 +314,8 @@ def load_checkpoint(
         progress = {key: int(progress[key]) for key in ("step", "micro_step")}
     except (ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"{path / PROGRESS} is damaged ({error})") from None
+    if not same_processes and rng_file(accelerator.process_index) not in listed:
+        return progress  # a process the original run did not have: it keeps its freshly seeded streams
     rng = need(rng_file(accelerator.process_index), f"random state of process {accelerator.process_index}")
     try:
         restore_rng_state(json.loads(rng.read_text()))

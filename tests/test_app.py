@@ -219,3 +219,16 @@ def test_every_capability_tab_offers_example_photos():
     for path in map(Path, example_photos("obama.jpg", "obama2.jpg", "biden.jpg", "astronaut.png")):
         assert path.parent == EXAMPLES_DIR
         assert path.read_bytes() == (photos / path.name).read_bytes()
+
+
+def test_long_work_reports_progress_and_accepts_a_method_title(demo_server):
+    from facehub.apps.tabs.rotate import rotate
+
+    steps = []
+    photo = str(Path(__file__).parent / "data" / "photos" / "obama.jpg")
+    image, status = rotate(demo_server.ctx, photo, "DepthNets", TEST_MODEL_ID, 10, 0, None,
+                           progress=lambda fraction, desc=None: steps.append((fraction, desc)))
+    assert image is not None and "Measured on the result" in status
+    assert [desc for _, desc in steps] == ["Reading the photo", "Loading the model",
+                                           "Rotating and measuring the result", "Done"]
+    assert [fraction for fraction, _ in steps] == sorted(fraction for fraction, _ in steps) and steps[-1][0] == 1.0

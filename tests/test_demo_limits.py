@@ -191,6 +191,17 @@ def test_queue_and_upload_limits_are_explicit(server):
     assert MAX_FILE_SIZE == "25mb" and demo.max_file_size == 25 * 1024**2
 
 
+def test_events_that_run_a_network_share_one_concurrency_group(server):
+    from facehub.apps.tabs.common import COMPUTE
+
+    demo, _, _ = server
+    groups = {fn.api_name: (fn.concurrency_id, fn.concurrency_limit) for fn in demo.fns.values() if fn.api_name}
+    heavy = {"rotate", "frontalize", "swap", "reconstruct"}
+    assert heavy <= set(groups)
+    assert {groups[name][0] for name in heavy} == {COMPUTE}
+    assert all(groups[name][1] in ("default", 2) for name in heavy)
+
+
 def test_an_upload_over_the_size_limit_is_refused(client, tmp_path):
     from gradio_client import handle_file
 

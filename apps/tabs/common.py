@@ -29,6 +29,10 @@ from facehub.apps.registry import MODEL_REFUSED, DemoContext, ModelNotAllowedErr
 
 logger = logging.getLogger(__name__)
 
+COMPUTE = "facehub-compute"
+"""Concurrency group of the events that run a network (rotate, frontalize, swap, reconstruct): together they run at
+most the queue's default concurrency limit at a time, so the CPU (or GPU) is not split among more jobs than that."""
+
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 """Public-domain example photos shipped inside the package (copies of tests/data/photos; see its README.md)."""
 
@@ -189,12 +193,15 @@ def load_method_pipeline(ctx: DemoContext, method: str, capability: str, model_i
     """``methods.load(method, capability, model=...)`` on the offered model ``model_id``, through ``ctx``'s cache."""
     from facehub import methods
 
+    method = (method or "").strip() if isinstance(method, str) else ""
+    titles = {methods.get(name).title.casefold(): name for name in methods.names()}
     try:
-        spec = methods.get(method or "")
+        spec = methods.get(titles.get(method.casefold(), method))  # a name, or a title as the picker shows it
     except methods.UnknownMethodError as err:
         raise UserFacingError(str(err)) from None
     if not spec.supports(capability):
-        raise UserFacingError(f"{spec.title} has no {capability}; choose one of: {', '.join(methods.available(capability))}.")
+        others = ", ".join(methods.available(capability)) or "none"
+        raise UserFacingError(f"{spec.title} has no {capability} capability; choose one of: {others}.")
     cls = spec.pipeline_class(capability)
     return _load(ctx, model_id, cls, loader=lambda folder: methods.load(spec.name, capability, model=str(folder)))
 
@@ -227,6 +234,7 @@ def face_count_note(count: int, photo: str) -> str:
 
 
 __all__ = [
+    "COMPUTE",
     "EXAMPLES_DIR",
     "MODEL_REFUSED",
     "UserFacingError",

@@ -24,6 +24,7 @@ import numpy as np
 
 from facehub.apps.registry import DemoContext, register_tab
 from facehub.apps.tabs.common import (
+    COMPUTE,
     UserFacingError,
     default_model,
     example_photos,
@@ -175,4 +176,5 @@ def build(ctx: DemoContext) -> None:
         inputs=[photo, model, method],
         outputs=[view, landmarks, depth, status, glb, ply, obj],
         api_name="reconstruct",
+        concurrency_id=COMPUTE,
     )

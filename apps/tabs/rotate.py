@@ -28,6 +28,7 @@ import numpy as np
 
 from facehub.apps.registry import DemoContext, register_tab
 from facehub.apps.tabs.common import (
+    COMPUTE,
     UserFacingError,
     default_model,
     example_photos,
@@ -169,9 +170,9 @@ def build(ctx: DemoContext) -> None:
 
     method.change(method_changed, inputs=method, outputs=[description, model], api_visibility="private")
     rotate_button.click(on_rotate, inputs=[photo, method, model, yaw, pitch, target], outputs=[result, status],
-                        api_name="rotate")
+                        api_name="rotate", concurrency_id=COMPUTE)
     frontalize_button.click(on_frontalize, inputs=[photo, method, model], outputs=[result, status],
-                            api_name="frontalize")
+                            api_name="frontalize", concurrency_id=COMPUTE)
 
 
 def _describe(name: str | None) -> str:

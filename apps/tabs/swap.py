@@ -26,6 +26,7 @@ import numpy as np
 
 from facehub.apps.registry import DemoContext, register_tab
 from facehub.apps.tabs.common import (
+    COMPUTE,
     UserFacingError,
     default_model,
     example_photos,
@@ -230,4 +231,5 @@ def build(ctx: DemoContext) -> None:
         inputs=[source, target, model, repair, method],
         outputs=[swapped, warped, status, measurements],
         api_name="swap",
+        concurrency_id=COMPUTE,
     )

@@ -343,18 +343,25 @@ class DemoContext:
         Raises:
             ModelNotAllowedError: the id is not offered. Loading errors (``CheckpointError``...) pass through.
         """
+        return self.load_checkpoint(model_id, cls, loader)[0]
+
+    def load_checkpoint(
+        self, model_id: str, cls: type, loader: Callable[[Path], Any] | None = None
+    ) -> tuple[Any, LoadedCheckpoint, bool]:
+        """:meth:`load`, also returning the checkpoint's record and whether this call loaded it (``False``: it
+        came from the cache, even when another request was loading it at the same moment)."""
         shown, folder = self.resolve(model_id)
         key = (str(folder), cls)
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)
-                return self._models[key]
+                return self._models[key], self._loaded[key], False
             start = time.perf_counter()
             model = loader(folder) if loader is not None else cls.from_pretrained(str(folder))
             if hasattr(model, "to"):
                 model = model.to(self.device)
             self._models[key] = model
-            self._loaded[key] = LoadedCheckpoint(
+            record = self._loaded[key] = LoadedCheckpoint(
                 model_id=shown,
                 class_name=cls.__name__,
                 path=folder,
@@ -364,10 +371,10 @@ class DemoContext:
             )
             while len(self._models) > self.max_models:
                 dropped, _ = self._models.popitem(last=False)
-                record = self._loaded.pop(dropped, None)
+                gone = self._loaded.pop(dropped, None)
                 logger.info("Dropped %s (%s) from the demo's model cache (max_models=%d).",
-                            record.model_id if record else dropped[0], dropped[1].__name__, self.max_models)
-            return model
+                            gone.model_id if gone else dropped[0], dropped[1].__name__, self.max_models)
+            return model, record, True
 
     def _key(self, model_id: str, cls: type) -> tuple[str, type] | None:
         try:

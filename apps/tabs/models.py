@@ -163,9 +163,8 @@ def load_model(ctx: DemoContext, model_id: str | None) -> tuple[str, int]:
             f"{model_id} was saved by class {class_name or '(none named in its config)'}, which this demo cannot "
             f"load. Known classes: {', '.join(sorted(classes)) or 'none'}."
         )
-    was_loaded = ctx.is_loaded(model_id, cls)
     try:
-        ctx.load(model_id, cls)
+        _, record, loaded_now = ctx.load_checkpoint(model_id, cls)
     except ModelNotAllowedError as err:
         raise _user_error(str(err)) from None
     except (CheckpointError, OSError, ValueError) as err:
@@ -177,8 +176,7 @@ def load_model(ctx: DemoContext, model_id: str | None) -> tuple[str, int]:
             f"Could not load {model_id} as {cls.__name__}: unexpected {type(err).__name__}. "
             "The server log has the details."
         ) from None
-    record = ctx.checkpoint(model_id, cls)
-    verb = "Already loaded" if was_loaded else f"Loaded in {record.load_seconds:.2f} s"
+    verb = f"Loaded in {record.load_seconds:.2f} s" if loaded_now else "Already loaded"
     status = f"{verb}: **{model_id}** as `{cls.__name__}`, {record.num_parameters:,} parameters on {record.device}."
     return status, record.num_parameters
 

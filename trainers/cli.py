@@ -128,7 +128,7 @@ def _launcher_main(accelerate_args: list[str]) -> int:
 
     args = launch_command_parser().parse_args(accelerate_args)
     # Ctrl-C reaches the training processes directly (same process group); the launcher waits for them to save.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         launch_command(args)
     except subprocess.CalledProcessError as error:  # one process: the worker's own status
@@ -138,6 +138,8 @@ def _launcher_main(accelerate_args: list[str]) -> int:
         if not failures:
             raise
         return next(iter(failures.values())).exitcode or 1
+    finally:
+        signal.signal(signal.SIGINT, previous)
     return 0
 
 

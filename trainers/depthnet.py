@@ -1,8 +1,11 @@
 """DepthNet training recipe (Moniz, Beckham et al. 2018, sections 2.1, 2.3 and 3.2) for the shared loop.
 
-Run: ``facehub train depthnet --config FILE`` (``accelerate launch -m facehub.trainers.run depthnet --config FILE``).
+Run: ``facehub train depthnet --preset cpu-small`` or ``--config FILE`` (``accelerate launch -m
+facehub.trainers.run depthnet --config FILE``); ``facehub train depthnet --help`` lists every setting.
 
-Settings beyond :class:`~facehub.trainers.core.TrainingConfig`:
+The config is :class:`DepthNetConfig` (presets ``cpu-small``, ``paper`` and ``default``, the embedded
+``facehub/depthnet``); beyond :class:`~facehub.trainers.core.TrainingConfig` (every field is documented on its
+section's class):
 
 - ``model``: ``preset`` (a :data:`~facehub.modeling.depthnet.DEPTHNET_PRESETS` name) plus any
   :class:`~facehub.modeling.depthnet.DepthNetModel` field. ``formulation: explicit_affine`` trains section 2.1

@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos", type=Path, default=PHOTOS,
                         help=f"folder holding {', '.join(PHOTO_NAMES)} (default: the checkout's tests/data/photos)")
     args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error(f"--runs must be at least 1, got {args.runs}")
     missing = [name for name in PHOTO_NAMES if not (args.photos / name).is_file()]
     if missing:
         raise FileNotFoundError(f"The benchmark photos {', '.join(missing)} are not in {args.photos}; pass --photos "

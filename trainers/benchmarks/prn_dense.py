@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photo", type=Path, default=PHOTO, help="the face photo (default: the checkout's "
                         "tests/data/photos/obama.jpg)")
     args = parser.parse_args(argv)
+    if args.runs < 1 or args.train_steps < 10:
+        parser.error(f"--runs must be at least 1 and --train-steps at least 10, got {args.runs} and {args.train_steps}")
     if not args.photo.is_file():
         raise FileNotFoundError(f"The benchmark photo {args.photo} does not exist; pass --photo FILE (a face photo).")
 

@@ -50,7 +50,7 @@ def _build_tab(spec: TabSpec, ctx: DemoContext) -> None:
             )
             return
     if refresh is not None:
-        tab.select(refresh.fn, outputs=list(refresh.outputs), api_visibility="private")
+        tab.select(refresh.fn, inputs=list(refresh.inputs), outputs=list(refresh.outputs), api_visibility="private")
 
 
 def build_demo(ctx: DemoContext | None = None) -> gr.Blocks:

@@ -10,7 +10,7 @@ A capability adds itself to the Gradio hub by registering a tab builder::
 
 ``build(ctx)`` receives the :class:`DemoContext`, whose ``ctx.load(model_id, cls)`` loads checkpoints once and shares
 them between tabs. A builder may return a :class:`TabRefresh`: the demo then runs it whenever the user opens the tab
-(for content that changes while the app runs, such as the list of loaded checkpoints).
+(for content that changes while the app runs, such as the list of loaded checkpoints or of the offered models).
 
 Where tabs come from: the capability tabs in :data:`BUILTIN_TAB_MODULES` (Rotate, Reconstruct, Swap, Models, About),
 which list every method of the registry (:mod:`facehub.methods`) with their capability, plus the ``tabs`` modules
@@ -75,10 +75,12 @@ class ModelNotAllowedError(ValueError):
 
 @dataclass(frozen=True)
 class TabRefresh:
-    """What a tab builder may return: ``fn()`` is called when the tab is opened and its results fill ``outputs``."""
+    """What a tab builder may return: ``fn(*inputs)`` is called when the tab is opened and its results fill
+    ``outputs`` (the capability tabs re-scan the offered models this way, with the chosen method as input)."""
 
-    fn: Callable[[], Any]
+    fn: Callable[..., Any]
     outputs: Sequence[Any]
+    inputs: Sequence[Any] = ()
 
 
 @dataclass(frozen=True)

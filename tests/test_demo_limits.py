@@ -261,3 +261,19 @@ def test_models_folder_from_the_environment(folders, monkeypatch):
     monkeypatch.delenv("FACEHUB_MODELS_DIR")
     with pytest.raises(ModelNotAllowedError):
         DemoContext(device="cpu").resolve(TINY)
+
+
+def test_model_pickers_follow_the_models_folder(folders, tmp_path, monkeypatch):
+    from facehub.apps.tabs.common import model_picker_update
+
+    defaults, models, _ = folders
+    monkeypatch.setattr("facehub.hub.resolver.EMBEDDED_DEFAULTS_DIR", defaults)
+    ctx = DemoContext(device="cpu", models_dir=tmp_path)
+    save_tiny_depthnet(tmp_path / "first")
+    update = model_picker_update(ctx, "rotation", "depthnet", None)
+    assert update["choices"] == [TEST_MODEL_ID, "first"] and update["value"] == TEST_MODEL_ID
+    save_tiny_depthnet(tmp_path / "added-later")  # what a tab re-scans when it is opened
+    update = model_picker_update(ctx, "rotation", "depthnet", "first")
+    assert update["choices"] == [TEST_MODEL_ID, "added-later", "first"] and update["value"] == "first"
+    assert model_picker_update(ctx, "rotation", "no_such_method", "first") == {"__type__": "update", "choices": [],
+                                                                               "value": None}

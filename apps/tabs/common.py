@@ -136,7 +136,8 @@ def method_choices(capability: str) -> list[tuple[str, str]]:
 
 def model_choices(ctx: DemoContext, method: str, capability: str) -> list[str]:
     """Ids of the offered models (``ctx.offered_models()``) that ``method``'s pipeline for ``capability`` loads:
-    saved by that class or by one in its ``loads_bundles_of``. The method's default comes first."""
+    saved by that class or by one in its ``loads_bundles_of``. The method's default comes first, then the other
+    embedded defaults, then the models folder's, each sorted."""
     from facehub import methods
 
     spec = methods.get(method)
@@ -154,7 +155,7 @@ def model_choices(ctx: DemoContext, method: str, capability: str) -> list[str]:
             return owner is not None and owner.name == spec.name
 
     ids = [model.model_id for model in ctx.offered_models() if model.class_name and fits(model.class_name)]
-    return sorted(ids, key=lambda model_id: (model_id != spec.default_model, model_id))
+    return sorted(ids, key=lambda model_id: model_id != spec.default_model)  # then embedded, then the folder's
 
 
 def default_model(choices: list[str], preferred: str | None) -> str | None:
@@ -162,6 +163,18 @@ def default_model(choices: list[str], preferred: str | None) -> str | None:
     if preferred in choices:
         return preferred
     return choices[0] if choices else None
+
+
+def model_picker_update(ctx: DemoContext, capability: str, method: str | None, current: str | None = None) -> dict:
+    """A ``gr.update`` of a tab's model picker for ``method``: the offered models it loads now (the models folder
+    may have changed), keeping ``current`` when it is still offered, else the method's default."""
+    from facehub import methods
+
+    if method not in methods.available(capability):
+        return gr.update(choices=[], value=None)
+    options = model_choices(ctx, method, capability)
+    keep = current if current in options else methods.get(method).default_model
+    return gr.update(choices=options, value=default_model(options, keep))
 
 
 def _load(ctx: DemoContext, model_id: str | None, cls: type, loader: Callable[[Path], Any] | None = None):
@@ -245,6 +258,7 @@ __all__ = [
     "load_pipeline",
     "method_choices",
     "model_choices",
+    "model_picker_update",
     "photo_upload",
     "pose_text",
     "read_upload",

@@ -23,7 +23,7 @@ from typing import Any
 
 import gradio as gr
 
-from facehub.apps.registry import DemoContext, ModelNotAllowedError, register_tab
+from facehub.apps.registry import DemoContext, ModelNotAllowedError, TabRefresh, register_tab
 
 logger = logging.getLogger(__name__)
 
@@ -182,8 +182,8 @@ def load_model(ctx: DemoContext, model_id: str | None) -> tuple[str, int]:
 
 
 @register_tab("Models", order=90)
-def build(ctx: DemoContext) -> None:
-    """Model picker, model card, config and a Load button."""
+def build(ctx: DemoContext) -> TabRefresh:
+    """Model picker, model card, config and a Load button; opening the tab re-scans the offered models."""
     rows = catalog_rows(ctx)
     first = rows[0][0] if rows else None
     try:
@@ -230,3 +230,4 @@ def build(ctx: DemoContext) -> None:
         outputs=[status, parameters],
         api_name="load_model",
     )
+    return TabRefresh(fn=lambda: list_models(ctx), outputs=[picker, catalog])

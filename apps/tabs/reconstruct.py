@@ -22,7 +22,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from facehub.apps.registry import DemoContext, register_tab
+from facehub.apps.registry import DemoContext, TabRefresh, register_tab
 from facehub.apps.tabs.common import (
     COMPUTE,
     UserFacingError,
@@ -32,6 +32,7 @@ from facehub.apps.tabs.common import (
     load_method_pipeline,
     method_choices,
     model_choices,
+    model_picker_update,
     photo_upload,
     pose_text,
     read_upload,
@@ -127,7 +128,7 @@ def reconstruct(ctx: DemoContext, photo, model_id: str | None, method: str | Non
 
 
 @register_tab("Reconstruct 3D", order=25)
-def build(ctx: DemoContext) -> None:
+def build(ctx: DemoContext) -> TabRefresh:
     """A photo, method and model pickers -> a 3D view, the landmarks, the depth image, the pose and the downloads."""
     from facehub import methods
 
@@ -163,11 +164,10 @@ def build(ctx: DemoContext) -> None:
         obj = gr.File(label="OBJ + MTL + texture (zip)")
 
     def method_changed(name: str):
-        options = model_choices(ctx, name, CAPABILITY) if name in methods.available(CAPABILITY) else []
-        preferred = methods.get(name).default_model if options else None
-        return gr.update(choices=options, value=default_model(options, preferred))
+        return model_picker_update(ctx, CAPABILITY, name)
 
-    def on_reconstruct(photo, model, method, progress=gr.Progress()):  # noqa: B008 (how Gradio injects progress)
+    # A gr.Progress() default is how Gradio hands an event its progress bar.
+    def on_reconstruct(photo, model, method, progress=gr.Progress()):  # noqa: B008
         return reconstruct(ctx, photo, model, method, progress)
 
     method.change(method_changed, inputs=method, outputs=model, api_visibility="private")
@@ -178,3 +178,5 @@ def build(ctx: DemoContext) -> None:
         api_name="reconstruct",
         concurrency_id=COMPUTE,
     )
+    return TabRefresh(fn=lambda name, current: model_picker_update(ctx, CAPABILITY, name, current),
+                      inputs=[method, model], outputs=[model])

@@ -26,7 +26,7 @@ import logging
 import gradio as gr
 import numpy as np
 
-from facehub.apps.registry import DemoContext, register_tab
+from facehub.apps.registry import DemoContext, TabRefresh, register_tab
 from facehub.apps.tabs.common import (
     COMPUTE,
     UserFacingError,
@@ -36,6 +36,7 @@ from facehub.apps.tabs.common import (
     load_method_pipeline,
     method_choices,
     model_choices,
+    model_picker_update,
     photo_upload,
     pose_text,
     read_upload,
@@ -121,7 +122,7 @@ def frontalize(ctx, photo, method, model_id, progress=None):
 
 
 @register_tab("Rotate", order=20)
-def build(ctx: DemoContext) -> None:
+def build(ctx: DemoContext) -> TabRefresh:
     """A photo, method and model pickers, yaw / pitch sliders or a target photo, Rotate and Frontalize buttons."""
     from facehub import methods
 
@@ -158,14 +159,13 @@ def build(ctx: DemoContext) -> None:
                                  elem_id="facehub-rotate-status")
 
     def method_changed(name: str):
-        options = model_choices(ctx, name, CAPABILITY) if name in methods.available(CAPABILITY) else []
-        preferred = methods.get(name).default_model if name in methods.names() else None
-        return _describe(name), gr.update(choices=options, value=default_model(options, preferred))
+        return _describe(name), model_picker_update(ctx, CAPABILITY, name)
 
-    def on_rotate(photo, method, model, yaw, pitch, target, progress=gr.Progress()):  # noqa: B008 (how Gradio injects progress)
+    # A gr.Progress() default is how Gradio hands an event its progress bar.
+    def on_rotate(photo, method, model, yaw, pitch, target, progress=gr.Progress()):  # noqa: B008
         return rotate(ctx, photo, method, model, yaw, pitch, target, progress)
 
-    def on_frontalize(photo, method, model, progress=gr.Progress()):  # noqa: B008 (how Gradio injects progress)
+    def on_frontalize(photo, method, model, progress=gr.Progress()):  # noqa: B008
         return frontalize(ctx, photo, method, model, progress)
 
     method.change(method_changed, inputs=method, outputs=[description, model], api_visibility="private")
@@ -173,6 +173,8 @@ def build(ctx: DemoContext) -> None:
                         api_name="rotate", concurrency_id=COMPUTE)
     frontalize_button.click(on_frontalize, inputs=[photo, method, model], outputs=[result, status],
                             api_name="frontalize", concurrency_id=COMPUTE)
+    return TabRefresh(fn=lambda name, current: model_picker_update(ctx, CAPABILITY, name, current),
+                      inputs=[method, model], outputs=[model])
 
 
 def _describe(name: str | None) -> str:

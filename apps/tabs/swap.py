@@ -24,7 +24,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from facehub.apps.registry import DemoContext, register_tab
+from facehub.apps.registry import DemoContext, TabRefresh, register_tab
 from facehub.apps.tabs.common import (
     COMPUTE,
     UserFacingError,
@@ -34,6 +34,7 @@ from facehub.apps.tabs.common import (
     load_method_pipeline,
     method_choices,
     model_choices,
+    model_picker_update,
     photo_upload,
     read_upload,
     unexpected_status,
@@ -173,7 +174,7 @@ def swap_status(out) -> str:
 
 
 @register_tab("Swap", order=30)
-def build(ctx: DemoContext) -> None:
+def build(ctx: DemoContext) -> TabRefresh:
     """Source and target photos, method and model pickers, the result, the warp before repair and the distances."""
     from facehub import methods
 
@@ -218,11 +219,10 @@ def build(ctx: DemoContext) -> None:
         measurements = gr.JSON(label="Measurements")
 
     def method_changed(name: str):
-        options = model_choices(ctx, name, CAPABILITY) if name in methods.available(CAPABILITY) else []
-        preferred = methods.get(name).default_model if options else None
-        return gr.update(choices=options, value=default_model(options, preferred))
+        return model_picker_update(ctx, CAPABILITY, name)
 
-    def on_swap(source, target, model, repair, method, progress=gr.Progress()):  # noqa: B008 (how Gradio injects progress)
+    # A gr.Progress() default is how Gradio hands an event its progress bar.
+    def on_swap(source, target, model, repair, method, progress=gr.Progress()):  # noqa: B008
         return swap_faces(ctx, source, target, model, repair, combined, method, progress)
 
     method.change(method_changed, inputs=method, outputs=model, api_visibility="private")
@@ -233,3 +233,8 @@ def build(ctx: DemoContext) -> None:
         api_name="swap",
         concurrency_id=COMPUTE,
     )
+
+    def refresh(name: str, current: str):
+        return model_picker_update(ctx, CAPABILITY, name, current), gr.update(choices=repair_choices(ctx))
+
+    return TabRefresh(fn=refresh, inputs=[method, model], outputs=[model, repair])

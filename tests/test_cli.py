@@ -45,6 +45,8 @@ def error_lines(text: str) -> list[str]:
      "Unknown config key `model.cycle_loss_weight` for method cyclegan; did you mean `losses.cycle_loss_weight`?"),
     (["depthnet", "--config", "/no/such/run.yaml"], "Config file /no/such/run.yaml does not exist"),
     (["nerf"], "Unknown method 'nerf'. Known methods: cyclegan, depthnet, prn_dense."),
+    (["depthnet", "--gradient_accumulation_steps", "0"],
+     "Got '0' for --gradient_accumulation_steps; give a positive integer."),
     ([], "Give the method to train"),
 ])
 def test_a_bad_config_is_one_line_and_exit_2_without_launching(argv, message, launches, capsys):
@@ -59,15 +61,17 @@ def test_a_valid_config_launches_once_and_passes_the_exit_status_through(tmp_pat
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump({"method": "depthnet", "preset": "cpu-small", "output_dir": str(tmp_path)}))
     argv = ["train", "depthnet", "--config", str(config), "--num_processes", "2", "--mixed_precision", "bf16",
-            "losses.gan_weight=0.01", "--resume"]
+            "losses.gan_weight=0.01", "--gradient_accumulation_steps=4", "--resume"]
     assert main(argv) == 3  # the run's own status
     (accelerate_args, env), = launches
-    assert accelerate_args[:4] == ["--num_processes", "2", "--mixed_precision", "bf16"]
-    assert accelerate_args[4:] == ["-m", "facehub.trainers.run", "depthnet", "--config", str(config), "--resume",
+    assert accelerate_args[:5] == ["--num_processes", "2", "--mixed_precision", "bf16", "--gradient_accumulation_steps=4"]
+    assert accelerate_args[5:] == ["-m", "facehub.trainers.run", "depthnet", "--config", str(config), "--resume",
                                    "losses.gan_weight=0.01"]
     assert env[COMMAND_ENV] == (f"facehub train depthnet --config {config} --resume --num_processes 2 "
-                                "--mixed_precision bf16 losses.gan_weight=0.01")
-    assert "launching: accelerate launch --num_processes 2 --mixed_precision bf16 -m facehub.trainers.run" in (
+                                "--mixed_precision bf16 losses.gan_weight=0.01 --gradient_accumulation_steps=4")
+    # accelerate launch exports the accumulation only for DeepSpeed: facehub train hands it to the processes
+    assert env["ACCELERATE_GRADIENT_ACCUMULATION_STEPS"] == "4"
+    assert "launching: accelerate launch --num_processes 2 --mixed_precision bf16 --gradient_accumulation_steps=4 -m" in (
         capsys.readouterr().out)
     launches.clear()
     assert main(["train", "prn_dense", "--preset", "cpu-small", "max_steps=5"]) == 3

@@ -44,6 +44,23 @@ def cpu_threads_per_process(accelerate_args: list[str], environ=None, cpu_count:
     return max(1, (cpu_count or os.cpu_count() or 1) // max(1, launch.num_processes))
 
 
+def launcher_accumulation(accelerate_args: list[str]) -> int | None:
+    """``--gradient_accumulation_steps N`` among the launch options (``None``: not given).
+
+    ``accelerate launch`` hands that flag to the processes only for DeepSpeed; ``facehub train`` exports it as
+    ``ACCELERATE_GRADIENT_ACCUMULATION_STEPS``, which the Accelerator reads, so the flag works for every launch.
+    """
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--gradient_accumulation_steps")
+    launch, _ = parser.parse_known_args(accelerate_args)
+    if launch.gradient_accumulation_steps is None:
+        return None
+    value = launch.gradient_accumulation_steps
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"Got {value!r} for --gradient_accumulation_steps; give a positive integer.")
+    return int(value)
+
+
 def split_arguments(rest: list[str]) -> tuple[list[str], list[str]]:
     """``(config overrides, accelerate launch options)`` of the arguments facehub does not know."""
     overrides = [a for a in rest if "=" in a and not a.startswith("-")]
@@ -91,7 +108,8 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
     if not args.method:
         raise ConfigError(f"Give the method to train: {TRAIN_USAGE} (methods: {', '.join(methods.trainable())}).")
     spec = methods.get(args.method)
-    overrides, _ = split_arguments(rest)
+    overrides, accelerate_args = split_arguments(rest)
+    accumulation = launcher_accumulation(accelerate_args)
     # The whole config, validated here: a mistake costs one line, not a launch.
     load_config(args.config, overrides + (["resume=true"] if args.resume else []), method=spec.name,
                 preset=args.preset, config_class=spec.config_class())
@@ -101,6 +119,8 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
                         *(["--preset", args.preset] if args.preset else []), *(["--resume"] if args.resume else []),
                         *rest])
     env = {**os.environ, "PYTHONUNBUFFERED": "1", COMMAND_ENV: typed}
+    if accumulation is not None:
+        env["ACCELERATE_GRADIENT_ACCUMULATION_STEPS"] = str(accumulation)
     return launch(command[3:], env)
 
 

@@ -5,7 +5,7 @@
 module (``facehub.trainers.depthnet``, ...) is also runnable the same way without the METHOD argument.
 
 A failure the user can fix (a bad config, a missing data folder, a dataset too small for one batch, a damaged
-checkpoint) is one line on stderr from the main process, no traceback, and a non-zero exit: 2 for a config error,
+checkpoint, a refused or unreachable Hub at the final push) is one line on stderr from the main process, no traceback, and a non-zero exit: 2 for a config error,
 1 otherwise. ``FACEHUB_DEBUG=1`` shows the traceback instead.
 """
 
@@ -39,12 +39,10 @@ def build_parser(method: str | None = None) -> argparse.ArgumentParser:
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean "fix your config, data or checkpoint", not a bug: reported in one line."""
-    errors: tuple[type[BaseException], ...] = (ValueError, OSError)
-    try:
-        from facehub.trainers.core.checkpointing import CheckpointError
-    except ImportError:
-        return errors
-    return (*errors, CheckpointError)
+    from facehub.hub.push import PushError
+    from facehub.trainers.core.checkpointing import CheckpointError
+
+    return ValueError, OSError, CheckpointError, PushError
 
 
 def is_main_process() -> bool:

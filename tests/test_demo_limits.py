@@ -277,3 +277,10 @@ def test_model_pickers_follow_the_models_folder(folders, tmp_path, monkeypatch):
     assert update["choices"] == [TEST_MODEL_ID, "added-later", "first"] and update["value"] == "first"
     assert model_picker_update(ctx, "rotation", "no_such_method", "first") == {"__type__": "update", "choices": [],
                                                                                "value": None}
+
+
+def test_allow_any_model_is_an_explicit_opt_in(folders):
+    _, _, outside = folders
+    with pytest.raises(ModelNotAllowedError):
+        DemoContext(device="cpu").resolve(str(outside))
+    assert DemoContext(device="cpu", allow_any_model=True).resolve(str(outside)) == (str(outside), outside.resolve())

@@ -12,15 +12,27 @@ turns astronaut.png (512x512) to yaw +25. Target: at most 0.5 s per swap and per
 generator), or a preset name of :data:`CYCLEGAN_PRESETS` (``cpu-small``, ``paper``, ...) for a freshly initialised
 generator of that architecture, which costs the same time as a trained one.
 
-Run ``facehub bench depthnet [--runs 7] [--threads 2] [--model facehub/depthnet] [--repair cpu-small] [--photos DIR]``
-(or ``python benchmarks/bench_depthnet.py`` with the same options).
+``--train`` adds training throughput (pairs per second) with one and two processes: the real trainer (``accelerate
+launch -m facehub.trainers.run depthnet``) on the embedded default's config (the ``default`` preset: DepthNet+GAN,
+paper network) for ``--train-steps`` steps per process count, timed from the step times the loop logs in
+``metrics.jsonl`` between the first and the last log, so start-up (imports, process group, data) is left out. Two
+processes on a CPU-only machine are two gloo processes (``--multi_gpu --num_processes 2``); each takes a batch of
+``--batch`` pairs per step. ``--train-only`` skips the photo timings.
+
+Run ``facehub bench depthnet [--runs 7] [--threads 2] [--model facehub/depthnet] [--repair cpu-small] [--photos DIR]
+[--train] [--train-steps 300] [--batch 64] [--processes 1 2]`` (or ``python benchmarks/bench_depthnet.py``, and
+``python benchmarks/bench_depthnet_training.py`` for ``--train-only``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -86,15 +98,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repair", default=None, help="FaceRepairPipeline id / folder, or a CycleGAN preset name")
     parser.add_argument("--photos", type=Path, default=PHOTOS,
                         help=f"folder holding {', '.join(PHOTO_NAMES)} (default: the checkout's tests/data/photos)")
+    parser.add_argument("--train", action="store_true", help="also measure training throughput")
+    parser.add_argument("--train-only", action="store_true", help="only measure training throughput")
+    parser.add_argument("--train-steps", "--steps", type=int, default=300, help="training steps per process count")
+    parser.add_argument("--batch", type=int, default=64, help="pairs per process per training step")
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2], help="process counts to train with")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error(f"--runs must be at least 1, got {args.runs}")
+    if args.train_steps < 50 or args.batch < 1 or min(args.processes) < 1:
+        parser.error("--train-steps must be at least 50 (two logs), --batch and --processes at least 1")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if not args.train_only:
+        time_pipelines(args)
+    if args.train or args.train_only:
+        print_training_throughput(args.processes, args.train_steps, args.batch)
+    return 0
+
+
+def time_pipelines(args: argparse.Namespace) -> None:
+    """Per-stage medians of the swap and rotation pipelines (and the swap with repair), printed as a table."""
     missing = [name for name in PHOTO_NAMES if not (args.photos / name).is_file()]
     if missing:
         raise FileNotFoundError(f"The benchmark photos {', '.join(missing)} are not in {args.photos}; pass --photos "
                                 "DIR with the public-domain photos of a facehub checkout (tests/data/photos).")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
 
     from facehub.modeling.depthnet.pipeline_face_rotation import FaceRotationPipeline
     from facehub.modeling.depthnet.pipeline_face_swap import FaceSwapPipeline
@@ -120,7 +148,38 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.model}" + (f", repair: {args.repair}" if args.repair else "")
     )
     print_table(rows)
-    return 0
+
+
+def training_throughput(processes: int, steps: int, batch: int, workdir: Path) -> tuple[float, float]:
+    """(pairs per second, seconds per step) of one training run with ``processes`` processes."""
+    out = workdir / f"p{processes}"
+    launch = ["--cpu"] if processes == 1 else ["--multi_gpu", "--num_processes", str(processes)]
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", *launch, "-m", "facehub.trainers.run", "depthnet",
+        "--preset", "default", f"max_steps={steps}", f"train_batch_size={batch}", f"output_dir={out}",
+        "report_to=none", f"checkpointing_steps={10 * steps}", "logging_steps=25", "lr_warmup_steps=0",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // processes))}
+    run = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"The {processes}-process training run failed: {run.stderr.strip().splitlines()[-1:]}")
+    logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    first, last = logs[0], logs[-1]
+    seconds_per_step = (last["time"] - first["time"]) / (last["step"] - first["step"])
+    return processes * batch / seconds_per_step, seconds_per_step
+
+
+def print_training_throughput(process_counts: list[int], steps: int, batch: int) -> None:
+    print(f"DepthNet+GAN training (the `default` preset), {steps} steps, batch {batch} per process, "
+          f"{os.cpu_count()} CPU cores")
+    print(f"{'processes':>10} {'pairs/s':>10} {'ms/step':>10} {'vs first':>10}")
+    baseline = None
+    with tempfile.TemporaryDirectory() as workdir:
+        for processes in process_counts:
+            pairs_per_second, seconds = training_throughput(processes, steps, batch, Path(workdir))
+            baseline = baseline or pairs_per_second
+            print(f"{processes:>10} {pairs_per_second:>10.0f} {1000 * seconds:>10.1f} "
+                  f"{pairs_per_second / baseline:>9.2f}x")
 
 
 def load_repair(name: str):

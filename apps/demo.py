@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import html
 import logging
+import signal
+import sys
+import threading
 from pathlib import Path
 
 import gradio as gr
@@ -64,6 +67,13 @@ def build_demo(ctx: DemoContext | None = None) -> gr.Blocks:
     return demo
 
 
+def _exit_on_sigterm() -> None:
+    """Let SIGTERM (``kill``, ``docker stop``, systemd) end the process like Ctrl-C does, so the exit handlers run
+    and the demo's temporary folder is removed; a handler someone else installed is left alone."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def configure_queue(demo: gr.Blocks) -> gr.Blocks:
     """Turn on the queue with the demo's explicit limits (:data:`CONCURRENCY_LIMIT`, :data:`QUEUE_SIZE`)."""
     return demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
@@ -104,6 +114,8 @@ def launch(
             options["models_dir"] = Path(models_dir).expanduser()
         ctx = DemoContext(**options)
     demo = configure_queue(build_demo(ctx))
+    if block:
+        _exit_on_sigterm()
     demo.launch(
         server_name=host,
         server_port=port,

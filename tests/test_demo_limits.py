@@ -284,3 +284,30 @@ def test_allow_any_model_is_an_explicit_opt_in(folders):
     with pytest.raises(ModelNotAllowedError):
         DemoContext(device="cpu").resolve(str(outside))
     assert DemoContext(device="cpu", allow_any_model=True).resolve(str(outside)) == (str(outside), outside.resolve())
+
+
+def test_a_demo_stopped_with_sigterm_removes_its_temporary_folder(tmp_path):
+    import signal
+    import time
+
+    code = (
+        "import sys\n"
+        "from facehub.apps.demo import launch\n"
+        "from facehub.apps.registry import DemoContext\n"
+        "ctx = DemoContext(device='cpu')\n"
+        "print(ctx.temp_folder(), flush=True)\n"
+        f"launch(port={free_port()}, ctx=ctx)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True, cwd=tmp_path)
+    try:
+        folder = Path(process.stdout.readline().strip())
+        assert folder.is_dir()
+        deadline = time.monotonic() + 120
+        while "Running on" not in (line := process.stdout.readline()):  # launch() prints the URL once serving
+            assert line and time.monotonic() < deadline, "the demo did not start"
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    assert not folder.exists() and not folder.parent.exists()

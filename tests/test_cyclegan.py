@@ -438,6 +438,7 @@ def test_training_learns_to_remove_the_pasted_colour_cast(two_domains, tmp_path)
         defaults={"method": METHOD_NAME, **CycleGANRepairTraining.default_config},
     )
     method = get_method(METHOD_NAME)(config)
+    method.sample_steps = 60  # sample grids at steps 60 and 120
     torch.manual_seed(config.seed)  # the loop seeds the same way, so this is the run's starting generator
     start = face_colour_gap_and_error(method.build_models()["generator_ab"])
     with pytest.warns(UserWarning, match="skipped 1 of 49"):
@@ -464,6 +465,13 @@ def test_training_learns_to_remove_the_pasted_colour_cast(two_domains, tmp_path)
     card = (tmp_path / "export" / "README.md").read_text()
     assert "CycleGAN" in card and "from facehub.modeling.cyclegan import FaceRepairPipeline" in card
     assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-120"]
+    # Six rows (pasted, repaired, its cycle; real, real-to-swap, its cycle) of the batch's 8 faces, 32 px + 2 px gaps.
+    grids = sorted((tmp_path / "samples").iterdir())
+    assert [p.name for p in grids] == ["step-000060.png", "step-000120.png"]
+    grid = np.asarray(Image.open(grids[-1]))
+    assert grid.shape == (2 + 6 * 34, 2 + 8 * 34, 3)
+    pasted, repaired = (grid[2 + 34 * row : 34 + 34 * row, 2:34].astype(float) for row in (0, 1))
+    assert np.abs(pasted - repaired).mean() > 5  # the repair changed the face
 
 
 def test_resume_continues_exactly_with_the_saved_history_of_fakes(two_domains, tmp_path):

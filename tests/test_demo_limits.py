@@ -211,19 +211,29 @@ def test_an_upload_over_the_size_limit_is_refused(client, tmp_path):
         client.predict(handle_file(str(big)), "prn_dense", "facehub/prn-dense", api_name="/reconstruct")
 
 
-def test_twenty_concurrent_clients_get_answers_and_no_cache_grows(server, folders):
+def test_twenty_concurrent_clients_get_answers_and_no_cache_grows(server, folders, tmp_path):
+    """20 clients at once, each loading the model under another spelling and rotating a photo with it (the
+    networks' concurrency group runs two at a time, the rest wait in the queue): every client gets its answer, and
+    the demo holds one copy of the model per class afterwards."""
+    from gradio_client import handle_file
+    from PIL import Image
+
     demo, ctx, url = server
     _, models, _ = folders
     ctx.clear()
+    photo = tmp_path / "small.png"
+    Image.open(Path(__file__).parent / "data" / "photos" / "obama2.jpg").convert("RGB").reduce(3).save(photo)
     forms = spellings(models)[:20]
     results: list = [None] * 20
+    rotations: list = [None] * 20
     errors: list = []
 
     def one(i: int) -> None:
         try:
             client = Client(url, verbose=False, download_files=False)
             results[i] = client.predict(forms[i], api_name="/load_model")
-            client.predict(forms[i], api_name="/model_info")
+            rotations[i] = client.predict(handle_file(str(photo)), "depthnet", forms[i], 10, 0, None,
+                                          api_name="/rotate")
         except Exception as err:  # collected, so that every thread finishes
             errors.append(f"{i}: {type(err).__name__}: {err}")
 
@@ -231,13 +241,17 @@ def test_twenty_concurrent_clients_get_answers_and_no_cache_grows(server, folder
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=120)
+        thread.join(timeout=240)
     assert not any(t.is_alive() for t in threads), "a client hung"
     assert errors == []
     counts = {count for _, count in results}
     assert len(counts) == 1, counts
     assert sum(status.startswith("Loaded in") for status, _ in results) == 1, "one client loads, the rest share it"
-    assert [r.model_id for r in ctx.loaded()] == [TINY]
+    statuses = {status for _, status in rotations}
+    assert len(statuses) == 1, statuses  # the same photo, model and pose give the same answer to every client
+    assert "to the requested pose (yaw +10.0" in statuses.pop()
+    assert sorted((r.model_id, r.class_name) for r in ctx.loaded()) == [(TINY, "FaceRotationPipeline"),
+                                                                         (TINY, "KeypointRegistrationPipeline")]
     assert ctx.temp_folders() == []
 
 

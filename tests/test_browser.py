@@ -10,6 +10,7 @@ docs/demo.png is taken (``FACEHUB_DEMO_SCREENSHOT=docs/demo.png pytest tests/tes
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import re
@@ -81,6 +82,13 @@ def test_screenshot_is_a_real_picture(demo_server, tmp_path):
     assert len(colours) > 20, f"only {len(colours)} grey levels: text and widgets did not render"
 
 
+def _above_nine(fd: int) -> int:
+    """A duplicate of ``fd`` numbered 10 or more (close-on-exec), the original closed."""
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return high
+
+
 class DevTools:
     """Headless Chromium driven with the DevTools protocol over ``--remote-debugging-pipe``: JSON messages separated
     by NUL bytes, written to the browser's fd 3 and read from its fd 4 (a shell ``exec`` puts the pipes there)."""
@@ -88,6 +96,8 @@ class DevTools:
     def __init__(self, profile: Path, width: int, height: int):
         to_browser, self._write = os.pipe()
         self._read, from_browser = os.pipe()
+        # Move the browser's ends above 9 first, so that the shell's "3<&N 4>&M" cannot overwrite one with the other.
+        to_browser, from_browser = (_above_nine(fd) for fd in (to_browser, from_browser))
         flags = " ".join([*BROWSER_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
                           "--remote-debugging-pipe", "about:blank"])
         command = f"exec {CHROMIUM} {flags} 3<&{to_browser} 4>&{from_browser} {to_browser}<&- {from_browser}>&-"

@@ -58,6 +58,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
@@ -572,13 +573,16 @@ def describe_config(config_class: type[TrainingConfig]) -> str:
         line = f"  {key:<{width}}  {kind:<{type_width}}  {default}"
         lines.append(line)
         if doc:
-            lines.append(f"  {'':<{width}}    {doc}")
+            lines += textwrap.wrap(doc, width=118, initial_indent=" " * (width + 6), subsequent_indent=" " * (width + 6))
     if config_class.presets:
         lines.append("")
-        lines.append("presets (--preset NAME, or `preset: NAME` in the YAML file):")
-        for name, settings in config_class.presets.items():
-            flat = ", ".join(f"{k}={_show(v)}" for k, v in _flatten(settings).items())
-            lines.append(f"  {name}: {flat}")
+        lines.append("presets (--preset NAME, or `preset: NAME` in the YAML file), where they differ from the defaults:")
+        name = config_class.__dataclass_fields__["method"].default
+        defaults = _flatten(load_config(config_class=config_class, method=name).to_dict())
+        for preset, settings in config_class.presets.items():
+            changed = {k: v for k, v in _flatten(settings).items() if _plain(v) != defaults.get(k)}
+            flat = ", ".join(f"{k}={_show(v)}" for k, v in changed.items())
+            lines += textwrap.wrap(f"{preset}: {flat}", width=118, initial_indent="  ", subsequent_indent="      ")
     return "\n".join(lines)
 
 

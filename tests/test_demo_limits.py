@@ -325,3 +325,13 @@ def test_a_demo_stopped_with_sigterm_removes_its_temporary_folder(tmp_path):
     finally:
         process.kill()
     assert not folder.exists() and not folder.parent.exists()
+
+
+def test_an_unexpected_failure_names_no_server_file(client, monkeypatch):
+    def unreadable(folder):
+        raise PermissionError(13, "Permission denied", str(folder / "README.md"))
+
+    monkeypatch.setattr("facehub.apps.tabs.models.read_card", unreadable)
+    with pytest.raises(AppError) as err:
+        client.predict(TINY, api_name="/model_info")
+    assert err.value.message == "Unexpected PermissionError; the server log has the details."

@@ -150,3 +150,23 @@ def test_animated_gif_and_16_bit_grey_read_as_the_python_api_reads_them(client, 
     if expected.achieved_pose is not None:
         assert f"Measured on the result: {pose_text(expected.achieved_pose)}" in status
     assert np.asarray(Image.open(image).convert("RGB")).shape == expected.images[0].shape
+
+
+def test_pasted_images_and_server_paths_in_messages(tmp_path):
+    import base64
+    import tempfile
+
+    from gradio.data_classes import ImageData
+
+    from facehub.apps.tabs.common import UserFacingError, read_upload, scrub_paths, uploaded_file
+
+    # An image sent inline (a data: URL) reaches the reader as bytes, undecoded until then.
+    encoded = base64.b64encode((PHOTOS / "obama.jpg").read_bytes()).decode()
+    pasted = uploaded_file(ImageData(url=f"data:image/jpeg;base64,{encoded}"))
+    assert isinstance(pasted, bytes)
+    assert np.array_equal(read_upload(pasted), load_image(PHOTOS / "obama.jpg"))
+    with pytest.raises(UserFacingError, match=r"^Could not read the given bytes \(0 bytes\)"):
+        read_upload(uploaded_file(ImageData(url="data:image/png;base64,")))
+    # A message that quotes a temporary file keeps no trace of where it is.
+    secret = f"{tempfile.gettempdir()}/gradio/0123abc/photo.jpg"
+    assert scrub_paths(f"Could not decode '{secret}' (x)") == "Could not decode '<file>' (x)"

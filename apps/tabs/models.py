@@ -15,6 +15,7 @@ Public events (callable with ``gradio_client``):
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import logging
@@ -33,6 +34,23 @@ CATALOG_HEADERS = ["Model", "Class", "Description"]
 def _user_error(message: str) -> gr.Error:
     """A ``gr.Error`` shown to the user as plain text (no HTML, no server-side traceback)."""
     return gr.Error(html.escape(message, quote=False), print_exception=False)
+
+
+def _quiet_failures(fn):
+    """Run ``fn``; an error it did not phrase for the user (``gr.Error``) is logged and shown as one line that names
+    no server file (the demo runs with ``show_error=True``, which would show any exception's text)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as err:
+            logger.exception("%s failed", fn.__name__)
+            raise _user_error(f"Unexpected {type(err).__name__}; the server log has the details.") from None
+
+    return wrapper
 
 
 def known_classes() -> dict[str, type]:
@@ -221,9 +239,9 @@ def build(ctx: DemoContext) -> TabRefresh:
                 config_json = gr.JSON(config)
 
     info_outputs = [summary_md, card_md, config_json]
-    picker.change(lambda model_id: model_info(ctx, model_id), inputs=picker, outputs=info_outputs,
+    picker.change(_quiet_failures(lambda model_id: model_info(ctx, model_id)), inputs=picker, outputs=info_outputs,
                   api_name="model_info")
-    refresh_button.click(lambda: list_models(ctx), outputs=[picker, catalog], api_name="list_models")
+    refresh_button.click(_quiet_failures(lambda: list_models(ctx)), outputs=[picker, catalog], api_name="list_models")
     load_button.click(
         lambda model_id: load_model(ctx, model_id),
         inputs=picker,

@@ -237,8 +237,8 @@ def warning_status(message: str) -> str:
 
 
 def unexpected_status(err: Exception) -> str:
-    """The status for a bug (the log keeps the traceback): its type and scrubbed message."""
-    return warning_status(f"Unexpected {type(err).__name__}: {err}. The server log has details.")
+    """The status for a bug: its type only (its text may name server files); the log keeps the traceback."""
+    return warning_status(f"Unexpected {type(err).__name__}; the server log has the details.")
 
 
 def face_count_note(count: int, photo: str) -> str:

@@ -106,6 +106,13 @@ def test_values_out_of_range_name_the_dotted_key():
         assert str(error.value).startswith(message), (key, str(error.value))
     with pytest.raises(ConfigError, match="`data.noise` does not apply to data.source=rigid_pairs"):
         load_config(None, ["data.source=rigid_pairs", "data.noise=0.1"], method="depthnet")
+    with pytest.raises(ConfigError, match=r"Got 0 for `data.synthetic.num_identities`; it must be a positive integer"):
+        load_config(None, ["data.synthetic={num_identities: 0, weight: 2}"], method="prn_dense")
+    with pytest.raises(ConfigError, match=r"Config key `data.synthetic.max_yaw` for method prn_dense expects float"):
+        load_config(None, ["data.synthetic={max_yaw: wide}"], method="prn_dense")
+    with pytest.raises(ConfigError, match=r"Unknown config key `data.synthetic.max_yw` for method prn_dense; did you "
+                                          r"mean `data.synthetic.max_yaw`"):
+        load_config(None, ["data.synthetic={max_yw: 3}"], method="prn_dense")
     with pytest.raises(ConfigError, match="case-A DepthNet .* use data.source=dataset"):
         load_config(None, ["model.preset=cpu-small-siamese"], method="depthnet")
 

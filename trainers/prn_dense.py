@@ -114,7 +114,7 @@ from facehub.modeling.prn_dense import (
 )
 from facehub.modeling.prn_dense.losses import LOSS_KINDS
 from facehub.trainers.core import StepContext, TrainingConfig, TrainingMethod
-from facehub.trainers.core.config import ConfigError, ConfigSection, ModelSection
+from facehub.trainers.core.config import ConfigError, ConfigSection, ModelSection, build_checked
 
 logger = logging.getLogger(__name__)
 
@@ -223,14 +223,13 @@ class PRNDenseDataConfig(ConfigSection):
                 raise ConfigError(f"Got {entry!r} in `data.sources`; each entry is a folder or "
                                   "{path: DIR, weight: W, original_images: auto|true|false}.")
         if self.synthetic:
-            from dataclasses import fields
-
             from facehub.trainers.data.synthetic_world import SyntheticWorldConfig
 
-            known = [f.name for f in fields(SyntheticWorldConfig)] + ["weight"]
-            for key in self.synthetic:
-                if key not in known:
-                    raise ConfigError(f"Unknown config key `data.synthetic.{key}`; known keys: {', '.join(known)}.")
+            world = dict(self.synthetic)
+            weight = world.pop("weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+                raise ConfigError(f"Got {weight!r} for `data.synthetic.weight`; expected a number, 0 or more.")
+            build_checked(SyntheticWorldConfig, world, "data.synthetic.", METHOD_NAME)
         for name in ("profiling_probability", "flip_probability"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"Got {getattr(self, name)} for `data.{name}`; expected a probability in [0, 1].")

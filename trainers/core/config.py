@@ -407,6 +407,20 @@ def _build(cls: type, values: dict[str, Any], prefix: str, method: str, all_keys
         raise ConfigError(str(err)) from None
 
 
+def build_checked(cls: type, values: dict[str, Any], prefix: str, method: str):
+    """``cls(**values)`` for any dataclass nested in a config (a section's mapping-valued key, e.g. the synthetic
+    world's settings), with the same checks and messages as the config's own keys; ``prefix`` is its dotted key
+    with a trailing dot (``"data.synthetic."``)."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    try:
+        return _build(cls, values, prefix, method, [f"{prefix}{name}" for name in names])
+    except ConfigError as err:  # the class's own checks name its fields without the prefix
+        message = str(err)
+        for name in names:
+            message = message.replace(f"`{name}`", f"`{prefix}{name}`")
+        raise ConfigError(message) from None
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Loading
 

@@ -158,7 +158,7 @@ def test_pasted_images_and_server_paths_in_messages(tmp_path):
 
     from gradio.data_classes import ImageData
 
-    from facehub.apps.tabs.common import UserFacingError, read_upload, scrub_paths, uploaded_file
+    from facehub.apps.tabs.common import UserFacingError, read_upload, scrub_paths, unexpected_status, uploaded_file
 
     # An image sent inline (a data: URL) reaches the reader as bytes, undecoded until then.
     encoded = base64.b64encode((PHOTOS / "obama.jpg").read_bytes()).decode()
@@ -170,3 +170,5 @@ def test_pasted_images_and_server_paths_in_messages(tmp_path):
     # A message that quotes a temporary file keeps no trace of where it is.
     secret = f"{tempfile.gettempdir()}/gradio/0123abc/photo.jpg"
     assert scrub_paths(f"Could not decode '{secret}' (x)") == "Could not decode '<file>' (x)"
+    status = unexpected_status(RuntimeError("cannot open /srv/models/private/weights.bin"))
+    assert status == "**Could not do it:** Unexpected RuntimeError; the server log has the details."

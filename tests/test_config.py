@@ -78,6 +78,8 @@ def test_unknown_keys_anywhere_are_one_error_with_close_matches(name, key, messa
     ("depthnet", "data.source=photos", "Config key `data.source` for method depthnet expects 'morphable_pairs' | "
      "'rigid_pairs' | 'dataset', got 'photos' (str)."),
     ("prn_dense", "data.augment=1", "Config key `data.augment` for method prn_dense expects bool, got 1 (int)."),
+    ("depthnet", "data.shape_axes=[1, 2]", "Config key `data.shape_axes` for method depthnet expects list[float] of 3 "
+     "| null, got [1, 2] (list)."),
     ("prn_dense", "mixed_precision=fp32", "Config key `mixed_precision` for method prn_dense expects 'no' | 'fp16' | "
      "'bf16' | null, got 'fp32' (str)."),
     ("cyclegan", "losses.history_size=[1]",

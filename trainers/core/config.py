@@ -264,7 +264,8 @@ def _type_name(annotation: Any) -> str:
         return " | ".join(_type_name(a) for a in args)
     if origin in (list, tuple) and args:
         inner = _type_name(args[0])
-        return f"list[{inner}]"
+        fixed = origin is tuple and len(args) > 1 and args[-1] is not Ellipsis
+        return f"list[{inner}] of {len(args)}" if fixed else f"list[{inner}]"
     if origin is dict:
         return "mapping"
     if isinstance(annotation, type) and issubclass(annotation, ConfigSection):
@@ -338,6 +339,10 @@ def _check(value: Any, annotation: Any) -> Any:
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise _Mismatch
+        if origin is tuple and len(args) > 1 and args[-1] is not Ellipsis:  # fixed length: tuple[float, float]
+            if len(value) != len(args):
+                raise _Mismatch
+            return tuple(_check(v, arm) for v, arm in zip(value, args, strict=True))
         items = [_check(v, args[0]) for v in value] if args else list(value)
         return tuple(items) if origin is tuple else items
     if origin is dict or annotation is dict:

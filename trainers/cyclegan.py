@@ -2,7 +2,9 @@
 et al. 2018, section 3.3), plugged into the shared loop.
 
 Run: ``facehub train cyclegan --config trainers/configs/cyclegan-repair-cpu-small.yaml data.domain_a=DIR
-data.domain_b=DIR`` or ``accelerate launch -m facehub.trainers.cyclegan --config FILE``.
+data.domain_b=DIR`` or ``accelerate launch -m facehub.trainers.cyclegan --config FILE``. The config is
+:class:`CycleGANRepairConfig` with the presets ``cpu-small`` and ``paper`` (``--preset NAME``); ``facehub train
+cyclegan --help`` lists every setting.
 
 Data. Two unpaired image sets: ``data.domain_a`` = X, pasted face swaps (the target photo with the DepthNet-warped
 source face pasted in), ideally cropped with :func:`facehub.modeling.cyclegan.crop_around_mask` so training sees

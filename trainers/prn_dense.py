@@ -2,7 +2,9 @@
 plugged into the shared loop.
 
 Run: ``facehub train prn_dense --config trainers/configs/prn-dense-cpu-small.yaml`` (or ``accelerate launch -m
-facehub.trainers.prn_dense --config FILE``). Seed 003's schedule is ``trainers/configs/prn-dense-paper.yaml``.
+facehub.trainers.prn_dense --config FILE``). Seed 003's schedule is ``trainers/configs/prn-dense-paper.yaml``. The
+config is :class:`PRNDenseTrainingConfig` with the presets ``paper``, ``cpu-small`` and ``default`` (the embedded
+``facehub/prn-dense``; ``--preset NAME``); ``facehub train prn_dense --help`` lists every setting.
 
 What is learnt (seed 003, section 3.1.1, eq. 10). A face image crop goes in; the network returns the UV position
 map ``Pos(u_i, v_i) = (x_i, y_i, z_i)`` of the face: for every texel of the dense mesh's UV layout

@@ -20,8 +20,8 @@ import shlex
 import subprocess
 import sys
 
-from facehub.trainers.run import COMMAND_ENV
-
+# The command the user typed, handed to the training processes for the model card (read by facehub.trainers.run).
+COMMAND_ENV = "FACEHUB_TRAIN_COMMAND"
 TRAIN_USAGE = "facehub train METHOD [--config FILE] [--preset NAME] [--resume] [KEY=VALUE ...] [accelerate options]"
 
 

@@ -16,10 +16,9 @@ import os
 import shlex
 import sys
 
+from facehub.trainers.cli import COMMAND_ENV
 from facehub.trainers.core.config import ConfigError, load_config
 
-# The command the user typed, handed to the training processes for the model card (set by ``facehub train``).
-COMMAND_ENV = "FACEHUB_TRAIN_COMMAND"
 DEBUG_ENV = "FACEHUB_DEBUG"
 
 

@@ -35,6 +35,16 @@ class SyntheticWorldConfig:
         identity_scale, expression_scale, albedo_scale: standard deviations of the model coefficients (the model's
             bases are scaled so 1.0 is its own spread).
         face_width: face width as a fraction of the image (with +-10% jitter); shift: framing jitter, fraction.
+
+    Synthetic world v2 (:mod:`facehub.trainers.data.synthetic_variation`), all off by default so rows stay as
+    they were:
+        fine_detail: amplitude of a per-identity high-frequency UV albedo pattern (e.g. 0.15; 0 = off).
+        glasses, hair: share of identities wearing glasses / having a hair layer (0 = none, 1 = all).
+        background_plane: a textured, tilted background plane with depth instead of the flat backdrop.
+        withheld_scale: RMS, as a fraction of the mean face's width, of a per-identity deformation outside the
+            model's span (e.g. 0.02; 0 = off).
+        prior_modes: how many leading identity modes the prior of a fitting may use (:meth:`SyntheticFaceWorld.prior_model`);
+            shapes are still drawn from all of them. 0 = all.
     """
 
     num_identities: int = 8
@@ -50,6 +60,12 @@ class SyntheticWorldConfig:
     albedo_scale: float = 0.8
     face_width: float = 0.55
     shift: float = 0.05
+    fine_detail: float = 0.0
+    glasses: float = 0.0
+    hair: float = 0.0
+    background_plane: bool = False
+    withheld_scale: float = 0.0
+    prior_modes: int = 0
 
     def __post_init__(self):
         for name in ("num_identities", "views_per_identity", "image_size", "uv_size"):
@@ -57,6 +73,19 @@ class SyntheticWorldConfig:
                 raise ValueError(f"Got {getattr(self, name)} for `{name}`; it must be a positive integer.")
         if not 0 < self.face_width <= 1:
             raise ValueError(f"Got {self.face_width} for `face_width`; expected a fraction in (0, 1].")
+        for name in ("glasses", "hair"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"Got {getattr(self, name)} for `{name}`; expected a probability in [0, 1] "
+                                 "(the share of identities that have it; 0 turns it off).")
+        for name in ("fine_detail", "withheld_scale", "prior_modes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"Got {getattr(self, name)} for `{name}`; it must be >= 0 (0 turns it off).")
+
+    @property
+    def variation(self) -> bool:
+        """True when any v2 option is on; rows then carry the v2 columns (:func:`.synthetic_variation.v2_features`)."""
+        return bool(self.fine_detail or self.glasses or self.hair or self.background_plane or self.withheld_scale
+                    or self.prior_modes)
 
 
 class SyntheticFaceWorld:
@@ -102,43 +131,191 @@ class SyntheticFaceWorld:
 
     @torch.no_grad()
     def render(self, identity: int, view: int) -> dict:
-        """One row (schema: :func:`~facehub.trainers.data.schema.synthetic_features`)."""
+        """One row (schema: :func:`~facehub.trainers.data.schema.synthetic_features`, plus the v2 columns of
+        :func:`~facehub.trainers.data.synthetic_variation.v2_features` when a v2 option is on)."""
         from facehub.modeling.geometry.morphable import SH_DC
-        from facehub.modeling.geometry.render import OrthographicCamera
-        from facehub.modeling.geometry.uv_maps import mesh_to_uv_position_map
 
         c, m, size = self.config, self.model, self.config.image_size
-        shape_coefficients, albedo_coefficients = self.identity_coefficients(identity)
         rng = np.random.default_rng([c.seed, identity, view, 1])
         pose = rng.uniform(-1, 1, size=3) * [c.max_yaw, c.max_pitch, c.max_roll]
         expression = torch.from_numpy(rng.normal(scale=c.expression_scale, size=(1, m.num_expression))).float()
-
-        vertices = m.shape(shape_coefficients, expression)[0].double()
-        vertices = vertices - vertices.mean(dim=0)
         scale = c.face_width * size * rng.uniform(0.9, 1.1) / self._mean_width
         centre = size / 2 + rng.uniform(-c.shift, c.shift, size=2) * size
-        rotation = torch.from_numpy(rotation_matrix(*pose))
-        pixels = scale * vertices @ rotation.T  # z towards the camera, pixels, centred on the face
-        pixels[:, :2] += torch.from_numpy(centre)
-        pixels[:, 2] -= pixels[:, 2].min()  # z from the deepest vertex: >= 0 on the face, so depth 0 means "no face"
-
         lighting = np.zeros((3, 9))
         lighting[:, 0] = rng.uniform(0.75, 1.1) * rng.uniform(0.9, 1.1, size=3) / SH_DC  # ambient, tinted
         lighting[:, 1:4] = rng.normal(scale=0.25, size=3)  # one white directional light (first SH band)
         lighting[:, 4:] = rng.normal(scale=0.05, size=(3, 5))
-        output = self.renderer(
+        backdrop = background(rng, size)
+        row, _ = self._render_scene(identity, pose, expression, scale, centre, lighting, backdrop, size,
+                                    source=f"synthetic:seed={c.seed}:identity={identity}:view={view}",
+                                    plane_rng=np.random.default_rng([c.seed, identity, view, 2]))
+        return row
+
+    @torch.no_grad()
+    def render_face(self, identity: int, pose=(0.0, 0.0, 0.0), expression=None, lighting=None,
+                    image_size: int | None = None, scale: float | None = None, center=None,
+                    background_key: int = 0) -> dict:
+        """Render ``identity`` at a chosen pose, expression and lighting with everything else fixed.
+
+        Args:
+            pose: (yaw, pitch, roll) degrees. expression: (K_exp,) coefficients; None = neutral (zeros).
+            lighting: (3, 9) or (27,) SH coefficients; None = ambient light of irradiance 1 (the image is the
+                albedo).
+            image_size: side in pixels (default: the config's). scale: pixels per model unit (default: the face
+                spans ``face_width`` of the image). center: (x, y) pixel where the face's centroid lands (default:
+                the image centre).
+            background_key: picks the backdrop (and background plane) among those of this identity; the same key
+                gives the same backdrop at any pose.
+
+        Returns:
+            The row fields of :meth:`render` (``source`` names identity, pose and key), the v2 columns, and the
+            exact ground truth for :meth:`flow`: ``vertices`` (V, 3) float64 mesh in pixels, ``face_index`` (H, W)
+            triangle of the face mesh z-buffered at each pixel centre (-1 off the face, whatever occludes it),
+            ``segmentation`` (H, W) uint8 (:data:`~facehub.trainers.data.synthetic_variation.SEGMENT_LABELS`),
+            ``scene_depth``, ``scale`` and ``center``. Same arguments, same pixels.
+        """
+        from facehub.modeling.geometry.morphable import SH_DC
+
+        c, m = self.config, self.model
+        size = int(image_size or c.image_size)
+        expression = torch.zeros(1, m.num_expression) if expression is None else \
+            torch.as_tensor(np.asarray(expression, np.float32)).reshape(1, m.num_expression)
+        if lighting is None:
+            lighting = np.zeros((3, 9))
+            lighting[:, 0] = 1.0 / SH_DC
+        lighting = np.asarray(lighting, np.float64).reshape(3, 9)
+        scale = c.face_width * size / self._mean_width if scale is None else float(scale)
+        centre = np.array([size / 2, size / 2] if center is None else center, np.float64)
+        rng = np.random.default_rng([c.seed, identity, 3, background_key])
+        backdrop = background(rng, size)
+        pose = np.asarray(pose, np.float64)
+        row, extras = self._render_scene(
+            identity, pose, expression, scale, centre, lighting, backdrop, size,
+            source=f"synthetic:seed={c.seed}:identity={identity}:pose={tuple(float(a) for a in pose)}:"
+                   f"background={background_key}",
+            plane_rng=np.random.default_rng([c.seed, identity, 3, background_key, 2]), extras=True)
+        return {**row, **extras}
+
+    def _layers(self, identity: int, vertices: np.ndarray) -> list:
+        """The identity's non-face layers (:class:`~.synthetic_variation.LayerMesh`, model frame) for these vertices."""
+        from facehub.trainers.data import synthetic_variation as sv
+
+        c, layers = self.config, []
+        if c.hair and sv.variation_rng(c.seed, identity, sv._HAIR).uniform() < c.hair:
+            style = sv.hair_style(sv.variation_rng(c.seed, identity, sv._HAIR + 10))
+            layers.append((sv.HAIR, sv.hair_mesh(vertices, style)))
+        if c.glasses and sv.variation_rng(c.seed, identity, sv._GLASSES).uniform() < c.glasses:
+            style = sv.glasses_style(sv.variation_rng(c.seed, identity, sv._GLASSES + 10))
+            landmarks = self.model.landmark_weights.double().numpy() @ vertices
+            layers.append((sv.GLASSES, sv.glasses_mesh(vertices, landmarks, style)))
+        return layers
+
+    def withheld_offsets(self, identity: int) -> np.ndarray:
+        """(V, 3) float64 deformation of ``identity`` outside the model's span, model units (zeros when
+        ``withheld_scale`` is 0); see :func:`~.synthetic_variation.withheld_deformation`."""
+        from facehub.trainers.data import synthetic_variation as sv
+
+        c = self.config
+        if not c.withheld_scale:
+            return np.zeros(tuple(self.model.mean_shape.shape))
+        return sv.withheld_deformation(sv.variation_rng(c.seed, identity, sv._WITHHELD), self.model,
+                                       c.withheld_scale * self._mean_width, span=self._span)
+
+    @cached_property
+    def _span(self) -> np.ndarray:
+        from facehub.trainers.data.synthetic_variation import model_span
+
+        return model_span(self.model)
+
+    def prior_model(self):
+        """The morphable model a fitting may use: the world's model with only its first ``prior_modes`` identity
+        modes (all of them when ``prior_modes`` is 0). Shapes are drawn from every mode, so the rest is withheld."""
+        from facehub.modeling.geometry.morphable import MorphableFaceModel
+
+        m, k = self.model, self.config.prior_modes or self.model.num_identity
+        return MorphableFaceModel(m.mean_shape, m.id_basis[:k], m.exp_basis, m.albedo_mean, m.albedo_basis,
+                                  m.triangles, m.uvs, m.landmark_weights, m.albedo_space, m.unit, m.expression_names)
+
+    def _renderer(self, size: int):
+        if size == self.config.image_size:
+            return self.renderer
+        from facehub.modeling.geometry.render import FaceRenderer
+
+        return FaceRenderer(size)
+
+    def _render_scene(self, identity, pose, expression, scale, centre, lighting, backdrop, size, *, source,
+                      plane_rng, extras=False):
+        from facehub.modeling.geometry.render import OrthographicCamera
+        from facehub.modeling.geometry.uv_maps import mesh_to_uv_position_map
+        from facehub.trainers.data import synthetic_variation as sv
+
+        c, m = self.config, self.model
+        shape_coefficients, albedo_coefficients = self.identity_coefficients(identity)
+        vertices = m.shape(shape_coefficients, expression)[0].double()
+        withheld = self.withheld_offsets(identity) if c.withheld_scale else None
+        if withheld is not None:
+            vertices = vertices + torch.from_numpy(withheld)
+        model_vertices = vertices  # model frame, before centring: the layers are built on it
+        mean = vertices.mean(dim=0)
+        vertices = vertices - mean
+        rotation = torch.from_numpy(rotation_matrix(*pose))
+        pixels = scale * vertices @ rotation.T  # z towards the camera, pixels, centred on the face
+        pixels[:, :2] += torch.from_numpy(centre)
+        z_shift = pixels[:, 2].min()
+        pixels[:, 2] -= z_shift  # z from the deepest vertex: >= 0 on the face, so depth 0 means "no face"
+
+        albedo = m.albedo(albedo_coefficients)
+        if c.fine_detail:
+            pattern = sv.fine_detail_pattern(sv.variation_rng(c.seed, identity, sv._DETAIL), albedo.shape[-1],
+                                             c.fine_detail)
+            albedo = (albedo * torch.from_numpy(pattern).float()[None]).clamp(0.0, 1.0)
+        renderer = self._renderer(size)
+        camera = OrthographicCamera(1.0, (0.0, 0.0))
+        sh = torch.from_numpy(lighting)[None].float()
+        output = renderer(
             pixels[None].float(),
             m.triangles,
-            OrthographicCamera(1.0, (0.0, 0.0)),
+            camera,
             uvs=m.uvs,
-            albedo_texture=m.albedo(albedo_coefficients),
-            sh_coeffs=torch.from_numpy(lighting)[None].float(),
-            background=torch.from_numpy(background(rng, size))[None].float(),
+            albedo_texture=albedo,
+            sh_coeffs=sh,
+            background=torch.from_numpy(backdrop)[None].float(),
         )
-        image = (output.image[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
+        image = output.image[0].permute(1, 2, 0).clamp(0, 1).numpy()
+        face = output.mask[0, 0].numpy() > 0
+        label = np.where(face, sv.FACE, sv.BACKGROUND).astype(np.uint8)
+        scene_z = np.where(face, output.depth[0, 0].numpy(), 0.0)
+        has = {sv.HAIR: False, sv.GLASSES: False}
+        if c.variation:
+            layers = self._layers(identity, model_vertices.numpy())
+            if c.background_plane:
+                far = float(pixels[:, 2].min())
+                for _, layer in layers:
+                    layer_z = (scale * (torch.from_numpy(layer.vertices) - mean) @ rotation.T)[:, 2] - z_shift
+                    far = min(far, float(layer_z.min()))
+                colour, plane_z = sv.background_plane(plane_rng, backdrop, far)
+                image = np.where(face[..., None], image, colour.transpose(1, 2, 0))
+                scene_z = np.where(face, scene_z, plane_z)
+            else:
+                scene_z = np.where(face, scene_z, -np.inf)
+            for kind, layer in layers:
+                placed = scale * (torch.from_numpy(layer.vertices) - mean) @ rotation.T
+                placed[:, :2] += torch.from_numpy(centre)
+                placed[:, 2] -= z_shift
+                out = renderer(placed[None].float(), torch.from_numpy(layer.triangles), camera,
+                               vertex_colors=torch.from_numpy(layer.colors)[None].float(),
+                               sh_coeffs=sh if layer.lit else None)
+                z = out.depth[0, 0].numpy()
+                wins = (out.mask[0, 0].numpy() > 0) & (z > scene_z)
+                image = np.where(wins[..., None], out.image[0].permute(1, 2, 0).clamp(0, 1).numpy(), image)
+                scene_z = np.where(wins, z, scene_z)
+                label[wins] = kind
+                has[kind] = True
+            scene_z = np.where(np.isfinite(scene_z), scene_z, 0.0)
+        image = (image * 255 + 0.5).astype(np.uint8)
         dense = pixels.float().numpy()
         landmarks3d = m.landmarks68(pixels[None].float())[0].numpy()
-        return {
+        row = {
             "image": image,
             "landmarks68": landmarks3d[:, :2].copy(),
             "dense_landmarks": dense,
@@ -149,7 +326,7 @@ class SyntheticFaceWorld:
             "attributes": [],
             "uv_position_map": mesh_to_uv_position_map(dense, size=c.uv_size).astype(np.float16),
             "crop_to_image": np.array([[1, 0, 0], [0, 1, 0]], np.float32),
-            "source": f"synthetic:seed={c.seed}:identity={identity}:view={view}",
+            "source": source,
             "landmarks68_3d": landmarks3d,
             "depth": (output.depth[0, 0] * output.mask[0, 0]).numpy().astype(np.float16),
             "shape_coefficients": shape_coefficients[0].tolist(),
@@ -157,6 +334,61 @@ class SyntheticFaceWorld:
             "albedo_coefficients": albedo_coefficients[0].tolist(),
             "lighting": lighting.ravel().tolist(),
         }
+        if c.variation:
+            row.update({
+                "segmentation": label,
+                "scene_depth": scene_z.astype(np.float16),
+                "prior_modes": int(c.prior_modes or m.num_identity),
+                "withheld_offsets": (np.zeros(tuple(m.mean_shape.shape)) if withheld is None else withheld
+                                     ).astype(np.float32),
+                "has_glasses": has[sv.GLASSES],
+                "has_hair": has[sv.HAIR],
+            })
+        if not extras:
+            return row, {}
+        return row, {"vertices": pixels.numpy(), "face_index": output.face_index[0].numpy(), "segmentation": label,
+                     "scene_depth": scene_z.astype(np.float32), "scale": float(scale), "center": centre.tolist()}
+
+    def flow(self, a: dict, b: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Exact 2D flow from render ``a`` to render ``b`` of the same identity (two :meth:`render_face` results).
+
+        For each pixel of ``a`` where the face is visible (``segmentation`` is face), the surface point seen at the
+        pixel centre ``p`` is ``sum_k w_k V^a_{t_k}``: ``t`` the z-buffered triangle (``face_index``), ``w`` the
+        barycentrics of ``p`` in its projected corners. The same point in ``b`` is ``q = sum_k w_k V^b_{t_k}`` (same
+        topology). The flow is ``q_xy - p``. It is valid where ``q`` lies in ``b``'s image, ``b`` shows the face at
+        ``q``'s pixel, and the surface ``b`` shows there (the plane of its z-buffered triangle, evaluated at
+        ``q_xy``) is not in front of ``q`` by more than 0.5 px: otherwise the point is hidden in ``b`` (turned away,
+        behind the nose, under glasses or hair).
+
+        Returns:
+            (H, W, 2) float32 flow in pixels (0 where invalid) and (H, W) bool validity.
+        """
+        from facehub.trainers.data.synthetic_variation import FACE
+
+        triangles = self.model.triangles.numpy()
+        va, vb = np.asarray(a["vertices"], np.float64), np.asarray(b["vertices"], np.float64)
+        fa = np.asarray(a["face_index"])
+        h, w = fa.shape
+        rows, cols = np.nonzero((fa >= 0) & (np.asarray(a["segmentation"]) == FACE))
+        p = np.stack([cols + 0.5, rows + 0.5], axis=1)
+        corners = triangles[fa[rows, cols]]
+        weights = _barycentric_2d(p, va[corners][..., :2])
+        q = np.einsum("nk,nkd->nd", weights, vb[corners])
+        flow = np.zeros((h, w, 2), np.float32)
+        valid = np.zeros((h, w), bool)
+        fb, sb = np.asarray(b["face_index"]), np.asarray(b["segmentation"])
+        hb, wb = fb.shape
+        qi = np.floor(q[:, :2]).astype(np.int64)
+        inside = (qi[:, 0] >= 0) & (qi[:, 0] < wb) & (qi[:, 1] >= 0) & (qi[:, 1] < hb)
+        ok = inside.copy()
+        x, y = qi[inside, 0], qi[inside, 1]
+        ok[inside] = (fb[y, x] >= 0) & (sb[y, x] == FACE)
+        shown = triangles[fb[qi[ok, 1], qi[ok, 0]]]
+        surface = np.einsum("nk,nk->n", _barycentric_2d(q[ok, :2], vb[shown][..., :2]), vb[shown][..., 2])
+        ok[ok] = surface <= q[ok, 2] + 0.5
+        flow[rows[ok], cols[ok]] = (q[ok, :2] - p[ok]).astype(np.float32)
+        valid[rows[ok], cols[ok]] = True
+        return flow, valid
 
     def to_dataset(self):
         """The whole world as a ``datasets.Dataset`` (rendered once, cached by ``datasets``' fingerprint)."""
@@ -165,11 +397,12 @@ class SyntheticFaceWorld:
         from facehub.trainers.data.schema import synthetic_features
 
         c = self.config
-        return datasets.Dataset.from_generator(
-            _rows,
-            gen_kwargs={"config": asdict(c)},
-            features=synthetic_features(c.uv_size, c.image_size),
-        )
+        features = synthetic_features(c.uv_size, c.image_size)
+        if c.variation:
+            from facehub.trainers.data.synthetic_variation import v2_features
+
+            features = v2_features(c.uv_size, c.image_size, int(self.model.mean_shape.shape[0]))
+        return datasets.Dataset.from_generator(_rows, gen_kwargs={"config": asdict(c)}, features=features)
 
 
 def _rows(config: dict):
@@ -189,3 +422,15 @@ def background(rng: np.random.Generator, size: int) -> np.ndarray:
     smooth = torch.nn.functional.interpolate(torch.from_numpy(coarse)[None], size=(size, size), mode="bicubic",
                                              align_corners=True)[0].numpy()
     return np.clip(a + (b - a) * ramp[None] + smooth, 0.0, 1.0)
+
+
+def _barycentric_2d(points: np.ndarray, corners: np.ndarray) -> np.ndarray:
+    """(N, 3) barycentric weights of (N, 2) ``points`` in (N, 3, 2) triangles (outside a triangle: the linear
+    extension, some weights negative)."""
+    a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
+    v0, v1, v2 = b - a, c - a, points - a
+    det = v0[:, 0] * v1[:, 1] - v0[:, 1] * v1[:, 0]
+    det = np.where(np.abs(det) < 1e-12, 1e-12, det)
+    w1 = (v2[:, 0] * v1[:, 1] - v2[:, 1] * v1[:, 0]) / det
+    w2 = (v0[:, 0] * v2[:, 1] - v0[:, 1] * v2[:, 0]) / det
+    return np.stack([1.0 - w1 - w2, w1, w2], axis=1)

@@ -1,5 +1,5 @@
 """From a predicted UV position map to a reconstructed face in the photo: mesh, landmarks, pose, colours, depth,
-and export to OBJ (textured), PLY (vertex colours) and GLB (textured).
+a dense mesh, a texture completed by symmetry, and export to OBJ (textured), PLY (vertex colours) and GLB (textured).
 
 A UV position map stores one 3D point per UV pixel (seed 003 eq. 10, ``Pos(u_i, v_i) = (x_i, y_i, z_i)``; PRNet,
 Feng et al. ECCV 2018, section 3.1). :func:`build_reconstruction` takes the network's map in crop units, maps it back
@@ -12,6 +12,12 @@ everything else off it, as PRNet's ``api`` does with its own topology:
   (:func:`facehub.modeling.geometry.profiling.pose_from_mesh`);
 - colours: the photo sampled at each vertex, and a UV texture: the photo sampled at every UV pixel's (x, y), PRNet's
   texture (no visibility test: surfaces hidden at large yaw take the colour of what covers them);
+- the dense mesh (:meth:`FaceReconstruction.dense_mesh`): the whole map as PRNet builds its mesh, every UV pixel of
+  the face region a vertex of a grid triangulation (:mod:`facehub.modeling.geometry.dense_mesh`; about 30k vertices
+  from a 128 px map), eyes and mouth closed or left open;
+- the texture completed by symmetry (:attr:`FaceReconstruction.texture_completion`): per-texel visibility from the
+  468-vertex mesh, hidden texels filled from their mirror texels
+  (:func:`facehub.modeling.geometry.texture_completion.complete_texture`); the dense mesh is textured with it;
 - a depth image: the mesh z-buffered in the photo's pixels (PyTorch3D's rasteriser through
   :func:`facehub.modeling.geometry.render.rasterize_tiled`), measured from the mesh's deepest vertex as the synthetic
   face world measures its depth images, so it is >= 0 on the face and 0 means "no face".
@@ -23,20 +29,28 @@ frame, :mod:`facehub.modeling.geometry`). Exported files use the right-handed y-
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from facehub.modeling.faces.analyzer import Face
+from facehub.modeling.geometry.dense_mesh import (
+    EXPORT_FORMATS,
+    OPENING_MODES,
+    DenseMesh,
+    dense_mesh_from_uv_position_map,
+    export_mesh,
+    mesh_to_trimesh,
+)
 from facehub.modeling.geometry.landmarks68 import landmarks68_from_mesh
 from facehub.modeling.geometry.profiling import pose_from_mesh
 from facehub.modeling.geometry.topology import FaceTopology
 from facehub.modeling.geometry.uv_maps import uv_position_map_to_mesh
 from facehub.modeling.prn_dense.cropping import crop_units_to_image_positions
 
-EXPORT_FORMATS = (".obj", ".ply", ".glb")
+TEXTURE_CHOICES = ("completed", "photo")
 
 
 def sample_image(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -89,8 +103,13 @@ def render_depth(vertices: np.ndarray, triangles: np.ndarray, height: int, width
 class FaceReconstruction:
     """One face reconstructed from a photo, in the photo's pixels (x right, y down, z towards the camera).
 
+    Two meshes: the fields ``vertices`` / ``triangles`` / ``colors`` / ``uvs`` are the 468-vertex mesh of facehub's
+    topology (what landmarks, pose, mirroring and rendering code need); :meth:`dense_mesh` is the whole UV position map
+    as a mesh (PRNet's, ~30k vertices from a 128 px map). :meth:`export` writes either (``dense=True`` for the dense
+    one, textured with :attr:`completed_texture`).
+
     Attributes:
-        vertices: (468, 3) float32 dense mesh (facehub's MediaPipe topology).
+        vertices: (468, 3) float32 mesh (facehub's MediaPipe topology).
         triangles: (852, 3) int64 vertex indices, fronts towards the camera.
         colors: (468, 3) uint8 RGB of the photo at each vertex.
         landmarks68: (68, 3) float32 iBUG 300-W landmarks (x, y in pixels, z towards the camera).
@@ -107,6 +126,8 @@ class FaceReconstruction:
         face_mask: (H, W) bool pixels the face covers (``None`` when the depth was not computed).
         face: the detected :class:`~facehub.modeling.faces.Face` the crop came from (``None`` when only landmarks
             were given).
+        image_shape: (H, W) of the photo (texels that fall off it count as unseen in :attr:`texture_completion`;
+            ``None``: taken from ``depth`` when there is one, else unbounded).
     """
 
     vertices: np.ndarray
@@ -122,52 +143,88 @@ class FaceReconstruction:
     depth: np.ndarray | None = None
     face_mask: np.ndarray | None = None
     face: Face | None = None
+    image_shape: tuple[int, int] | None = None
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def texture_completion(self):
+        """The :attr:`texture` completed by left-right symmetry
+        (:class:`~facehub.modeling.geometry.texture_completion.TextureCompletion`: ``texture``, per-texel
+        ``visibility`` from the 468-vertex mesh, ``source`` of each texel); computed once, on first use."""
+        if "completion" not in self._cache:
+            from facehub.modeling.geometry.texture_completion import complete_texture_from_mesh
+
+            shape = self.image_shape or (tuple(self.depth.shape[:2]) if self.depth is not None else None)
+            self._cache["completion"] = complete_texture_from_mesh(
+                np.asarray(self.texture), np.asarray(self.vertices, np.float64), image_shape=shape)
+        return self._cache["completion"]
+
+    @property
+    def completed_texture(self) -> np.ndarray:
+        """(U, U, 3) uint8 UV texture with the texels hidden in the photo filled from their mirror texels."""
+        return self.texture_completion.texture
+
+    @property
+    def texture_visibility(self) -> np.ndarray:
+        """(U, U) float32 in [0, 1]: how well each texel of :attr:`texture` was seen in the photo."""
+        return self.texture_completion.visibility
+
+    def dense_mesh(
+        self, openings: str = "closed", subdivision: int = 2, texture: str = "completed", smoothing: float = 1.0
+    ) -> DenseMesh:
+        """The whole UV position map as a mesh (:func:`~facehub.modeling.geometry.dense_mesh.dense_mesh_from_uv_position_map`).
+
+        Args:
+            openings: ``"closed"``: the eyes and mouth are filled with vertices and triangles; ``"open"``: they are
+                left as holes (:attr:`DenseMesh.in_opening` flags the filled vertices either way).
+            subdivision: grid points per map pixel along each axis: 2 (default) gives ~30k vertices from a 128 px
+                map and ~119k from a 256 px one; 1 is one vertex per map pixel (~7.5k / ~30k).
+            texture: ``"completed"`` (:attr:`completed_texture`) or ``"photo"`` (:attr:`texture`, hidden texels as
+                the photo shows them): the mesh's UV texture; the vertex colours are that texture at the vertices'
+                UVs (the photo's colour at the vertex wherever it was seen).
+            smoothing: Gaussian sigma in map pixels applied to the map inside the face before meshing
+                (:func:`~facehub.modeling.geometry.dense_mesh.smooth_uv_map`: a network's pixel-scale noise would
+                fold the surface); 0 puts every map pixel's own position on its vertex.
+        """
+        if texture not in TEXTURE_CHOICES:
+            raise ValueError(f"Got {texture!r} for `texture`; use one of {', '.join(map(repr, TEXTURE_CHOICES))}.")
+        key = ("dense", openings, subdivision, texture, float(smoothing))
+        if key not in self._cache:
+            image = self.completed_texture if texture == "completed" else np.asarray(self.texture)
+            self._cache[key] = dense_mesh_from_uv_position_map(
+                np.asarray(self.uv_position_map), subdivision=subdivision, openings=openings, texture=image,
+                smoothing=smoothing)
+        return self._cache[key]
 
     def to_trimesh(self, textured: bool = True):
-        """A ``trimesh.Trimesh`` in the export frame (module docstring): UV-textured, or with vertex colours."""
-        import trimesh
-        from PIL import Image
+        """The 468-vertex mesh as a ``trimesh.Trimesh`` in the export frame (module docstring): UV-textured, or with
+        vertex colours (``rec.dense_mesh().to_trimesh()`` for the dense one)."""
+        return mesh_to_trimesh(self.vertices, self.triangles, self.uvs, self.colors, self.texture, textured=textured)
 
-        vertices = np.asarray(self.vertices, dtype=np.float64) * np.array([1.0, -1.0, 1.0])
-        faces = np.asarray(self.triangles)[:, [0, 2, 1]]  # the y flip mirrors the mesh: keep fronts facing +z
-        if textured:
-            material = trimesh.visual.material.SimpleMaterial(
-                image=Image.fromarray(np.ascontiguousarray(self.texture)),
-                diffuse=(255, 255, 255, 255), ambient=(255, 255, 255, 255), specular=(0, 0, 0, 255), name="face",
-            )
-            uv = np.stack([self.uvs[:, 0], 1.0 - self.uvs[:, 1]], axis=1)  # OBJ / glTF texture v grows upwards
-            visual = trimesh.visual.TextureVisuals(uv=uv, material=material)
-        else:
-            rgba = np.hstack([self.colors, np.full((len(self.colors), 1), 255, np.uint8)])
-            visual = trimesh.visual.ColorVisuals(vertex_colors=rgba)
-        return trimesh.Trimesh(vertices=vertices, faces=faces, visual=visual, process=False)
+    def export(
+        self, path: str | Path, *, dense: bool = False, openings: str = "closed", subdivision: int = 2,
+        texture: str | None = None, smoothing: float = 1.0,
+    ) -> Path:
+        """Write a mesh, format by extension: ``.obj`` (+ ``<name>.mtl`` and ``<name>.png`` texture beside it),
+        ``.ply`` (vertex colours) or ``.glb`` (embedded texture). Returns the path written.
 
-    def export(self, path: str | Path) -> Path:
-        """Write the mesh, format by extension: ``.obj`` (+ ``<name>.mtl`` and ``<name>.png`` texture beside it),
-        ``.ply`` (vertex colours) or ``.glb`` (embedded texture). Returns the path written."""
-        path = Path(path)
-        suffix = path.suffix.lower()
-        if suffix not in EXPORT_FORMATS:
+        Args:
+            dense: write :meth:`dense_mesh` (``openings``, ``subdivision``, ``texture``, ``smoothing`` as there; its
+                texture is the completed one unless ``texture="photo"``); ``False`` (default) writes the 468-vertex
+                mesh, textured with :attr:`texture` unless ``texture="completed"``.
+        """
+        if Path(path).suffix.lower() not in EXPORT_FORMATS:
             raise ValueError(
-                f"Cannot export {path.name!r}: unknown extension {path.suffix!r}; use one of {', '.join(EXPORT_FORMATS)}."
+                f"Cannot export {Path(path).name!r}: unknown extension {Path(path).suffix!r}; use one of "
+                f"{', '.join(EXPORT_FORMATS)}."
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if suffix == ".obj":
-            from trimesh.exchange.obj import export_obj
-
-            mesh = self.to_trimesh(textured=True)
-            mesh.visual.material.name = path.stem
-            text, files = export_obj(
-                mesh, include_normals=False, include_texture=True, return_texture=True, mtl_name=f"{path.stem}.mtl"
-            )
-            for name, data in files.items():
-                (path.parent / name).write_bytes(data)
-            path.write_text(text)
-        elif suffix == ".ply":
-            path.write_bytes(self.to_trimesh(textured=False).export(file_type="ply"))
-        else:
-            path.write_bytes(self.to_trimesh(textured=True).export(file_type="glb"))
-        return path
+        if dense:
+            return self.dense_mesh(openings=openings, subdivision=subdivision, texture=texture or "completed",
+                                   smoothing=smoothing).export(path)
+        if texture not in (None, *TEXTURE_CHOICES):
+            raise ValueError(f"Got {texture!r} for `texture`; use one of {', '.join(map(repr, TEXTURE_CHOICES))}.")
+        image = self.completed_texture if texture == "completed" else self.texture
+        return export_mesh(path, self.vertices, self.triangles, self.uvs, self.colors, image)
 
 
 def build_reconstruction(
@@ -211,4 +268,5 @@ def build_reconstruction(
         depth=depth,
         face_mask=face_mask,
         face=face,
+        image_shape=(int(image.shape[0]), int(image.shape[1])),
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import signal
 import sys
 import threading
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from facehub.apps.registry import DemoContext, TabSpec, registered_tabs
+from facehub.apps.registry import MODELS_DIR_ENV, DemoContext, TabSpec, registered_tabs
 
 logger = logging.getLogger(__name__)
 
@@ -107,12 +108,13 @@ def launch(
         The running ``gr.Blocks`` (its ``local_url`` says where it is served).
     """
     if ctx is None:
-        options = {"allow_any_model": allow_any_model}
-        if models_dir is not None:
-            if not Path(models_dir).expanduser().is_dir():
-                raise FileNotFoundError(f"The models folder {models_dir} does not exist; pass an existing folder.")
-            options["models_dir"] = Path(models_dir).expanduser()
-        ctx = DemoContext(**options)
+        source = "--models-dir"
+        if models_dir is None and os.environ.get(MODELS_DIR_ENV, "").strip():
+            models_dir, source = os.environ[MODELS_DIR_ENV].strip(), MODELS_DIR_ENV
+        if models_dir is not None and not Path(models_dir).expanduser().is_dir():
+            raise FileNotFoundError(f"The models folder {models_dir} ({source}) does not exist; pass an existing folder.")
+        ctx = DemoContext(models_dir=None if models_dir is None else Path(models_dir).expanduser(),
+                          allow_any_model=allow_any_model)
     demo = configure_queue(build_demo(ctx))
     if block:
         _exit_on_sigterm()

@@ -264,8 +264,11 @@ def test_cli_takes_a_models_folder(folders, monkeypatch):
     assert cli.main(["demo", "--models-dir", str(models), "--port", "7999"]) == 0
     assert seen["models_dir"] == str(models) and seen["allow_any_model"] is False and seen["port"] == 7999
     monkeypatch.undo()
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"missing \(--models-dir\) does not exist"):
         demo.launch(models_dir=str(models / "missing"), block=False)
+    monkeypatch.setenv("FACEHUB_MODELS_DIR", str(models / "gone"))
+    with pytest.raises(FileNotFoundError, match=r"gone \(FACEHUB_MODELS_DIR\) does not exist"):
+        demo.launch(block=False)
 
 
 def test_models_folder_from_the_environment(folders, monkeypatch):

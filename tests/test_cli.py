@@ -48,6 +48,9 @@ def error_lines(text: str) -> list[str]:
     (["depthnet", "--gradient_accumulation_steps", "0"],
      "Got '0' for --gradient_accumulation_steps; give a positive integer."),
     ([], "Give the method to train"),
+    (["depthnet", "run.yaml"], "Unexpected argument 'run.yaml' (a config file goes after --config); give the config "
+     "file as --config FILE and settings as key=value."),
+    (["depthnet", "--num_procs", "2"], "Neither facehub train nor accelerate launch knows --num_procs"),
 ])
 def test_a_bad_config_is_one_line_and_exit_2_without_launching(argv, message, launches, capsys):
     assert main(["train", *argv]) == 2

@@ -61,6 +61,21 @@ def launcher_accumulation(accelerate_args: list[str]) -> int | None:
     return int(value)
 
 
+def check_launch_options(launch_args: list[str]) -> None:
+    """Refuse, before launching, what ``accelerate launch`` would not run: options it does not know, and a stray
+    argument (a config file given without ``--config``) that it would take for the training script."""
+    from accelerate.commands.launch import launch_command_parser
+
+    parsed, unknown = launch_command_parser().parse_known_args(launch_args)
+    if unknown:
+        raise ValueError(f"Neither facehub train nor accelerate launch knows {' '.join(unknown)}; `facehub train "
+                         "METHOD --help` lists facehub's options and config keys, `accelerate launch --help` the rest.")
+    if parsed.training_script != "facehub.trainers.run":
+        hint = " (a config file goes after --config)" if parsed.training_script.endswith((".yaml", ".yml")) else ""
+        raise ValueError(f"Unexpected argument {parsed.training_script!r}{hint}; give the config file as --config FILE "
+                         "and settings as key=value.")
+
+
 def split_arguments(rest: list[str]) -> tuple[list[str], list[str]]:
     """``(config overrides, accelerate launch options)`` of the arguments facehub does not know."""
     overrides = [a for a in rest if "=" in a and not a.startswith("-")]
@@ -114,6 +129,7 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
     load_config(args.config, overrides + (["resume=true"] if args.resume else []), method=spec.name,
                 preset=args.preset, config_class=spec.config_class())
     command = accelerate_command(spec.name, args.config, args.resume, rest, preset=args.preset)
+    check_launch_options(command[3:])
     print("launching: accelerate launch", shlex.join(command[3:]), flush=True)
     typed = shlex.join(["facehub", "train", spec.name, *(["--config", args.config] if args.config else []),
                         *(["--preset", args.preset] if args.preset else []), *(["--resume"] if args.resume else []),

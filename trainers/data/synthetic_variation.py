@@ -55,7 +55,7 @@ def fine_detail_pattern(rng: np.random.Generator, size: int, amplitude: float) -
     for _ in range(6):
         frequency, angle, phase = rng.uniform(10, 40), rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi)
         waves += np.cos(2 * np.pi * frequency * (np.cos(angle) * u + np.sin(angle) * v) + phase)
-    waves /= 6.0
+    waves /= np.sqrt(6.0)  # unit-ish spread: each cosine has variance 1/2
     spots = np.zeros((size, size))
     for cu, cv, radius in zip(rng.uniform(0.15, 0.85, 40), rng.uniform(0.2, 0.85, 40), rng.uniform(0.004, 0.012, 40)):
         spots += np.exp(-((u - cu) ** 2 + (v - cv) ** 2) / (2 * radius**2))
@@ -130,7 +130,7 @@ class GlassesStyle:
 def glasses_style(rng: np.random.Generator) -> GlassesStyle:
     frame = rng.choice([[0.05, 0.05, 0.05], [0.35, 0.2, 0.1], [0.7, 0.7, 0.72], [0.5, 0.05, 0.05]])
     lens = rng.uniform(0.05, 0.3) * rng.uniform(0.7, 1.3, size=3)
-    return GlassesStyle(np.asarray(frame, float), np.clip(lens, 0, 1), rng.uniform(0.34, 0.4), rng.uniform(0.6, 0.85))
+    return GlassesStyle(np.asarray(frame, float), np.clip(lens, 0, 1), rng.uniform(0.38, 0.44), rng.uniform(0.62, 0.8))
 
 
 def _ellipse(centre, rx, ry, z, count):

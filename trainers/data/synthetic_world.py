@@ -236,6 +236,21 @@ class SyntheticFaceWorld:
         return MorphableFaceModel(m.mean_shape, m.id_basis[:k], m.exp_basis, m.albedo_mean, m.albedo_basis,
                                   m.triangles, m.uvs, m.landmark_weights, m.albedo_space, m.unit, m.expression_names)
 
+    def albedo_texture(self, identity: int, albedo_coefficients: torch.Tensor | None = None) -> torch.Tensor:
+        """(1, 3, T, T) UV albedo of ``identity``: the model's ``T_mean + B_tex delta``, times the identity's fine
+        detail pattern when ``fine_detail`` is on (:func:`~.synthetic_variation.fine_detail_pattern`), in [0, 1]."""
+        from facehub.trainers.data import synthetic_variation as sv
+
+        c = self.config
+        if albedo_coefficients is None:
+            albedo_coefficients = self.identity_coefficients(identity)[1]
+        albedo = self.model.albedo(albedo_coefficients)
+        if c.fine_detail:
+            pattern = sv.fine_detail_pattern(sv.variation_rng(c.seed, identity, sv._DETAIL), albedo.shape[-1],
+                                             c.fine_detail)
+            albedo = (albedo * torch.from_numpy(pattern).float()[None]).clamp(0.0, 1.0)
+        return albedo
+
     def _renderer(self, size: int):
         if size == self.config.image_size:
             return self.renderer
@@ -264,11 +279,7 @@ class SyntheticFaceWorld:
         z_shift = pixels[:, 2].min()
         pixels[:, 2] -= z_shift  # z from the deepest vertex: >= 0 on the face, so depth 0 means "no face"
 
-        albedo = m.albedo(albedo_coefficients)
-        if c.fine_detail:
-            pattern = sv.fine_detail_pattern(sv.variation_rng(c.seed, identity, sv._DETAIL), albedo.shape[-1],
-                                             c.fine_detail)
-            albedo = (albedo * torch.from_numpy(pattern).float()[None]).clamp(0.0, 1.0)
+        albedo = self.albedo_texture(identity, albedo_coefficients)
         renderer = self._renderer(size)
         camera = OrthographicCamera(1.0, (0.0, 0.0))
         sh = torch.from_numpy(lighting)[None].float()
@@ -355,15 +366,15 @@ class SyntheticFaceWorld:
         For each pixel of ``a`` where the face is visible (``segmentation`` is face), the surface point seen at the
         pixel centre ``p`` is ``sum_k w_k V^a_{t_k}``: ``t`` the z-buffered triangle (``face_index``), ``w`` the
         barycentrics of ``p`` in its projected corners. The same point in ``b`` is ``q = sum_k w_k V^b_{t_k}`` (same
-        topology). The flow is ``q_xy - p``. It is valid where ``q`` lies in ``b``'s image, ``b`` shows the face at
-        ``q``'s pixel, and the surface ``b`` shows there (the plane of its z-buffered triangle, evaluated at
-        ``q_xy``) is not in front of ``q`` by more than 0.5 px: otherwise the point is hidden in ``b`` (turned away,
-        behind the nose, under glasses or hair).
+        topology, same weights). The flow is ``q_xy - p``. It is valid where ``q`` lies inside ``b``'s image and is
+        visible there: its triangle faces ``b``'s camera, no triangle of ``b``'s face mesh covers ``q_xy`` in front
+        of ``q`` (an exact point-in-triangle and depth test against every triangle), and neither glasses nor hair
+        cover ``q``'s pixel in ``b``. Otherwise the point is hidden in ``b``.
 
         Returns:
             (H, W, 2) float32 flow in pixels (0 where invalid) and (H, W) bool validity.
         """
-        from facehub.trainers.data.synthetic_variation import FACE
+        from facehub.trainers.data.synthetic_variation import FACE, GLASSES, HAIR
 
         triangles = self.model.triangles.numpy()
         va, vb = np.asarray(a["vertices"], np.float64), np.asarray(b["vertices"], np.float64)
@@ -374,18 +385,18 @@ class SyntheticFaceWorld:
         corners = triangles[fa[rows, cols]]
         weights = _barycentric_2d(p, va[corners][..., :2])
         q = np.einsum("nk,nkd->nd", weights, vb[corners])
+        sb = np.asarray(b["segmentation"])
+        hb, wb = sb.shape
+        qi = np.floor(q[:, :2]).astype(np.int64)
+        ok = (qi[:, 0] >= 0) & (qi[:, 0] < wb) & (qi[:, 1] >= 0) & (qi[:, 1] < hb)
+        ok[ok] = ~np.isin(sb[qi[ok, 1], qi[ok, 0]], (GLASSES, HAIR))
+        tb = vb[corners]
+        facing = (tb[:, 1, 0] - tb[:, 0, 0]) * (tb[:, 2, 1] - tb[:, 0, 1]) \
+            - (tb[:, 1, 1] - tb[:, 0, 1]) * (tb[:, 2, 0] - tb[:, 0, 0])
+        ok &= facing > 0
+        ok[ok] = ~_covered_in_front(q[ok], vb, triangles)
         flow = np.zeros((h, w, 2), np.float32)
         valid = np.zeros((h, w), bool)
-        fb, sb = np.asarray(b["face_index"]), np.asarray(b["segmentation"])
-        hb, wb = fb.shape
-        qi = np.floor(q[:, :2]).astype(np.int64)
-        inside = (qi[:, 0] >= 0) & (qi[:, 0] < wb) & (qi[:, 1] >= 0) & (qi[:, 1] < hb)
-        ok = inside.copy()
-        x, y = qi[inside, 0], qi[inside, 1]
-        ok[inside] = (fb[y, x] >= 0) & (sb[y, x] == FACE)
-        shown = triangles[fb[qi[ok, 1], qi[ok, 0]]]
-        surface = np.einsum("nk,nk->n", _barycentric_2d(q[ok, :2], vb[shown][..., :2]), vb[shown][..., 2])
-        ok[ok] = surface <= q[ok, 2] + 0.5
         flow[rows[ok], cols[ok]] = (q[ok, :2] - p[ok]).astype(np.float32)
         valid[rows[ok], cols[ok]] = True
         return flow, valid
@@ -434,3 +445,28 @@ def _barycentric_2d(points: np.ndarray, corners: np.ndarray) -> np.ndarray:
     w1 = (v2[:, 0] * v1[:, 1] - v2[:, 1] * v1[:, 0]) / det
     w2 = (v0[:, 0] * v2[:, 1] - v0[:, 1] * v2[:, 0]) / det
     return np.stack([1.0 - w1 - w2, w1, w2], axis=1)
+
+
+def _covered_in_front(points: np.ndarray, vertices: np.ndarray, triangles: np.ndarray, tolerance: float = 1e-3,
+                      chunk: int = 1024) -> np.ndarray:
+    """(N,) bool: some triangle of the mesh covers the point's (x, y) with its surface more than ``tolerance``
+    pixels nearer the camera (larger z) than the point."""
+    corners = vertices[triangles]  # (F, 3, 3)
+    low, high = corners[..., :2].min(axis=1), corners[..., :2].max(axis=1)
+    a, b, c = corners[:, 0, :2], corners[:, 1, :2], corners[:, 2, :2]
+    v0, v1 = b - a, c - a
+    det = v0[:, 0] * v1[:, 1] - v0[:, 1] * v1[:, 0]
+    usable = np.abs(det) > 1e-12
+    det = np.where(usable, det, 1.0)
+    out = np.zeros(len(points), bool)
+    for start in range(0, len(points), chunk):
+        pt = points[start:start + chunk]
+        v2 = pt[:, None, :2] - a[None]  # (n, F, 2)
+        w1 = (v2[..., 0] * v1[None, :, 1] - v2[..., 1] * v1[None, :, 0]) / det
+        w2 = (v0[None, :, 0] * v2[..., 1] - v0[None, :, 1] * v2[..., 0]) / det
+        w0 = 1.0 - w1 - w2
+        inside = usable & (w0 >= -1e-9) & (w1 >= -1e-9) & (w2 >= -1e-9)
+        inside &= ((pt[:, None, :2] >= low[None] - 1e-9) & (pt[:, None, :2] <= high[None] + 1e-9)).all(axis=-1)
+        z = w0 * corners[None, :, 0, 2] + w1 * corners[None, :, 1, 2] + w2 * corners[None, :, 2, 2]
+        out[start:start + chunk] = (inside & (z > pt[:, None, 2] + tolerance)).any(axis=1)
+    return out

@@ -127,10 +127,9 @@ class ModelSection(ConfigSection):
 
     def __post_init__(self):
         if self.model_presets and self.preset not in self.model_presets:
-            raise ConfigError(
-                f"Got {self.preset!r} for `model.preset`; known model presets: {', '.join(self.model_presets)}."
-                + _did_you_mean(self.preset, list(self.model_presets), quote=False)
-            )
+            hint = _did_you_mean(self.preset, list(self.model_presets), quote=False)
+            raise ConfigError(f"Got {self.preset!r} for `model.preset`; known model presets: "
+                              f"{', '.join(self.model_presets)}" + (hint or "."))
 
     def validate(self, check, settings: dict[str, Any], other_keys: dict[str, str] | None = None) -> None:
         """Run the network's own validation ``check(**settings)``; the keys its message names get their section's

@@ -234,6 +234,12 @@ class TrainingConfig:
             raise ConfigError(f"Got {self.checkpoints_total_limit} for `checkpoints_total_limit`; use null or >= 1.")
         if self.export_steps < 0:
             raise ConfigError(f"Got {self.export_steps} for `export_steps`; use 0 (end only) or a positive interval.")
+        from diffusers.optimization import SchedulerType
+
+        schedules = [schedule.value for schedule in SchedulerType]
+        if self.lr_scheduler not in schedules:
+            raise ConfigError(f"Got {self.lr_scheduler!r} for `lr_scheduler`; expected one of {', '.join(schedules)}"
+                              + (_did_you_mean(self.lr_scheduler, schedules, quote=False) or "."))
         if self.report_to not in ("tensorboard", "none"):
             raise ConfigError(f"Got {self.report_to!r} for `report_to`; expected 'tensorboard' or 'none'.")
         if self.push_to_hub and not self.hub_model_id:

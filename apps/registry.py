@@ -249,6 +249,7 @@ class DemoContext:
     _models: OrderedDict[tuple[str, type], Any] = field(default_factory=OrderedDict, init=False, repr=False)
     _loaded: dict[tuple[str, type], LoadedCheckpoint] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
+    _loading: dict[tuple[str, type], threading.Lock] = field(default_factory=dict, init=False, repr=False)
     _temp_root: Path | None = field(default=None, init=False, repr=False)
     _temp_folders: list[Path] = field(default_factory=list, init=False, repr=False)
 
@@ -358,24 +359,35 @@ class DemoContext:
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key], self._loaded[key], False
-            start = time.perf_counter()
-            model = loader(folder) if loader is not None else cls.from_pretrained(str(folder))
-            if hasattr(model, "to"):
-                model = model.to(self.device)
-            self._models[key] = model
-            record = self._loaded[key] = LoadedCheckpoint(
-                model_id=shown,
-                class_name=cls.__name__,
-                path=folder,
-                num_parameters=count_parameters(model),
-                device=self.device,
-                load_seconds=time.perf_counter() - start,
-            )
-            while len(self._models) > self.max_models:
-                dropped, _ = self._models.popitem(last=False)
-                gone = self._loaded.pop(dropped, None)
-                logger.info("Dropped %s (%s) from the demo's model cache (max_models=%d).",
-                            gone.model_id if gone else dropped[0], dropped[1].__name__, self.max_models)
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:  # one load per model at a time; other models' requests go on meanwhile
+            with self._lock:
+                if key in self._models:  # another request loaded it while this one waited
+                    self._models.move_to_end(key)
+                    return self._models[key], self._loaded[key], False
+            try:
+                start = time.perf_counter()
+                model = loader(folder) if loader is not None else cls.from_pretrained(str(folder))
+                if hasattr(model, "to"):
+                    model = model.to(self.device)
+                record = LoadedCheckpoint(
+                    model_id=shown,
+                    class_name=cls.__name__,
+                    path=folder,
+                    num_parameters=count_parameters(model),
+                    device=self.device,
+                    load_seconds=time.perf_counter() - start,
+                )
+                with self._lock:
+                    self._models[key], self._loaded[key] = model, record
+                    while len(self._models) > self.max_models:
+                        dropped, _ = self._models.popitem(last=False)
+                        gone = self._loaded.pop(dropped, None)
+                        logger.info("Dropped %s (%s) from the demo's model cache (max_models=%d).",
+                                    gone.model_id if gone else dropped[0], dropped[1].__name__, self.max_models)
+            finally:
+                with self._lock:
+                    self._loading.pop(key, None)
             return model, record, True
 
     def _key(self, model_id: str, cls: type) -> tuple[str, type] | None:

@@ -338,3 +338,36 @@ def test_an_unexpected_failure_names_no_server_file(client, monkeypatch):
     with pytest.raises(AppError) as err:
         client.predict(TINY, api_name="/model_info")
     assert err.value.message == "Unexpected PermissionError; the server log has the details."
+
+
+def test_a_slow_load_does_not_hold_up_other_models(folders):
+    _, models, _ = folders
+    ctx = DemoContext(device="cpu", models_dir=models)
+    cls = _registration()
+    cached = ctx.load(TINY, cls)
+    started, release = threading.Event(), threading.Event()
+    outcome = {}
+
+    def slow(folder):
+        started.set()
+        assert release.wait(60)
+        return cls.from_pretrained(str(folder))
+
+    def load_other():
+        outcome["other"] = ctx.load_checkpoint(OTHER, cls, loader=slow)
+
+    def load_other_too():
+        outcome["again"] = ctx.load_checkpoint(str(models / OTHER), cls, loader=slow)
+
+    first = threading.Thread(target=load_other)
+    first.start()
+    assert started.wait(60)
+    second = threading.Thread(target=load_other_too)  # the same model: waits for the first load, does not repeat it
+    second.start()
+    assert ctx.load(TINY, cls) is cached, "a cached model is served while another one loads"
+    release.set()
+    first.join(60)
+    second.join(60)
+    assert outcome["other"][2] is True and outcome["again"][2] is False
+    assert outcome["other"][0] is outcome["again"][0]
+    assert sorted(r.model_id for r in ctx.loaded()) == [OTHER, TINY]

@@ -227,6 +227,12 @@ class TrainingConfig:
                               "or null (the launcher's choice).")
         if self.learning_rate <= 0:
             raise ConfigError(f"Got {self.learning_rate} for `learning_rate`; it must be positive.")
+        for name in ("adam_beta1", "adam_beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"Got {getattr(self, name)} for `{name}`; expected a value in [0, 1).")
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            raise ConfigError(f"Got {self.max_grad_norm} for `max_grad_norm`; it must be positive (or null: no "
+                              "clipping).")
         for name in ("lr_warmup_steps", "dataloader_num_workers", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"Got {getattr(self, name)} for `{name}`; it must be 0 or more.")

@@ -10,6 +10,20 @@ coefficients and the identity. Rows follow :func:`facehub.trainers.data.schema.s
 
 All coordinates are pixels of the rendered image (x right, y down, z towards the camera, measured from the face's
 deepest vertex, so the depth image is positive on the face and 0 elsewhere); pose is (yaw, pitch, roll) in degrees, the rotation applied to the model's frontal mean face.
+
+Synthetic world v2:
+
+- :meth:`SyntheticFaceWorld.render_face` renders one identity at a chosen pose, expression, lighting, size and
+  framing with everything else (backdrop included) fixed, and returns the exact geometry of the render (mesh in
+  pixels, z-buffered triangle per pixel); :meth:`SyntheticFaceWorld.flow` gives the exact 2D flow between two such
+  renders and where it is valid.
+- Config switches (all off by default; off, a row is byte-for-byte what it was before v2) add what the morphable
+  prior cannot explain (:mod:`facehub.trainers.data.synthetic_variation`): fine UV detail, glasses, hair, a
+  background plane, a deformation outside the model's span, and a prior with fewer identity modes than the shapes
+  use (:meth:`SyntheticFaceWorld.prior_model`). Rows then also carry ``segmentation`` (background, face, hair,
+  glasses), ``scene_depth``, ``prior_modes``, ``withheld_offsets``, ``has_glasses`` and ``has_hair``
+  (:func:`facehub.trainers.data.synthetic_variation.v2_features`). ``depth`` stays the face surface's own depth,
+  also where glasses or hair cover it; ``scene_depth`` is the z of whatever is visible.
 """
 
 from __future__ import annotations

@@ -101,9 +101,9 @@ def test_values_out_of_range_name_the_dotted_key():
         ("prn_dense", "losses.lr_factors=[1.0]"): "`losses.lr_factors` needs one more value",
         ("cyclegan", "losses.history_size=-1"): "Got -1 for `losses.history_size`",
         ("depthnet", "train_batch_size=0"): "Got 0 for `train_batch_size`; it must be a positive integer.",
-        ("prn_dense", "lr_scheduler=cosin"): "Got 'cosin' for `lr_scheduler`; expected one of linear, cosine, "
-                                             "cosine_with_restarts, polynomial, constant, constant_with_warmup, "
-                                             "piecewise_constant; did you mean 'cosine'?",
+        ("prn_dense", "lr_scheduler=cosin"): "Got 'cosin' for `lr_scheduler`; expected one of constant, "
+                                             "constant_with_warmup, linear, cosine, cosine_with_restarts, "
+                                             "polynomial; did you mean 'cosine'?",
     }
     for (name, key), message in cases.items():
         with pytest.raises(ConfigError) as error:

@@ -35,7 +35,8 @@ Fields shared by every method (``TrainingConfig``):
     adam_beta2: Adam's beta2.
     weight_decay: AdamW's weight decay.
     max_grad_norm: clip gradients to this norm before each step; ``null`` does not clip.
-    lr_scheduler: any ``diffusers.optimization`` schedule name (``constant``, ``cosine``, ``linear``, ...).
+    lr_scheduler: a ``diffusers.optimization`` schedule: ``constant``, ``constant_with_warmup``, ``linear``,
+        ``cosine``, ``cosine_with_restarts`` or ``polynomial``.
     lr_warmup_steps: warm-up steps of ``lr_scheduler``.
     checkpointing_steps: save the full training state every N optimiser steps (also at the end and on SIGTERM).
     checkpoints_total_limit: keep at most this many checkpoints (oldest removed first); ``null`` keeps all.
@@ -68,6 +69,8 @@ from typing import Any, ClassVar, Literal
 import yaml
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
+#: The per-step schedules of ``diffusers.optimization.get_scheduler`` the loop applies (facehub.trainers.core.schedules).
+LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
 SECTIONS = ("model", "data", "losses")
 
 
@@ -240,12 +243,10 @@ class TrainingConfig:
             raise ConfigError(f"Got {self.checkpoints_total_limit} for `checkpoints_total_limit`; use null or >= 1.")
         if self.export_steps < 0:
             raise ConfigError(f"Got {self.export_steps} for `export_steps`; use 0 (end only) or a positive interval.")
-        from diffusers.optimization import SchedulerType
-
-        schedules = [schedule.value for schedule in SchedulerType]
-        if self.lr_scheduler not in schedules:
-            raise ConfigError(f"Got {self.lr_scheduler!r} for `lr_scheduler`; expected one of {', '.join(schedules)}"
-                              + (_did_you_mean(self.lr_scheduler, schedules, quote=False) or "."))
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            raise ConfigError(f"Got {self.lr_scheduler!r} for `lr_scheduler`; expected one of "
+                              f"{', '.join(LR_SCHEDULERS)}" + (_did_you_mean(self.lr_scheduler, list(LR_SCHEDULERS),
+                                                                             quote=False) or "."))
         if self.report_to not in ("tensorboard", "none"):
             raise ConfigError(f"Got {self.report_to!r} for `report_to`; expected 'tensorboard' or 'none'.")
         if self.push_to_hub and not self.hub_model_id:

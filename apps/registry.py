@@ -280,13 +280,13 @@ class DemoContext:
         root = self._models_root()
         if root is not None:
             for entry in sorted(root.iterdir()):
-                if not entry.is_dir():
-                    continue
+                if not entry.is_dir() or not entry.resolve().is_relative_to(root):
+                    continue  # links that lead out of the models folder are neither offered nor searched
                 candidates = [entry] if _is_saved_model(entry) else sorted(p for p in entry.iterdir() if p.is_dir())
                 for candidate in candidates:
                     folder = candidate.resolve()
                     if not folder.is_relative_to(root) or not _is_saved_model(folder):
-                        continue  # links that lead out of the models folder are not offered
+                        continue
                     model_id = candidate.relative_to(root).as_posix()
                     if model_id in taken:
                         logger.warning("Models folder entry %s has the id of an embedded default, which wins; "

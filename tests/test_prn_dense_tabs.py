@@ -36,15 +36,18 @@ def photo(name: str):
 
 
 def test_reconstruct_returns_mesh_files_landmarks_and_depth(client):
-    view, landmarks, depth, status, glb, ply, obj_zip = client.predict(photo("obama.jpg"), MODEL_ID,
-                                                                      api_name="/reconstruct")
-    assert status.startswith("**Reconstructed** 468 vertices") and "Pose measured on the mesh: yaw" in status
+    view, landmarks, depth, status, glb, ply, obj_zip, texture, visibility = client.predict(
+        photo("obama.jpg"), MODEL_ID, api_name="/reconstruct")
+    assert status.startswith("**Reconstructed** a dense mesh of") and "Pose measured on the mesh: yaw" in status
+    assert "eyes and mouth closed" in status and "completed by symmetry" in status
+    for picture in (texture, visibility):  # the 64 px UV maps of this small model, shown at 128 px
+        assert np.asarray(Image.open(picture).convert("RGB")).shape == (128, 128, 3)
     original = np.asarray(Image.open(PHOTOS / "obama.jpg").convert("RGB"))
     drawn = np.asarray(Image.open(landmarks).convert("RGB"))
     assert drawn.shape == original.shape and (drawn != original).any()  # the dots are drawn on the photo
     assert np.asarray(Image.open(depth).convert("RGB")).shape == original.shape
-    for path in (view, glb, ply):
-        assert len(trimesh.load(path, force="mesh").vertices) >= 468
+    for path in (view, glb, ply):  # the dense mesh: ~7k vertices from a 64 px map
+        assert len(trimesh.load(path, force="mesh", process=False).vertices) > 5000
     with zipfile.ZipFile(obj_zip) as bundle:
         assert {Path(n).suffix for n in bundle.namelist()} >= {".obj", ".mtl", ".png"}
 

@@ -3,9 +3,12 @@ method that has the ``reconstruction`` capability (today PRN-Dense, paper 003).
 
 Public event (callable with ``gradio_client``):
 
-- ``/reconstruct``: photo, model id, method name -> the mesh as GLB (shown in ``gr.Model3D``), the photo with the
-  68 landmarks drawn, the depth image, a status message (what was measured: faces found, mesh size, pose), and the
-  downloads (GLB, PLY with vertex colours, and a zip of OBJ + MTL + texture).
+- ``/reconstruct``: photo, model id, method name, whether to close the eyes and mouth -> the dense mesh as GLB
+  (shown in ``gr.Model3D``: the whole UV position map as a mesh, textured with the texture completed by symmetry;
+  :meth:`~facehub.modeling.prn_dense.FaceReconstruction.dense_mesh`), the photo with the 68 landmarks drawn, the depth
+  image, a status message (what was measured: faces found, mesh size, pose, how much of the texture was hidden), the
+  downloads (GLB, PLY with vertex colours, and a zip of OBJ + MTL + texture, all of the dense mesh), the completed UV
+  texture and the per-texel visibility map (how well the photo showed each texel; the rest came from its mirror).
 
 Photos are uploaded as files and read by facehub's reader. Unreadable photos, photos without a face and models the
 demo does not offer give a status message and a ``gr.Warning``, never a traceback. With several faces the largest is
@@ -75,14 +78,26 @@ def depth_picture(depth: np.ndarray) -> np.ndarray:
     return picture
 
 
-def export_downloads(reconstruction, folder: Path) -> tuple[Path, Path, Path]:
-    """GLB, PLY and a zip of the OBJ with its MTL and texture, written under ``folder``."""
+def visibility_picture(completion, scale: int = 2) -> np.ndarray:
+    """A texture completion's per-texel visibility as an RGB picture (viridis: yellow seen, purple hidden; black off
+    the face's UV footprint), enlarged ``scale`` times without smoothing."""
+    import matplotlib
+
+    from facehub.modeling.geometry.texture_completion import OUTSIDE
+
+    picture = (matplotlib.colormaps["viridis"](np.clip(completion.visibility, 0, 1))[..., :3] * 255).astype(np.uint8)
+    picture[completion.source == OUTSIDE] = 0
+    return np.repeat(np.repeat(picture, scale, axis=0), scale, axis=1)
+
+
+def export_downloads(reconstruction, folder: Path, openings: str = "closed") -> tuple[Path, Path, Path]:
+    """GLB, PLY and a zip of the OBJ with its MTL and texture of the dense mesh, written under ``folder``."""
     glb, ply = folder / "face.glb", folder / "face.ply"
-    reconstruction.export(glb)
-    reconstruction.export(ply)
+    reconstruction.export(glb, dense=True, openings=openings)
+    reconstruction.export(ply, dense=True, openings=openings)
     obj_dir = folder / "obj"
     obj_dir.mkdir()
-    reconstruction.export(obj_dir / "face.obj")
+    reconstruction.export(obj_dir / "face.obj", dense=True, openings=openings)
     archive = folder / "face_obj.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
         for path in sorted(obj_dir.iterdir()):
@@ -90,14 +105,16 @@ def export_downloads(reconstruction, folder: Path) -> tuple[Path, Path, Path]:
     return glb, ply, archive
 
 
-def reconstruct(ctx: DemoContext, photo, model_id: str | None, method: str | None = None, progress=None):
+def reconstruct(ctx: DemoContext, photo, model_id: str | None, method: str | None = None, progress=None,
+                close_openings: bool = True):
     """The ``/reconstruct`` event; see the module docstring for its outputs. ``photo`` is an upload (file path or
-    bytes); ``method`` defaults to the first registered method with the ``reconstruction`` capability."""
+    bytes); ``method`` defaults to the first registered method with the ``reconstruction`` capability;
+    ``close_openings``: the dense mesh's eyes and mouth are filled (else left open)."""
     from facehub import methods
     from facehub.modeling.faces.image_io import FaceHubImageError
 
     progress = progress or (lambda *args, **kwargs: None)
-    empty = (None, None, None)
+    empty = (None, None, None, None, None)
     try:
         if photo is None:
             raise UserFacingError("Upload a photo with a face first.")
@@ -111,9 +128,14 @@ def reconstruct(ctx: DemoContext, photo, model_id: str | None, method: str | Non
         if not reconstructions:
             raise UserFacingError("No face was found in the photo. Try a photo where the face is clearly visible.")
         face = reconstructions[0]
+        progress(0.6, desc="Completing the texture by symmetry")
+        completion = face.texture_completion
         progress(0.7, desc="Exporting GLB, PLY and OBJ")
-        glb, ply, obj_zip = export_downloads(face, ctx.temp_folder("reconstruct-"))
+        openings = "closed" if close_openings else "open"
+        glb, ply, obj_zip = export_downloads(face, ctx.temp_folder("reconstruct-"), openings)
+        dense = face.dense_mesh(openings=openings)
         landmarks, depth = draw_landmarks(image, face.landmarks68), depth_picture(face.depth)
+        texture, visibility = np.repeat(np.repeat(completion.texture, 2, 0), 2, 1), visibility_picture(completion)
         progress(1.0, desc="Done")
     except (UserFacingError, FaceHubImageError, ValueError) as err:
         return None, None, None, warning_status(str(err)), *empty
@@ -121,10 +143,13 @@ def reconstruct(ctx: DemoContext, photo, model_id: str | None, method: str | Non
         logger.exception("3D reconstruction failed")
         return None, None, None, unexpected_status(err), *empty
     status = (
-        f"**Reconstructed** {len(face.vertices)} vertices, {len(face.triangles)} triangles. Pose measured on the "
-        f"mesh: {pose_text(face.pose)} degrees.{face_count_note(len(reconstructions), 'photo')}"
+        f"**Reconstructed** a dense mesh of {len(dense.vertices):,} vertices and {len(dense.triangles):,} triangles, "
+        f"eyes and mouth {'closed' if close_openings else 'left open'} (landmarks and pose come from its "
+        f"{len(face.vertices)}-vertex mesh). Pose measured on the mesh: {pose_text(face.pose)} degrees. "
+        f"{completion.hidden_fraction:.0%} of the texture was hidden in the photo and completed by symmetry."
+        f"{face_count_note(len(reconstructions), 'photo')}"
     )
-    return str(glb), landmarks, depth, status, str(glb), str(ply), str(obj_zip)
+    return str(glb), landmarks, depth, status, str(glb), str(ply), str(obj_zip), texture, visibility
 
 
 @register_tab("Reconstruct 3D", order=25)
@@ -137,7 +162,8 @@ def build(ctx: DemoContext) -> TabRefresh:
     models = model_choices(ctx, first, CAPABILITY) if first else []
     gr.Markdown(
         "Reconstruct the face in a photo in 3D (PRN-Dense: a UV position map regressed from the photo gives a dense "
-        "mesh, its 68 landmarks and its pose). Drag the 3D view to turn it; download the mesh as GLB, PLY or OBJ."
+        "mesh, its 68 landmarks and its pose; the side the photo hides is textured from the side it shows). Drag the "
+        "3D view to turn it; download the mesh as GLB, PLY or OBJ."
     )
     with gr.Row():
         with gr.Column():
@@ -151,6 +177,8 @@ def build(ctx: DemoContext) -> TabRefresh:
                 info="A checkpoint of the method: an embedded default or a model in the demo's models folder.",
                 allow_custom_value=True,
             )
+            close_openings = gr.Checkbox(value=True, label="Close the eyes and mouth",
+                                         info="Fill them with mesh (else they stay open holes).")
             run = gr.Button("Reconstruct", variant="primary")
             status = gr.Markdown("Upload a photo (or click an example), then Reconstruct.")
         with gr.Column():
@@ -158,6 +186,10 @@ def build(ctx: DemoContext) -> TabRefresh:
     with gr.Row():
         landmarks = gr.Image(label="68 landmarks", type="numpy", format="png", interactive=False)
         depth = gr.Image(label="Depth (bright = near)", type="numpy", format="png", interactive=False)
+    with gr.Row():
+        texture = gr.Image(label="UV texture, completed by symmetry", type="numpy", format="png", interactive=False)
+        visibility = gr.Image(label="Texel visibility in the photo (yellow = seen, purple = hidden, filled from the "
+                              "mirror side)", type="numpy", format="png", interactive=False)
     with gr.Row():
         glb = gr.File(label="GLB")
         ply = gr.File(label="PLY (vertex colours)")
@@ -167,14 +199,14 @@ def build(ctx: DemoContext) -> TabRefresh:
         return model_picker_update(ctx, CAPABILITY, name)
 
     # A gr.Progress() default is how Gradio hands an event its progress bar.
-    def on_reconstruct(photo, model, method, progress=gr.Progress()):  # noqa: B008
-        return reconstruct(ctx, photo, model, method, progress)
+    def on_reconstruct(photo, model, method, close_openings=True, progress=gr.Progress()):  # noqa: B008
+        return reconstruct(ctx, photo, model, method, progress, close_openings=close_openings)
 
     method.change(method_changed, inputs=method, outputs=model, api_visibility="private")
     run.click(
         on_reconstruct,
-        inputs=[photo, model, method],
-        outputs=[view, landmarks, depth, status, glb, ply, obj],
+        inputs=[photo, model, method, close_openings],
+        outputs=[view, landmarks, depth, status, glb, ply, obj, texture, visibility],
         api_name="reconstruct",
         concurrency_id=COMPUTE,
     )

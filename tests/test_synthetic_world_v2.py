@@ -100,6 +100,9 @@ def test_rerender_is_pixel_identical_and_only_the_chosen_factor_changes(world):
     again = SyntheticFaceWorld(world.config).render_face(0, pose=(15, 5, -5))
     for key in ("image", "segmentation", "depth", "face_index", "dense_landmarks"):
         np.testing.assert_array_equal(a[key], again[key])
+    small = world.render_face(0, pose=(15, 5, -5), image_size=48)  # the same face, scaled about the image centre
+    assert small["image"].shape == (48, 48, 3)
+    np.testing.assert_allclose(small["landmarks68"] - 24, 0.75 * (a["landmarks68"] - 32), atol=1e-3)
     smiling = world.render_face(0, pose=(15, 5, -5), expression=np.eye(world.model.num_expression)[0] * 2)
     assert smiling["shape_coefficients"] == a["shape_coefficients"]
     assert smiling["expression_coefficients"][0] == 2.0 and not np.array_equal(smiling["image"], a["image"])
@@ -199,6 +202,16 @@ def test_hair_glasses_and_background_layers_have_masks_and_depth():
     again = SyntheticFaceWorld(SyntheticWorldConfig(**{**config.__dict__, "glasses": 0.0}))
     for index in range(len(world)):
         assert again[index]["has_hair"] == rows[index]["has_hair"] and not again[index]["has_glasses"]
+    # layers change the picture, never the face's ground truth
+    plain = SyntheticFaceWorld(SyntheticWorldConfig(**{**config.__dict__, "glasses": 0.0, "hair": 0.0,
+                                                       "background_plane": False}))
+    for index in (0, 3):
+        bare = plain[index]
+        for key in ("dense_landmarks", "landmarks68_3d", "depth", "uv_position_map"):
+            np.testing.assert_array_equal(rows[index][key], bare[key])
+        for key in ("pose", "shape_coefficients", "expression_coefficients", "albedo_coefficients", "lighting"):
+            assert rows[index][key] == bare[key]
+        assert not np.array_equal(rows[index]["image"], bare["image"])
 
 
 def test_fine_detail_is_outside_the_albedo_basis_and_on_the_face_only(world):

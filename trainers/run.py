@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None, method: str | None = None) -> int:
         if os.environ.get(DEBUG_ENV):
             raise
         return report_error(error)
+    except KeyboardInterrupt:  # before the loop listens for it (it saves and stops once training runs)
+        return 130
     return 0 if summary["step"] >= config.max_steps or summary.get("stopped") else 1
 
 

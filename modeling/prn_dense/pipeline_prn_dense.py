@@ -12,7 +12,9 @@ list of images it is a list of such lists, one per image:
 3. all crops of the photo go through :class:`~facehub.modeling.prn_dense.PRNDenseModel` in batches, giving UV position
    maps in crop units;
 4. each map is taken back to the photo's pixels and turned into a mesh, landmarks, pose, colours, texture and depth
-   image (:func:`~facehub.modeling.prn_dense.reconstruction.build_reconstruction`).
+   image (:func:`~facehub.modeling.prn_dense.reconstruction.build_reconstruction`); on demand, the whole map as a
+   dense mesh (``rec.dense_mesh()``, ~30k vertices from a 128 px map, eyes and mouth closed or open) and the texture
+   completed by symmetry (``rec.completed_texture``, ``rec.texture_visibility``).
 
 :meth:`FaceReconstructionPipeline.reconstruct_faces` runs steps 2-4 on faces (or 68-landmark arrays) the caller
 already has, e.g. ground-truth landmarks in an evaluation.
@@ -57,8 +59,8 @@ class FaceReconstructionPipelineOutput(BaseOutput):
 class FaceReconstructionPipeline(FaceHubPipeline):
     """Photo -> 3D faces with PRN-Dense; component ``prn`` (:class:`PRNDenseModel`). See the module docstring.
 
-    ``recs = pipe(image).reconstructions``; ``recs[0].landmarks68`` (68, 3), ``recs[0].vertices``,
-    ``recs[0].export("face.glb")``.
+    ``recs = pipe(image).reconstructions``; ``recs[0].landmarks68`` (68, 3), ``recs[0].vertices`` (the 468-vertex
+    mesh), ``recs[0].dense_mesh()`` (the whole UV map as a mesh), ``recs[0].export("face.glb", dense=True)``.
 
     Attributes:
         upright_roll_threshold: faces the analyzer finds rolled by more than this many degrees are cropped upright

@@ -323,19 +323,31 @@ class SyntheticFaceWorld:
                 scene_z = np.where(face, scene_z, plane_z)
             else:
                 scene_z = np.where(face, scene_z, -np.inf)
-            for kind, layer in layers:
-                placed = scale * (torch.from_numpy(layer.vertices) - mean) @ rotation.T
-                placed[:, :2] += torch.from_numpy(centre)
-                placed[:, 2] -= z_shift
-                out = renderer(placed[None].float(), torch.from_numpy(layer.triangles), camera,
-                               vertex_colors=torch.from_numpy(layer.colors)[None].float(),
-                               sh_coeffs=sh if layer.lit else None)
+            if layers:  # every layer in one z-buffered render; lit layers are shaded per vertex beforehand
+                from facehub.modeling.geometry.morphable import sh_shading, vertex_normals
+
+                points, faces, colours, kinds, count = [], [], [], [], 0
+                for kind, layer in layers:
+                    placed = scale * (torch.from_numpy(layer.vertices) - mean) @ rotation.T
+                    placed[:, :2] += torch.from_numpy(centre)
+                    placed[:, 2] -= z_shift
+                    colour = torch.from_numpy(layer.colors).float()
+                    if layer.lit:
+                        normals = vertex_normals(placed[None].float(), torch.from_numpy(layer.triangles))
+                        colour = colour * sh_shading(normals, sh)[0]
+                    points.append(placed.float())
+                    faces.append(torch.from_numpy(layer.triangles) + count)
+                    colours.append(colour)
+                    kinds.append(np.full(len(layer.triangles), kind, np.uint8))
+                    count += len(layer.vertices)
+                    has[kind] = True
+                out = renderer(torch.cat(points)[None], torch.cat(faces), camera,
+                               vertex_colors=torch.cat(colours)[None])
                 z = out.depth[0, 0].numpy()
                 wins = (out.mask[0, 0].numpy() > 0) & (z > scene_z)
                 image = np.where(wins[..., None], out.image[0].permute(1, 2, 0).clamp(0, 1).numpy(), image)
                 scene_z = np.where(wins, z, scene_z)
-                label[wins] = kind
-                has[kind] = True
+                label[wins] = np.concatenate(kinds)[out.face_index[0].numpy()[wins]]
             scene_z = np.where(np.isfinite(scene_z), scene_z, 0.0)
         image = (image * 255 + 0.5).astype(np.uint8)
         dense = pixels.float().numpy()

@@ -177,6 +177,16 @@ def test_glasses_occlude_the_eyes_and_are_z_buffered():
         # the flow never starts on a pixel the glasses hide
         _, valid = world.flow(row, row)
         assert not (valid & glasses).any()
+    # nor ends on one: turning the head moves face points under the lenses, and the flow calls them hidden
+    a, b = world.render_face(0, pose=(0, 0, 0)), world.render_face(0, pose=(30, 0, 0))
+    flow, valid = world.flow(a, b)
+    rows, cols = np.nonzero((a["segmentation"] == FACE) & (a["face_index"] >= 0))
+    plain_flow, plain_valid = plain.flow(plain.render_face(0, pose=(0, 0, 0)), plain.render_face(0, pose=(30, 0, 0)))
+    target = np.floor(np.stack([cols + 0.5, rows + 0.5], 1) + plain_flow[rows, cols]).astype(int)
+    lands = plain_valid[rows, cols] & (b["segmentation"][target[:, 1].clip(0, SIZE - 1), target[:, 0].clip(0, SIZE - 1)]
+                                       == GLASSES)
+    assert lands.sum() > 3 and not valid[rows[lands], cols[lands]].any()
+    np.testing.assert_allclose(flow[valid], plain_flow[valid], atol=1e-6)  # elsewhere the glasses change nothing
 
 
 def test_hair_glasses_and_background_layers_have_masks_and_depth():

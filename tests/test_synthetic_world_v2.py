@@ -248,6 +248,31 @@ def test_fine_detail_is_outside_the_albedo_basis_and_on_the_face_only(world):
     assert (other - mine).abs().mean() > 0.05
 
 
+def test_fine_relief_shows_under_directional_light_only(world):
+    from facehub.trainers.data.synthetic_variation import relief_pattern
+
+    pattern = relief_pattern(np.random.default_rng(0), 0.5)
+    uv = torch.rand(50, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    step = 1e-6
+    numeric = torch.stack([(pattern.height(uv + torch.tensor([step, 0.0], dtype=torch.float64))
+                            - pattern.height(uv - torch.tensor([step, 0.0], dtype=torch.float64))) / (2 * step),
+                           (pattern.height(uv + torch.tensor([0.0, step], dtype=torch.float64))
+                            - pattern.height(uv - torch.tensor([0.0, step], dtype=torch.float64))) / (2 * step)], -1)
+    torch.testing.assert_close(pattern.gradient(uv), numeric, atol=1e-5, rtol=1e-5)
+
+    plain = SyntheticFaceWorld(SyntheticWorldConfig(image_size=SIZE, seed=5))
+    bumpy = SyntheticFaceWorld(SyntheticWorldConfig(image_size=SIZE, seed=5, fine_relief=0.004))
+    # ambient light alone: irradiance does not depend on the normal, so the relief is invisible (pixel-identical)
+    np.testing.assert_array_equal(bumpy.render_face(1)["image"], plain.render_face(1)["image"])
+    lit = np.zeros((3, 9))
+    lit[:, 0], lit[:, 1], lit[:, 3] = 1.0 / 0.886227, -0.3, 0.5
+    a, b = bumpy.render_face(1, lighting=lit), plain.render_face(1, lighting=lit)
+    face = b["segmentation"] == FACE
+    np.testing.assert_array_equal(a["image"][~face], b["image"][~face])
+    np.testing.assert_array_equal(a["depth"], b["depth"])
+    assert np.abs(a["image"][face].astype(int) - b["image"][face]).mean() > 2
+
+
 def test_v2_world_as_a_dataset():
     world = SyntheticFaceWorld(SyntheticWorldConfig(num_identities=2, views_per_identity=1, image_size=32,
                                                     uv_size=16, glasses=1.0, prior_modes=12))
@@ -257,7 +282,8 @@ def test_v2_world_as_a_dataset():
     assert row["segmentation"].shape == (32, 32) and row["prior_modes"] == 12 and row["has_glasses"]
 
 
-@pytest.mark.parametrize("field, value", [("glasses", 1.5), ("hair", -0.1), ("withheld_scale", -1.0)])
+@pytest.mark.parametrize("field, value", [("glasses", 1.5), ("hair", -0.1), ("withheld_scale", -1.0),
+                                          ("fine_relief", -0.01)])
 def test_bad_options_are_one_line(field, value):
     with pytest.raises(ValueError, match=field):
         SyntheticWorldConfig(**{field: value})

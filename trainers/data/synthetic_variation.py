@@ -7,7 +7,8 @@ the background), drawn from its own random stream so that switching one on chang
 
 - **Fine UV detail** (:func:`fine_detail_pattern`): a per-identity high-frequency multiplicative albedo pattern
   (oriented sinusoids at 10-40 cycles across the UV map plus small dark spots), above the frequencies of the
-  albedo basis.
+  albedo basis; and, separately, a fine relief (:func:`relief_pattern`, :func:`shade_with_relief`): a
+  high-frequency height field over UV that bump-maps the shading normals, so it shows under directional light only.
 - **Withheld identity** (:func:`withheld_deformation`): a smooth per-vertex deformation orthogonal to the model's
   whole span (identity and expression modes, the mean shape, i.e. scale, and the six rigid motions), so neither
   coefficients nor pose can absorb it; and ``prior_modes``, how many leading identity modes a fitting may use
@@ -35,7 +36,7 @@ BACKGROUND, FACE, HAIR, GLASSES = range(4)
 
 # sub-streams of ``numpy.random.default_rng([seed, identity, VARIATION_STREAM, component])``
 VARIATION_STREAM = 2
-_DETAIL, _GLASSES, _HAIR, _WITHHELD = range(4)
+_DETAIL, _GLASSES, _HAIR, _WITHHELD, _RELIEF = range(5)
 
 
 def variation_rng(seed: int, identity: int, component: int) -> np.random.Generator:
@@ -63,6 +64,88 @@ def fine_detail_pattern(rng: np.random.Generator, size: int, amplitude: float) -
     pattern = np.clip(pattern - pattern.mean(), -1, 1)
     tint = rng.uniform(0.8, 1.2, size=(3, 1, 1))
     return 1.0 + amplitude * tint * pattern[None]
+
+
+@dataclass
+class ReliefPattern:
+    """A per-identity height field over UV: ``h(u, v) = amplitude * sum_i cos(2 pi f_i (d_i . (u, v)) + phi_i) /
+    sqrt(n)``, with its exact gradient (fine wrinkles and pores, 15-45 cycles per map side)."""
+
+    frequency: np.ndarray
+    direction: np.ndarray
+    phase: np.ndarray
+    amplitude: float
+
+    def height(self, uv):
+        """(...) heights at (..., 2) UV points (torch)."""
+        import torch
+
+        f = torch.as_tensor(self.frequency, dtype=uv.dtype)
+        argument = 2 * np.pi * f * (uv @ torch.as_tensor(self.direction, dtype=uv.dtype).T) \
+            + torch.as_tensor(self.phase, dtype=uv.dtype)
+        return torch.cos(argument).sum(-1) * self.amplitude / np.sqrt(len(self.frequency))
+
+    def gradient(self, uv):
+        """(..., 2) ``(dh/du, dh/dv)`` at (..., 2) UV points (a torch tensor in, a torch tensor out)."""
+        import torch
+
+        f = torch.as_tensor(self.frequency, dtype=uv.dtype)
+        d = torch.as_tensor(self.direction, dtype=uv.dtype)
+        phase = torch.as_tensor(self.phase, dtype=uv.dtype)
+        argument = 2 * np.pi * f * (uv @ d.T) + phase  # (..., n)
+        slope = -torch.sin(argument) * (2 * np.pi * f) * self.amplitude / np.sqrt(len(self.frequency))
+        return slope @ d
+
+
+def relief_pattern(rng: np.random.Generator, amplitude: float, count: int = 8) -> ReliefPattern:
+    angle = rng.uniform(0, np.pi, count)
+    return ReliefPattern(rng.uniform(15, 45, count), np.stack([np.cos(angle), np.sin(angle)], 1),
+                         rng.uniform(0, 2 * np.pi, count), amplitude)
+
+
+def shade_with_relief(renderer, vertices, triangles, uvs, albedo, sh, background, relief: ReliefPattern):
+    """Render like :class:`~facehub.modeling.geometry.FaceRenderer` (orthographic, UV albedo, SH lighting) with the
+    normals bump-mapped by ``relief`` (Blinn, "Simulation of Wrinkled Surfaces", SIGGRAPH 1978, eq. 4):
+    ``N' = N + (F_u (N x P_v) - F_v (N x P_u)) / |N|`` with ``N = P_u x P_v``, ``P_u, P_v`` the triangle's
+    surface derivatives with respect to UV and ``F`` the height (pixels). The geometry (mask, depth, triangle per
+    pixel) is the unperturbed mesh's; only shading changes, and under ambient light alone nothing does.
+
+    Returns a :class:`~facehub.modeling.geometry.render.RenderOutput`.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from facehub.modeling.geometry.morphable import sh_shading, vertex_normals
+    from facehub.modeling.geometry.render import OrthographicCamera, RenderOutput
+
+    face_index, bary = renderer.rasterize(vertices, triangles, OrthographicCamera(1.0, (0.0, 0.0)))
+    mask = (face_index >= 0).unsqueeze(1).to(vertices.dtype)
+    attributes = torch.cat([vertices[..., 2:3], vertex_normals(vertices, triangles), uvs.expand(1, -1, -1)], dim=-1)
+    per_pixel = renderer.interpolate(attributes, triangles, face_index, bary)
+    normal = F.normalize(per_pixel[..., 1:4], dim=-1, eps=1e-12)
+    uv = per_pixel[..., 4:6]
+    # per-triangle P_u, P_v: [e1 e2] = [P_u P_v] [duv1 duv2] for the edges e = v_k - v_0, duv = uv_k - uv_0
+    corners, uv_corners = vertices[0][triangles], uvs[triangles]
+    edges = torch.stack([corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]], dim=2)  # (F, 3, 2)
+    duv = torch.stack([uv_corners[:, 1] - uv_corners[:, 0], uv_corners[:, 2] - uv_corners[:, 0]], dim=1)  # (F, 2, 2)
+    det = duv[:, 0, 0] * duv[:, 1, 1] - duv[:, 0, 1] * duv[:, 1, 0]
+    det = torch.where(det.abs() < 1e-12, torch.full_like(det, 1e-12), det)
+    inverse = torch.stack([torch.stack([duv[:, 1, 1], -duv[:, 0, 1]], -1),
+                           torch.stack([-duv[:, 1, 0], duv[:, 0, 0]], -1)], 1) / det[:, None, None]
+    tangents = edges @ inverse  # (F, 3, 2): columns P_u, P_v
+    t = tangents[face_index[0].clamp(min=0)]  # (H, W, 3, 2)
+    p_u, p_v = t[..., 0], t[..., 1]
+    n_raw = torch.cross(p_u, p_v, dim=-1)
+    length = n_raw.norm(dim=-1, keepdim=True).clamp(min=1e-9)
+    n_raw = n_raw / length * torch.sign((n_raw * normal[0]).sum(-1, keepdim=True) + 1e-12)
+    slope = relief.gradient(uv[0].double()).float()  # (H, W, 2)
+    offset = slope[..., :1] * torch.cross(n_raw, p_v, dim=-1) - slope[..., 1:] * torch.cross(n_raw, p_u, dim=-1)
+    bumped = F.normalize(normal[0] + offset / length, dim=-1, eps=1e-12)[None]
+    colour = F.grid_sample(albedo, uv * 2.0 - 1.0, mode="bilinear", padding_mode="border", align_corners=False)
+    colour = colour * sh_shading(bumped, sh).permute(0, 3, 1, 2)
+    image = mask * colour + (1.0 - mask) * background
+    depth = per_pixel[..., 0].unsqueeze(1)
+    return RenderOutput(image=image, mask=mask, depth=depth * mask, face_index=face_index)
 
 
 # ----------------------------------------------------------------------------------------- withheld identity

@@ -53,6 +53,8 @@ class SyntheticWorldConfig:
     Synthetic world v2 (:mod:`facehub.trainers.data.synthetic_variation`), all off by default so rows stay as
     they were:
         fine_detail: amplitude of a per-identity high-frequency UV albedo pattern (e.g. 0.15; 0 = off).
+        fine_relief: amplitude, as a fraction of the face width, of a per-identity high-frequency height field that
+            bump-maps the shading (e.g. 0.003; 0 = off).
         glasses, hair: share of identities wearing glasses / having a hair layer (0 = none, 1 = all).
         background_plane: a textured, tilted background plane with depth instead of the flat backdrop.
         withheld_scale: RMS, as a fraction of the mean face's width, of a per-identity deformation outside the
@@ -75,6 +77,7 @@ class SyntheticWorldConfig:
     face_width: float = 0.55
     shift: float = 0.05
     fine_detail: float = 0.0
+    fine_relief: float = 0.0
     glasses: float = 0.0
     hair: float = 0.0
     background_plane: bool = False
@@ -91,14 +94,14 @@ class SyntheticWorldConfig:
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"Got {getattr(self, name)} for `{name}`; expected a probability in [0, 1] "
                                  "(the share of identities that have it; 0 turns it off).")
-        for name in ("fine_detail", "withheld_scale", "prior_modes"):
+        for name in ("fine_detail", "fine_relief", "withheld_scale", "prior_modes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"Got {getattr(self, name)} for `{name}`; it must be >= 0 (0 turns it off).")
 
     @property
     def variation(self) -> bool:
         """True when any v2 option is on; rows then carry the v2 columns (:func:`.synthetic_variation.v2_features`)."""
-        return bool(self.fine_detail or self.glasses or self.hair or self.background_plane or self.withheld_scale
+        return bool(self.fine_detail or self.fine_relief or self.glasses or self.hair or self.background_plane or self.withheld_scale
                     or self.prior_modes)
 
 
@@ -297,15 +300,21 @@ class SyntheticFaceWorld:
         renderer = self._renderer(size)
         camera = OrthographicCamera(1.0, (0.0, 0.0))
         sh = torch.from_numpy(lighting)[None].float()
-        output = renderer(
-            pixels[None].float(),
-            m.triangles,
-            camera,
-            uvs=m.uvs,
-            albedo_texture=albedo,
-            sh_coeffs=sh,
-            background=torch.from_numpy(backdrop)[None].float(),
-        )
+        if c.fine_relief:
+            relief = sv.relief_pattern(sv.variation_rng(c.seed, identity, sv._RELIEF), c.fine_relief * scale
+                                       * self._mean_width)
+            output = sv.shade_with_relief(renderer, pixels[None].float(), m.triangles, m.uvs, albedo, sh,
+                                          torch.from_numpy(backdrop)[None].float(), relief)
+        else:
+            output = renderer(
+                pixels[None].float(),
+                m.triangles,
+                camera,
+                uvs=m.uvs,
+                albedo_texture=albedo,
+                sh_coeffs=sh,
+                background=torch.from_numpy(backdrop)[None].float(),
+            )
         image = output.image[0].permute(1, 2, 0).clamp(0, 1).numpy()
         face = output.mask[0, 0].numpy() > 0
         label = np.where(face, sv.FACE, sv.BACKGROUND).astype(np.uint8)

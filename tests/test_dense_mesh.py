@@ -153,9 +153,7 @@ def test_closed_openings_cover_the_eyes_and_mouth_and_open_ones_leave_them(recon
     rec = reconstruction
     closed, opened = rec.dense_mesh(openings="closed"), rec.dense_mesh(openings="open")
     masks = FaceTopology.default().region_masks(128)
-    covered, holes = grid_face_region(128, 1)
-    for mesh in (closed, opened):
-        assert (mesh.grid_index % 2 == 0).all(axis=1).sum() > 0
+    _, holes = grid_face_region(128, 1)
     # A map pixel (r, c) is grid point (2r, 2c): which of them are vertices.
     def pixels(mesh):
         on_pixel = (mesh.grid_index % 2 == 0).all(axis=1)

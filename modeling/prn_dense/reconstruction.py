@@ -38,7 +38,6 @@ import numpy as np
 from facehub.modeling.faces.analyzer import Face
 from facehub.modeling.geometry.dense_mesh import (
     EXPORT_FORMATS,
-    OPENING_MODES,
     DenseMesh,
     dense_mesh_from_uv_position_map,
     export_mesh,

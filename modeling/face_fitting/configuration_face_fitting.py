@@ -1,0 +1,185 @@
+"""Settings of the optimisation-based morphable-model fit, and the pipeline component that carries them.
+
+:class:`FaceFittingConfig` lists every knob of :func:`~facehub.modeling.face_fitting.fit_face`: the coarse-to-fine
+schedule (iterations per stage), the landmark noise levels that weigh the reprojection terms against the Gaussian
+coefficient priors, and the photometric stage's render size. :class:`FaceFitter` is the same settings as a diffusers
+``ModelMixin`` + ``ConfigMixin`` component (``config.json`` beside a one-tensor weights file: per-landmark weights), so a
+:class:`~facehub.modeling.face_fitting.FaceFittingPipeline` bundle saves and loads them like any facehub checkpoint;
+it holds no learned weights (a later coefficient regressor, to start the fit from, joins the bundle as a second
+component).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from diffusers import ModelMixin  # noqa: F401  (diffusers' loader looks ModelMixin up in this module)
+from diffusers.configuration_utils import register_to_config
+
+from facehub.modeling.modeling_utils import FaceHubModel
+
+
+@dataclass
+class FaceFittingConfig:
+    """How :func:`~facehub.modeling.face_fitting.fit_face` fits the morphable model to one face.
+
+    The geometric stages minimise a maximum-a-posteriori energy: landmark residuals, measured as a fraction of the
+    face's size (sqrt of the area of the 68 landmarks' box), are Gaussian with standard deviation ``*_sigma``, and
+    the coefficients have the model's unit Gaussian prior (its bases are scaled by their standard deviations), i.e.
+    ``E = sum_i |r_i / s|^2 / (2 sigma^2) + prior * 0.5 (|alpha|^2 + |beta|^2)`` (Blanz & Vetter 1999, eq. 7; the
+    landmark form of Deep3DFaceRecon's L_lm and L_reg, seed 002's R-Net targets).
+
+    Fields:
+        pose_iterations: L-BFGS iterations of stage 1 (rotation, translation, scale from the landmarks, shape held at
+            the mean).
+        shape_iterations: L-BFGS iterations of stage 2 (identity and expression with the pose).
+        appearance_iterations: Adam steps of stage 3 (albedo and SH lighting through the differentiable renderer,
+            geometry fixed).
+        appearance_learning_rate: Adam's step size in stage 3.
+        landmark_sigma: noise of the 468 dense landmarks (x, y), fraction of the face size.
+        landmark68_sigma: noise of the 68 iBUG landmarks (x, y), fraction of the face size.
+        depth_sigma: noise of the dense landmarks' depth (z, centred), fraction of the face size; ``0`` ignores depth
+            (MediaPipe's z is an estimate, so it is weighted less than x, y).
+        identity_prior, expression_prior: multipliers of the unit Gaussian priors on identity / expression
+            coefficients (1 = the model's own prior).
+        albedo_prior: weight of ``mean(delta^2)`` against the mean per-pixel colour distance in stage 3.
+        lighting_prior: weight of the squared non-ambient SH coefficients (keeps the light plausible where the face
+            shows little of it).
+        render_size: side of the face crop (pixels) the photometric stage renders and compares; 64-128 keeps it at a
+            second or two on a CPU.
+        crop_margin: the crop is the dense landmarks' box grown by this fraction of its side on every side.
+        texture_size: side of the UV texture sampled from the photo (and of its visibility map).
+        complete_texture: fill the texels hidden in the photo from their mirror texels
+            (:func:`facehub.modeling.geometry.texture_completion.complete_texture`).
+    """
+
+    pose_iterations: int = 30
+    shape_iterations: int = 60
+    appearance_iterations: int = 40
+    appearance_learning_rate: float = 0.05
+    landmark_sigma: float = 0.02
+    landmark68_sigma: float = 0.02
+    depth_sigma: float = 0.05
+    identity_prior: float = 1.0
+    expression_prior: float = 1.0
+    albedo_prior: float = 0.01
+    lighting_prior: float = 0.01
+    render_size: int = 96
+    crop_margin: float = 0.1
+    texture_size: int = 128
+    complete_texture: bool = True
+
+    def __post_init__(self):
+        for name in ("pose_iterations", "shape_iterations", "appearance_iterations"):
+            value = getattr(self, name)
+            if int(value) != value or value < 0:
+                raise ValueError(f"Got {value} for `{name}`; it must be a whole number >= 0.")
+        for name in ("render_size", "texture_size"):
+            value = getattr(self, name)
+            if int(value) != value or value < 8:
+                raise ValueError(f"Got {value} for `{name}`; it must be a whole number of pixels >= 8.")
+        for name in ("landmark_sigma", "landmark68_sigma"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"Got {getattr(self, name)} for `{name}`; it must be > 0 (a fraction of the face size).")
+        for name in ("depth_sigma", "identity_prior", "expression_prior", "albedo_prior", "lighting_prior",
+                     "crop_margin", "appearance_learning_rate"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"Got {getattr(self, name)} for `{name}`; it must be >= 0.")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> FaceFittingConfig:
+        """The config from a dict, ignoring keys that are not fields (a saved component's bookkeeping)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+#: Named settings: ``default`` (the embedded checkpoint's), ``fast`` (fewer iterations, 64 px renders: test and
+#: labelling sweeps), ``precise`` (more iterations, 128 px).
+FACE_FITTING_PRESETS: dict[str, dict] = {
+    "default": {},
+    "fast": {"pose_iterations": 15, "shape_iterations": 30, "appearance_iterations": 20, "render_size": 64,
+             "texture_size": 64},
+    "precise": {"pose_iterations": 50, "shape_iterations": 120, "appearance_iterations": 80, "render_size": 128,
+                "texture_size": 256},
+}
+
+
+def face_fitting_config(preset: str = "default", **overrides) -> FaceFittingConfig:
+    """The :class:`FaceFittingConfig` of a named preset (:data:`FACE_FITTING_PRESETS`) with ``overrides``."""
+    from facehub.modeling.modeling_utils import preset_settings
+
+    return FaceFittingConfig(**preset_settings(FACE_FITTING_PRESETS, preset, overrides, FaceFittingConfig,
+                                               "face fitting"))
+
+
+_DEFAULTS = FaceFittingConfig()
+
+
+class FaceFitter(FaceHubModel):
+    """The fit's settings as a pipeline component (``config.json``; no learned weights).
+
+    Its ``__init__`` arguments are the fields of :class:`FaceFittingConfig` (see there), plus ``face_model``: which
+    morphable model to fit (``"default"``: :meth:`~facehub.modeling.geometry.MorphableFaceModel.default`). Its one
+    buffer, ``dense_landmark_weights`` (468,), weighs each dense landmark's reprojection residual (all 1 by default).
+    :meth:`fit` runs :func:`~facehub.modeling.face_fitting.fit_face` with them.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        pose_iterations: int = _DEFAULTS.pose_iterations,
+        shape_iterations: int = _DEFAULTS.shape_iterations,
+        appearance_iterations: int = _DEFAULTS.appearance_iterations,
+        appearance_learning_rate: float = _DEFAULTS.appearance_learning_rate,
+        landmark_sigma: float = _DEFAULTS.landmark_sigma,
+        landmark68_sigma: float = _DEFAULTS.landmark68_sigma,
+        depth_sigma: float = _DEFAULTS.depth_sigma,
+        identity_prior: float = _DEFAULTS.identity_prior,
+        expression_prior: float = _DEFAULTS.expression_prior,
+        albedo_prior: float = _DEFAULTS.albedo_prior,
+        lighting_prior: float = _DEFAULTS.lighting_prior,
+        render_size: int = _DEFAULTS.render_size,
+        crop_margin: float = _DEFAULTS.crop_margin,
+        texture_size: int = _DEFAULTS.texture_size,
+        complete_texture: bool = _DEFAULTS.complete_texture,
+        face_model: str = "default",
+    ):
+        super().__init__()
+        if face_model != "default":
+            raise ValueError(f"Got {face_model!r} for `face_model`; only 'default' (the project's model) is known.")
+        self.fitting_config.__post_init__()  # validate now, with the field's name in the message
+        # How much each of the 468 dense landmarks counts in the reprojection term (1 = fully): the bundle's only
+        # tensor, so that the landmarks one trusts less (e.g. the jaw contour at large yaw) can be down-weighted.
+        self.register_buffer("dense_landmark_weights", torch.ones(468))
+        self._face_model = None
+
+    @property
+    def fitting_config(self) -> FaceFittingConfig:
+        """The settings as a :class:`FaceFittingConfig`."""
+        return FaceFittingConfig.from_dict(dict(self.config))
+
+    @property
+    def face_model(self):
+        """The :class:`~facehub.modeling.geometry.MorphableFaceModel` being fitted (loaded on first use)."""
+        if self._face_model is None:
+            from facehub.modeling.geometry.morphable import MorphableFaceModel
+
+            self._face_model = MorphableFaceModel.default()
+        return self._face_model
+
+    def forward(self, *args, **kwargs):
+        return self.fit(*args, **kwargs)
+
+    def fit(self, image, face, *, initial=None, compute_depth: bool = True, **overrides):
+        """:func:`~facehub.modeling.face_fitting.fit_face` of one face of ``image`` with these settings
+        (``overrides`` replace single fields of :class:`FaceFittingConfig` for this call)."""
+        from facehub.modeling.face_fitting.fitting import fit_face
+
+        unknown = sorted(set(overrides) - set(asdict(self.fitting_config)))
+        if unknown:
+            raise TypeError(f"Unknown fit setting(s) {unknown}; known settings: {sorted(asdict(self.fitting_config))}.")
+        config = FaceFittingConfig(**{**asdict(self.fitting_config), **overrides})
+        return fit_face(image, face, config=config, model=self.face_model, initial=initial,
+                        compute_depth=compute_depth,
+                        dense_landmark_weights=self.dense_landmark_weights.detach().cpu().double().numpy())

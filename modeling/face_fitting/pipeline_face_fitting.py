@@ -1,0 +1,151 @@
+"""3D face reconstruction by fitting the morphable model: photo -> one :class:`FittedFace` per face.
+
+``FaceFittingPipeline.from_pretrained("facehub/face-fitting")(image).reconstructions`` holds one
+:class:`~facehub.modeling.face_fitting.FittedFace` per face, largest first (``[]`` when there is none); for a list of
+images, a list of such lists. A :class:`FittedFace` is a :class:`~facehub.modeling.prn_dense.FaceReconstruction`
+(``landmarks68``, ``vertices``, ``triangles``, ``colors``, ``pose``, ``texture``, ``export(path)``), so code written
+for PRN-Dense's reconstructions takes these too, plus ``.coefficients`` (:class:`FaceCoefficients`),
+``.visibility``, ``.texture_completion`` and ``.losses``.
+
+1. faces are found with :class:`facehub.modeling.faces.FaceAnalyzer` (68 and 468 dense landmarks with depth);
+2. each face is fitted by :func:`~facehub.modeling.face_fitting.fit_face` with the settings of the bundle's
+   ``fitter`` component (:class:`~facehub.modeling.face_fitting.FaceFitter`: no learned weights, only the fit's
+   configuration; seconds per face on a CPU).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from diffusers.utils import BaseOutput
+
+from facehub.modeling.face_fitting.configuration_face_fitting import FaceFitter
+from facehub.modeling.face_fitting.fitting import FittedFace
+from facehub.modeling.faces.analyzer import Face
+from facehub.modeling.faces.image_io import load_image
+from facehub.modeling.modeling_utils import FaceHubPipeline
+from facehub.modeling.pipeline_utils import as_image_list
+
+
+@dataclass
+class FaceFittingPipelineOutput(BaseOutput):
+    """What :class:`FaceFittingPipeline` returns.
+
+    Attributes:
+        reconstructions: for one input image, a list of :class:`~facehub.modeling.face_fitting.FittedFace`, one per
+            face, largest first (``[]`` when the photo has no face); for a list of images, a list of such lists.
+        coefficients: the same nesting with each face's :class:`~facehub.modeling.face_fitting.FaceCoefficients`.
+    """
+
+    reconstructions: list
+    coefficients: list
+
+
+class FaceFittingPipeline(FaceHubPipeline):
+    """Photo -> 3D faces by morphable-model fitting; component ``fitter`` (:class:`FaceFitter`). See the module
+    docstring.
+
+    ``recs = pipe(image).reconstructions``; ``recs[0].landmarks68`` (68, 3), ``recs[0].coefficients.identity``,
+    ``recs[0].export("face.glb")``.
+    """
+
+    model_cpu_offload_seq = "fitter"
+
+    def __init__(self, fitter: FaceFitter):
+        super().__init__()
+        self.register_modules(fitter=fitter)
+        self._face_analyzer = None
+        self._analysis_lock = threading.Lock()
+
+    @property
+    def face_analyzer(self):
+        """The :class:`~facehub.modeling.faces.FaceAnalyzer` that finds faces (created on first use)."""
+        if self._face_analyzer is None:
+            from facehub.modeling.faces.analyzer import FaceAnalyzer
+
+            self._face_analyzer = FaceAnalyzer(compute_embedding=False)
+        return self._face_analyzer
+
+    def find_faces(self, image: np.ndarray) -> list[Face]:
+        """The faces of an RGB uint8 photo, largest first (MediaPipe graphs are not thread-safe: one at a time)."""
+        with self._analysis_lock:
+            return self.face_analyzer(image)
+
+    def reconstruct_faces(self, image, faces, *, compute_depth: bool = True, **overrides) -> list[FittedFace]:
+        """Fit given faces of a photo.
+
+        Args:
+            image: RGB uint8 array, PIL image, path or bytes.
+            faces: :class:`~facehub.modeling.faces.Face` objects or (468, 3) / (468, 2) dense landmark arrays in the
+                photo's pixels, one per face.
+            compute_depth: also z-buffer each mesh into ``depth`` / ``face_mask``.
+            overrides: fields of :class:`~facehub.modeling.face_fitting.FaceFittingConfig` to change for this call
+                (``appearance_iterations=0``, ``render_size=64``...).
+
+        Returns:
+            One :class:`FittedFace` per given face, in order.
+        """
+        photo = load_image(image)
+        return [self.fitter.fit(photo, face, compute_depth=compute_depth, **overrides) for face in faces]
+
+    def __call__(self, image, *, max_faces: int | None = None, compute_depth: bool = True, return_dict: bool = True,
+                 **overrides) -> FaceFittingPipelineOutput:
+        """Fit every face of ``image``, largest first.
+
+        Args:
+            image: one image (RGB uint8 array, PIL image, path or bytes) or a list of them.
+            max_faces: keep at most this many faces per image (the largest); ``None`` keeps all the analyzer found.
+            compute_depth: also z-buffer each mesh into ``depth`` / ``face_mask``.
+            return_dict: ``False`` returns ``(reconstructions, coefficients)``.
+            overrides: fit settings for this call (see :meth:`reconstruct_faces`).
+
+        Returns:
+            :class:`FaceFittingPipelineOutput`.
+
+        Raises:
+            ImageReadError: an image cannot be read (missing, not an image, corrupt).
+        """
+        photos, batched = as_image_list(image)
+        per_image = []
+        for photo in photos:
+            faces = self.find_faces(photo)
+            if max_faces is not None:
+                faces = faces[: max(0, int(max_faces))]
+            per_image.append(self.reconstruct_faces(photo, faces, compute_depth=compute_depth, **overrides))
+        coefficients = [[fitted.coefficients for fitted in faces] for faces in per_image]
+        output = FaceFittingPipelineOutput(
+            reconstructions=per_image if batched else per_image[0],
+            coefficients=coefficients if batched else coefficients[0],
+        )
+        return output if return_dict else output.to_tuple()
+
+
+#: The embedded default's id and what its card says about training (nothing is learned yet).
+DEFAULT_MODEL_ID = "facehub/face-fitting"
+_NOT_TRAINED = (
+    "Nothing in this bundle was trained: `fitter` holds only the settings of the optimisation (its config) and a "
+    "weight per dense landmark (all 1), so there is no `facehub train ` command behind it. It is rebuilt with "
+    "`python -c \"from facehub.modeling.face_fitting.pipeline_face_fitting import write_default_bundle; "
+    "write_default_bundle('hub/defaults/facehub/face-fitting')\"`."
+)
+
+
+def write_default_bundle(folder) -> None:
+    """Save the embedded default (``facehub/face-fitting``): a :class:`FaceFittingPipeline` with the default
+    :class:`FaceFitter`, and its model card."""
+    from pathlib import Path
+
+    from facehub.hub.cards import write_model_card
+
+    folder = Path(folder)
+    FaceFittingPipeline(FaceFitter()).save_pretrained(str(folder))
+    card = write_model_card(
+        folder, repo_id=DEFAULT_MODEL_ID, method="face_fitting",
+        description="Morphable-model fitting for facehub: the project's morphable face model (identity, expression, "
+        "albedo, SH lighting, pose) fitted to each face of a photo by optimisation of landmark, photometric and prior "
+        "terms; no learned weights.",
+    )
+    text = card.read_text()
+    card.write_text(text.replace("The training command of this checkpoint was not recorded.", _NOT_TRAINED))

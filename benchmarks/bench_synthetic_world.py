@@ -2,8 +2,8 @@
 
 Run ``python benchmarks/bench_synthetic_world.py [--views 24] [--size 128] [--v2]``. The reference measured in the
 same run is the renderer alone on the same meshes, so the figure shows what the world adds around rendering.
-``--v2`` turns on every variation of synthetic world v2 (fine detail and relief, glasses and hair on every identity, the
-background plane, a withheld deformation) to show what the extra layers cost.
+``--v2`` turns on every variation of synthetic world v2 (fine detail and relief, glasses and hair on every identity,
+the background plane, a withheld deformation) to show what the extra layers cost.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ def main() -> None:
     parser.add_argument("--v2", action="store_true", help="turn on every synthetic world v2 variation")
     args = parser.parse_args()
     print(f"torch threads: {torch.get_num_threads()}")
-    variation = dict(fine_detail=0.2, fine_relief=0.003, glasses=1.0, hair=1.0, background_plane=True, withheld_scale=0.02) if args.v2 \
-        else {}
+    variation = {}
+    if args.v2:
+        variation = dict(fine_detail=0.2, fine_relief=0.003, glasses=1.0, hair=1.0, background_plane=True,
+                         withheld_scale=0.02)
     world = SyntheticFaceWorld(SyntheticWorldConfig(num_identities=args.views, views_per_identity=1,
                                                     image_size=args.size, uv_size=64, **variation))
     world[0]  # warm-up: loads the model, builds the renderer

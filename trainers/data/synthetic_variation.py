@@ -58,7 +58,8 @@ def fine_detail_pattern(rng: np.random.Generator, size: int, amplitude: float) -
         waves += np.cos(2 * np.pi * frequency * (np.cos(angle) * u + np.sin(angle) * v) + phase)
     waves /= np.sqrt(6.0)  # unit-ish spread: each cosine has variance 1/2
     spots = np.zeros((size, size))
-    for cu, cv, radius in zip(rng.uniform(0.15, 0.85, 40), rng.uniform(0.2, 0.85, 40), rng.uniform(0.004, 0.012, 40)):
+    for cu, cv, radius in zip(rng.uniform(0.15, 0.85, 40), rng.uniform(0.2, 0.85, 40), rng.uniform(0.004, 0.012, 40),
+                                 strict=True):
         spots += np.exp(-((u - cu) ** 2 + (v - cv) ** 2) / (2 * radius**2))
     pattern = 0.6 * waves - 0.8 * np.clip(spots, 0, 1)
     pattern = np.clip(pattern - pattern.mean(), -1, 1)
@@ -261,8 +262,8 @@ def glasses_mesh(vertices: np.ndarray, landmarks: np.ndarray, style: GlassesStyl
     z_bridge = max(float(vertices[near, 2].max()) if near.any() else max(lens_z), max(lens_z)) + gap
     xs = [right[0] + rx, 0.5 * (right[0] + left[0]), left[0] - rx]
     zs = [lens_z[0] + 0.01 * iod, z_bridge, lens_z[1] + 0.01 * iod]
-    top = [[x, y - rim, z] for x, z in zip(xs, zs)]
-    bottom = [[x, y + rim, z] for x, z in zip(xs, zs)]
+    top = [[x, y - rim, z] for x, z in zip(xs, zs, strict=True)]
+    bottom = [[x, y + rim, z] for x, z in zip(xs, zs, strict=True)]
     add(top + bottom, [(0, 1, 3), (1, 4, 3), (1, 2, 4), (2, 5, 4)], style.frame_color)
     # temples: ribbons in the y-z plane from each lens's outer edge back towards the ear
     for eye, z, side in ((right, lens_z[0], -1.0), (left, lens_z[1], 1.0)):

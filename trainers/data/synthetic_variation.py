@@ -58,8 +58,8 @@ def fine_detail_pattern(rng: np.random.Generator, size: int, amplitude: float) -
         waves += np.cos(2 * np.pi * frequency * (np.cos(angle) * u + np.sin(angle) * v) + phase)
     waves /= np.sqrt(6.0)  # unit-ish spread: each cosine has variance 1/2
     spots = np.zeros((size, size))
-    for cu, cv, radius in zip(rng.uniform(0.15, 0.85, 40), rng.uniform(0.2, 0.85, 40), rng.uniform(0.004, 0.012, 40),
-                                 strict=True):
+    centres_u, centres_v, radii = rng.uniform(0.15, 0.85, 40), rng.uniform(0.2, 0.85, 40), rng.uniform(0.004, 0.012, 40)
+    for cu, cv, radius in zip(centres_u, centres_v, radii, strict=True):
         spots += np.exp(-((u - cu) ** 2 + (v - cv) ** 2) / (2 * radius**2))
     pattern = 0.6 * waves - 0.8 * np.clip(spots, 0, 1)
     pattern = np.clip(pattern - pattern.mean(), -1, 1)
@@ -362,7 +362,9 @@ def background_plane(rng: np.random.Generator, base: np.ndarray, far: float) -> 
 
 def v2_features(uv_size: int, image_size: int, num_vertices: int = 468):
     """:func:`~facehub.trainers.data.schema.synthetic_features` plus the v2 columns: ``segmentation`` (H, W) uint8
-    (:data:`SEGMENT_LABELS`), ``scene_depth`` (H, W) float16 (z of the visible layer), ``prior_modes``,
+    (:data:`SEGMENT_LABELS`), ``scene_depth`` (H, W) float16 (z of the visible layer, in the frame of ``depth``;
+    the background plane lies behind every other layer; without a plane the background is 0, tell it by
+    ``segmentation``), ``prior_modes``,
     ``withheld_offsets`` (V, 3) model units, ``has_glasses``, ``has_hair``."""
     from datasets import Array2D, Value
 

@@ -40,6 +40,8 @@ PIPELINE_INDEX_NAME = "model_index.json"
 
 _HUB_KWARGS = ("revision", "token", "cache_dir", "local_files_only", "force_download", "prefer_hub")
 
+#: Largest config.json / model_index.json read (bytes): real ones are under 2 KB.
+MAX_CONFIG_BYTES = 1_000_000
 #: Largest network a config may describe (parameters): 2 billion, 8 GB in float32, far above any facehub model.
 MAX_PARAMETERS = 2_000_000_000
 
@@ -62,6 +64,20 @@ def preset_settings(presets: dict[str, dict[str, Any]], preset: str, overrides: 
     return {**presets[preset], **overrides}
 
 
+#: Largest image side (pixels) a network config may ask for: far above any face crop, small enough to allocate.
+MAX_IMAGE_SIDE = 4096
+#: Most repeated layers or blocks a config may ask for: each is a Python object built one by one, so a corrupt
+#: count (1e9 blocks) would hang before any size check could run.
+MAX_REPEATS = 256
+
+
+def check_at_most(name: str, value, limit: int, unit: str) -> None:
+    """``ValueError`` naming the field when a config value exceeds what facehub builds (see :data:`MAX_IMAGE_SIDE`,
+    :data:`MAX_REPEATS`); the message follows the configs' own ``Got ... for `field``` form."""
+    if float(value) > limit:
+        raise ValueError(f"Got {value} for `{name}`; at most {limit} {unit}.")
+
+
 class CheckpointError(ValueError):
     """A checkpoint folder cannot be loaded by the requested class (wrong class, missing or damaged files)."""
 
@@ -71,6 +87,12 @@ def _read_json(path: Path, expected_class: str) -> dict[str, Any]:
         raise CheckpointError(
             f"{path} does not exist: {path.parent} is not a saved {expected_class} "
             f"(expected {path.name} written by {expected_class}.save_pretrained)."
+        )
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise CheckpointError(
+            f"{path} is {size:,} bytes, more than any config facehub writes (at most {MAX_CONFIG_BYTES:,}); it cannot "
+            f"be loaded as {expected_class}."
         )
     try:
         return json.loads(path.read_text())

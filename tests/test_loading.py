@@ -108,6 +108,26 @@ def test_absurd_configs_are_checkpoint_errors(tmp_path, change, message):
         DepthNetModel.from_pretrained(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("num_residual_blocks", 10**9, r"Got 1000000000 for `num_residual_blocks`; at most 256 blocks"),
+        ("num_downsamplings", 10**9, r"Got 1000000000 for `num_downsamplings`; at most 12 halvings"),
+        ("image_size", 10**9, r"Got 1000000000 for `image_size`; at most 4096 pixels"),
+        ("base_channels", 10**5, r"with [\d,]+ parameters, more than the 2,000,000,000 facehub loads"),
+        ("padding", "x" * 2_000_000, r"config\.json is [\d,]+ bytes, more than any config facehub writes"),
+    ],
+)
+def test_configs_that_would_hang_or_exhaust_memory_fail_at_once(tmp_path, field, value, message):
+    """Counts are checked before anything is built (a billion blocks would take hours to create even without
+    memory), sizes by the parameter count of a memoryless build."""
+    CycleGANGenerator(base_channels=8, num_residual_blocks=1, image_size=32).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, field: value}))
+    with pytest.raises(CheckpointError, match=message):
+        CycleGANGenerator.from_pretrained(tmp_path)
+
+
 @pytest.mark.parametrize("model_id", ["x" * 5000, "org/" + "n" * 300, "a/b/" * 1500])
 def test_ids_too_long_for_any_folder_are_a_clear_error(model_id):
     for load in (DepthNetModel.from_pretrained, FaceRotationPipeline.from_pretrained, resolve):

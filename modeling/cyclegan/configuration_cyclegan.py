@@ -59,7 +59,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from facehub.modeling.modeling_utils import preset_settings
+from facehub.modeling.modeling_utils import MAX_IMAGE_SIDE, MAX_REPEATS, check_at_most, preset_settings
 
 NORMS = ("instance", "batch", "none")
 PADDINGS = ("reflect", "replicate", "zero")
@@ -119,6 +119,9 @@ def validate_generator_config(
         raise ValueError(f"Got {num_downsamplings} for `num_downsamplings`; it must be 0 or more.")
     if num_residual_blocks < 0:
         raise ValueError(f"Got {num_residual_blocks} for `num_residual_blocks`; it must be 0 or more.")
+    check_at_most("image_size", image_size, MAX_IMAGE_SIDE, "pixels")
+    check_at_most("num_downsamplings", num_downsamplings, 12, "halvings")
+    check_at_most("num_residual_blocks", num_residual_blocks, MAX_REPEATS, "blocks")
     if norm not in NORMS:
         raise ValueError(f"Got {norm!r} for `norm`; expected one of {NORMS}.")
     if padding not in PADDINGS:
@@ -138,6 +141,7 @@ def validate_discriminator_config(channels: int, base_channels: int, num_layers:
     for name, value in (("channels", channels), ("base_channels", base_channels), ("num_layers", num_layers)):
         if int(value) <= 0:
             raise ValueError(f"Got {value} for `{name}`; it must be a positive integer.")
+    check_at_most("num_layers", num_layers, 12, "layers")
     if norm not in NORMS:
         raise ValueError(f"Got {norm!r} for `norm`; expected one of {NORMS}.")
 

@@ -20,6 +20,8 @@ Fields (all are ``DepthNetModel.__init__`` arguments, saved in ``config.json``):
 
 from __future__ import annotations
 
+from facehub.modeling.modeling_utils import MAX_IMAGE_SIDE, MAX_REPEATS, check_at_most
+
 FORMULATIONS = ("pseudo_inverse", "explicit_affine")
 NORMS = ("batch", "none")
 
@@ -57,11 +59,14 @@ def validate_depthnet_config(
         raise ValueError(f"Got {formulation!r} for `formulation`; expected one of {FORMULATIONS}.")
     if len(hidden_sizes) == 0 or any(int(h) <= 0 for h in hidden_sizes):
         raise ValueError(f"Got {list(hidden_sizes)} for `hidden_sizes`; expected one or more positive widths.")
+    check_at_most("len(hidden_sizes)", len(hidden_sizes), MAX_REPEATS, "layers")
     if norm not in NORMS:
         raise ValueError(f"Got {norm!r} for `norm`; expected one of {NORMS}.")
     if not 0 <= negative_slope < 1:
         raise ValueError(f"Got {negative_slope} for `negative_slope`; expected a value in [0, 1).")
     if image_size is not None:
+        check_at_most("image_size", image_size, MAX_IMAGE_SIDE, "pixels")
+        check_at_most("len(image_channels)", len(image_channels), MAX_REPEATS, "stages")
         size = int(image_size)
         for _ in image_channels:
             size = (size - 2) // 2

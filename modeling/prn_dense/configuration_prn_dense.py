@@ -82,7 +82,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from facehub.modeling.modeling_utils import preset_settings
+from facehub.modeling.modeling_utils import MAX_IMAGE_SIDE, MAX_REPEATS, check_at_most, preset_settings
 
 OUTPUT_ACTIVATIONS = ("sigmoid", "linear")
 
@@ -174,6 +174,9 @@ def validate_prn_dense_config(
     ):
         if int(value) != value or int(value) <= 0:
             raise ValueError(f"Got {value} for `{name}`; it must be a positive integer.")
+    check_at_most("sample_size", sample_size, MAX_IMAGE_SIDE, "pixels")
+    check_at_most("layers_per_block", layers_per_block, MAX_REPEATS, "layers")
+    check_at_most("len(block_out_channels)", len(block_out_channels), 12, "dense blocks (one halving each)")
     _positive_ints("block_out_channels", block_out_channels)
     if len(transition_out_channels) != len(block_out_channels) - 1 or any(
         int(v) != v or int(v) <= 0 for v in transition_out_channels

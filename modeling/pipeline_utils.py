@@ -193,7 +193,9 @@ def collate(results: Sequence[dict[str, Any]], batched: bool) -> dict[str, Any]:
 def _first_image_as_array(output) -> np.ndarray:
     images = output.images
     first = images[0] if isinstance(images, (list, tuple)) else images
-    return np.asarray(first.convert("RGB") if isinstance(first, Image.Image) else first)
+    if isinstance(first, Image.Image):
+        return np.array(first.convert("RGB"))  # a writable copy, as the old attribute was
+    return np.asarray(first)
 
 
 class DeprecatedImageMixin:

@@ -137,12 +137,12 @@ def time_pipelines(args: argparse.Namespace) -> None:
     assert source.shape == target.shape == portrait.shape == (SIZE, SIZE, 3)
 
     rows = {
-        "swap": time_calls(lambda: swap(source, target), args.runs),
-        "rotation": time_calls(lambda: rotate(portrait, yaw=25.0), args.runs),
+        "swap": time_calls(lambda: swap(source, target, output_type="np"), args.runs),
+        "rotation": time_calls(lambda: rotate(portrait, yaw=25.0, measure=False, output_type="np"), args.runs),
     }
     if args.repair is not None:
         repairing = FaceSwapPipeline(depth_net=swap.depth_net, repair=load_repair(args.repair))
-        rows["swap+repair"] = time_calls(lambda: repairing(source, target), args.runs)
+        rows["swap+repair"] = time_calls(lambda: repairing(source, target, output_type="np"), args.runs)
     print(
         f"DepthNet on {SIZE}x{SIZE} photos, median of {args.runs} runs, {torch.get_num_threads()} torch threads, "
         f"{args.model}" + (f", repair: {args.repair}" if args.repair else "")

@@ -21,6 +21,7 @@ from facehub.modeling.geometry.dense_mesh import (
     dense_mesh_from_uv_position_map,
     grid_coordinates,
     grid_face_region,
+    sample_texture,
     upsample_uv_map,
 )
 from facehub.modeling.geometry.texture_completion import uv_mirror_coordinates
@@ -99,11 +100,16 @@ def test_dense_mesh_of_the_default_on_a_photo(reconstruction):
     rows, cols = (exact.grid_index[on_pixel] // 2).T
     np.testing.assert_allclose(exact.vertices[on_pixel], rec.uv_position_map[rows, cols], atol=1e-4)
     assert on_pixel.sum() >= 7_400  # every map pixel of the face region (7,460 at 128 px)
-    # The colours are the texture at the vertices' UVs, the texture the completed one.
-    np.testing.assert_array_equal(mesh.texture, rec.completed_texture)
-    on_pixel = (mesh.grid_index % 2 == 0).all(axis=1)
-    rows, cols = (mesh.grid_index[on_pixel] // 2).T
-    np.testing.assert_array_equal(mesh.colors[on_pixel], rec.completed_texture[rows, cols])
+    # The texture: completed by symmetry, as fine as the mesh (256 px); the colours are it at the vertices' UVs.
+    assert mesh.texture.shape == (256, 256, 3)
+    np.testing.assert_array_equal(mesh.texture, rec.texture_completion_at(256).texture)
+    np.testing.assert_array_equal(mesh.colors, sample_texture(mesh.texture, mesh.uvs))
+    # At the map's own size the colours are the texels: a vertex on map pixel (r, c) has texel (r, c)'s colour.
+    coarse = rec.dense_mesh(texture_size=128)
+    np.testing.assert_array_equal(coarse.texture, rec.completed_texture)
+    on_pixel = (coarse.grid_index % 2 == 0).all(axis=1)
+    rows, cols = (coarse.grid_index[on_pixel] // 2).T
+    np.testing.assert_array_equal(coarse.colors[on_pixel], rec.completed_texture[rows, cols])
     # 256 px maps give 40k+ vertices.
     big = dense_mesh_from_uv_position_map(np.zeros((256, 256, 3), np.float32))
     assert len(big.vertices) > 100_000 and len(dense_mesh_from_uv_position_map(
@@ -194,7 +200,7 @@ def test_dense_export_reloads_with_the_stated_vertex_count(tmp_path, reconstruct
         assert np.abs(colors - mesh.colors).mean() < 8  # the reader looks the texture up at the nearest texel
     if extension == ".obj":
         texture = np.asarray(Image.open(tmp_path / "face.png").convert("RGB"))
-        np.testing.assert_array_equal(texture, rec.completed_texture)  # the completed texture by default
+        np.testing.assert_array_equal(texture, mesh.texture)  # the completed texture by default
         assert "map_Kd face.png" in (tmp_path / "face.mtl").read_text()
     # The 468-vertex mesh is still what export writes by default.
     sparse = trimesh.load(rec.export(tmp_path / f"sparse{extension}"), process=False, force="mesh")
@@ -222,6 +228,11 @@ def test_reconstruction_texture_is_completed_by_symmetry(reconstruction):
     before, after = (np.abs(t[hidden] - mirrored[hidden]).mean() for t in (texture, completed))
     print(f"hidden texels from their mirror texel: {before:.1f} in the photo, {after:.1f} completed")
     assert after < 0.75 * before  # measured 28.4 -> 16.1
+    # Finer textures sample the same photo at the same map: the 256 px one, taken back to 128 px, is the 128 px one.
+    fine = rec.texture_at(256).astype(float)
+    np.testing.assert_array_equal(rec.texture_at(128), rec.texture)
+    assert np.abs(fine.reshape(128, 2, 128, 2, 3).mean(axis=(1, 3)) - texture)[inside].mean() < 6
+    assert rec.texture_completion_at(256).visibility.shape == (256, 256)
     # It is the completion of the reconstruction's own mesh and texture.
     from facehub.modeling.geometry.texture_completion import complete_texture_from_mesh
 

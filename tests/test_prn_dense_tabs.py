@@ -40,8 +40,8 @@ def test_reconstruct_returns_mesh_files_landmarks_and_depth(client):
         photo("obama.jpg"), MODEL_ID, api_name="/reconstruct")
     assert status.startswith("**Reconstructed** a dense mesh of") and "Pose measured on the mesh: yaw" in status
     assert "eyes and mouth closed" in status and "completed by symmetry" in status
-    for picture in (texture, visibility):  # the 64 px UV maps of this small model, shown at 128 px
-        assert np.asarray(Image.open(picture).convert("RGB")).shape == (128, 128, 3)
+    for picture in (texture, visibility):  # the dense mesh's texture: 256 px
+        assert np.asarray(Image.open(picture).convert("RGB")).shape == (256, 256, 3)
     original = np.asarray(Image.open(PHOTOS / "obama.jpg").convert("RGB"))
     drawn = np.asarray(Image.open(landmarks).convert("RGB"))
     assert drawn.shape == original.shape and (drawn != original).any()  # the dots are drawn on the photo

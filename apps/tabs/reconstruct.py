@@ -78,7 +78,7 @@ def depth_picture(depth: np.ndarray) -> np.ndarray:
     return picture
 
 
-def visibility_picture(completion, scale: int = 2) -> np.ndarray:
+def visibility_picture(completion, scale: int = 1) -> np.ndarray:
     """A texture completion's per-texel visibility as an RGB picture (viridis: yellow seen, purple hidden; black off
     the face's UV footprint), enlarged ``scale`` times without smoothing."""
     import matplotlib
@@ -129,13 +129,13 @@ def reconstruct(ctx: DemoContext, photo, model_id: str | None, method: str | Non
             raise UserFacingError("No face was found in the photo. Try a photo where the face is clearly visible.")
         face = reconstructions[0]
         progress(0.6, desc="Completing the texture by symmetry")
-        completion = face.texture_completion
-        progress(0.7, desc="Exporting GLB, PLY and OBJ")
         openings = "closed" if close_openings else "open"
-        glb, ply, obj_zip = export_downloads(face, ctx.temp_folder("reconstruct-"), openings)
         dense = face.dense_mesh(openings=openings)
+        completion = face.texture_completion_at(len(dense.texture))  # the one the dense mesh is textured with
+        progress(0.7, desc="Exporting GLB, PLY and OBJ")
+        glb, ply, obj_zip = export_downloads(face, ctx.temp_folder("reconstruct-"), openings)
         landmarks, depth = draw_landmarks(image, face.landmarks68), depth_picture(face.depth)
-        texture, visibility = np.repeat(np.repeat(completion.texture, 2, 0), 2, 1), visibility_picture(completion)
+        texture, visibility = completion.texture, visibility_picture(completion)
         progress(1.0, desc="Done")
     except (UserFacingError, FaceHubImageError, ValueError) as err:
         return None, None, None, warning_status(str(err)), *empty

@@ -15,9 +15,10 @@ everything else off it, as PRNet's ``api`` does with its own topology:
 - the dense mesh (:meth:`FaceReconstruction.dense_mesh`): the whole map as PRNet builds its mesh, every UV pixel of
   the face region a vertex of a grid triangulation (:mod:`facehub.modeling.geometry.dense_mesh`; about 30k vertices
   from a 128 px map), eyes and mouth closed or left open;
-- the texture completed by symmetry (:attr:`FaceReconstruction.texture_completion`): per-texel visibility from the
-  468-vertex mesh, hidden texels filled from their mirror texels
-  (:func:`facehub.modeling.geometry.texture_completion.complete_texture`); the dense mesh is textured with it;
+- the texture completed by symmetry (:attr:`FaceReconstruction.texture_completion`, or at any resolution
+  :meth:`FaceReconstruction.texture_completion_at`): per-texel visibility from the 468-vertex mesh, hidden texels
+  filled from their mirror texels (:func:`facehub.modeling.geometry.texture_completion.complete_texture`); the dense
+  mesh is textured with it, by default at 256 px (the photo is kept on the reconstruction for that);
 - a depth image: the mesh z-buffered in the photo's pixels (PyTorch3D's rasteriser through
   :func:`facehub.modeling.geometry.render.rasterize_tiled`), measured from the mesh's deepest vertex as the synthetic
   face world measures its depth images, so it is >= 0 on the face and 0 means "no face".
@@ -50,6 +51,8 @@ from facehub.modeling.geometry.uv_maps import uv_position_map_to_mesh
 from facehub.modeling.prn_dense.cropping import crop_units_to_image_positions
 
 TEXTURE_CHOICES = ("completed", "photo")
+#: Default side of a dense mesh's texture: finer than a 128 px map (the mesh has two grid points per map pixel).
+DENSE_TEXTURE_SIZE = 256
 
 
 def sample_image(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -105,7 +108,7 @@ class FaceReconstruction:
     Two meshes: the fields ``vertices`` / ``triangles`` / ``colors`` / ``uvs`` are the 468-vertex mesh of facehub's
     topology (what landmarks, pose, mirroring and rendering code need); :meth:`dense_mesh` is the whole UV position map
     as a mesh (PRNet's, ~30k vertices from a 128 px map). :meth:`export` writes either (``dense=True`` for the dense
-    one, textured with :attr:`completed_texture`).
+    one, textured with the texture completed by symmetry at the mesh's resolution).
 
     Attributes:
         vertices: (468, 3) float32 mesh (facehub's MediaPipe topology).
@@ -127,6 +130,8 @@ class FaceReconstruction:
             were given).
         image_shape: (H, W) of the photo (texels that fall off it count as unseen in :attr:`texture_completion`;
             ``None``: taken from ``depth`` when there is one, else unbounded).
+        image: the (H, W, 3) uint8 photo itself (a reference, not a copy), kept to sample textures finer than the
+            map (:meth:`texture_at`); ``None``: only :attr:`texture`'s resolution is available.
     """
 
     vertices: np.ndarray
@@ -143,33 +148,56 @@ class FaceReconstruction:
     face_mask: np.ndarray | None = None
     face: Face | None = None
     image_shape: tuple[int, int] | None = None
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def texture_at(self, size: int) -> np.ndarray:
+        """(size, size, 3) uint8 UV texture: the photo at the position of each texel centre, the map read bilinearly
+        there (PRNet's texture, at any resolution; ``size`` = the map's side gives :attr:`texture`)."""
+        size = int(size)
+        if size == len(self.texture):
+            return np.asarray(self.texture)
+        if self.image is None:
+            raise ValueError(f"This reconstruction keeps no photo, so its texture exists only at {len(self.texture)} "
+                             "px; build it with build_reconstruction (which keeps the photo) or ask for that size.")
+        centres = (np.arange(size) + 0.5) / size
+        uvs = np.stack(np.meshgrid(centres, centres, indexing="xy"), axis=-1).reshape(-1, 2)
+        positions = uv_position_map_to_mesh(np.asarray(self.uv_position_map, np.float32), uvs)
+        return sample_image(self.image, positions[:, :2]).reshape(size, size, 3)
+
+    def texture_completion_at(self, size: int | None = None):
+        """:meth:`texture_at` ``size`` (default: the map's side, :attr:`texture`) completed by left-right symmetry
+        (:class:`~facehub.modeling.geometry.texture_completion.TextureCompletion`: ``texture``, per-texel
+        ``visibility`` from the 468-vertex mesh, ``source`` of each texel); computed once per size."""
+        from facehub.modeling.geometry.texture_completion import complete_texture_from_mesh
+
+        size = int(size or len(self.texture))
+        key = ("completion", size)
+        if key not in self._cache:
+            shape = self.image_shape or (tuple(self.depth.shape[:2]) if self.depth is not None else None)
+            self._cache[key] = complete_texture_from_mesh(
+                self.texture_at(size), np.asarray(self.vertices, np.float64), image_shape=shape)
+        return self._cache[key]
 
     @property
     def texture_completion(self):
-        """The :attr:`texture` completed by left-right symmetry
-        (:class:`~facehub.modeling.geometry.texture_completion.TextureCompletion`: ``texture``, per-texel
-        ``visibility`` from the 468-vertex mesh, ``source`` of each texel); computed once, on first use."""
-        if "completion" not in self._cache:
-            from facehub.modeling.geometry.texture_completion import complete_texture_from_mesh
-
-            shape = self.image_shape or (tuple(self.depth.shape[:2]) if self.depth is not None else None)
-            self._cache["completion"] = complete_texture_from_mesh(
-                np.asarray(self.texture), np.asarray(self.vertices, np.float64), image_shape=shape)
-        return self._cache["completion"]
+        """:attr:`texture` completed by left-right symmetry (:meth:`texture_completion_at` the map's side; a subclass
+        may keep its own completion in a field of this name, e.g. a morphable-model fit)."""
+        return self.texture_completion_at(None)
 
     @property
     def completed_texture(self) -> np.ndarray:
         """(U, U, 3) uint8 UV texture with the texels hidden in the photo filled from their mirror texels."""
-        return self.texture_completion.texture
+        return self.texture_completion_at(None).texture
 
     @property
     def texture_visibility(self) -> np.ndarray:
         """(U, U) float32 in [0, 1]: how well each texel of :attr:`texture` was seen in the photo."""
-        return self.texture_completion.visibility
+        return self.texture_completion_at(None).visibility
 
     def dense_mesh(
-        self, openings: str = "closed", subdivision: int = 2, texture: str = "completed", smoothing: float = 1.0
+        self, openings: str = "closed", subdivision: int = 2, texture: str = "completed", smoothing: float = 1.0,
+        texture_size: int | None = None,
     ) -> DenseMesh:
         """The whole UV position map as a mesh (:func:`~facehub.modeling.geometry.dense_mesh.dense_mesh_from_uv_position_map`).
 
@@ -178,18 +206,23 @@ class FaceReconstruction:
                 left as holes (:attr:`DenseMesh.in_opening` flags the filled vertices either way).
             subdivision: grid points per map pixel along each axis: 2 (default) gives ~30k vertices from a 128 px
                 map and ~119k from a 256 px one; 1 is one vertex per map pixel (~7.5k / ~30k).
-            texture: ``"completed"`` (:attr:`completed_texture`) or ``"photo"`` (:attr:`texture`, hidden texels as
-                the photo shows them): the mesh's UV texture; the vertex colours are that texture at the vertices'
+            texture: ``"completed"`` (:meth:`texture_completion_at`) or ``"photo"`` (:meth:`texture_at`, hidden texels
+                as the photo shows them): the mesh's UV texture; the vertex colours are that texture at the vertices'
                 UVs (the photo's colour at the vertex wherever it was seen).
+            texture_size: side of that texture; default :data:`DENSE_TEXTURE_SIZE` or the map's side if that is
+                larger (the map's side when the photo is not kept, :attr:`image`).
             smoothing: Gaussian sigma in map pixels applied to the map inside the face before meshing
                 (:func:`~facehub.modeling.geometry.dense_mesh.smooth_uv_map`: a network's pixel-scale noise would
                 fold the surface); 0 puts every map pixel's own position on its vertex.
         """
         if texture not in TEXTURE_CHOICES:
             raise ValueError(f"Got {texture!r} for `texture`; use one of {', '.join(map(repr, TEXTURE_CHOICES))}.")
-        key = ("dense", openings, subdivision, texture, float(smoothing))
+        if texture_size is None:
+            texture_size = max(len(self.texture), DENSE_TEXTURE_SIZE if self.image is not None else 0)
+        key = ("dense", openings, subdivision, texture, float(smoothing), int(texture_size))
         if key not in self._cache:
-            image = self.completed_texture if texture == "completed" else np.asarray(self.texture)
+            image = (self.texture_completion_at(texture_size).texture if texture == "completed"
+                     else self.texture_at(texture_size))
             self._cache[key] = dense_mesh_from_uv_position_map(
                 np.asarray(self.uv_position_map), subdivision=subdivision, openings=openings, texture=image,
                 smoothing=smoothing)
@@ -202,15 +235,15 @@ class FaceReconstruction:
 
     def export(
         self, path: str | Path, *, dense: bool = False, openings: str = "closed", subdivision: int = 2,
-        texture: str | None = None, smoothing: float = 1.0,
+        texture: str | None = None, smoothing: float = 1.0, texture_size: int | None = None,
     ) -> Path:
         """Write a mesh, format by extension: ``.obj`` (+ ``<name>.mtl`` and ``<name>.png`` texture beside it),
         ``.ply`` (vertex colours) or ``.glb`` (embedded texture). Returns the path written.
 
         Args:
-            dense: write :meth:`dense_mesh` (``openings``, ``subdivision``, ``texture``, ``smoothing`` as there; its
-                texture is the completed one unless ``texture="photo"``); ``False`` (default) writes the 468-vertex
-                mesh, textured with :attr:`texture` unless ``texture="completed"``.
+            dense: write :meth:`dense_mesh` (``openings``, ``subdivision``, ``texture``, ``smoothing``,
+                ``texture_size`` as there; its texture is the completed one unless ``texture="photo"``); ``False``
+                (default) writes the 468-vertex mesh, textured with :attr:`texture` unless ``texture="completed"``.
         """
         if Path(path).suffix.lower() not in EXPORT_FORMATS:
             raise ValueError(
@@ -219,7 +252,7 @@ class FaceReconstruction:
             )
         if dense:
             return self.dense_mesh(openings=openings, subdivision=subdivision, texture=texture or "completed",
-                                   smoothing=smoothing).export(path)
+                                   smoothing=smoothing, texture_size=texture_size).export(path)
         if texture not in (None, *TEXTURE_CHOICES):
             raise ValueError(f"Got {texture!r} for `texture`; use one of {', '.join(map(repr, TEXTURE_CHOICES))}.")
         image = self.completed_texture if texture == "completed" else self.texture
@@ -268,4 +301,5 @@ def build_reconstruction(
         face_mask=face_mask,
         face=face,
         image_shape=(int(image.shape[0]), int(image.shape[1])),
+        image=image,
     )

@@ -46,6 +46,9 @@ from facehub.apps.tabs.common import (
 logger = logging.getLogger(__name__)
 
 CAPABILITY = "reconstruction"
+#: The method the tab starts on when it is registered (PRN-Dense: one network pass, about a second a photo here;
+#: a morphable-model fit takes several); otherwise the first registered one.
+DEFAULT_METHOD = "prn_dense"
 EXAMPLES = ("obama.jpg", "biden.jpg", "astronaut.png")
 
 
@@ -105,12 +108,20 @@ def export_downloads(reconstruction, folder: Path, openings: str = "closed") -> 
     return glb, ply, archive
 
 
+def default_method() -> str | None:
+    """:data:`DEFAULT_METHOD` when it is registered for reconstruction, else the first method that is (``None``: none
+    is)."""
+    from facehub import methods
+
+    available = methods.available(CAPABILITY)
+    return DEFAULT_METHOD if DEFAULT_METHOD in available else (available[0] if available else None)
+
+
 def reconstruct(ctx: DemoContext, photo, model_id: str | None, method: str | None = None, progress=None,
                 close_openings: bool = True):
     """The ``/reconstruct`` event; see the module docstring for its outputs. ``photo`` is an upload (file path or
-    bytes); ``method`` defaults to the first registered method with the ``reconstruction`` capability;
-    ``close_openings``: the dense mesh's eyes and mouth are filled (else left open)."""
-    from facehub import methods
+    bytes); ``method`` defaults to :func:`default_method`; ``close_openings``: the dense mesh's eyes and mouth are
+    filled (else left open)."""
     from facehub.modeling.faces.image_io import FaceHubImageError
 
     progress = progress or (lambda *args, **kwargs: None)
@@ -121,8 +132,7 @@ def reconstruct(ctx: DemoContext, photo, model_id: str | None, method: str | Non
         progress(0.05, desc="Reading the photo")
         image = read_upload(photo, "photo")
         progress(0.15, desc="Loading the model")
-        available = methods.available(CAPABILITY)
-        pipe = load_method_pipeline(ctx, method or (available[0] if available else ""), CAPABILITY, model_id)
+        pipe = load_method_pipeline(ctx, method or default_method() or "", CAPABILITY, model_id)
         progress(0.3, desc="Reconstructing")
         reconstructions = pipe(image).reconstructions
         if not reconstructions:
@@ -158,7 +168,7 @@ def build(ctx: DemoContext) -> TabRefresh:
     from facehub import methods
 
     choices = method_choices(CAPABILITY)
-    first = choices[0][1] if choices else None
+    first = default_method()
     models = model_choices(ctx, first, CAPABILITY) if first else []
     gr.Markdown(
         "Reconstruct the face in a photo in 3D (PRN-Dense: a UV position map regressed from the photo gives a dense "

@@ -190,6 +190,9 @@ def test_mesh_rotation_turns_the_face_and_measures_the_result(mesh_rotate, obama
     assert np.array_equal(image[:10], obama[:10]) and not np.array_equal(image, obama)
     with pytest.raises(UnreachablePoseError, match="yaw=95 degrees cannot be reached"):
         mesh_rotate(obama, yaw=95.0)
+    copied = mesh_rotate(obama, target_image=small("obama2.jpg"), measure=False)
+    assert copied.requested_pose == pytest.approx(copied.target_face.pose) and copied.achieved_pose is None
+    assert copied.requested_pose.yaw < -10.0  # obama2 looks 14 degrees to the left
     with pytest.raises(NoFaceFoundError, match="No face was found in the photo"):
         mesh_rotate(small("chelsea.jpg"), yaw=10.0)
 

@@ -8,7 +8,8 @@ Steps, for the ``face_index``-th face (largest first) of each photo:
 1. **Reconstruction**: PRN-Dense's UV position map gives the face's 468-vertex mesh in the photo's pixels
    (:class:`~facehub.modeling.prn_dense.FaceReconstructionPipeline`, seed 003 eq. 10).
 2. **Target pose**: ``(yaw, pitch, roll)`` in degrees (house convention); ``roll=None`` keeps the mesh's own roll.
-   With ``target_image`` the pose is that of the largest face the analyzer finds in it.
+   With ``target_image`` the pose is that of its face (the largest, or ``target_face_index``) as the analyzer
+   measures it.
 3. **Re-rendering**: the photo is sampled into the mesh's UV texture, the mesh is rotated about its centre from its
    own pose (:func:`~facehub.modeling.geometry.profiling.pose_from_mesh`) to the target and rendered orthographically
    over the photo; pixels the face uncovered are inpainted (3DDFA's face profiling,
@@ -115,6 +116,7 @@ class FaceMeshRotationPipeline(FaceReconstructionPipeline):
         *,
         target_image=None,
         face_index: int = 0,
+        target_face_index: int = 0,
         min_interocular: float = 0.0,
         measure: bool = True,
         output_type: str = "pil",
@@ -126,8 +128,9 @@ class FaceMeshRotationPipeline(FaceReconstructionPipeline):
             image: one image (RGB uint8 array, PIL image or path) or a list of them.
             yaw, pitch, roll: target pose in degrees (house convention); ``roll=None`` keeps the face's roll.
                 Ignored when ``target_image`` is given.
-            target_image: a photo whose (largest) face's pose to copy instead; for a list ``image``, one photo for
-                all or a list of the same length.
+            target_image: a photo whose face's pose to copy instead; for a list ``image``, one photo for all or a
+                list of the same length.
+            face_index, target_face_index: which face of each photo (0 = the largest).
             min_interocular: smallest accepted distance between the eye centres, pixels (0: any face).
             measure: find the face again on the result and report its pose (``achieved_pose``).
             output_type: ``"pil"`` (default) or ``"np"`` for the ``images`` field.
@@ -145,14 +148,16 @@ class FaceMeshRotationPipeline(FaceReconstructionPipeline):
         if target_image is not None:
             targets = broadcast(as_image_list(target_image, "target_image")[0], len(photos), "target_image")
         results = [
-            self._rotate_one(photo, yaw, pitch, roll, target, face_index, min_interocular, measure)
+            self._rotate_one(photo, yaw, pitch, roll, target, face_index, target_face_index, min_interocular, measure)
             for photo, target in zip(photos, targets, strict=True)
         ]
         images = convert_images([result.pop("image") for result in results], output_type)
         output = FaceMeshRotationPipelineOutput(images=images, **collate(results, batched))
         return output if return_dict else output.to_tuple()
 
-    def _rotate_one(self, photo, yaw, pitch, roll, target_photo, face_index, min_interocular, measure) -> dict:
+    def _rotate_one(
+        self, photo, yaw, pitch, roll, target_photo, face_index, target_face_index, min_interocular, measure
+    ) -> dict:
         from facehub.modeling.geometry.profiling import rotate_face
 
         timings: dict[str, float] = {}
@@ -161,7 +166,7 @@ class FaceMeshRotationPipeline(FaceReconstructionPipeline):
         face = select_face(faces, "photo", face_index, min_interocular)
         target_face = None
         if target_photo is not None:
-            target_face = select_face(self.find_faces(target_photo), "target photo", 0, min_interocular)
+            target_face = select_face(self.find_faces(target_photo), "target photo", target_face_index, min_interocular)
             yaw, pitch, roll = target_face.pose
             self.check_reachable(yaw, pitch, roll)
         reconstruction = self.reconstruct_faces(photo, [face], compute_depth=False)[0]

@@ -35,7 +35,7 @@ class FaceFittingConfig:
             the mean).
         shape_iterations: L-BFGS iterations of stage 2 (identity and expression with the pose).
         appearance_iterations: Adam steps of stage 3 (albedo and SH lighting through the differentiable renderer,
-            geometry fixed).
+            geometry fixed: the crop is rasterised once, then each step samples the albedo and shades it).
         appearance_learning_rate: Adam's step size in stage 3.
         landmark_sigma: noise of the 468 dense landmarks (x, y), fraction of the face size.
         landmark68_sigma: noise of the 68 iBUG landmarks (x, y), fraction of the face size.
@@ -56,7 +56,7 @@ class FaceFittingConfig:
 
     pose_iterations: int = 30
     shape_iterations: int = 60
-    appearance_iterations: int = 40
+    appearance_iterations: int = 80
     appearance_learning_rate: float = 0.05
     landmark_sigma: float = 0.02
     landmark68_sigma: float = 0.02
@@ -98,9 +98,9 @@ class FaceFittingConfig:
 #: labelling sweeps), ``precise`` (more iterations, 128 px).
 FACE_FITTING_PRESETS: dict[str, dict] = {
     "default": {},
-    "fast": {"pose_iterations": 15, "shape_iterations": 30, "appearance_iterations": 20, "render_size": 64,
+    "fast": {"pose_iterations": 15, "shape_iterations": 30, "appearance_iterations": 50, "render_size": 64,
              "texture_size": 64},
-    "precise": {"pose_iterations": 50, "shape_iterations": 120, "appearance_iterations": 80, "render_size": 128,
+    "precise": {"pose_iterations": 50, "shape_iterations": 120, "appearance_iterations": 150, "render_size": 128,
                 "texture_size": 256},
 }
 
@@ -159,6 +159,15 @@ class FaceFitter(FaceHubModel):
         """The settings as a :class:`FaceFittingConfig`."""
         return FaceFittingConfig.from_dict(dict(self.config))
 
+    def config_with(self, **overrides) -> FaceFittingConfig:
+        """These settings with single fields replaced; a ``TypeError`` naming unknown ones, a ``ValueError`` for a
+        bad value."""
+        settings = asdict(self.fitting_config)
+        unknown = sorted(set(overrides) - set(settings))
+        if unknown:
+            raise TypeError(f"Unknown fit setting(s) {unknown}; known settings: {sorted(settings)}.")
+        return FaceFittingConfig(**{**settings, **overrides})
+
     @property
     def face_model(self):
         """The :class:`~facehub.modeling.geometry.MorphableFaceModel` being fitted (loaded on first use)."""
@@ -176,10 +185,7 @@ class FaceFitter(FaceHubModel):
         (``overrides`` replace single fields of :class:`FaceFittingConfig` for this call)."""
         from facehub.modeling.face_fitting.fitting import fit_face
 
-        unknown = sorted(set(overrides) - set(asdict(self.fitting_config)))
-        if unknown:
-            raise TypeError(f"Unknown fit setting(s) {unknown}; known settings: {sorted(asdict(self.fitting_config))}.")
-        config = FaceFittingConfig(**{**asdict(self.fitting_config), **overrides})
+        config = self.config_with(**overrides)
         return fit_face(image, face, config=config, model=self.face_model, initial=initial,
                         compute_depth=compute_depth,
                         dense_landmark_weights=self.dense_landmark_weights.detach().cpu().double().numpy())

@@ -283,15 +283,18 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
             shape = shape - shape.mean(dim=0)
             return log_scale.exp() * shape @ rotation_matrix_torch(angles).T
 
-        def residuals(points: torch.Tensor) -> torch.Tensor:
-            """Landmark residuals scaled so that the landmark energy is ``0.5 |r|^2``."""
-            xy = points[:, :2] + shift
-            parts = [((xy - target_xy) * root_weights[:, None] / (face_size * config.landmark_sigma)).flatten(),
-                     ((weights68 @ xy - target68) / (face_size * config.landmark68_sigma)).flatten()]
+        def residuals(points: torch.Tensor, linear_part: bool = False) -> torch.Tensor:
+            """Landmark residuals of (..., V, 3) posed points, scaled so that the landmark energy is ``0.5 |r|^2``;
+            ``linear_part`` leaves out the translation and the targets (what a change of the points adds)."""
+            xy = points[..., :2] if linear_part else points[..., :2] + shift
+            dense_xy, xy68 = (xy, weights68 @ xy) if linear_part else (xy - target_xy, weights68 @ xy - target68)
+            parts = [(dense_xy * root_weights[:, None] / (face_size * config.landmark_sigma)).flatten(-2),
+                     (xy68 / (face_size * config.landmark68_sigma)).flatten(-2)]
             if target_z is not None:
-                z = points[:, 2] - points[:, 2].mean()
-                parts.append((z - target_z) * root_weights / (face_size * config.depth_sigma))
-            return torch.cat(parts)
+                z = points[..., 2] - points[..., 2].mean(dim=-1, keepdim=True)
+                z = z if linear_part else z - target_z
+                parts.append(z * root_weights / (face_size * config.depth_sigma))
+            return torch.cat(parts, dim=-1)
 
         def geometry_energy() -> torch.Tensor:
             coefficients = torch.cat([alpha, beta])
@@ -303,8 +306,9 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
             with torch.no_grad():
                 current = torch.cat([alpha, beta])
                 r0 = residuals(posed_centred(current))
-                jacobian = torch.autograd.functional.jacobian(
-                    lambda c: residuals(posed_centred(c)), current, vectorize=True)
+                modes = basis.reshape(len(current), -1, 3)
+                modes = log_scale.exp() * (modes - modes.mean(dim=1, keepdim=True)) @ rotation_matrix_torch(angles).T
+                jacobian = residuals(modes, linear_part=True).T  # (residuals, coefficients)
                 lhs = jacobian.T @ jacobian + torch.diag(prior)
                 solution = torch.linalg.solve(lhs, jacobian.T @ (jacobian @ current - r0))
                 alpha.copy_(solution[: model.num_identity])

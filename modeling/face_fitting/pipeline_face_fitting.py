@@ -88,6 +88,7 @@ class FaceFittingPipeline(FaceHubPipeline):
             One :class:`FittedFace` per given face, in order.
         """
         photo = load_image(image)
+        self.fitter.config_with(**overrides)  # refuse unknown or bad settings before any work
         return [self.fitter.fit(photo, face, compute_depth=compute_depth, **overrides) for face in faces]
 
     def __call__(self, image, *, max_faces: int | None = None, compute_depth: bool = True, return_dict: bool = True,
@@ -107,6 +108,7 @@ class FaceFittingPipeline(FaceHubPipeline):
         Raises:
             ImageReadError: an image cannot be read (missing, not an image, corrupt).
         """
+        self.fitter.config_with(**overrides)  # refuse unknown or bad settings before any work
         photos, batched = as_image_list(image)
         per_image = []
         for photo in photos:

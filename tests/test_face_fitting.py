@@ -1,0 +1,201 @@
+"""Morphable-model fitting: a fit recovers a synthetic face's pose, landmarks and coefficients; the pipeline
+reconstructs a photo's face in agreement with the FaceAnalyzer and exports meshes that reload.
+
+The synthetic fits start from the world's exact dense landmarks with 0.5 px Gaussian noise (about 1% of the face's
+size): MediaPipe on the world's flat-lit renders is itself 3-7% NME off, which would test MediaPipe rather than the
+fit. The photo test runs the whole pipeline (FaceAnalyzer included).
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from facehub.modeling.face_fitting import (
+    FaceFitter,
+    FaceFittingConfig,
+    FaceFittingPipeline,
+    FittedFace,
+    face_fitting_config,
+    fit_face,
+)
+from facehub.modeling.faces import load_image
+from facehub.modeling.geometry.landmark_metrics import nme
+from facehub.modeling.prn_dense import FaceReconstruction
+
+PHOTOS = Path(__file__).parent / "data" / "photos"
+
+
+@pytest.fixture(scope="module")
+def world():
+    from facehub.trainers.data.synthetic_world import SyntheticFaceWorld, SyntheticWorldConfig
+
+    return SyntheticFaceWorld(SyntheticWorldConfig(image_size=128, seed=3))
+
+
+@pytest.fixture(scope="module")
+def synthetic_fits(world):
+    """Four faces of the world (yaw -43 to +18, pitch -22 to +22 degrees), fitted with the ``fast`` preset at 96 px."""
+    config = face_fitting_config("fast", render_size=96)
+    fits = []
+    for index in (0, 5, 9, 14):
+        row = world[index]
+        noise = np.random.default_rng(index).normal(scale=0.5, size=row["dense_landmarks"].shape)
+        fits.append((row, fit_face(row["image"], row["dense_landmarks"] + noise, config=config, model=world.model,
+                                   compute_depth=False)))
+    return fits
+
+
+def _frontal_shape(model, identity, expression) -> np.ndarray:
+    coefficients = [torch.as_tensor(np.asarray(c), dtype=torch.float32)[None] for c in (identity, expression)]
+    shape = model.shape(*coefficients)[0].numpy()
+    return shape - shape.mean(axis=0)
+
+
+def test_fit_recovers_pose_and_landmarks_of_synthetic_faces(synthetic_fits):
+    for row, fit in synthetic_fits:
+        # Pose within 2.5 degrees on every axis (measured: at most 2.03).
+        assert np.abs(np.subtract(fit.coefficients.rotation, row["pose"])).max() < 2.5, (fit.pose, row["pose"])
+        assert fit.pose == fit.coefficients.rotation
+        # 68 landmarks within 1% NME of the truth (measured 0.22-0.34%; the input noise is ~1% of the face per point).
+        assert nme(fit.landmarks68, row["landmarks68_3d"]) < 0.01
+        assert fit.losses["landmarks68"] < 0.02 and fit.losses["dense_landmarks"] < 0.02
+
+
+def test_fit_recovers_identity_and_expression_far_better_than_the_mean_face(world, synthetic_fits):
+    model = world.model
+    coefficient_ratios, shape_ratios = [], []
+    for row, fit in synthetic_fits:
+        truth = np.r_[row["shape_coefficients"], row["expression_coefficients"]]
+        fitted = np.r_[fit.coefficients.identity, fit.coefficients.expression]
+        coefficient_ratios.append(np.linalg.norm(fitted - truth) / np.linalg.norm(truth))  # the mean: ratio 1
+        true_shape = _frontal_shape(model, row["shape_coefficients"], row["expression_coefficients"])
+        error = np.linalg.norm(_frontal_shape(model, fit.coefficients.identity, fit.coefficients.expression)
+                               - true_shape, axis=1).mean()
+        baseline = np.linalg.norm(_frontal_shape(model, 0 * fitted[:40], 0 * fitted[40:]) - true_shape, axis=1).mean()
+        shape_ratios.append(error / baseline)
+    # Coefficients (identity + expression): the mean face's error is 1; fits are at most 0.65 each, 0.55 on average
+    # (measured 0.35-0.61, mean 0.48). Identity and expression modes partly explain each other from 468 points.
+    assert max(coefficient_ratios) < 0.65 and np.mean(coefficient_ratios) < 0.55, coefficient_ratios
+    # The frontal 3D shape those coefficients make: at most 0.75 of the mean face's error (measured 0.31-0.67).
+    assert max(shape_ratios) < 0.75 and np.mean(shape_ratios) < 0.6, shape_ratios
+
+
+def test_photometric_stage_recovers_albedo_and_lighting(world, synthetic_fits):
+    for row, fit in synthetic_fits:
+        truth = np.asarray(row["albedo_coefficients"])
+        # Albedo coefficients: closer to the truth than the mean albedo (ratio 1) by at least a quarter (measured
+        # 0.41-0.62 of the mean albedo's error).
+        assert np.linalg.norm(fit.coefficients.albedo - truth) < 0.75 * np.linalg.norm(truth)
+        # Albedo colour and light trade off (a redder albedo under a bluer light); their product, the face's mean
+        # albedo lit from the front (irradiance at the normal facing the camera), is within 10% of the truth.
+        def ambient_colour(albedo, lighting):
+            from facehub.modeling.geometry.morphable import sh_shading
+
+            texture = world.model.albedo(torch.as_tensor(np.asarray(albedo), dtype=torch.float32)[None])[0]
+            frontal = sh_shading(torch.tensor([[[0.0, 0.0, 1.0]]]),
+                                 torch.as_tensor(np.asarray(lighting), dtype=torch.float32).reshape(1, 3, 9))
+            return texture.mean(dim=(1, 2)).numpy() * frontal[0, 0].numpy()
+
+        fitted = ambient_colour(fit.coefficients.albedo, fit.coefficients.lighting)
+        true = ambient_colour(truth, row["lighting"])
+        assert np.allclose(fitted, true, rtol=0.1), (fitted, true)
+        assert fit.losses["photometric"] < 0.04  # mean colour distance over the face, [0, 1] units (measured <= 0.023)
+    # Without the photometric stage (albedo at the mean, only the ambient light set) the render is worse.
+    row, fit = synthetic_fits[0]
+    noise = np.random.default_rng(0).normal(scale=0.5, size=row["dense_landmarks"].shape)
+    unlit = fit_face(row["image"], row["dense_landmarks"] + noise, model=world.model, compute_depth=False,
+                     config=face_fitting_config("fast", render_size=96, appearance_iterations=0))
+    assert fit.losses["photometric"] < 0.8 * unlit.losses["photometric"]
+
+
+def test_fitted_face_is_a_reconstruction_with_texture_and_visibility(synthetic_fits):
+    row, fit = synthetic_fits[2]
+    assert isinstance(fit, FaceReconstruction) and isinstance(fit, FittedFace)
+    assert fit.vertices.shape == (468, 3) and fit.triangles.shape == (852, 3) and fit.colors.dtype == np.uint8
+    # The mesh lies where the world drew it (photo pixels, z measured from the world's deepest vertex + offset).
+    assert np.abs(fit.vertices[:, :2] - row["dense_landmarks"][:, :2]).mean() < 1.0
+    size = 64  # the fast preset's texture
+    assert fit.texture.shape == fit.photo_texture.shape == (size, size, 3) and fit.visibility.shape == (size, size)
+    assert 0.0 <= fit.visibility.min() and fit.visibility.max() <= 1.0
+    # A face turned by -43 degrees hides one cheek: about a third of the texels are unseen (measured 0.36).
+    assert 0.2 < fit.texture_completion.hidden_fraction < 0.6
+    from facehub.modeling.geometry.texture_completion import OUTSIDE, OWN
+
+    hidden = (fit.visibility < 0.5) & (fit.texture_completion.source != OUTSIDE)
+    assert (fit.texture_completion.source[hidden] != OWN).mean() > 0.9  # filled from the mirror or inpainted
+    assert fit.coefficients.lighting.shape == (3, 9) and fit.coefficients.translation.shape == (3,)
+    assert json.loads(json.dumps(fit.coefficients.to_dict()))["scale"] == pytest.approx(fit.coefficients.scale)
+
+
+def test_a_fit_started_from_the_true_coefficients_stays_there(world):
+    from facehub.modeling.face_fitting import FaceCoefficients
+
+    row = world[21]
+    first = fit_face(row["image"], row["dense_landmarks"], model=world.model, compute_depth=False,
+                     config=face_fitting_config("fast", appearance_iterations=0))
+    start = FaceCoefficients(
+        identity=np.asarray(row["shape_coefficients"]), expression=np.asarray(row["expression_coefficients"]),
+        albedo=np.asarray(row["albedo_coefficients"]), lighting=np.asarray(row["lighting"]).reshape(3, 9),
+        rotation=tuple(row["pose"]), translation=first.coefficients.translation, scale=first.coefficients.scale,
+    )
+    fit = fit_face(row["image"], row["dense_landmarks"], model=world.model, compute_depth=False, initial=start,
+                   config=face_fitting_config("fast", appearance_iterations=0))
+    assert np.abs(np.subtract(fit.coefficients.rotation, row["pose"])).max() < 1.0
+    assert nme(fit.landmarks68, row["landmarks68_3d"]) < 0.005
+
+
+def test_pipeline_reconstructs_a_photo_and_exports_meshes_that_reload(tmp_path):
+    import trimesh
+
+    pipe = FaceFittingPipeline.from_pretrained("facehub/face-fitting")
+    out = pipe(PHOTOS / "obama.jpg", compute_depth=True)
+    assert len(out.reconstructions) == 1 and out.coefficients == [out.reconstructions[0].coefficients]
+    fit = out.reconstructions[0]
+    faces = pipe.find_faces(load_image(PHOTOS / "obama.jpg"))
+    # The fitted mesh's 68 landmarks agree with the FaceAnalyzer's within 2% NME (measured 0.46%).
+    assert nme(fit.landmarks68, faces[0].landmarks68) < 0.02
+    assert np.abs(np.subtract(fit.pose, faces[0].pose)).max() < 6.0  # pose near the analyzer's (measured <= 3.5)
+    assert fit.losses["photometric"] < 0.08 and fit.face_mask.sum() > 1000  # measured 0.046
+    for suffix in (".glb", ".ply", ".obj"):
+        path = fit.export(tmp_path / f"face{suffix}")
+        mesh = trimesh.load(path, force="mesh", process=False)
+        assert len(mesh.vertices) == 468, suffix
+        np.testing.assert_allclose(mesh.vertices[:, 0], fit.vertices[:, 0], atol=1e-3)
+
+
+def test_pipeline_batches_and_photos_without_faces():
+    pipe = FaceFittingPipeline.from_pretrained("facehub/face-fitting")
+    blank = np.full((96, 96, 3), 128, np.uint8)
+    out = pipe([blank, PHOTOS / "obama.jpg"], appearance_iterations=0, texture_size=32, compute_depth=False)
+    assert out.reconstructions[0] == [] and out.coefficients[0] == []
+    assert len(out.reconstructions[1]) == 1 and out.reconstructions[1][0].texture.shape == (32, 32, 3)
+    with pytest.raises(TypeError, match="Unknown fit setting"):
+        pipe(blank, iterations=3)
+
+
+def test_embedded_default_holds_the_default_settings(tmp_path):
+    from facehub import methods
+
+    embedded = FaceFitter.from_pretrained("facehub/face-fitting", subfolder="fitter")
+    fresh = FaceFitter()
+    assert embedded.fitting_config == fresh.fitting_config == FaceFittingConfig()
+    assert torch.equal(embedded.dense_landmark_weights, torch.ones(468))
+    spec = methods.get("face_fitting")
+    assert spec.default_model == "facehub/face-fitting"
+    assert spec.pipeline_class("reconstruction") is FaceFittingPipeline
+    card = (Path(__file__).parents[1] / "hub" / "defaults" / "facehub" / "face-fitting" / "README.md").read_text()
+    assert card.startswith("---\n") and "library_name: facehub" in card and "Nothing in this bundle was trained" in card
+
+
+def test_bad_settings_and_inputs_are_one_line_errors():
+    with pytest.raises(ValueError, match="Got 4 for `render_size`"):
+        FaceFittingConfig(render_size=4)
+    with pytest.raises(ValueError, match="Got -1 for `shape_iterations`"):
+        FaceFitter(shape_iterations=-1)
+    with pytest.raises(ValueError, match="known presets"):
+        face_fitting_config("slow")
+    with pytest.raises(ValueError, match=r"dense landmarks in pixels; got an array of shape \(68, 2\)"):
+        fit_face(np.zeros((64, 64, 3), np.uint8), np.zeros((68, 2)))

@@ -23,10 +23,10 @@ from facehub.hub.push import PushError, push_to_hub
 
 
 def test_builtin_methods_and_capabilities():
-    assert methods.names() == ["cyclegan", "depthnet", "prn_dense"]
+    assert methods.names() == ["cyclegan", "depthnet", "face_fitting", "prn_dense"]
     assert methods.available("rotation") == ["depthnet", "prn_dense"]
     assert methods.available("swap") == ["depthnet"]
-    assert methods.available("reconstruction") == ["prn_dense"]
+    assert methods.available("reconstruction") == ["face_fitting", "prn_dense"]
     assert methods.available("generation") == []
     assert methods.trainable() == ["cyclegan", "depthnet", "prn_dense"]
     spec = methods.get("depthnet")
@@ -38,7 +38,7 @@ def test_builtin_methods_and_capabilities():
 
 
 def test_unknown_names_list_what_exists():
-    with pytest.raises(methods.UnknownMethodError, match="Known methods: cyclegan, depthnet, prn_dense"):
+    with pytest.raises(methods.UnknownMethodError, match="Known methods: cyclegan, depthnet, face_fitting, prn_dense"):
         methods.get("depthnets")
     with pytest.raises(methods.UnknownMethodError, match="no 'generation' capability.*offers: frontalization"):
         methods.get("depthnet").pipeline_class("generation")

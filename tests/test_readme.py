@@ -20,6 +20,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,10 +208,11 @@ def test_every_documented_command_runs(tmp_path):
             report.append(f"README.md:{line} skipped ({rule.skip}): {command}")
             continue
         argv = rewrite(command, rule)
+        started = time.perf_counter()
         result = subprocess.run(argv, cwd=sandbox, env=_env(), capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, (
             f"README.md:{line} `{command}` (run as {shlex.join(argv)}) exited {result.returncode}:\n"
             f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
         )
-        report.append(f"README.md:{line} ok: {command}")
+        report.append(f"README.md:{line} ok in {time.perf_counter() - started:.1f} s: {command}")
     print("\n".join(report))

@@ -118,7 +118,9 @@ def test_fitted_face_is_a_reconstruction_with_texture_and_visibility(synthetic_f
     # The mesh lies where the world drew it (photo pixels, z measured from the world's deepest vertex + offset).
     assert np.abs(fit.vertices[:, :2] - row["dense_landmarks"][:, :2]).mean() < 1.0
     size = 64  # the fast preset's texture
-    assert fit.texture.shape == fit.photo_texture.shape == (size, size, 3) and fit.visibility.shape == (size, size)
+    assert fit.texture.shape == fit.completed_texture.shape == (size, size, 3) and fit.visibility.shape == (size, size)
+    assert fit.texture_completion_at(size) is fit.texture_completion  # computed once, shared with PRN-Dense's API
+    np.testing.assert_array_equal(fit.texture_visibility, fit.texture_completion.visibility)
     assert 0.0 <= fit.visibility.min() and fit.visibility.max() <= 1.0
     # A face turned by -43 degrees hides one cheek: about a third of the texels are unseen (measured 0.36).
     assert 0.2 < fit.texture_completion.hidden_fraction < 0.6
@@ -164,6 +166,11 @@ def test_pipeline_reconstructs_a_photo_and_exports_meshes_that_reload(tmp_path):
         mesh = trimesh.load(path, force="mesh", process=False)
         assert len(mesh.vertices) == 468, suffix
         np.testing.assert_allclose(mesh.vertices[:, 0], fit.vertices[:, 0], atol=1e-3)
+    # The dense mesh of the fit's UV position map, as PRN-Dense offers it, exports and reloads with its vertex count.
+    dense = fit.dense_mesh()
+    assert len(dense.vertices) > 15_000
+    mesh = trimesh.load(fit.export(tmp_path / "dense.glb", dense=True), force="mesh", process=False)
+    assert len(mesh.vertices) == len(dense.vertices)
 
 
 def test_pipeline_batches_and_photos_without_faces():

@@ -110,16 +110,18 @@ class FittedFace(FaceReconstruction):
     """A :class:`~facehub.modeling.prn_dense.FaceReconstruction` made by fitting the morphable model (photo pixels,
     x right, y down, z towards the camera); everything a PRN-Dense reconstruction offers, ``export`` included.
 
-    ``texture`` is the UV texture sampled from the photo and completed by symmetry (the raw samples are in
-    ``photo_texture``); ``image_to_crop`` / ``crop_size`` describe the crop the photometric stage rendered.
+    ``texture`` is the UV texture sampled from the photo (the photo at each texel's (x, y), as for PRN-Dense),
+    ``visibility`` how well each texel was seen, and ``texture_completion`` / ``completed_texture`` the texture with
+    the hidden texels filled by symmetry; ``image_to_crop`` / ``crop_size`` describe the crop the photometric stage
+    rendered. The photo is kept (``image``), so :meth:`texture_at`, :meth:`dense_mesh` and ``export(..., dense=True)``
+    work as for PRN-Dense.
 
     Attributes (beyond :class:`FaceReconstruction`'s):
         coefficients: the :class:`FaceCoefficients`.
-        photo_texture: (S, S, 3) uint8 the photo at every UV texel's (x, y), before completion.
         visibility: (S, S) float32 in [0, 1] how well each texel was seen
             (:func:`~facehub.modeling.geometry.texture_completion.texel_visibility`).
-        texture_completion: the :class:`~facehub.modeling.geometry.texture_completion.TextureCompletion`
-            (``None`` when completion was turned off).
+        texture_completion: the :class:`~facehub.modeling.geometry.texture_completion.TextureCompletion` of
+            ``texture`` (``None`` when the config turned completion off; ``completed_texture`` then computes it).
         albedo_texture: (T, T, 3) uint8 the fitted model albedo ``T_mean + B_tex delta`` (unlit).
         rendered_crop: (R, R, 3) uint8 the fitted face rendered over the photo's crop (what stage 3 compared).
         losses: final values: ``landmarks68`` and ``dense_landmarks`` (mean point error / face size),
@@ -128,7 +130,6 @@ class FittedFace(FaceReconstruction):
     """
 
     coefficients: FaceCoefficients | None = None
-    photo_texture: np.ndarray | None = None
     visibility: np.ndarray | None = None
     texture_completion: object | None = None
     albedo_texture: np.ndarray | None = None
@@ -416,7 +417,7 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
     if compute_depth:
         depth, face_mask = render_depth(mesh, topology.triangles, photo.shape[0], photo.shape[1])
     to_uint8 = lambda t: (t.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)  # noqa: E731
-    return FittedFace(
+    fitted = FittedFace(
         vertices=mesh,
         triangles=np.asarray(topology.triangles).copy(),
         colors=sample_image(photo, mesh[:, :2]),
@@ -424,14 +425,15 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
         pose=coefficients.rotation,
         uv_position_map=uv_map,
         uvs=np.asarray(topology.uvs, np.float32).copy(),
-        texture=completion.texture if completion is not None else photo_texture,
+        texture=photo_texture,
         image_to_crop=np.array([[k, 0.0, -k * float(x0)], [0.0, k, -k * float(y0)]]),
         crop_size=size,
         depth=depth,
         face_mask=face_mask,
         face=face if isinstance(face, Face) else None,
+        image_shape=tuple(photo.shape[:2]),
+        image=photo,
         coefficients=coefficients,
-        photo_texture=photo_texture,
         visibility=visibility,
         texture_completion=completion,
         albedo_texture=to_uint8(albedo) if albedo.dim() == 3 else None,
@@ -445,3 +447,7 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
             "albedo_prior": 0.5 * float(delta.detach().square().sum()),
         },
     )
+    cache = getattr(fitted, "_cache", None)
+    if completion is not None and isinstance(cache, dict):
+        cache[("completion", texture_size)] = completion  # what texture_completion_at(texture_size) would compute
+    return fitted

@@ -67,8 +67,8 @@ def test_upsampling_is_exact_at_the_map_pixels_and_bilinear_between():
     assert grid.shape == (25, 25, 3)
     np.testing.assert_allclose(grid[::3, ::3], uv_map, atol=1e-6)
     np.testing.assert_allclose(grid[1, 0], (2 * uv_map[0, 0] + uv_map[1, 0]) / 3, atol=1e-6)
-    np.testing.assert_allclose(grid[1, 2], ((2 * uv_map[0, 0] + uv_map[1, 0]) / 3 + 2 * (2 * uv_map[0, 1] + uv_map[1, 1])
-                                            / 3) / 3, atol=1e-6)
+    left, right = (2 * uv_map[0, 0] + uv_map[1, 0]) / 3, (2 * uv_map[0, 1] + uv_map[1, 1]) / 3  # a third down
+    np.testing.assert_allclose(grid[1, 2], (left + 2 * right) / 3, atol=1e-6)  # and two thirds across
     # Grid coordinates: the map's pixel centres (j + 1/2) / U every third point.
     np.testing.assert_allclose(grid_coordinates(9, 3)[::3], (np.arange(9) + 0.5) / 9)
 

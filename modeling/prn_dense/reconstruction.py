@@ -158,8 +158,8 @@ class FaceReconstruction:
         if size == len(self.texture):
             return np.asarray(self.texture)
         if self.image is None:
-            raise ValueError(f"This reconstruction keeps no photo, so its texture exists only at {len(self.texture)} "
-                             "px; build it with build_reconstruction (which keeps the photo) or ask for that size.")
+            raise ValueError(f"Cannot sample a {size} px texture: this reconstruction keeps no photo (its `image` is "
+                             f"None); ask for {len(self.texture)} px, or set `image` to the photo it came from.")
         centres = (np.arange(size) + 0.5) / size
         uvs = np.stack(np.meshgrid(centres, centres, indexing="xy"), axis=-1).reshape(-1, 2)
         positions = uv_position_map_to_mesh(np.asarray(self.uv_position_map, np.float32), uvs)
@@ -199,7 +199,8 @@ class FaceReconstruction:
         self, openings: str = "closed", subdivision: int = 2, texture: str = "completed", smoothing: float = 1.0,
         texture_size: int | None = None,
     ) -> DenseMesh:
-        """The whole UV position map as a mesh (:func:`~facehub.modeling.geometry.dense_mesh.dense_mesh_from_uv_position_map`).
+        """The whole UV position map as a mesh, PRNet's
+        (:func:`~facehub.modeling.geometry.dense_mesh.dense_mesh_from_uv_position_map`).
 
         Args:
             openings: ``"closed"``: the eyes and mouth are filled with vertices and triangles; ``"open"``: they are

@@ -47,10 +47,12 @@ def is_network_error(err: BaseException) -> bool:
 
 
 def http_status(err: BaseException) -> int | None:
-    """The HTTP status of a ``huggingface_hub`` error that carries a response, else ``None``."""
-    response = getattr(err, "response", None)
-    status = getattr(response, "status_code", None)
-    return int(status) if isinstance(status, int) else None
+    """The HTTP status of a ``huggingface_hub`` error (or one it wraps) that carries a response, else ``None``."""
+    for link in _chain(err):
+        status = getattr(getattr(link, "response", None), "status_code", None)
+        if isinstance(status, int):
+            return int(status)
+    return None
 
 
 def explain_hub_error(err: BaseException, *, action: str, endpoint: str | None = None,
@@ -69,7 +71,7 @@ def explain_hub_error(err: BaseException, *, action: str, endpoint: str | None =
         cause = next(link for link in _chain(err) if is_network_error(link) and not link.__cause__)
         return (f"Could not {action}: {endpoint} cannot be reached ({_short(cause)}). Check the network connection "
                 f"and HF_ENDPOINT, or {air_gapped}.")
-    status = next((http_status(link) for link in _chain(err) if http_status(link) is not None), None)
+    status = http_status(err)
     if status == 401:
         return (f"Could not {action}: {endpoint} refused the credentials (401). Pass a valid token with --token or "
                 "HF_TOKEN, or log in with `hf auth login`.")
@@ -79,6 +81,9 @@ def explain_hub_error(err: BaseException, *, action: str, endpoint: str | None =
     if status == 404 or type(err).__name__ in {"RepositoryNotFoundError", "RevisionNotFoundError"}:
         return (f"Could not {action}: {endpoint} does not know this repo or revision (404). Check the repo id and "
                 "the branch.")
+    if status == 405:
+        return (f"Could not {action}: {endpoint} does not accept this request (405): it is read-only, as a mirror "
+                f"such as olah is. Use an endpoint that accepts uploads, or {air_gapped}.")
     if status is not None and status >= 500:
         return f"Could not {action}: {endpoint} answered {status} (a server error). Try again later."
     return f"Could not {action} at {endpoint}: {_short(err)}."

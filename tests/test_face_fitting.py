@@ -149,6 +149,18 @@ def test_a_fit_started_from_the_true_coefficients_stays_there(world):
     assert nme(fit.landmarks68, row["landmarks68_3d"]) < 0.005
 
 
+def test_landmarks_without_depth_still_give_the_pose(world):
+    """(468, 2) landmarks: the camera starts from a scaled-orthographic fit and depth comes from the model alone."""
+    for index in (0, 9):
+        row = world[index]
+        fit = fit_face(row["image"], row["dense_landmarks"][:, :2], model=world.model, compute_depth=False,
+                       config=face_fitting_config("fast", appearance_iterations=0))
+        # Within 4 degrees (measured at most 2.8) and 0.5% NME (measured 0.21%).
+        assert np.abs(np.subtract(fit.coefficients.rotation, row["pose"])).max() < 4.0
+        assert nme(fit.landmarks68, row["landmarks68_3d"]) < 0.005
+        assert fit.vertices[:, 2].min() == pytest.approx(0.0, abs=1e-4)  # no depth given: deepest vertex at z = 0
+
+
 def test_pipeline_reconstructs_a_photo_and_exports_meshes_that_reload(tmp_path):
     import trimesh
 

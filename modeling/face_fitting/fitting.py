@@ -19,9 +19,12 @@ The energy (:class:`~facehub.modeling.face_fitting.FaceFittingConfig` has the we
   differentiable) into a ``render_size`` crop around the face;
 - Gaussian priors on the coefficients (unit variance in the model's scaled bases).
 
-Coarse to fine: (1) the camera from a closed-form similarity (Umeyama) refined by L-BFGS on the landmarks with the
-mean shape; (2) identity and expression with the camera by L-BFGS; (3) albedo and lighting by Adam through the
-renderer with the geometry fixed. The result (:class:`FittedFace`) is a
+Coarse to fine: (1) the camera from a closed-form similarity (Umeyama; a scaled-orthographic projection fit for
+landmarks without depth) refined by L-BFGS on the landmarks with the mean shape; (2) identity and expression: with
+the camera fixed the landmark energy is quadratic in them, so each round solves them exactly (regularised normal
+equations) and then updates the camera, and a last L-BFGS pass refines everything together; (3) albedo and lighting
+by Adam through the renderer with the geometry fixed (the crop is rasterised once). A fit takes about a second on
+one CPU core at the default settings (468 points, a 96 px render). The result (:class:`FittedFace`) is a
 :class:`~facehub.modeling.prn_dense.FaceReconstruction` (mesh in photo pixels, 68 landmarks, pose, colours, UV
 texture, ``export``) plus the coefficients, the per-texel visibility, the texture completed by symmetry
 (:mod:`facehub.modeling.geometry.texture_completion`) and the final losses.

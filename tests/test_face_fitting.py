@@ -193,6 +193,14 @@ def test_pipeline_batches_and_photos_without_faces():
     assert len(out.reconstructions[1]) == 1 and out.reconstructions[1][0].texture.shape == (32, 32, 3)
     with pytest.raises(TypeError, match="Unknown fit setting"):
         pipe(blank, iterations=3)
+    # A later regressor starts each face's fit from its own coefficients: one set per face.
+    photo = load_image(PHOTOS / "obama.jpg")
+    faces = pipe.find_faces(photo)
+    start = out.reconstructions[1][0].coefficients
+    again = pipe.reconstruct_faces(photo, faces, initial=[start], appearance_iterations=0, compute_depth=False)
+    assert np.abs(np.subtract(again[0].pose, start.rotation)).max() < 1.0
+    with pytest.raises(ValueError, match="2 initial coefficient sets for 1 faces"):
+        pipe.reconstruct_faces(photo, faces, initial=[start, start])
 
 
 def test_embedded_default_holds_the_default_settings(tmp_path):

@@ -73,13 +73,16 @@ class FaceFittingPipeline(FaceHubPipeline):
         with self._analysis_lock:
             return self.face_analyzer(image)
 
-    def reconstruct_faces(self, image, faces, *, compute_depth: bool = True, **overrides) -> list[FittedFace]:
+    def reconstruct_faces(self, image, faces, *, initial=None, compute_depth: bool = True,
+                          **overrides) -> list[FittedFace]:
         """Fit given faces of a photo.
 
         Args:
             image: RGB uint8 array, PIL image, path or bytes.
             faces: :class:`~facehub.modeling.faces.Face` objects or (468, 3) / (468, 2) dense landmark arrays in the
                 photo's pixels, one per face.
+            initial: per face, :class:`~facehub.modeling.face_fitting.FaceCoefficients` to start the fit from (a
+                regressor's prediction) or ``None`` (the mean face); ``None``: every face starts at the mean.
             compute_depth: also z-buffer each mesh into ``depth`` / ``face_mask``.
             overrides: fields of :class:`~facehub.modeling.face_fitting.FaceFittingConfig` to change for this call
                 (``appearance_iterations=0``, ``render_size=64``...).
@@ -89,7 +92,13 @@ class FaceFittingPipeline(FaceHubPipeline):
         """
         photo = load_image(image)
         self.fitter.config_with(**overrides)  # refuse unknown or bad settings before any work
-        return [self.fitter.fit(photo, face, compute_depth=compute_depth, **overrides) for face in faces]
+        faces = list(faces)
+        starts = [None] * len(faces) if initial is None else list(initial)
+        if len(starts) != len(faces):
+            raise ValueError(f"Got {len(starts)} initial coefficient sets for {len(faces)} faces; pass one per face "
+                             "(None for a face to start at the mean).")
+        return [self.fitter.fit(photo, face, initial=start, compute_depth=compute_depth, **overrides)
+                for face, start in zip(faces, starts, strict=True)]
 
     def __call__(self, image, *, max_faces: int | None = None, compute_depth: bool = True, return_dict: bool = True,
                  **overrides) -> FaceFittingPipelineOutput:

@@ -1,7 +1,8 @@
 """Morphable-model fitting (``face_fitting``): the project's morphable face model fitted to a photo by optimisation.
 
 - :func:`fit_face`: one face -> :class:`FittedFace` (a :class:`~facehub.modeling.prn_dense.FaceReconstruction` plus
-  :class:`FaceCoefficients`, per-texel visibility, texture completed by symmetry, final losses).
+  :class:`FaceCoefficients`, per-texel visibility, texture completed by symmetry, final losses); extra or only
+  hand-labelled points as :class:`SparseLandmarks`.
 - :class:`FaceFittingConfig`, :data:`FACE_FITTING_PRESETS`, :func:`face_fitting_config`: the fit's settings;
   :class:`FaceFitter`: the same settings as a pipeline component.
 - :class:`FaceFittingPipeline`: photo -> one :class:`FittedFace` per face (the reconstruction contract), loaded with
@@ -14,7 +15,7 @@ from facehub.modeling.face_fitting.configuration_face_fitting import (
     FaceFittingConfig,
     face_fitting_config,
 )
-from facehub.modeling.face_fitting.fitting import FaceCoefficients, FittedFace, fit_face
+from facehub.modeling.face_fitting.fitting import FaceCoefficients, FittedFace, SparseLandmarks, fit_face
 from facehub.modeling.face_fitting.pipeline_face_fitting import FaceFittingPipeline, FaceFittingPipelineOutput
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "FaceFittingPipeline",
     "FaceFittingPipelineOutput",
     "FittedFace",
+    "SparseLandmarks",
     "face_fitting_config",
     "fit_face",
 ]

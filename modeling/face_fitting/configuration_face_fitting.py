@@ -180,12 +180,12 @@ class FaceFitter(FaceHubModel):
     def forward(self, *args, **kwargs):
         return self.fit(*args, **kwargs)
 
-    def fit(self, image, face, *, initial=None, compute_depth: bool = True, **overrides):
+    def fit(self, image, face, *, initial=None, compute_depth: bool = True, sparse_landmarks=None, **overrides):
         """:func:`~facehub.modeling.face_fitting.fit_face` of one face of ``image`` with these settings
         (``overrides`` replace single fields of :class:`FaceFittingConfig` for this call)."""
         from facehub.modeling.face_fitting.fitting import fit_face
 
         config = self.config_with(**overrides)
         return fit_face(image, face, config=config, model=self.face_model, initial=initial,
-                        compute_depth=compute_depth,
+                        compute_depth=compute_depth, sparse_landmarks=sparse_landmarks,
                         dense_landmark_weights=self.dense_landmark_weights.detach().cpu().double().numpy())

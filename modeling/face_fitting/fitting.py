@@ -109,6 +109,44 @@ class FaceCoefficients:
 
 
 @dataclass
+class SparseLandmarks:
+    """Extra 2D landmarks to fit, each a fixed combination of the model's vertices (hand-labelled points, another
+    annotation scheme's landmarks): residual ``vertex_weights @ xy - points``, Gaussian with ``sigma``.
+
+    Attributes:
+        vertex_weights: (N, 468) rows summing to 1 (one vertex: a one-hot row).
+        points: (N, 2) pixels in the photo.
+        visible: (N,) bool, False for points not labelled (left out); ``None``: all.
+        sigma: noise of the points as a fraction of the face size (hand labels: ~0.02).
+    """
+
+    vertex_weights: np.ndarray
+    points: np.ndarray
+    visible: np.ndarray | None = None
+    sigma: float = 0.02
+
+    def __post_init__(self):
+        weights, points = np.asarray(self.vertex_weights, np.float64), np.asarray(self.points, np.float64)
+        if weights.ndim != 2 or weights.shape[1] != NUM_DENSE or points.shape != (len(weights), 2):
+            raise ValueError(f"Sparse landmarks need (N, {NUM_DENSE}) vertex weights and (N, 2) points; got "
+                             f"{weights.shape} and {points.shape}.")
+        visible = np.ones(len(points), bool) if self.visible is None else np.asarray(self.visible, bool).reshape(-1)
+        if len(visible) != len(points):
+            raise ValueError(f"`visible` has {len(visible)} entries for {len(points)} points; pass one per point.")
+        if not self.sigma > 0:
+            raise ValueError(f"Got {self.sigma} for `sigma`; it must be > 0 (a fraction of the face size).")
+
+    @property
+    def used(self) -> tuple[np.ndarray, np.ndarray]:
+        """The visible points' (M, 468) vertex weights and (M, 2) pixels, float64."""
+        weights, points = np.asarray(self.vertex_weights, np.float64), np.asarray(self.points, np.float64)
+        if self.visible is None:
+            return weights, points
+        visible = np.asarray(self.visible, bool).reshape(-1)
+        return weights[visible], points[visible]
+
+
+@dataclass
 class FittedFace(FaceReconstruction):
     """A :class:`~facehub.modeling.prn_dense.FaceReconstruction` made by fitting the morphable model (photo pixels,
     x right, y down, z towards the camera); everything a PRN-Dense reconstruction offers, ``export`` included.
@@ -127,7 +165,8 @@ class FittedFace(FaceReconstruction):
             ``texture`` (``None`` when the config turned completion off; ``completed_texture`` then computes it).
         albedo_texture: (T, T, 3) uint8 the fitted model albedo ``T_mean + B_tex delta`` (unlit).
         rendered_crop: (R, R, 3) uint8 the fitted face rendered over the photo's crop (what stage 3 compared).
-        losses: final values: ``landmarks68`` and ``dense_landmarks`` (mean point error / face size),
+        losses: final values: ``landmarks68`` and ``dense_landmarks`` (mean point error / face size; when a face was
+            given), ``sparse_landmarks`` (the same, when given),
             ``photometric`` (mean colour distance in [0, 1] units over the face), ``identity_prior``,
             ``expression_prior``, ``albedo_prior`` (``0.5 |c|^2``).
     """
@@ -152,25 +191,28 @@ def rotation_matrix_torch(angles: torch.Tensor) -> torch.Tensor:
     return rz @ rx @ ry
 
 
-def _initial_camera(shape: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """(yaw, pitch, roll) radians, (3,) translation, scale of the similarity taking the centred ``shape`` (V, 3) onto
-    the (V, 3) or (V, 2) ``target`` (Umeyama in 3D; a scaled-orthographic projection fit in 2D)."""
-    centred = shape - shape.mean(axis=0)
+def _initial_camera(points: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(yaw, pitch, roll) radians, (3,) translation, scale of the similarity taking model ``points`` (N, 3), given
+    relative to the shape's centroid, onto the (N, 3) or (N, 2) ``target`` (Umeyama in 3D; a scaled-orthographic
+    projection fit in 2D)."""
     if target.shape[1] == 3:
-        similarity = umeyama(centred, target)
+        similarity = umeyama(points, target)
         rotation, scale, translation = similarity.rotation, similarity.scale, similarity.translation
     else:
-        projection = np.linalg.lstsq(centred, target - target.mean(axis=0), rcond=None)[0].T  # (2, 3)
+        mean = points.mean(axis=0)
+        projection = np.linalg.lstsq(points - mean, target - target.mean(axis=0), rcond=None)[0].T  # (2, 3)
         u, singular, vt = np.linalg.svd(projection, full_matrices=False)
         rows = u @ vt
         rotation = np.vstack([rows, np.cross(rows[0], rows[1])])
         scale = float(singular.mean())
-        translation = np.append(target.mean(axis=0), 0.0)
+        translation = np.append(target.mean(axis=0) - scale * rows @ mean, 0.0)
     return np.deg2rad(euler_from_rotation_matrix(rotation)), np.asarray(translation, np.float64), float(scale)
 
 
-def _targets(face, model) -> tuple[np.ndarray, np.ndarray]:
-    """(468, 2 or 3) dense and (68, 2) iBUG landmark targets of a Face or a dense-landmark array."""
+def _targets(face, model) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(468, 2 or 3) dense and (68, 2) iBUG landmark targets of a Face or a dense-landmark array (``None``: none)."""
+    if face is None:
+        return None, None
     if isinstance(face, Face):
         dense = np.asarray(face.dense_landmarks, np.float64)[:NUM_DENSE]
         return dense, np.asarray(face.landmarks68, np.float64)[:, :2]
@@ -218,13 +260,15 @@ def crop_photo(photo: np.ndarray, x0: float, y0: float, side: float, size: int) 
 
 def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None,
              initial: FaceCoefficients | None = None, compute_depth: bool = True, topology=None,
-             dense_landmark_weights: np.ndarray | None = None) -> FittedFace:
+             dense_landmark_weights: np.ndarray | None = None,
+             sparse_landmarks: SparseLandmarks | None = None) -> FittedFace:
     """Fit the morphable model to one face of a photo (module docstring).
 
     Args:
         image: RGB uint8 array, PIL image, path or bytes.
         face: a :class:`~facehub.modeling.faces.Face` from :class:`~facehub.modeling.faces.FaceAnalyzer`, or its
-            (468, 3) dense landmarks in the photo's pixels (z towards the camera), or (468, 2) without depth.
+            (468, 3) dense landmarks in the photo's pixels (z towards the camera), or (468, 2) without depth; or
+            ``None`` to fit ``sparse_landmarks`` alone (where the analyzer finds no face, e.g. at large yaw).
         config: the :class:`FaceFittingConfig` (default settings when ``None``).
         model: the :class:`~facehub.modeling.geometry.MorphableFaceModel` (the default one when ``None``); it must
             have the 468-vertex MediaPipe topology the landmarks follow.
@@ -232,6 +276,8 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
             camera from a closed-form similarity.
         compute_depth: also z-buffer the mesh into the photo's ``depth`` / ``face_mask``.
         dense_landmark_weights: (468,) weight of each dense landmark's residual (``None``: all 1).
+        sparse_landmarks: :class:`SparseLandmarks` fitted as well (hand-labelled points); at least 6 visible ones
+            when they are all there is.
 
     Returns:
         :class:`FittedFace`.
@@ -250,8 +296,13 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
                          f"{NUM_DENSE}-vertex MediaPipe topology the FaceAnalyzer's dense landmarks follow.")
     photo = load_image(image)
     dense, landmarks = _targets(face, model)
-    has_depth = dense.shape[1] == 3 and config.depth_sigma > 0
-    face_size = float(np.sqrt(np.prod(np.ptp(landmarks, axis=0)))) or 1.0
+    sparse_weights_np, sparse_points_np = sparse_landmarks.used if sparse_landmarks is not None else (None, None)
+    if dense is None and (sparse_landmarks is None or len(sparse_points_np) < 6):
+        raise ValueError("Nothing to fit: pass a face (a Face or its dense landmarks), or sparse_landmarks with at "
+                         "least 6 visible points.")
+    has_depth = dense is not None and dense.shape[1] == 3 and config.depth_sigma > 0
+    box_points = landmarks if landmarks is not None else sparse_points_np
+    face_size = float(np.sqrt(np.prod(np.ptp(box_points, axis=0)))) or 1.0
 
     with torch.enable_grad(), single_threaded_torch():
         dtype = torch.float64
@@ -259,7 +310,11 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
         id_basis, exp_basis = model.id_basis.to(dtype), model.exp_basis.to(dtype)
         weights68 = model.landmark_weights.to(dtype)
         if initial is None:
-            angles0, translation0, scale0 = _initial_camera(mean_shape.numpy(), dense)
+            centred_mean = mean_shape.numpy() - mean_shape.numpy().mean(axis=0)
+            if dense is not None:
+                angles0, translation0, scale0 = _initial_camera(centred_mean, dense)
+            else:
+                angles0, translation0, scale0 = _initial_camera(sparse_weights_np @ centred_mean, sparse_points_np)
             alpha0, beta0 = np.zeros(model.num_identity), np.zeros(model.num_expression)
         else:
             angles0 = np.deg2rad(np.asarray(initial.rotation, np.float64))
@@ -270,8 +325,10 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
         log_scale = torch.tensor(math.log(scale0), dtype=dtype, requires_grad=True)
         alpha = torch.tensor(alpha0, dtype=dtype, requires_grad=True)
         beta = torch.tensor(beta0, dtype=dtype, requires_grad=True)
-        target_xy = torch.from_numpy(dense[:, :2])
-        target68 = torch.from_numpy(landmarks)
+        target_xy = torch.from_numpy(dense[:, :2]) if dense is not None else None
+        target68 = torch.from_numpy(landmarks) if landmarks is not None else None
+        if sparse_landmarks is not None:
+            sparse_weights, sparse_points = torch.from_numpy(sparse_weights_np), torch.from_numpy(sparse_points_np)
         target_z = torch.from_numpy(dense[:, 2] - dense[:, 2].mean()) if has_depth else None
         root_weights = torch.ones(NUM_DENSE, dtype=dtype)
         if dense_landmark_weights is not None:
@@ -291,9 +348,14 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
             """Landmark residuals of (..., V, 3) posed points, scaled so that the landmark energy is ``0.5 |r|^2``;
             ``linear_part`` leaves out the translation and the targets (what a change of the points adds)."""
             xy = points[..., :2] if linear_part else points[..., :2] + shift
-            dense_xy, xy68 = (xy, weights68 @ xy) if linear_part else (xy - target_xy, weights68 @ xy - target68)
-            parts = [(dense_xy * root_weights[:, None] / (face_size * config.landmark_sigma)).flatten(-2),
-                     (xy68 / (face_size * config.landmark68_sigma)).flatten(-2)]
+            parts = []
+            if target_xy is not None:
+                dense_xy, xy68 = (xy, weights68 @ xy) if linear_part else (xy - target_xy, weights68 @ xy - target68)
+                parts += [(dense_xy * root_weights[:, None] / (face_size * config.landmark_sigma)).flatten(-2),
+                          (xy68 / (face_size * config.landmark68_sigma)).flatten(-2)]
+            if sparse_landmarks is not None:
+                sparse = sparse_weights @ xy if linear_part else sparse_weights @ xy - sparse_points
+                parts.append((sparse / (face_size * sparse_landmarks.sigma)).flatten(-2))
             if target_z is not None:
                 z = points[..., 2] - points[..., 2].mean(dim=-1, keepdim=True)
                 z = z if linear_part else z - target_z
@@ -338,11 +400,16 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
             translation = torch.cat([shift, shift.new_tensor([depth_offset])])
             vertices = (centred + translation).float()
             final_xy = vertices[:, :2].double()
-            dense_error = float((final_xy - target_xy).norm(dim=1).mean()) / face_size
-            error68 = float((weights68 @ final_xy - target68).norm(dim=1).mean()) / face_size
+            landmark_losses = {}
+            if target_xy is not None:
+                landmark_losses["landmarks68"] = float((weights68 @ final_xy - target68).norm(dim=1).mean()) / face_size
+                landmark_losses["dense_landmarks"] = float((final_xy - target_xy).norm(dim=1).mean()) / face_size
+            if sparse_landmarks is not None:
+                landmark_losses["sparse_landmarks"] = float(
+                    (sparse_weights @ final_xy - sparse_points).norm(dim=1).mean()) / face_size
 
-        # Stage 3: albedo and lighting through the renderer, geometry fixed.
-        xy = dense[:, :2]
+        # Stage 3: albedo and lighting through the renderer, geometry fixed, in a crop around the fitted mesh.
+        xy = vertices[:, :2].double().numpy()
         low, high = xy.min(axis=0), xy.max(axis=0)
         side = float(max(high - low)) * (1.0 + 2.0 * config.crop_margin)
         x0, y0 = (low + high) / 2.0 - side / 2.0
@@ -442,8 +509,7 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
         albedo_texture=to_uint8(albedo) if albedo.dim() == 3 else None,
         rendered_crop=to_uint8(rendered.image[0]),
         losses={
-            "landmarks68": error68,
-            "dense_landmarks": dense_error,
+            **landmark_losses,
             "photometric": photo_loss,
             "identity_prior": 0.5 * float(alpha.detach().square().sum()),
             "expression_prior": 0.5 * float(beta.detach().square().sum()),

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from facehub import methods
 from facehub.apps.cli import main
 from facehub.trainers import cli as trainers_cli
 from facehub.trainers.run import COMMAND_ENV
@@ -44,7 +45,7 @@ def error_lines(text: str) -> list[str]:
     (["cyclegan", "model.cycle_loss_weight=5"],
      "Unknown config key `model.cycle_loss_weight` for method cyclegan; did you mean `losses.cycle_loss_weight`?"),
     (["depthnet", "--config", "/no/such/run.yaml"], "Config file /no/such/run.yaml does not exist"),
-    (["nerf"], "Unknown method 'nerf'. Known methods: cyclegan, depthnet, prn_dense."),
+    (["nerf"], f"Unknown method 'nerf'. Known methods: {', '.join(methods.names())}."),
     (["depthnet", "--gradient_accumulation_steps", "0"],
      "Got '0' for --gradient_accumulation_steps; give a positive integer."),
     ([], "Give the method to train"),
@@ -141,7 +142,7 @@ def test_eval_and_bench_errors_are_one_line(capsys):
         "facehub bench: error: Method 'cyclegan' has no `facehub bench` yet. Methods with one: depthnet, prn_dense."]
     assert main(["eval", "nerf", "--help"]) == 2
     assert error_lines(capsys.readouterr().err) == [
-        "facehub eval: error: Unknown method 'nerf'. Known methods: cyclegan, depthnet, prn_dense."]
+        f"facehub eval: error: Unknown method 'nerf'. Known methods: {', '.join(methods.names())}."]
     assert main(["bench", "depthnet", "--photos", "/no/such/folder"]) == 2
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and "obama.jpg, biden.jpg, astronaut.png are not in /no/such/folder" in lines[0]

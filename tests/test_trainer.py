@@ -17,6 +17,7 @@ import yaml
 from ports import free_port
 from safetensors.torch import load_file
 
+from facehub import methods
 from facehub.modeling.depthnet import KeypointRegistrationPipeline
 from facehub.trainers.core import get_method, list_checkpoints, load_config, train
 from facehub.trainers.core.method import UnknownMethodError
@@ -63,7 +64,7 @@ def test_config_file_overrides_and_validation(tmp_path):
         load_config(path, ["max_step=3"])
     with pytest.raises(ValueError, match=r"Got 0 for `train_batch_size`"):
         load_config(path, ["train_batch_size=0"])
-    with pytest.raises(UnknownMethodError, match="Known methods: cyclegan, depthnet, prn_dense"):
+    with pytest.raises(UnknownMethodError, match=f"Known methods: {', '.join(methods.names())}"):
         get_method("nerf")
 
 
@@ -217,7 +218,7 @@ def test_cli_train_launches_through_accelerate_and_rejects_unknown_methods(tmp_p
 
     unknown = subprocess.run([str(facehub), "train", "nerf"], capture_output=True, text=True, timeout=120)
     assert unknown.returncode == 2
-    assert "Unknown method 'nerf'. Known methods: cyclegan, depthnet, prn_dense" in unknown.stderr
+    assert f"Unknown method 'nerf'. Known methods: {', '.join(methods.names())}" in unknown.stderr
 
 
 def test_cpu_launches_share_the_cores_among_processes():

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -188,6 +188,28 @@ def collate(results: Sequence[dict[str, Any]], batched: bool) -> dict[str, Any]:
     if batched:
         return {key: [result[key] for result in results] for key in keys}
     return dict(results[0])
+
+
+def rotate_each(
+    rotate_one: Callable[[np.ndarray, np.ndarray | None], dict[str, Any]],
+    output_class: type,
+    image,
+    target_image=None,
+    output_type: str = "pil",
+    return_dict: bool = True,
+):
+    """The batch half of every rotation pipeline's ``__call__``: read ``image`` (one or a list) and ``target_image``
+    (none, one for all, or one each), run ``rotate_one(photo, target_photo) -> dict`` (an ``"image"`` array plus the
+    output's other fields) on each, and assemble ``output_class`` as :func:`collate` says."""
+    check_output_type(output_type)
+    photos, batched = as_image_list(image)
+    targets: list = [None] * len(photos)
+    if target_image is not None:
+        targets = broadcast(as_image_list(target_image, "target_image")[0], len(photos), "target_image")
+    results = [rotate_one(photo, target) for photo, target in zip(photos, targets, strict=True)]
+    images = convert_images([result.pop("image") for result in results], output_type)
+    output = output_class(images=images, **collate(results, batched))
+    return output if return_dict else output.to_tuple()
 
 
 def _first_image_as_array(output) -> np.ndarray:

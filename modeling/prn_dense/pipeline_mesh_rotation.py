@@ -35,13 +35,10 @@ from facehub.modeling.pipeline_utils import (
     Pose,
     RotationPipelineOutput,
     UnreachablePoseError,
-    as_image_list,
-    broadcast,
     check_output_type,
     check_pose_angles,
-    collate,
-    convert_images,
     measure_pose,
+    rotate_each,
     select_face,
 )
 from facehub.modeling.prn_dense.modeling_prn_dense import PRNDenseModel
@@ -143,17 +140,12 @@ class FaceMeshRotationPipeline(FaceReconstructionPipeline):
         check_output_type(output_type)
         if target_image is None:
             self.check_reachable(yaw, pitch, roll)
-        photos, batched = as_image_list(image)
-        targets = [None] * len(photos)
-        if target_image is not None:
-            targets = broadcast(as_image_list(target_image, "target_image")[0], len(photos), "target_image")
-        results = [
-            self._rotate_one(photo, yaw, pitch, roll, target, face_index, target_face_index, min_interocular, measure)
-            for photo, target in zip(photos, targets, strict=True)
-        ]
-        images = convert_images([result.pop("image") for result in results], output_type)
-        output = FaceMeshRotationPipelineOutput(images=images, **collate(results, batched))
-        return output if return_dict else output.to_tuple()
+
+        def rotate_one(photo, target):
+            return self._rotate_one(photo, yaw, pitch, roll, target, face_index, target_face_index, min_interocular,
+                                    measure)
+
+        return rotate_each(rotate_one, FaceMeshRotationPipelineOutput, image, target_image, output_type, return_dict)
 
     def _rotate_one(
         self, photo, yaw, pitch, roll, target_photo, face_index, target_face_index, min_interocular, measure

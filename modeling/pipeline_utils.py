@@ -287,3 +287,88 @@ def measure_pose(analyzer_call, image: np.ndarray, near_box) -> tuple[Any, Pose 
 
     face = min(faces, key=distance)
     return face, Pose.of(face.pose)
+
+
+class RotationPipelineMixin:
+    """The rotation contract, written once for every rotation method (DepthNet's warp, PRN-Dense's mesh, ...).
+
+    ``pipe(image, yaw=, pitch=, roll=None, target_image=None)`` -> :attr:`output_class` with ``.images``,
+    ``.requested_pose`` and ``.achieved_pose`` (measured on the result). A pipeline mixes this in before
+    :class:`~facehub.modeling.modeling_utils.FaceHubPipeline`, sets :attr:`max_yaw`, :attr:`max_pitch`,
+    :attr:`unreachable_reason`, :attr:`output_class` and :attr:`default_min_interocular`, and implements
+    :meth:`_rotate_one` for one photo.
+    """
+
+    #: Largest |yaw| / |pitch| (degrees) of a reachable target pose.
+    max_yaw: float = 90.0
+    max_pitch: float = 90.0
+    #: Why poses beyond those limits cannot be reached (completes "... cannot be reached: <reason>, so ...").
+    unreachable_reason: str = "the face would look away from the camera"
+    #: The output dataclass (a :class:`RotationPipelineOutput` subclass).
+    output_class: type = RotationPipelineOutput
+    #: Faces with eye centres closer than this (pixels) are refused unless the call says otherwise.
+    default_min_interocular: float = MIN_INTEROCULAR_PIXELS
+
+    def check_reachable(self, yaw: float, pitch: float, roll: float | None) -> None:
+        """Raise :class:`UnreachablePoseError` for a non-finite angle or one beyond ``max_yaw`` / ``max_pitch``."""
+        check_pose_angles(yaw, pitch, roll)
+        for name, value, limit in (("yaw", yaw, self.max_yaw), ("pitch", pitch, self.max_pitch)):
+            if abs(value) > limit:
+                raise UnreachablePoseError(
+                    f"{name}={value:g} degrees cannot be reached: {self.unreachable_reason}, so |{name}| must be at "
+                    f"most {limit:g} degrees."
+                )
+
+    def __call__(
+        self,
+        image,
+        yaw: float = 0.0,
+        pitch: float = 0.0,
+        roll: float | None = None,
+        *,
+        target_image=None,
+        face_index: int = 0,
+        target_face_index: int = 0,
+        min_interocular: float | None = None,
+        measure: bool = True,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ):
+        """Turn the ``face_index``-th face (largest first) of ``image`` to a pose.
+
+        Args:
+            image: one image (RGB uint8 array, PIL image or path) or a list of them.
+            yaw, pitch, roll: target pose in degrees (house convention); ``roll=None`` keeps the face's roll.
+                Ignored when ``target_image`` is given.
+            target_image: a photo whose face's pose to copy instead; for a list ``image``, one photo for all or a
+                list of the same length.
+            face_index, target_face_index: which face of each photo (0 = the largest).
+            min_interocular: smallest accepted distance between the eye centres, pixels (``None``: the method's
+                :attr:`default_min_interocular`).
+            measure: find the face again on the result and report its pose (``achieved_pose``, ``output_face``).
+            output_type: ``"pil"`` (default) or ``"np"`` for the ``images`` field.
+            return_dict: ``False`` returns ``output.to_tuple()`` (``images`` first), as diffusers pipelines do.
+
+        Returns:
+            :attr:`output_class`; its pose and other fields are single values for one image, lists for a list.
+
+        Raises:
+            UnreachablePoseError: a non-finite angle, a pose beyond ``max_yaw`` / ``max_pitch``, or one the method
+                cannot reach from this photo.
+            FaceSelectionError: no face, no face at ``face_index``, or a face too small, in either photo.
+        """
+        check_output_type(output_type)
+        if target_image is None:
+            self.check_reachable(yaw, pitch, roll)
+        interocular = self.default_min_interocular if min_interocular is None else min_interocular
+
+        def rotate_one(photo, target):
+            return self._rotate_one(photo, yaw, pitch, roll, target, face_index, target_face_index, interocular,
+                                    measure)
+
+        return rotate_each(rotate_one, self.output_class, image, target_image, output_type, return_dict)
+
+    def _rotate_one(self, photo, yaw, pitch, roll, target_photo, face_index, target_face_index, min_interocular,
+                    measure) -> dict[str, Any]:
+        """One photo: a dict with the rotated ``"image"`` (RGB uint8) and the output's other fields."""
+        raise NotImplementedError

@@ -48,12 +48,12 @@ from facehub.modeling.pipeline_utils import (  # noqa: F401  (selection names re
     FaceTooSmallError,
     NoFaceFoundError,
     Pose,
+    RotationPipelineMixin,
     RotationPipelineOutput,
     UnreachablePoseError,
     check_output_type,
     check_pose_angles,
     measure_pose,
-    rotate_each,
     select_face,
 )
 
@@ -205,7 +205,7 @@ class FacePipelineMixin:
         return KeypointRegistration(depths=depths, affine=affine, registered=registration.registered)
 
 
-class FaceRotationPipeline(FacePipelineMixin, FaceHubPipeline):
+class FaceRotationPipeline(RotationPipelineMixin, FacePipelineMixin, FaceHubPipeline):
     """Turn the face in a photo to a requested pose, or to the pose of the face in another photo.
 
     ``pipe = FaceRotationPipeline.from_pretrained("facehub/depthnet")``;
@@ -222,21 +222,13 @@ class FaceRotationPipeline(FacePipelineMixin, FaceHubPipeline):
     model_cpu_offload_seq = "depth_net"
     max_yaw = 80.0
     max_pitch = 60.0
+    unreachable_reason = "DepthNet only moves the visible half of the face"
+    output_class = FaceRotationPipelineOutput
     max_rotation = 75.0
 
     def __init__(self, depth_net: DepthNetModel):
         super().__init__()
         self.register_modules(depth_net=depth_net)
-
-    def check_reachable(self, yaw: float, pitch: float, roll: float | None) -> None:
-        """Raise :class:`UnreachablePoseError` for a target pose outside ``max_yaw`` / ``max_pitch``."""
-        check_pose_angles(yaw, pitch, roll)
-        for name, value, limit in (("yaw", yaw, self.max_yaw), ("pitch", pitch, self.max_pitch)):
-            if abs(value) > limit:
-                raise UnreachablePoseError(
-                    f"{name}={value:g} degrees cannot be reached: DepthNet only moves the visible half of the face, "
-                    f"so |{name}| must be at most {limit:g} degrees."
-                )
 
     def _check_rotation(self, face, target_rotation: np.ndarray, target_pose: tuple[float, float, float]) -> None:
         angle = rotation_angle(face.head_pose.transform.rotation, target_rotation)
@@ -248,52 +240,6 @@ class FaceRotationPipeline(FacePipelineMixin, FaceHubPipeline):
                 f"{roll:.0f}); at most {self.max_rotation:g} degrees can be reached from one photo, since the parts "
                 "of the head that face away from the camera are not in it."
             )
-
-    def __call__(
-        self,
-        image,
-        yaw: float = 0.0,
-        pitch: float = 0.0,
-        roll: float | None = None,
-        *,
-        target_image=None,
-        face_index: int = 0,
-        target_face_index: int = 0,
-        min_interocular: float = MIN_INTEROCULAR_PIXELS,
-        measure: bool = True,
-        output_type: str = "pil",
-        return_dict: bool = True,
-    ) -> FaceRotationPipelineOutput:
-        """Rotate the ``face_index``-th face (largest first) of ``image``.
-
-        Args:
-            image: one image (RGB uint8 array, PIL image or path) or a list of them.
-            yaw, pitch, roll: target pose in degrees (house convention); ``roll=None`` keeps the face's roll.
-                Ignored when ``target_image`` is given.
-            target_image: a photo whose face's pose (and expression geometry) to copy instead; for a list ``image``,
-                one photo for all or a list of the same length.
-            min_interocular: smallest accepted distance between the eye centres, pixels.
-            measure: find the face again on the result and report its pose (``achieved_pose``, ``output_face``).
-            output_type: ``"pil"`` (default) or ``"np"`` for the ``images`` field.
-            return_dict: ``False`` returns ``output.to_tuple()`` (``images`` first), as diffusers pipelines do.
-
-        Returns:
-            :class:`FaceRotationPipelineOutput`; its pose and other fields are single values for one image, lists
-            for a list of images.
-
-        Raises:
-            UnreachablePoseError: the pose cannot be reached (module docstring).
-            FaceSelectionError: no face, no face at ``face_index``, or a face too small, in either photo.
-        """
-        check_output_type(output_type)
-        if target_image is None:
-            self.check_reachable(yaw, pitch, roll)
-
-        def rotate_one(photo, target):
-            return self._rotate_one(photo, yaw, pitch, roll, target, face_index, target_face_index, min_interocular,
-                                    measure)
-
-        return rotate_each(rotate_one, FaceRotationPipelineOutput, image, target_image, output_type, return_dict)
 
     def _rotate_one(
         self, photo, yaw, pitch, roll, target_photo, face_index, target_face_index, min_interocular, measure

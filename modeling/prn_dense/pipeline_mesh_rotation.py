@@ -33,12 +33,9 @@ import numpy as np
 from facehub.modeling.faces.analyzer import Face
 from facehub.modeling.pipeline_utils import (
     Pose,
+    RotationPipelineMixin,
     RotationPipelineOutput,
-    UnreachablePoseError,
-    check_output_type,
-    check_pose_angles,
     measure_pose,
-    rotate_each,
     select_face,
 )
 from facehub.modeling.prn_dense.modeling_prn_dense import PRNDenseModel
@@ -75,7 +72,7 @@ class FaceMeshRotationPipelineOutput(RotationPipelineOutput):
     output_face: Face | list[Face | None] | None = None
 
 
-class FaceMeshRotationPipeline(FaceReconstructionPipeline):
+class FaceMeshRotationPipeline(RotationPipelineMixin, FaceReconstructionPipeline):
     """Turn the face in a photo to a pose by rotating its PRN-Dense mesh and re-rendering it (module docstring).
 
     ``pipe = FaceMeshRotationPipeline.from_pretrained("facehub/prn-dense")``;
@@ -90,62 +87,12 @@ class FaceMeshRotationPipeline(FaceReconstructionPipeline):
     loads_bundles_of = ("FaceReconstructionPipeline",)
     max_yaw = 90.0
     max_pitch = 90.0
+    unreachable_reason = "the reconstructed face would look away from the camera"
+    output_class = FaceMeshRotationPipelineOutput
+    default_min_interocular = 0.0
 
     def __init__(self, prn: PRNDenseModel):
         super().__init__(prn=prn)
-
-    def check_reachable(self, yaw: float, pitch: float, roll: float | None) -> None:
-        """Raise :class:`UnreachablePoseError` for a non-finite angle or one beyond ``max_yaw`` / ``max_pitch``."""
-        check_pose_angles(yaw, pitch, roll)
-        for name, value, limit in (("yaw", yaw, self.max_yaw), ("pitch", pitch, self.max_pitch)):
-            if abs(value) > limit:
-                raise UnreachablePoseError(
-                    f"{name}={value:g} degrees cannot be reached: the reconstructed face would look away from the "
-                    f"camera, so |{name}| must be at most {limit:g} degrees."
-                )
-
-    def __call__(
-        self,
-        image,
-        yaw: float = 0.0,
-        pitch: float = 0.0,
-        roll: float | None = None,
-        *,
-        target_image=None,
-        face_index: int = 0,
-        target_face_index: int = 0,
-        min_interocular: float = 0.0,
-        measure: bool = True,
-        output_type: str = "pil",
-        return_dict: bool = True,
-    ) -> FaceMeshRotationPipelineOutput:
-        """Turn the ``face_index``-th face (largest first) of ``image`` to a pose.
-
-        Args:
-            image: one image (RGB uint8 array, PIL image or path) or a list of them.
-            yaw, pitch, roll: target pose in degrees (house convention); ``roll=None`` keeps the face's roll.
-                Ignored when ``target_image`` is given.
-            target_image: a photo whose face's pose to copy instead; for a list ``image``, one photo for all or a
-                list of the same length.
-            face_index, target_face_index: which face of each photo (0 = the largest).
-            min_interocular: smallest accepted distance between the eye centres, pixels (0: any face).
-            measure: find the face again on the result and report its pose (``achieved_pose``).
-            output_type: ``"pil"`` (default) or ``"np"`` for the ``images`` field.
-            return_dict: ``False`` returns ``output.to_tuple()`` (``images`` first).
-
-        Raises:
-            UnreachablePoseError: a non-finite angle, or a pose beyond ``max_yaw`` / ``max_pitch``.
-            FaceSelectionError: no face (or none at ``face_index``) in the photo or the target photo.
-        """
-        check_output_type(output_type)
-        if target_image is None:
-            self.check_reachable(yaw, pitch, roll)
-
-        def rotate_one(photo, target):
-            return self._rotate_one(photo, yaw, pitch, roll, target, face_index, target_face_index, min_interocular,
-                                    measure)
-
-        return rotate_each(rotate_one, FaceMeshRotationPipelineOutput, image, target_image, output_type, return_dict)
 
     def _rotate_one(
         self, photo, yaw, pitch, roll, target_photo, face_index, target_face_index, min_interocular, measure

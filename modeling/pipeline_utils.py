@@ -19,10 +19,11 @@
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from diffusers.utils import BaseOutput
@@ -30,6 +31,9 @@ from PIL import Image
 
 from facehub.modeling.faces.image_io import FaceHubImageError, load_image
 from facehub.modeling.geometry.landmark_metrics import eye_centre_distance
+
+if TYPE_CHECKING:
+    from facehub.modeling.faces.analyzer import Face
 
 #: The values of ``output_type`` every image pipeline accepts.
 OUTPUT_TYPES = ("pil", "np")
@@ -372,3 +376,51 @@ class RotationPipelineMixin:
                     measure) -> dict[str, Any]:
         """One photo: a dict with the rotated ``"image"`` (RGB uint8) and the output's other fields."""
         raise NotImplementedError
+
+
+_LOCK_CREATION = threading.Lock()
+
+
+class FacePipelineMixin:
+    """Face analysis shared by the image pipelines: a lazily created analyzer without the identity descriptor
+    (geometry only), a descriptor for measurements, and a lock (MediaPipe graphs are not thread-safe)."""
+
+    _face_analyzer = None
+    _descriptor = None
+    _analysis_lock = None
+
+    @property
+    def face_analyzer(self):
+        """The :class:`~facehub.modeling.faces.FaceAnalyzer` used to find faces (created on first use)."""
+        if self._face_analyzer is None:
+            from facehub.modeling.faces.analyzer import FaceAnalyzer
+
+            self._face_analyzer = FaceAnalyzer(compute_embedding=False)
+        return self._face_analyzer
+
+    @property
+    def identity_descriptor(self):
+        """dlib's 128-D identity descriptor (:class:`~facehub.modeling.faces.identity.DlibFaceDescriptor`)."""
+        if self._descriptor is None:
+            from facehub.modeling.faces.identity import DlibFaceDescriptor
+
+            self._descriptor = DlibFaceDescriptor()
+        return self._descriptor
+
+    @property
+    def analysis_lock(self) -> threading.Lock:
+        """Held while the analyzer or the descriptor runs (one per pipeline)."""
+        with _LOCK_CREATION:
+            if self._analysis_lock is None:
+                self._analysis_lock = threading.Lock()
+        return self._analysis_lock
+
+    def find_faces(self, image: np.ndarray) -> list[Face]:
+        """The faces of ``image``, largest first."""
+        with self.analysis_lock:
+            return self.face_analyzer(image)
+
+    def embed(self, image: np.ndarray, face: Face) -> np.ndarray:
+        """The identity descriptor of ``face`` in ``image``."""
+        with self.analysis_lock:
+            return self.identity_descriptor(image, face.landmarks68)

@@ -29,7 +29,6 @@ face too small to warp raise :class:`FaceSelectionError` subclasses naming the p
 from __future__ import annotations
 
 import math
-import threading
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -44,6 +43,7 @@ from facehub.modeling.geometry.rotations import rotation_matrix
 from facehub.modeling.modeling_utils import FaceHubPipeline
 from facehub.modeling.pipeline_utils import (  # noqa: F401  (selection names re-exported for old imports)
     MIN_INTEROCULAR_PIXELS,
+    FacePipelineMixin,
     FaceSelectionError,
     FaceTooSmallError,
     NoFaceFoundError,
@@ -151,52 +151,9 @@ def face_nearest(faces: list[Face], box: tuple[float, float, float, float]) -> F
     return min(faces, key=distance)
 
 
-_LOCK_CREATION = threading.Lock()
-
-
-class FacePipelineMixin:
-    """Face analysis shared by the DepthNet image pipelines: a lazily created analyzer without the identity
-    descriptor (geometry only), a descriptor for measurements, and a lock (MediaPipe graphs are not thread-safe)."""
-
-    _face_analyzer = None
-    _descriptor = None
-    _analysis_lock = None
-
-    @property
-    def face_analyzer(self):
-        """The :class:`~facehub.modeling.faces.FaceAnalyzer` used to find faces (created on first use)."""
-        if self._face_analyzer is None:
-            from facehub.modeling.faces.analyzer import FaceAnalyzer
-
-            self._face_analyzer = FaceAnalyzer(compute_embedding=False)
-        return self._face_analyzer
-
-    @property
-    def identity_descriptor(self):
-        """dlib's 128-D identity descriptor (:class:`~facehub.modeling.faces.identity.DlibFaceDescriptor`)."""
-        if self._descriptor is None:
-            from facehub.modeling.faces.identity import DlibFaceDescriptor
-
-            self._descriptor = DlibFaceDescriptor()
-        return self._descriptor
-
-    @property
-    def analysis_lock(self) -> threading.Lock:
-        """Held while the analyzer or the descriptor runs (one per pipeline)."""
-        with _LOCK_CREATION:
-            if self._analysis_lock is None:
-                self._analysis_lock = threading.Lock()
-        return self._analysis_lock
-
-    def find_faces(self, image: np.ndarray) -> list[Face]:
-        """The faces of ``image``, largest first."""
-        with self.analysis_lock:
-            return self.face_analyzer(image)
-
-    def embed(self, image: np.ndarray, face: Face) -> np.ndarray:
-        """The identity descriptor of ``face`` in ``image``."""
-        with self.analysis_lock:
-            return self.identity_descriptor(image, face.landmarks68)
+class DepthNetPipelineMixin(FacePipelineMixin):
+    """The face analysis of :class:`FacePipelineMixin` plus DepthNet's registration, for the DepthNet image
+    pipelines."""
 
     def register(self, source_keypoints: np.ndarray, target_keypoints: np.ndarray) -> KeypointRegistration:
         """DepthNet registration (eq. 1-3) with the depth sign fixed for the z-buffer."""
@@ -205,7 +162,7 @@ class FacePipelineMixin:
         return KeypointRegistration(depths=depths, affine=affine, registered=registration.registered)
 
 
-class FaceRotationPipeline(RotationPipelineMixin, FacePipelineMixin, FaceHubPipeline):
+class FaceRotationPipeline(RotationPipelineMixin, DepthNetPipelineMixin, FaceHubPipeline):
     """Turn the face in a photo to a requested pose, or to the pose of the face in another photo.
 
     ``pipe = FaceRotationPipeline.from_pretrained("facehub/depthnet")``;

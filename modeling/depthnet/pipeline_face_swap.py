@@ -41,7 +41,7 @@ from facehub.modeling.depthnet.pipeline_depthnet import KeypointRegistration
 from facehub.modeling.depthnet.pipeline_face_rotation import (
     DEPTHNET_BUNDLE_CLASSES,
     MIN_INTEROCULAR_PIXELS,
-    FacePipelineMixin,
+    DepthNetPipelineMixin,
     face_nearest,
     select_face,
 )
@@ -135,7 +135,7 @@ class FaceSwapPipelineOutput(ImagePipelineOutput):
 FaceSwapOutput = FaceSwapPipelineOutput
 
 
-class FaceSwapPipeline(FacePipelineMixin, FaceHubPipeline):
+class FaceSwapPipeline(DepthNetPipelineMixin, FaceHubPipeline):
     """Put the face of a source photo onto the head of a target photo (module docstring).
 
     ``swap = FaceSwapPipeline.from_pretrained("facehub/depthnet")``; ``out = swap(source_image, target_image)``;

@@ -15,18 +15,15 @@ for PRN-Dense's reconstructions takes these too, plus ``.coefficients`` (:class:
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
-import numpy as np
 from diffusers.utils import BaseOutput
 
 from facehub.modeling.face_fitting.configuration_face_fitting import FaceFitter
 from facehub.modeling.face_fitting.fitting import FittedFace
-from facehub.modeling.faces.analyzer import Face
 from facehub.modeling.faces.image_io import load_image
 from facehub.modeling.modeling_utils import FaceHubPipeline
-from facehub.modeling.pipeline_utils import as_image_list
+from facehub.modeling.pipeline_utils import FacePipelineMixin, as_image_list
 
 
 @dataclass
@@ -43,7 +40,7 @@ class FaceFittingPipelineOutput(BaseOutput):
     coefficients: list
 
 
-class FaceFittingPipeline(FaceHubPipeline):
+class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
     """Photo -> 3D faces by morphable-model fitting; component ``fitter`` (:class:`FaceFitter`). See the module
     docstring.
 
@@ -56,22 +53,6 @@ class FaceFittingPipeline(FaceHubPipeline):
     def __init__(self, fitter: FaceFitter):
         super().__init__()
         self.register_modules(fitter=fitter)
-        self._face_analyzer = None
-        self._analysis_lock = threading.Lock()
-
-    @property
-    def face_analyzer(self):
-        """The :class:`~facehub.modeling.faces.FaceAnalyzer` that finds faces (created on first use)."""
-        if self._face_analyzer is None:
-            from facehub.modeling.faces.analyzer import FaceAnalyzer
-
-            self._face_analyzer = FaceAnalyzer(compute_embedding=False)
-        return self._face_analyzer
-
-    def find_faces(self, image: np.ndarray) -> list[Face]:
-        """The faces of an RGB uint8 photo, largest first (MediaPipe graphs are not thread-safe: one at a time)."""
-        with self._analysis_lock:
-            return self.face_analyzer(image)
 
     def reconstruct_faces(self, image, faces, *, initial=None, compute_depth: bool = True,
                           **overrides) -> list[FittedFace]:

@@ -22,7 +22,6 @@ already has, e.g. ground-truth landmarks in an evaluation.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +31,7 @@ from diffusers.utils import BaseOutput
 from facehub.modeling.faces.analyzer import Face
 from facehub.modeling.faces.image_io import load_image
 from facehub.modeling.modeling_utils import FaceHubPipeline
-from facehub.modeling.pipeline_utils import as_image_list
+from facehub.modeling.pipeline_utils import FacePipelineMixin, as_image_list
 from facehub.modeling.prn_dense.cropping import UPRIGHT_ROLL_THRESHOLD, crop_face_image, upright_crop_transform
 from facehub.modeling.prn_dense.modeling_prn_dense import PRNDenseModel
 from facehub.modeling.prn_dense.reconstruction import FaceReconstruction, build_reconstruction
@@ -56,7 +55,7 @@ class FaceReconstructionPipelineOutput(BaseOutput):
     reconstructions: list
 
 
-class FaceReconstructionPipeline(FaceHubPipeline):
+class FaceReconstructionPipeline(FacePipelineMixin, FaceHubPipeline):
     """Photo -> 3D faces with PRN-Dense; component ``prn`` (:class:`PRNDenseModel`). See the module docstring.
 
     ``recs = pipe(image).reconstructions``; ``recs[0].landmarks68`` (68, 3), ``recs[0].vertices`` (the 468-vertex
@@ -74,27 +73,11 @@ class FaceReconstructionPipeline(FaceHubPipeline):
     def __init__(self, prn: PRNDenseModel):
         super().__init__()
         self.register_modules(prn=prn)
-        self._face_analyzer = None
-        self._analysis_lock = threading.Lock()
 
     @property
     def crop_size(self) -> int:
         """Side of the face crops the model reads (its ``sample_size``)."""
         return int(self.prn.config.sample_size)
-
-    @property
-    def face_analyzer(self):
-        """The :class:`~facehub.modeling.faces.FaceAnalyzer` that finds faces (created on first use)."""
-        if self._face_analyzer is None:
-            from facehub.modeling.faces.analyzer import FaceAnalyzer
-
-            self._face_analyzer = FaceAnalyzer(compute_embedding=False)
-        return self._face_analyzer
-
-    def find_faces(self, image: np.ndarray) -> list[Face]:
-        """The faces of an RGB uint8 photo, largest first (MediaPipe graphs are not thread-safe: one at a time)."""
-        with self._analysis_lock:
-            return self.face_analyzer(image)
 
     @torch.no_grad()
     def predict_uv_position_maps(self, crops: np.ndarray, batch_size: int = 8) -> np.ndarray:

@@ -372,6 +372,17 @@ class RotationPipelineMixin:
 
         return rotate_each(rotate_one, self.output_class, image, target_image, output_type, return_dict)
 
+    def select_faces(self, photo, target_photo, face_index: int, target_face_index: int,
+                     min_interocular: float) -> tuple[list, Any, Any]:
+        """All faces of ``photo``, the one to turn, and the face of ``target_photo`` whose pose to copy (``None``
+        without a target photo); :class:`FaceSelectionError` names the photo that has none."""
+        faces = self.find_faces(photo)
+        face = select_face(faces, "photo", face_index, min_interocular)
+        target_face = None
+        if target_photo is not None:
+            target_face = select_face(self.find_faces(target_photo), "target photo", target_face_index, min_interocular)
+        return faces, face, target_face
+
     def _rotate_one(self, photo, yaw, pitch, roll, target_photo, face_index, target_face_index, min_interocular,
                     measure) -> dict[str, Any]:
         """One photo: a dict with the rotated ``"image"`` (RGB uint8) and the output's other fields."""
@@ -415,10 +426,11 @@ class FacePipelineMixin:
                 self._analysis_lock = threading.Lock()
         return self._analysis_lock
 
-    def find_faces(self, image: np.ndarray) -> list[Face]:
-        """The faces of ``image``, largest first."""
+    def find_faces(self, image: np.ndarray, max_faces: int | None = None) -> list[Face]:
+        """The faces of ``image``, largest first (the first ``max_faces`` when given)."""
         with self.analysis_lock:
-            return self.face_analyzer(image)
+            faces = self.face_analyzer(image)
+        return faces if max_faces is None else faces[: max(0, int(max_faces))]
 
     def embed(self, image: np.ndarray, face: Face) -> np.ndarray:
         """The identity descriptor of ``face`` in ``image``."""

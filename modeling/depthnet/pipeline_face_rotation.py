@@ -203,11 +203,9 @@ class FaceRotationPipeline(RotationPipelineMixin, DepthNetPipelineMixin, FaceHub
     ) -> dict:
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        faces = self.find_faces(photo)
-        face = select_face(faces, "photo", face_index, min_interocular)
-        target_face = None
-        if target_photo is not None:
-            target_face = select_face(self.find_faces(target_photo), "target photo", target_face_index, min_interocular)
+        faces, face, target_face = self.select_faces(photo, target_photo, face_index, target_face_index,
+                                                     min_interocular)
+        if target_face is not None:
             target_pose = Pose.of(target_face.pose)
             target_rotation = target_face.head_pose.transform.rotation
             target_keypoints = keypoints_in_frame_of(target_face, face)

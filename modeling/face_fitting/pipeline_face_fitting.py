@@ -102,9 +102,7 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         photos, batched = as_image_list(image)
         per_image = []
         for photo in photos:
-            faces = self.find_faces(photo)
-            if max_faces is not None:
-                faces = faces[: max(0, int(max_faces))]
+            faces = self.find_faces(photo, max_faces)
             per_image.append(self.reconstruct_faces(photo, faces, compute_depth=compute_depth, **overrides))
         coefficients = [[fitted.coefficients for fitted in faces] for faces in per_image]
         output = FaceFittingPipelineOutput(

@@ -36,7 +36,6 @@ from facehub.modeling.pipeline_utils import (
     RotationPipelineMixin,
     RotationPipelineOutput,
     measure_pose,
-    select_face,
 )
 from facehub.modeling.prn_dense.modeling_prn_dense import PRNDenseModel
 from facehub.modeling.prn_dense.pipeline_prn_dense import FaceReconstructionPipeline
@@ -101,11 +100,9 @@ class FaceMeshRotationPipeline(RotationPipelineMixin, FaceReconstructionPipeline
 
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        faces = self.find_faces(photo)
-        face = select_face(faces, "photo", face_index, min_interocular)
-        target_face = None
-        if target_photo is not None:
-            target_face = select_face(self.find_faces(target_photo), "target photo", target_face_index, min_interocular)
+        faces, face, target_face = self.select_faces(photo, target_photo, face_index, target_face_index,
+                                                     min_interocular)
+        if target_face is not None:
             yaw, pitch, roll = target_face.pose
             self.check_reachable(yaw, pitch, roll)
         reconstruction = self.reconstruct_faces(photo, [face], compute_depth=False)[0]

@@ -156,9 +156,7 @@ class FaceReconstructionPipeline(FacePipelineMixin, FaceHubPipeline):
         photos, batched = as_image_list(image)
         per_image = []
         for photo in photos:
-            faces = self.find_faces(photo)
-            if max_faces is not None:
-                faces = faces[: max(0, int(max_faces))]
+            faces = self.find_faces(photo, max_faces)
             per_image.append(
                 self.reconstruct_faces(photo, faces, batch_size=batch_size, compute_depth=compute_depth)
             )

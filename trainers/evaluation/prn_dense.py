@@ -15,11 +15,12 @@ Usage::
   which are MediaPipe's own (the face front-end's). It measures how far a model strays from MediaPipe on real
   photos, not its accuracy; MediaPipe's reference row is left out (it would be 0 by construction).
 
-Metrics (:mod:`facehub.modeling.geometry.landmark_metrics`):
+Metrics (:mod:`facehub.modeling.geometry.landmark_metrics`; data, metrics and plot are shared with ``facehub eval
+face_fitting`` in :mod:`facehub.trainers.evaluation.reconstruction`):
 
 - NME of the 68 landmarks (seed 003 eq. 11): the mean 2D point-to-point error divided by ``sqrt(w * h)`` of the
   ground-truth landmarks' bounding box, in percent, reported per yaw bin ``[0, 30)``, ``[30, 60)``, ``[60, 90]``
-  (``|yaw|`` in degrees; the few faces past 90 count in the last bin) and as Table 2's "mean", the mean of the three
+  (``|yaw|`` in degrees after wrapping to ``[-180, 180)``; faces past 90 count in the last bin) and as Table 2's "mean", the mean of the three
   bin means (PRN's 3.62 = mean(2.75, 3.51, 4.61)); ``all faces`` is the plain mean over faces;
 - dense NME (Table 3, synthetic world only): the predicted mesh is rigidly registered to the ground-truth mesh by
   ICP (:func:`icp`: nearest neighbours with ``scipy.spatial.cKDTree``, each step solved by Umeyama), then the mean
@@ -46,18 +47,31 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from facehub.modeling.geometry.landmark_metrics import nme
-from facehub.modeling.geometry.procrustes import Similarity, umeyama
+# The benchmark's data, metrics and plot are shared with `facehub eval face_fitting`; re-exported here.
+from facehub.trainers.evaluation.reconstruction import (  # noqa: F401
+    YAW_BIN_LABELS,
+    YAW_BINS,
+    BinnedNME,
+    EvaluationData,
+    EvaluationFace,
+    ICPResult,
+    RowAccumulator,
+    RowResult,
+    dense_nme_after_icp,
+    icp,
+    matching_face,
+    nme_by_yaw,
+    open_evaluation_data,
+    yaw_bin_index,
+)
+from facehub.trainers.evaluation.reconstruction import plot_nme_by_yaw as plot_rows_by_yaw
 
-YAW_BINS: tuple[tuple[float, float], ...] = ((0.0, 30.0), (30.0, 60.0), (60.0, 90.0))
-YAW_BIN_LABELS = ("[0, 30)", "[30, 60)", "[60, 90]")
 DEFAULT_MODEL_ID = "facehub/prn-dense"
 #: Seed 003, Table 2 (NME %, AFLW2000-3D) and Table 3 (dense NME after ICP), as published.
 PAPER_ROWS = {
@@ -70,228 +84,7 @@ PAPER_ROW_OF_THIS_METHOD = "PRN-Dense (seed 003, AFLW2000-3D)"
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Metrics
-
-
-def yaw_bin_index(yaw_degrees) -> np.ndarray:
-    """Index (0, 1, 2) of each yaw's Table 2 bin by ``|yaw|``: [0, 30), [30, 60), [60, 90] (past 90 -> the last)."""
-    magnitude = np.abs(np.asarray(yaw_degrees, dtype=np.float64))
-    return np.digitize(magnitude, [YAW_BINS[1][0], YAW_BINS[2][0]]).astype(np.int64)
-
-
-@dataclass
-class BinnedNME:
-    """NME (percent) of one row by yaw bin.
-
-    Attributes:
-        bins: mean NME per bin (``nan`` for an empty bin); counts: faces per bin that the row measured.
-        mean: Table 2's "mean", the mean of the non-empty bins' means; all_faces: the mean over every face.
-        missed: faces the row could not measure (no face found).
-    """
-
-    bins: list[float]
-    counts: list[int]
-    mean: float
-    all_faces: float
-    missed: int = 0
-
-
-def nme_by_yaw(nme_percent, yaw_degrees, missed: int = 0) -> BinnedNME:
-    """Bin per-face NME values (percent) by ``|yaw|``; ``nan`` values count as missed faces."""
-    values = np.asarray(nme_percent, dtype=np.float64)
-    bins = yaw_bin_index(yaw_degrees)
-    found = np.isfinite(values)
-    means, counts = [], []
-    for index in range(len(YAW_BINS)):
-        chosen = found & (bins == index)
-        counts.append(int(chosen.sum()))
-        means.append(float(values[chosen].mean()) if chosen.any() else float("nan"))
-    filled = [m for m in means if np.isfinite(m)]
-    return BinnedNME(
-        bins=means,
-        counts=counts,
-        mean=float(np.mean(filled)) if filled else float("nan"),
-        all_faces=float(values[found].mean()) if found.any() else float("nan"),
-        missed=int(missed + (~found).sum()),
-    )
-
-
-@dataclass
-class ICPResult:
-    """Rigid transform taking the source points onto the target (``transform.apply(source)``), the mean
-    nearest-neighbour distance after it, and the iterations run."""
-
-    transform: Similarity
-    mean_distance: float
-    iterations: int
-
-
-def icp(source: np.ndarray, target: np.ndarray, iterations: int = 50, tolerance: float = 1e-7,
-        with_scale: bool = False, initial: Similarity | None = None) -> ICPResult:
-    """Iterative closest point (Besl & McKay 1992; the registration of seed 003's Table 3, its reference [17]).
-
-    Each iteration pairs every (moved) source point with its nearest target point (``scipy.spatial.cKDTree``) and
-    solves the best rigid transform of those pairs in closed form (:func:`~facehub.modeling.geometry.procrustes.
-    umeyama`, ``with_scale=False``); it stops when the mean squared distance improves by less than ``tolerance``
-    (relative) or after ``iterations`` steps.
-
-    Args:
-        source, target: (N, 3) and (M, 3) point clouds (need not correspond).
-        initial: starting transform (default: the identity; both clouds are usually in the same image frame).
-    """
-    from scipy.spatial import cKDTree
-
-    source = np.asarray(source, dtype=np.float64)
-    target = np.asarray(target, dtype=np.float64)
-    dim = source.shape[1]
-    transform = initial or Similarity(1.0, np.eye(dim), np.zeros(dim))
-    tree = cKDTree(target)
-    distances, nearest = tree.query(transform.apply(source))
-    iteration = 0
-    while iteration < iterations:
-        iteration += 1
-        candidate = umeyama(source, target[nearest], with_scale=with_scale)
-        new_distances, new_nearest = tree.query(candidate.apply(source))
-        before, after = float(np.mean(distances**2)), float(np.mean(new_distances**2))
-        if after > before:
-            break  # each step lowers the mean squared distance in exact arithmetic; a safeguard against round-off
-        transform, distances, nearest = candidate, new_distances, new_nearest
-        if before - after <= tolerance * max(before, 1e-12):
-            break
-    return ICPResult(transform, float(distances.mean()), iteration)
-
-
-def dense_nme_after_icp(predicted_mesh: np.ndarray, true_mesh: np.ndarray) -> tuple[float, float]:
-    """(dense NME over the outer inter-ocular distance, dense NME over ``sqrt(w * h)`` of the box), percent.
-
-    ``predicted_mesh`` is registered to ``true_mesh`` by :func:`icp`; errors are between corresponding vertices
-    (the two share facehub's 468-vertex topology). Normalisers come from the ground truth: the 3D distance between
-    iBUG points 37 and 46 (seed 003, section 3.2.2) and the 2D box of its 68 landmarks (PRNet).
-    """
-    from facehub.modeling.geometry.landmarks68 import landmarks68_from_mesh
-
-    predicted_mesh = np.asarray(predicted_mesh, dtype=np.float64)[:468]
-    true_mesh = np.asarray(true_mesh, dtype=np.float64)[:468]
-    registration = icp(predicted_mesh, true_mesh)
-    error = np.linalg.norm(registration.transform.apply(predicted_mesh) - true_mesh, axis=-1).mean()
-    landmarks = landmarks68_from_mesh(true_mesh)
-    outer_eyes = float(np.linalg.norm(landmarks[36] - landmarks[45]))
-    box = landmarks[:, :2].max(axis=0) - landmarks[:, :2].min(axis=0)
-    return float(100.0 * error / outer_eyes), float(100.0 * error / np.sqrt(box.prod()))
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Evaluation data
-
-
-@dataclass
-class EvaluationFace:
-    """One face to evaluate: the photo, its ground-truth 68 landmarks (68, >= 2) in image pixels, ``|yaw|`` bin
-    source ``yaw`` (degrees) and, for the synthetic world, the ground-truth (468, 3) mesh in image pixels."""
-
-    image: np.ndarray
-    landmarks68: np.ndarray
-    yaw: float
-    mesh: np.ndarray | None
-    source: str
-
-
-@dataclass
-class EvaluationData:
-    """Faces of one benchmark folder, read lazily."""
-
-    kind: str  # "aflw2000-3d", "synthetic" or "photos"
-    name: str
-    count: int
-    faces: Iterator[EvaluationFace] = field(repr=False)
-
-
-def open_evaluation_data(folder: str | Path, limit: int | None = None,
-                         pixel_origin: str = "matlab") -> EvaluationData:
-    """An AFLW2000-3D folder or a ``facehub prepare`` folder, synthetic or of photos (see the module docstring)."""
-    from facehub.trainers.data.aflw2000 import find_aflw2000_samples, read_aflw2000_sample
-
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise FileNotFoundError(f"--data {folder} is not a folder (an AFLW2000-3D folder or a `facehub prepare` "
-                                "output).")
-    annotations = find_aflw2000_samples(folder)
-    if annotations:
-        annotations = annotations[:limit] if limit else annotations
-
-        def aflw_faces() -> Iterator[EvaluationFace]:
-            for path in annotations:
-                sample = read_aflw2000_sample(path, pixel_origin=pixel_origin)
-                yield EvaluationFace(sample.image, sample.landmarks68, sample.yaw, None, sample.source)
-
-        return EvaluationData("aflw2000-3d", f"AFLW2000-3D ({folder})", len(annotations), aflw_faces())
-    return _prepared_data(folder, limit)
-
-
-def _prepared_data(folder: Path, limit: int | None) -> EvaluationData:
-    import datasets
-
-    from facehub.modeling.faces.alignment import apply_affine
-    from facehub.modeling.faces.image_io import load_image
-
-    dataset_dir = next((d for d in (folder, folder / "dataset") if (d / "dataset_info.json").is_file()), None)
-    if dataset_dir is None:
-        raise FileNotFoundError(f"{folder} holds neither AFLW2000-3D annotations (*.mat next to their photos) nor a "
-                                "dataset written by `facehub prepare`.")
-    table = datasets.load_from_disk(str(dataset_dir))
-    if "landmarks68_3d" not in table.column_names:  # photos: only the synthetic world knows its true geometry
-        return _prepared_photos(folder, dataset_dir, limit)
-    count = min(len(table), limit) if limit else len(table)
-    geometry = table.select_columns(["landmarks68_3d", "dense_landmarks", "pose", "crop_to_image"])
-    geometry.set_format("numpy")
-
-    def synthetic_faces() -> Iterator[EvaluationFace]:
-        for row in range(count):
-            columns = geometry[row]
-            to_image = np.asarray(columns["crop_to_image"], np.float64)
-            scale = float(np.sqrt(abs(np.linalg.det(to_image[:, :2]))))
-            landmarks = np.asarray(columns["landmarks68_3d"], np.float64).copy()
-            mesh = np.asarray(columns["dense_landmarks"], np.float64)[:468].copy()
-            for points in (landmarks, mesh):
-                points[:, :2] = apply_affine(to_image, points[:, :2])
-                points[:, 2] *= scale
-            yield EvaluationFace(load_image(table[row]["image"]), landmarks, float(columns["pose"][0]), mesh,
-                                 f"{dataset_dir} row {row}")
-
-    return EvaluationData("synthetic", f"synthetic world ({folder})", count, synthetic_faces())
-
-
-def _prepared_photos(folder: Path, dataset_dir: Path, limit: int | None) -> EvaluationData:
-    """Prepared photos, read as training reads them: the original photo when its file still exists (the model then
-    crops with its own margins), else the prepared crop; the stored landmarks (MediaPipe's) in that image's pixels."""
-    from facehub.trainers.prn_dense import PreparedFaceSource
-
-    source = PreparedFaceSource(dataset_dir, original_images="auto", name=str(folder))
-    count = min(len(source), limit) if limit else len(source)
-
-    def photo_faces() -> Iterator[EvaluationFace]:
-        for row in range(count):
-            face = source.face(row)
-            yield EvaluationFace(face.image, face.landmarks68, face.yaw, None, face.name)
-
-    return EvaluationData("photos", f"prepared photos ({folder}; MediaPipe's landmarks as ground truth)", count,
-                          photo_faces())
-
-
-# --------------------------------------------------------------------------------------------------------------------
 # Rows
-
-
-@dataclass
-class RowResult:
-    """One row of Table 2 (and Table 3 when dense errors were measured)."""
-
-    label: str
-    nme: BinnedNME
-    dense_nme: float | None = None
-    dense_nme_box: float | None = None
-    measured: bool = True
-    per_face_nme: list[float] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -331,37 +124,6 @@ class PRNDenseEvaluation:
         }
 
 
-def _dense_means(values: list[tuple[float, float]]) -> tuple[float | None, float | None]:
-    if not values:
-        return None, None
-    array = np.asarray(values, dtype=np.float64)
-    return float(array[:, 0].mean()), float(array[:, 1].mean())
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Running the rows
-
-
-@dataclass
-class _RowAccumulator:
-    label: str
-    nme: list[float] = field(default_factory=list)
-    dense: list[tuple[float, float]] = field(default_factory=list)
-
-    def add(self, predicted_landmarks: np.ndarray | None, face: EvaluationFace,
-            predicted_mesh: np.ndarray | None = None) -> None:
-        if predicted_landmarks is None:
-            self.nme.append(float("nan"))
-            return
-        self.nme.append(100.0 * float(nme(predicted_landmarks[:, :2], face.landmarks68[:, :2])))
-        if predicted_mesh is not None and face.mesh is not None:
-            self.dense.append(dense_nme_after_icp(predicted_mesh, face.mesh))
-
-    def result(self, yaws: list[float]) -> RowResult:
-        dense, dense_box = _dense_means(self.dense)
-        return RowResult(self.label, nme_by_yaw(self.nme, yaws), dense, dense_box, per_face_nme=list(self.nme))
-
-
 def evaluate(
     pipelines: dict,
     data: EvaluationData,
@@ -384,13 +146,13 @@ def evaluate(
         from facehub.modeling.faces import FaceAnalyzer
 
         analyzer = FaceAnalyzer(compute_embedding=False)
-    rows = {label: _RowAccumulator(label) for label in pipelines}
-    reference = _RowAccumulator("MediaPipe 68 (FaceAnalyzer)") if mediapipe else None
+    rows = {label: RowAccumulator(label) for label in pipelines}
+    reference = RowAccumulator("MediaPipe 68 (FaceAnalyzer)") if mediapipe else None
     yaws: list[float] = []
     for face in tqdm(data.faces, total=data.count, desc="prn_dense eval", disable=not progress):
         yaws.append(face.yaw)
         found = analyzer(face.image) if analyzer is not None else []
-        detected = _matching_face(found, face.landmarks68)
+        detected = matching_face(found, face.landmarks68)
         if reference is not None:
             reference.add(None if detected is None else np.asarray(detected.landmarks68), face)
         for label, pipe in pipelines.items():
@@ -413,56 +175,12 @@ def evaluate(
                               "ground-truth landmarks" if crop == "gt" else "MediaPipe's face", yaws)
 
 
-def _matching_face(faces: list, landmarks68: np.ndarray):
-    """The found face whose landmarks' centre is nearest the ground truth's, if it lies inside the true box."""
-    if not faces:
-        return None
-    truth = np.asarray(landmarks68, np.float64)[:, :2]
-    low, high = truth.min(axis=0), truth.max(axis=0)
-    centres = [np.asarray(f.landmarks68, np.float64).mean(axis=0) for f in faces]
-    best = int(np.argmin([np.linalg.norm(c - truth.mean(axis=0)) for c in centres]))
-    inside = bool(np.all(centres[best] >= low) and np.all(centres[best] <= high))
-    return faces[best] if inside else None
-
-
 def plot_nme_by_yaw(evaluation: PRNDenseEvaluation, path: Path) -> Path:
-    """Per-face NME (%) against ``|yaw|`` for every measured row, with each row's bin means as steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    yaws = np.abs(np.asarray(evaluation.yaws, dtype=np.float64))
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    measured = [r for r in evaluation.rows if r.measured]
-    for number, row in enumerate(measured):
-        colour = colours[number % len(colours)]
-        values = np.asarray(row.per_face_nme, dtype=np.float64)
-        found = np.isfinite(values)
-        ax.scatter(yaws[found], values[found], s=8, alpha=0.35, color=colour)
-        for (low, high), mean in zip(YAW_BINS, row.nme.bins, strict=True):
-            if np.isfinite(mean):
-                ax.hlines(mean, low, high, colors=colour, linewidth=2.2)
-        ax.plot([], [], color=colour, linewidth=2.2, label=f"{row.label} (mean {row.nme.mean:.2f}%)")
+    """Per-face NME (%) against ``|yaw|`` for every measured row, with each row's bin means as steps and seed 003's
+    published PRN-Dense row dashed."""
     paper = next((r for r in evaluation.rows if r.label == PAPER_ROW_OF_THIS_METHOD), None)
-    if paper is not None:
-        for (low, high), mean in zip(YAW_BINS, paper.nme.bins, strict=True):
-            ax.hlines(mean, low, high, colors="black", linewidth=1.2, linestyles="--")
-        ax.plot([], [], color="black", linewidth=1.2, linestyle="--", label=f"{paper.label}, published")
-    for low, _ in YAW_BINS[1:]:
-        ax.axvline(low, color="grey", linewidth=0.8, linestyle=":")
-    finite = np.concatenate([np.asarray(r.per_face_nme)[np.isfinite(r.per_face_nme)] for r in measured] or [[1.0]])
-    ax.set_ylim(0, max(1.0, float(np.percentile(finite, 99)) * 1.1))
-    ax.set_xlim(0, max(90.0, float(yaws.max(initial=0.0))))
-    ax.set_xlabel("|yaw| (degrees)")
-    ax.set_ylabel("68-point NME (%), box-normalised")
-    ax.set_title(f"NME against yaw: {evaluation.num_faces} faces of {evaluation.data}", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return plot_rows_by_yaw(evaluation.rows, evaluation.yaws, path,
+                            f"NME against yaw: {evaluation.num_faces} faces of {evaluation.data}", reference=paper)
 
 
 def eval_results(evaluation: PRNDenseEvaluation) -> dict:

@@ -164,7 +164,7 @@ def icp(source: np.ndarray, target: np.ndarray, iterations: int = 50, tolerance:
 def dense_nme_after_icp(predicted_mesh: np.ndarray, true_mesh: np.ndarray) -> tuple[float, float]:
     """(dense NME over the outer inter-ocular distance, dense NME over ``sqrt(w * h)`` of the box), percent.
 
-    ``predicted_mesh`` is registered to ``true_mesh`` by :func:`icp`; errors are between corresponding vertices
+    ``predicted_mesh`` is registered to ``true_mesh`` by :func:`icp`, started from the centroids' offset; errors are between corresponding vertices
     (the two share facehub's 468-vertex topology). Normalisers come from the ground truth: the 3D distance between
     iBUG points 37 and 46 (seed 003, section 3.2.2) and the 2D box of its 68 landmarks (PRNet).
     """
@@ -172,7 +172,10 @@ def dense_nme_after_icp(predicted_mesh: np.ndarray, true_mesh: np.ndarray) -> tu
 
     predicted_mesh = np.asarray(predicted_mesh, dtype=np.float64)[:468]
     true_mesh = np.asarray(true_mesh, dtype=np.float64)[:468]
-    registration = icp(predicted_mesh, true_mesh)
+    # start from the centroids' offset: meshes whose depths have different origins (a fit's z, a network's) would
+    # otherwise pair the front of one face with the back of the other
+    start = Similarity(1.0, np.eye(3), true_mesh.mean(axis=0) - predicted_mesh.mean(axis=0))
+    registration = icp(predicted_mesh, true_mesh, initial=start)
     error = np.linalg.norm(registration.transform.apply(predicted_mesh) - true_mesh, axis=-1).mean()
     landmarks = landmarks68_from_mesh(true_mesh)
     outer_eyes = float(np.linalg.norm(landmarks[36] - landmarks[45]))

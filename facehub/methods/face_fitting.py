@@ -12,7 +12,10 @@ METHOD = MethodSpec(
     "one face: 3D reconstruction with its coefficients, a UV texture and its per-texel visibility.",
     capabilities={"reconstruction": "facehub.modeling.face_fitting:FaceFittingPipeline"},
     default_model="facehub/face-fitting",
-    models={"fitter": "facehub.modeling.face_fitting:FaceFitter"},
+    models={"fitter": "facehub.modeling.face_fitting:FaceFitter",
+            "regressor": "facehub.modeling.face_fitting:FaceCoefficientRegressor"},
+    training="facehub.trainers.face_fitting:FaceRegressorTraining",
+    evaluation="facehub.trainers.evaluation.face_fitting:main",
     pipeline_tag="image-to-3d",
     tags=("3d-face-reconstruction", "3dmm", "morphable-model"),
 )

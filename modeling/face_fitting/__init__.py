@@ -5,6 +5,8 @@
   hand-labelled points as :class:`SparseLandmarks`.
 - :class:`FaceFittingConfig`, :data:`FACE_FITTING_PRESETS`, :func:`face_fitting_config`: the fit's settings;
   :class:`FaceFitter`: the same settings as a pipeline component.
+- :class:`FaceCoefficientRegressor` (presets :data:`FACE_REGRESSOR_PRESETS`): a ResNet reading every coefficient from
+  the face crop in one pass (the R-Net of seed 002), the fit's start or its fast replacement.
 - :class:`FaceFittingPipeline`: photo -> one :class:`FittedFace` per face (the reconstruction contract), loaded with
   ``FaceFittingPipeline.from_pretrained("facehub/face-fitting")``.
 """
@@ -16,17 +18,27 @@ from facehub.modeling.face_fitting.configuration_face_fitting import (
     face_fitting_config,
 )
 from facehub.modeling.face_fitting.fitting import FaceCoefficients, FittedFace, SparseLandmarks, fit_face
+from facehub.modeling.face_fitting.modeling_face_regressor import (
+    FACE_REGRESSOR_PRESETS,
+    FaceCoefficientRegressor,
+    FaceRegressorOutput,
+    fitted_face_from_coefficients,
+)
 from facehub.modeling.face_fitting.pipeline_face_fitting import FaceFittingPipeline, FaceFittingPipelineOutput
 
 __all__ = [
     "FACE_FITTING_PRESETS",
+    "FACE_REGRESSOR_PRESETS",
+    "FaceCoefficientRegressor",
     "FaceCoefficients",
     "FaceFitter",
     "FaceFittingConfig",
     "FaceFittingPipeline",
     "FaceFittingPipelineOutput",
+    "FaceRegressorOutput",
     "FittedFace",
     "SparseLandmarks",
     "face_fitting_config",
     "fit_face",
+    "fitted_face_from_coefficients",
 ]

@@ -1,0 +1,364 @@
+"""The coefficient regressor: a ResNet that reads every morphable-model coefficient of a face in one forward pass.
+
+This is the R-Net of seed 002 (Deng et al. use Deep3DFaceRecon's regressor: a ResNet-50 reading a 224 px aligned face
+and predicting ``(alpha, beta, delta, gamma, pose)``, eq. 1's coefficients). It reads the face crop of
+:func:`face_crop` (PRNet's square around the 68 landmarks' box, :func:`facehub.modeling.prn_dense.cropping.
+face_crop_transform`, the same at training and inference) and predicts, in the crop's frame:
+
+- identity ``alpha``, expression ``beta``, albedo ``delta`` (the morphable model's unit-variance coefficients);
+- 3 x 9 SH lighting ``gamma``;
+- rotation (yaw, pitch, roll) radians (house convention, :mod:`facehub.modeling.geometry.rotations`);
+- translation: where the shape's centroid lands, (x, y) as fractions of the crop side;
+- ``log_scale``: log of the scale in crop sides per model unit.
+
+Each output is ``offset + spread * raw`` of the network's raw output (fixed constants, :data:`OUTPUT_NORMALISATION`),
+so every group is of unit order for the loss. :meth:`FaceCoefficientRegressor.predict` maps the prediction back to
+the photo as :class:`~facehub.modeling.face_fitting.FaceCoefficients` (the fitting's layout), which
+:func:`~facehub.modeling.face_fitting.fit_face` takes as its start and :func:`fitted_face_from_coefficients` turns
+into a reconstruction without any optimisation.
+
+Presets (:data:`FACE_REGRESSOR_PRESETS`): ``paper`` (ResNet-50 widths and depths, bottleneck blocks, 224 px, as
+Deep3DFaceRecon), ``cpu-small`` (four basic-block stages at 96 px, a few ms per face on one CPU core) and
+``cpu-small-eval`` (other widths, 112 px: the independently trained evaluation regressor).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers import ModelMixin  # noqa: F401  (diffusers' loader looks ModelMixin up in this module)
+from diffusers.configuration_utils import register_to_config
+from diffusers.utils import BaseOutput
+from torch import nn
+
+from facehub.modeling.modeling_utils import FaceHubModel
+
+#: Named architectures: ``paper`` (ResNet-50: widths 256-2048, 3-4-6-3 bottleneck blocks, 224 px, as Deep3DFaceRecon's
+#: R-Net), ``cpu-small`` (basic blocks, 96 px) and ``cpu-small-eval`` (other widths and size, for the second,
+#: evaluation-only regressor).
+FACE_REGRESSOR_PRESETS: dict[str, dict] = {
+    "paper": {"image_size": 224, "stem_channels": 64, "stage_channels": (256, 512, 1024, 2048),
+              "stage_blocks": (3, 4, 6, 3), "bottleneck": True},
+    "cpu-small": {"image_size": 96, "stem_channels": 24, "stage_channels": (32, 64, 128, 192),
+                  "stage_blocks": (1, 1, 1, 1), "bottleneck": False},
+    "cpu-small-eval": {"image_size": 112, "stem_channels": 16, "stage_channels": (24, 48, 96, 160),
+                       "stage_blocks": (1, 1, 2, 1), "bottleneck": False},
+}
+
+#: The order of the coefficient groups in the network's output vector.
+GROUPS = ("identity", "expression", "albedo", "lighting", "rotation", "translation", "log_scale")
+
+#: (offset, spread) per group: prediction = offset + spread * raw output. Lighting's ambient term is offset to the
+#: synthetic world's mean (about 0.925 / SH_DC); ``log_scale``'s offset is a face of the default model filling
+#: 1/1.6 of the crop.
+OUTPUT_NORMALISATION = {
+    "identity": (0.0, 1.0), "expression": (0.0, 1.0), "albedo": (0.0, 1.0), "lighting": (0.0, 0.3),
+    "rotation": (0.0, 0.6), "translation": (0.5, 0.05), "log_scale": (-math.log(1.6 * 140.0), 0.2),
+}
+
+
+@dataclass
+class FaceRegressorOutput(BaseOutput):
+    """What :class:`FaceCoefficientRegressor` predicts for a batch of crops (crop frame, see the module docstring).
+
+    Attributes:
+        identity: (B, K_id) ``alpha``. expression: (B, K_exp) ``beta``. albedo: (B, K_tex) ``delta``.
+        lighting: (B, 3, 9) SH ``gamma``. rotation: (B, 3) yaw, pitch, roll radians.
+        translation: (B, 2) the centroid in crop sides. log_scale: (B,) log crop sides per model unit.
+        normalised: (B, P) the raw outputs (the loss compares these with the normalised targets).
+    """
+
+    identity: torch.Tensor
+    expression: torch.Tensor
+    albedo: torch.Tensor
+    lighting: torch.Tensor
+    rotation: torch.Tensor
+    translation: torch.Tensor
+    log_scale: torch.Tensor
+    normalised: torch.Tensor
+
+
+class _Block(nn.Module):
+    """A residual block: two 3x3 convs (basic) or 1x1-3x3-1x1 (bottleneck, width / 4 inside), BatchNorm, ReLU."""
+
+    def __init__(self, channels_in: int, channels_out: int, stride: int, bottleneck: bool):
+        super().__init__()
+        if bottleneck:
+            inner = channels_out // 4
+            layers = [nn.Conv2d(channels_in, inner, 1, bias=False), nn.BatchNorm2d(inner), nn.ReLU(inplace=True),
+                      nn.Conv2d(inner, inner, 3, stride, 1, bias=False), nn.BatchNorm2d(inner), nn.ReLU(inplace=True),
+                      nn.Conv2d(inner, channels_out, 1, bias=False), nn.BatchNorm2d(channels_out)]
+        else:
+            layers = [nn.Conv2d(channels_in, channels_out, 3, stride, 1, bias=False), nn.BatchNorm2d(channels_out),
+                      nn.ReLU(inplace=True), nn.Conv2d(channels_out, channels_out, 3, 1, 1, bias=False),
+                      nn.BatchNorm2d(channels_out)]
+        nn.init.zeros_(layers[-1].weight)  # each block starts as the identity (zero-init residual)
+        self.body = nn.Sequential(*layers)
+        self.skip = nn.Identity() if stride == 1 and channels_in == channels_out else nn.Sequential(
+            nn.Conv2d(channels_in, channels_out, 1, stride, bias=False), nn.BatchNorm2d(channels_out))
+
+    def forward(self, x):
+        return torch.relu(self.body(x) + self.skip(x))
+
+
+def validate_face_regressor_config(image_size, stem_channels, stage_channels, stage_blocks, **_) -> None:
+    """Raise a one-line ``ValueError`` naming the offending field."""
+    if int(image_size) != image_size or image_size < 32:
+        raise ValueError(f"Got {image_size} for `image_size`; it must be a whole number of pixels >= 32.")
+    if stem_channels <= 0:
+        raise ValueError(f"Got {stem_channels} for `stem_channels`; it must be a positive width.")
+    if not stage_channels or any(c <= 0 for c in stage_channels):
+        raise ValueError(f"Got {list(stage_channels)} for `stage_channels`; expected one or more positive widths.")
+    if len(stage_blocks) != len(stage_channels) or any(b <= 0 for b in stage_blocks):
+        raise ValueError(f"Got {list(stage_blocks)} for `stage_blocks`; expected one positive block count per "
+                         f"stage ({len(stage_channels)} stages).")
+
+
+class FaceCoefficientRegressor(FaceHubModel):
+    """ResNet-style encoder: face crop (B, 3, S, S) in [-1, 1] -> every morphable-model coefficient
+    (:class:`FaceRegressorOutput`; module docstring).
+
+    Args:
+        image_size: S, the crop side the network reads.
+        stem_channels: width of the stem (a stride-2 conv; the bottleneck variant adds ResNet's 7x7 conv + max pool).
+        stage_channels: output width of each residual stage (each stage halves the resolution).
+        stage_blocks: residual blocks per stage.
+        bottleneck: ResNet-50's bottleneck blocks instead of basic blocks.
+        num_identity, num_expression, num_albedo: coefficient counts of the morphable model predicted for.
+        crop_scale: crop side / mean side of the 68 landmarks' box (PRNet's 1.6).
+    """
+
+    @register_to_config
+    def __init__(self, image_size: int = 96, stem_channels: int = 24, stage_channels: tuple = (32, 64, 128, 192),
+                 stage_blocks: tuple = (1, 1, 1, 1), bottleneck: bool = False, num_identity: int = 40,
+                 num_expression: int = 14, num_albedo: int = 9, crop_scale: float = 1.6):
+        super().__init__()
+        validate_face_regressor_config(image_size, stem_channels, stage_channels, stage_blocks)
+        if bottleneck:
+            stem = [nn.Conv2d(3, stem_channels, 7, 2, 3, bias=False), nn.BatchNorm2d(stem_channels),
+                    nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)]
+        else:
+            stem = [nn.Conv2d(3, stem_channels, 3, 2, 1, bias=False), nn.BatchNorm2d(stem_channels),
+                    nn.ReLU(inplace=True)]
+        self.stem = nn.Sequential(*stem)
+        blocks, width = [], stem_channels
+        for index, (channels, count) in enumerate(zip(stage_channels, stage_blocks, strict=True)):
+            for b in range(count):
+                stride = 2 if b == 0 and (index > 0 or not bottleneck) else 1
+                blocks.append(_Block(width, channels, stride, bottleneck))
+                width = channels
+        self.stages = nn.Sequential(*blocks)
+        self.sizes = {"identity": num_identity, "expression": num_expression, "albedo": num_albedo, "lighting": 27,
+                      "rotation": 3, "translation": 2, "log_scale": 1}
+        self.head = nn.Linear(width, sum(self.sizes.values()))
+        nn.init.normal_(self.head.weight, std=1e-3)
+        nn.init.zeros_(self.head.bias)
+        offset, spread = [], []
+        for name in GROUPS:
+            o, s = OUTPUT_NORMALISATION[name]
+            offset.append(torch.full((self.sizes[name],), float(o)))
+            spread.append(torch.full((self.sizes[name],), float(s)))
+        offset[GROUPS.index("lighting")][0:27:9] = 0.925 / _sh_dc()  # ambient term of each channel
+        self.register_buffer("output_offset", torch.cat(offset), persistent=False)
+        self.register_buffer("output_spread", torch.cat(spread), persistent=False)
+
+    @classmethod
+    def from_preset(cls, preset: str = "cpu-small", **overrides) -> FaceCoefficientRegressor:
+        """A new (untrained) regressor of a :data:`FACE_REGRESSOR_PRESETS` architecture with ``overrides``."""
+        if preset not in FACE_REGRESSOR_PRESETS:
+            raise ValueError(f"Unknown regressor preset {preset!r}; known presets: {', '.join(FACE_REGRESSOR_PRESETS)}.")
+        return cls(**{**FACE_REGRESSOR_PRESETS[preset], **overrides})
+
+    def split(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B, P) vector -> the groups (lighting (B, 3, 9), log_scale (B,))."""
+        parts = dict(zip(GROUPS, flat.split([self.sizes[name] for name in GROUPS], dim=-1), strict=True))
+        parts["lighting"] = parts["lighting"].reshape(-1, 3, 9)
+        parts["log_scale"] = parts["log_scale"][:, 0]
+        return parts
+
+    def normalise(self, groups: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Targets by group (as :class:`FaceRegressorOutput`'s fields) -> the (B, P) normalised vector."""
+        flat = torch.cat([groups[name].reshape(len(groups[name]), -1) for name in GROUPS], dim=-1)
+        return (flat - self.output_offset) / self.output_spread
+
+    def forward(self, pixel_values: torch.Tensor, return_dict: bool = True):
+        features = self.stages(self.stem(pixel_values)).mean(dim=(2, 3))
+        raw = self.head(features)
+        groups = self.split(self.output_offset + self.output_spread * raw)
+        output = FaceRegressorOutput(**groups, normalised=raw)
+        return output if return_dict else output.to_tuple()
+
+    # ------------------------------------------------------------------ photos
+
+    def crop_transform(self, face_or_landmarks68) -> np.ndarray:
+        """(2, 3) image -> crop affine of the crop this network reads (:func:`face_crop`)."""
+        from facehub.modeling.prn_dense.cropping import face_crop_transform
+
+        return face_crop_transform(face_or_landmarks68, int(self.config.image_size), scale=float(self.config.crop_scale))
+
+    @torch.no_grad()
+    def predict(self, image, faces, face_model=None) -> list:
+        """Coefficients of given faces of a photo in its pixels, as the fitting reports them.
+
+        Args:
+            image: RGB uint8 array, PIL image, path or bytes.
+            faces: :class:`~facehub.modeling.faces.Face` objects or (68, 2) landmark arrays (the crop is PRNet's square
+                around them).
+            face_model: the :class:`~facehub.modeling.geometry.MorphableFaceModel` (for the translation's z: the
+                dense landmarks' mean depth for a Face with them, else the deepest vertex at z = 0); ``None``: z = 0.
+
+        Returns:
+            One :class:`~facehub.modeling.face_fitting.FaceCoefficients` per face.
+        """
+        from facehub.modeling.faces.image_io import load_image
+
+        photo = load_image(image)
+        faces = list(faces)
+        if not faces:
+            return []
+        transforms = [self.crop_transform(face) for face in faces]
+        crops = np.stack([face_crop(photo, matrix, int(self.config.image_size)) for matrix in transforms])
+        pixels = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        was_training = self.training
+        self.eval()
+        try:
+            parameter = next(self.parameters())
+            out = self(pixels.to(parameter.device, parameter.dtype))
+        finally:
+            self.train(was_training)
+        return [coefficients_in_photo(out, i, matrix, int(self.config.image_size), face_model, face)
+                for i, (face, matrix) in enumerate(zip(faces, transforms, strict=True))]
+
+
+def _sh_dc() -> float:
+    from facehub.modeling.geometry.morphable import SH_DC
+
+    return float(SH_DC)
+
+
+def face_crop(photo: np.ndarray, image_to_crop: np.ndarray, size: int) -> np.ndarray:
+    """The (size, size, 3) uint8 crop the regressor reads (PRN-Dense's warp: black outside the photo)."""
+    from facehub.modeling.prn_dense.cropping import crop_face_image
+
+    return crop_face_image(photo, image_to_crop, size)
+
+
+def batched_rotation(angles: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) ``Rz(roll) Rx(pitch) Ry(yaw)`` of (B, 3) (yaw, pitch, roll) radians (house convention)."""
+    yaw, pitch, roll = angles.unbind(-1)
+    one, zero = torch.ones_like(yaw), torch.zeros_like(yaw)
+    cy, sy, cp, sp, cr, sr = yaw.cos(), yaw.sin(), pitch.cos(), pitch.sin(), roll.cos(), roll.sin()
+    ry = torch.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], -1).reshape(-1, 3, 3)
+    rx = torch.stack([one, zero, zero, zero, cp, -sp, zero, sp, cp], -1).reshape(-1, 3, 3)
+    rz = torch.stack([cr, -sr, zero, sr, cr, zero, zero, zero, one], -1).reshape(-1, 3, 3)
+    return rz @ rx @ ry
+
+
+def posed_landmarks68(model, identity, expression, rotation, translation, log_scale) -> torch.Tensor:
+    """(B, 68, 2) landmarks, in crop sides, of the morphable model under predicted or true coefficients (the
+    reprojection of Deep3DFaceRecon's L_lm: ``s R (S - mean S) + t`` at the 68 landmark combinations)."""
+    dtype = identity.dtype
+    shape = (model.mean_shape.to(dtype)[None]
+             + torch.einsum("bk,kvd->bvd", identity, model.id_basis.to(dtype))
+             + torch.einsum("bk,kvd->bvd", expression, model.exp_basis.to(dtype)))
+    centred = shape - shape.mean(dim=1, keepdim=True)
+    points = torch.einsum("lv,bvd->bld", model.landmark_weights.to(dtype), centred)
+    posed = log_scale.exp()[:, None, None] * points @ batched_rotation(rotation).transpose(1, 2)
+    return posed[..., :2] + translation[:, None, :]
+
+
+def coefficients_in_photo(out: FaceRegressorOutput, index: int, image_to_crop: np.ndarray, crop_size: int,
+                          face_model=None, face=None):
+    """Face ``index`` of a crop-frame prediction -> :class:`~facehub.modeling.face_fitting.FaceCoefficients` in the
+    photo's pixels (the crop is a similarity without rotation, so the angles carry over)."""
+    from facehub.modeling.face_fitting.fitting import FaceCoefficients
+    from facehub.modeling.faces.alignment import invert_affine
+
+    matrix = np.asarray(image_to_crop, np.float64)
+    zoom = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    inverse = invert_affine(matrix)
+    centre_crop = out.translation[index].double().cpu().numpy() * crop_size
+    centre = inverse[:, :2] @ centre_crop + inverse[:, 2]
+    scale = float(out.log_scale[index].exp()) * crop_size / zoom
+    rotation = np.rad2deg(out.rotation[index].double().cpu().numpy())
+    identity = out.identity[index].float().cpu().numpy()
+    expression = out.expression[index].float().cpu().numpy()
+    depth = 0.0
+    dense = getattr(face, "dense_landmarks", None)
+    if dense is not None and np.asarray(dense).shape[-1] == 3:
+        depth = float(np.asarray(dense)[:, 2].mean())
+    elif face_model is not None:
+        from facehub.modeling.geometry.rotations import rotation_matrix
+
+        shape = face_model.shape(torch.from_numpy(identity)[None], torch.from_numpy(expression)[None])[0].double()
+        centred = (shape - shape.mean(dim=0)).numpy() * scale @ rotation_matrix(*rotation).T
+        depth = float(-centred[:, 2].min())
+    return FaceCoefficients(
+        identity=identity, expression=expression, albedo=out.albedo[index].float().cpu().numpy(),
+        lighting=out.lighting[index].float().cpu().numpy(), rotation=tuple(float(a) for a in rotation),
+        translation=np.array([centre[0], centre[1], depth]), scale=scale,
+    )
+
+
+def fitted_face_from_coefficients(image, coefficients, *, face=None, model=None, topology=None,
+                                  texture_size: int = 128, complete: bool = True, compute_depth: bool = True,
+                                  image_to_crop: np.ndarray | None = None, crop_size: int | None = None):
+    """A :class:`~facehub.modeling.face_fitting.FittedFace` straight from coefficients (a regressor's prediction),
+    with no optimisation: the posed mesh, its 68 landmarks, the photo's UV texture, visibility and completion, depth.
+
+    ``image_to_crop`` / ``crop_size``: the crop the prediction was read from (the regressor's), kept on the result;
+    ``None``: the whole photo. ``losses`` holds the 68-landmark error against ``face`` (a :class:`~facehub.modeling.faces.Face`) when given, as
+    a fraction of the face size, and the coefficient priors.
+    """
+    from facehub.modeling.face_fitting.fitting import FittedFace
+    from facehub.modeling.faces.analyzer import Face
+    from facehub.modeling.faces.image_io import load_image
+    from facehub.modeling.geometry.morphable import MorphableFaceModel
+    from facehub.modeling.geometry.rotations import rotation_matrix
+    from facehub.modeling.geometry.texture_completion import complete_texture, texel_visibility
+    from facehub.modeling.geometry.topology import FaceTopology
+    from facehub.modeling.geometry.uv_maps import mesh_to_uv_position_map
+    from facehub.modeling.prn_dense.reconstruction import render_depth, sample_image
+
+    photo = load_image(image)
+    model = model or MorphableFaceModel.default()
+    topology = topology or FaceTopology.default()
+    c = coefficients
+    identity = torch.as_tensor(np.asarray(c.identity), dtype=torch.float32)[None]
+    expression = torch.as_tensor(np.asarray(c.expression), dtype=torch.float32)[None]
+    shape = model.shape(identity, expression)[0].double().numpy()
+    mesh = float(c.scale) * (shape - shape.mean(axis=0)) @ rotation_matrix(*c.rotation).T
+    mesh = (mesh + np.asarray(c.translation, np.float64)).astype(np.float32)
+    landmarks = model.landmarks68(torch.from_numpy(mesh)[None])[0].numpy().astype(np.float32)
+    uv_map = mesh_to_uv_position_map(mesh, size=texture_size, topology=topology).astype(np.float32)
+    texture = sample_image(photo, uv_map[..., :2])
+    visibility = texel_visibility(mesh, texture_size, topology, image_shape=photo.shape[:2]).astype(np.float32)
+    completion = complete_texture(texture, visibility, topology) if complete else None
+    depth = face_mask = None
+    if compute_depth:
+        depth, face_mask = render_depth(mesh, topology.triangles, photo.shape[0], photo.shape[1])
+    with torch.no_grad():
+        albedo = model.albedo(torch.as_tensor(np.asarray(c.albedo), dtype=torch.float32)[None])[0]
+    losses = {}
+    if isinstance(face, Face):
+        target = np.asarray(face.landmarks68, np.float64)[:, :2]
+        size = float(np.sqrt(np.prod(np.ptp(target, axis=0)))) or 1.0
+        losses["landmarks68"] = float(np.linalg.norm(landmarks[:, :2] - target, axis=1).mean()) / size
+    losses.update({"identity_prior": 0.5 * float(np.square(c.identity).sum()),
+                   "expression_prior": 0.5 * float(np.square(c.expression).sum()),
+                   "albedo_prior": 0.5 * float(np.square(c.albedo).sum())})
+    return FittedFace(
+        vertices=mesh, triangles=np.asarray(topology.triangles).copy(), colors=sample_image(photo, mesh[:, :2]),
+        landmarks68=landmarks, pose=tuple(float(a) for a in c.rotation), uv_position_map=uv_map,
+        uvs=np.asarray(topology.uvs, np.float32).copy(), texture=texture,
+        image_to_crop=np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]) if image_to_crop is None else np.asarray(image_to_crop),
+        crop_size=int(crop_size or max(photo.shape[:2])), depth=depth, face_mask=face_mask,
+        face=face if isinstance(face, Face) else None, image_shape=tuple(photo.shape[:2]), image=photo,
+        coefficients=c, visibility=visibility, texture_completion=completion,
+        albedo_texture=(albedo.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        if albedo.dim() == 3 else None,
+        losses=losses,
+    )

@@ -10,7 +10,9 @@ for PRN-Dense's reconstructions takes these too, plus ``.coefficients`` (:class:
 1. faces are found with :class:`facehub.modeling.faces.FaceAnalyzer` (68 and 468 dense landmarks with depth);
 2. each face is fitted by :func:`~facehub.modeling.face_fitting.fit_face` with the settings of the bundle's
    ``fitter`` component (:class:`~facehub.modeling.face_fitting.FaceFitter`: no learned weights, only the fit's
-   configuration; seconds per face on a CPU).
+   configuration; seconds per face on a CPU), started from the bundle's optional ``regressor``
+   (:class:`~facehub.modeling.face_fitting.FaceCoefficientRegressor`) when it has one, or replaced by the regressor's
+   prediction alone with ``pipe(image, refine=False)`` (milliseconds per face).
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from diffusers.utils import BaseOutput
 
 from facehub.modeling.face_fitting.configuration_face_fitting import FaceFitter
 from facehub.modeling.face_fitting.fitting import FittedFace
+from facehub.modeling.face_fitting.modeling_face_regressor import (
+    FaceCoefficientRegressor,
+    fitted_face_from_coefficients,
+)
 from facehub.modeling.faces.image_io import load_image
 from facehub.modeling.modeling_utils import FaceHubPipeline
 from facehub.modeling.pipeline_utils import FacePipelineMixin, as_image_list
@@ -49,12 +55,34 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
     """
 
     model_cpu_offload_seq = "fitter"
+    _optional_components = ["regressor"]
 
-    def __init__(self, fitter: FaceFitter):
+    def __init__(self, fitter: FaceFitter, regressor: FaceCoefficientRegressor | None = None):
         super().__init__()
-        self.register_modules(fitter=fitter)
+        self.register_modules(fitter=fitter, regressor=regressor)
 
-    def reconstruct_faces(self, image, faces, *, initial=None, compute_depth: bool = True,
+    def regress(self, image, faces) -> list:
+        """The ``regressor``'s :class:`~facehub.modeling.face_fitting.FaceCoefficients` of given faces (one forward
+        pass each); a one-line ``ValueError`` when the bundle has no regressor."""
+        if getattr(self, "regressor", None) is None:
+            raise ValueError("This face-fitting bundle has no coefficient regressor; load one that has "
+                             "(facehub/face-fitting) or call with refine=True to fit from the mean face.")
+        import numpy as np
+
+        model = self.fitter.face_model
+        crops = []
+        for face in faces:  # a bare (468, 2 or 3) dense-landmark array is cropped by its 68 iBUG combinations
+            if not hasattr(face, "landmarks68") and np.asarray(face).shape[0] == model.landmark_weights.shape[1]:
+                face = model.landmark_weights.double().numpy() @ np.asarray(face, np.float64)[:, :2]
+            crops.append(face)
+        coefficients = self.regressor.predict(image, crops, face_model=model)
+        for coefficient, face in zip(coefficients, faces, strict=True):
+            dense = np.asarray(getattr(face, "dense_landmarks", face), np.float64)
+            if dense.ndim == 2 and dense.shape[1] == 3:  # the fit's depth frame: the landmarks' mean depth
+                coefficient.translation[2] = float(dense[:, 2].mean())
+        return coefficients
+
+    def reconstruct_faces(self, image, faces, *, initial=None, compute_depth: bool = True, refine: bool = True,
                           **overrides) -> list[FittedFace]:
         """Fit given faces of a photo.
 
@@ -63,32 +91,48 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
             faces: :class:`~facehub.modeling.faces.Face` objects or (468, 3) / (468, 2) dense landmark arrays in the
                 photo's pixels, one per face.
             initial: per face, :class:`~facehub.modeling.face_fitting.FaceCoefficients` to start the fit from (a
-                regressor's prediction) or ``None`` (the mean face); ``None``: every face starts at the mean.
+                regressor's prediction) or ``None`` (the mean face); ``None``: the bundle's ``regressor`` predicts each
+                face's start when there is one, else every face starts at the mean.
             compute_depth: also z-buffer each mesh into ``depth`` / ``face_mask``.
             overrides: fields of :class:`~facehub.modeling.face_fitting.FaceFittingConfig` to change for this call
                 (``appearance_iterations=0``, ``render_size=64``...).
+            refine: ``False`` skips the optimisation: each face is the regressor's prediction as it is (needs a
+                ``regressor`` or ``initial``).
 
         Returns:
             One :class:`FittedFace` per given face, in order.
         """
         photo = load_image(image)
-        self.fitter.config_with(**overrides)  # refuse unknown or bad settings before any work
+        settings = self.fitter.config_with(**overrides)  # refuse unknown or bad settings before any work
         faces = list(faces)
+        if initial is None and (getattr(self, "regressor", None) is not None or not refine):
+            initial = self.regress(photo, faces)
         starts = [None] * len(faces) if initial is None else list(initial)
         if len(starts) != len(faces):
             raise ValueError(f"Got {len(starts)} initial coefficient sets for {len(faces)} faces; pass one per face "
                              "(None for a face to start at the mean).")
+        if not refine:
+            transforms = ([self.regressor.crop_transform(face) for face in faces]
+                          if getattr(self, "regressor", None) is not None else [None] * len(faces))
+            crop_size = int(self.regressor.config.image_size) if getattr(self, "regressor", None) is not None else None
+            return [fitted_face_from_coefficients(
+                        photo, start, face=face, model=self.fitter.face_model, texture_size=settings.texture_size,
+                        complete=settings.complete_texture, compute_depth=compute_depth, image_to_crop=matrix,
+                        crop_size=crop_size)
+                    for face, start, matrix in zip(faces, starts, transforms, strict=True)]
         return [self.fitter.fit(photo, face, initial=start, compute_depth=compute_depth, **overrides)
                 for face, start in zip(faces, starts, strict=True)]
 
-    def __call__(self, image, *, max_faces: int | None = None, compute_depth: bool = True, return_dict: bool = True,
-                 **overrides) -> FaceFittingPipelineOutput:
+    def __call__(self, image, *, max_faces: int | None = None, compute_depth: bool = True, refine: bool = True,
+                 return_dict: bool = True, **overrides) -> FaceFittingPipelineOutput:
         """Fit every face of ``image``, largest first.
 
         Args:
             image: one image (RGB uint8 array, PIL image, path or bytes) or a list of them.
             max_faces: keep at most this many faces per image (the largest); ``None`` keeps all the analyzer found.
             compute_depth: also z-buffer each mesh into ``depth`` / ``face_mask``.
+            refine: ``True`` fits each face (from the regressor's prediction when the bundle has a regressor);
+                ``False`` returns the regressor's prediction without optimisation (milliseconds per face).
             return_dict: ``False`` returns ``(reconstructions, coefficients)``.
             overrides: fit settings for this call (see :meth:`reconstruct_faces`).
 
@@ -103,7 +147,8 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         per_image = []
         for photo in photos:
             faces = self.find_faces(photo, max_faces)
-            per_image.append(self.reconstruct_faces(photo, faces, compute_depth=compute_depth, **overrides))
+            per_image.append(self.reconstruct_faces(photo, faces, compute_depth=compute_depth, refine=refine,
+                                                    **overrides))
         coefficients = [[fitted.coefficients for fitted in faces] for faces in per_image]
         output = FaceFittingPipelineOutput(
             reconstructions=per_image if batched else per_image[0],

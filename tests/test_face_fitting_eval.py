@@ -99,3 +99,25 @@ def test_aflw2000_layout_bins_by_wrapped_yaw_and_counts_missed_faces(tmp_path):
     assert 150 / 3 < reference.pose_mae < 200 / 3
     assert evaluation.kind == "aflw2000-3d" and "found %" in evaluation.table()
     assert fit_eval.eval_results(evaluation)["metrics"]["faces_found_percent"] == 50.0
+
+
+def test_a_checkpoint_with_a_regressor_adds_the_regressor_alone_row(tmp_path):
+    """The regressor's prediction without optimisation is its own row (an untrained network here: only the
+    bookkeeping is checked), next to the fit started from it."""
+    import torch
+
+    from facehub.modeling.face_fitting import FaceCoefficientRegressor, FaceFitter, FaceFittingPipeline
+    from facehub.modeling.faces import FaceAnalyzer, load_image
+
+    torch.manual_seed(0)
+    pipe = FaceFittingPipeline(fitter=FaceFitter(), regressor=FaceCoefficientRegressor.from_preset("cpu-small"))
+    photo = load_image(PHOTOS / "obama.jpg")
+    analyzer = FaceAnalyzer(compute_embedding=False)
+    truth = np.asarray(analyzer(photo)[0].landmarks68, np.float64)
+    data = rec.EvaluationData("photos", "one photo", 1, iter([rec.EvaluationFace(photo, truth, 10.0, None, "obama")]))
+    evaluation = fit_eval.evaluate({"fit": pipe}, data, analyzer=analyzer, fit_settings={"appearance_iterations": 0},
+                                   progress=False)
+    assert [row.label for row in evaluation.rows] == ["fit", "fit: regressor alone"]  # no reference on photos
+    alone = evaluation.row("fit: regressor alone")
+    assert alone.nme.counts == [1, 0, 0] and np.isfinite(alone.nme.bins[0])
+    assert evaluation.row("fit").nme.bins[0] < alone.nme.bins[0]  # the fit improves on an untrained start

@@ -119,7 +119,7 @@ class FaceFittingEvaluation:
 
     def table(self) -> str:
         return reconstruction_table(self.rows, f"{self.num_faces} faces of {self.data}; every method starts from the "
-                                    "face the FaceAnalyzer finds")
+                                    "face the FaceAnalyzer finds", self.yaws)
 
     def row(self, label: str) -> RowResult:
         return next(r for r in self.rows if r.label == label)
@@ -134,19 +134,13 @@ class FaceFittingEvaluation:
 
 
 def regressor_alone(pipeline):
-    """``(image, face) -> FittedFace`` from a face-fitting checkpoint's coefficient regressor with no optimisation,
-    or ``None`` when the checkpoint has no regressor."""
-    regressor = getattr(pipeline, "regressor", None)
-    if regressor is None:
+    """``(image, face) -> FittedFace``: a face-fitting checkpoint's coefficient regressor with no optimisation
+    (``reconstruct_faces(..., refine=False)``), or ``None`` when the checkpoint has no regressor."""
+    if getattr(pipeline, "regressor", None) is None:
         return None
-    from facehub.modeling.face_fitting.modeling_face_regressor import fitted_face_from_coefficients
-
-    face_model = pipeline.fitter.face_model
 
     def predict(image, face):
-        coefficients = regressor.predict(image, [face], face_model=face_model)[0]
-        return fitted_face_from_coefficients(image, coefficients, face=face, model=face_model, complete=False,
-                                             compute_depth=False)
+        return pipeline.reconstruct_faces(image, [face], compute_depth=False, refine=False)[0]
 
     return predict
 
@@ -264,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from facehub import methods
 
+    # the folder is checked before any checkpoint is loaded
+    data = open_evaluation_data(args.data, limit=args.limit, pixel_origin=args.pixel_origin, every=args.every)
     fit_method = methods.get(METHOD_NAME)
     fittings = {f"{fit_method.title} ({model_id})": fit_method.load("reconstruction", model_id)
                 for model_id in args.model or [DEFAULT_MODEL_ID]}
@@ -279,7 +275,6 @@ def main(argv: list[str] | None = None) -> int:
         spec = methods.get(name)
         label = f"{spec.title} ({model_id})" if model_id else spec.title
         others[label] = spec.load("reconstruction", model_id or None)
-    data = open_evaluation_data(args.data, limit=args.limit, pixel_origin=args.pixel_origin, every=args.every)
     evaluation = evaluate(fittings, data, others, dict(args.fit), reference=not args.no_analyzer)
     print(evaluation.table())
     if args.out:

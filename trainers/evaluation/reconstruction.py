@@ -395,12 +395,15 @@ def _number(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if value is not None and np.isfinite(value) else "-"
 
 
-def reconstruction_table(rows: list[RowResult], header: str) -> str:
+def reconstruction_table(rows: list[RowResult], header: str, yaws=None) -> str:
     """Markdown: NME by yaw bin, mean of bins, all faces, faces found, pose MAE; dense NME and coefficient errors
-    (a second table) when any row measured them."""
+    (a second table) when any row measured them. Each bin's heading counts its faces: all of them when ``yaws``
+    (every face's yaw) is given, else those the first measured row found."""
     dense = any(r.dense_nme is not None for r in rows)
     pose = any(r.pose_mae is not None for r in rows)
     counts = next((r.nme.counts for r in rows if r.measured), [0, 0, 0])
+    if yaws is not None:
+        counts = np.bincount(yaw_bin_index(yaws), minlength=len(YAW_BINS)).tolist()
     head = " | ".join(f"{label} ({n})" for label, n in zip(YAW_BIN_LABELS, counts, strict=True))
     columns = f"| Method | {head} | mean | all faces | found % |" + (" pose MAE (deg) |" if pose else "")
     columns += " dense NME (IOD) | dense NME (box) |" if dense else ""

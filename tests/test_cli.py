@@ -123,6 +123,7 @@ def test_train_help_lists_the_methods_config_keys_types_defaults_and_presets(cap
 @pytest.mark.parametrize(("verb", "method", "options"), [
     ("eval", "depthnet", ["--pairs", "--data"]),
     ("eval", "prn_dense", ["--data"]),
+    ("eval", "face_fitting", ["--data", "--method", "--every"]),
     ("bench", "depthnet", ["--repair", "--photos"]),
     ("bench", "prn_dense", ["--no-compile", "--train"]),
 ])
@@ -147,7 +148,7 @@ def test_eval_and_bench_errors_are_one_line(capsys):
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and "obama.jpg, biden.jpg, astronaut.png are not in /no/such/folder" in lines[0]
     assert main(["eval", "--help"]) == 0
-    assert "One of: depthnet, prn_dense." in capsys.readouterr().out
+    assert "One of: depthnet, face_fitting, prn_dense." in capsys.readouterr().out
 
 
 def test_benchmark_scripts_run_the_packaged_benchmarks():

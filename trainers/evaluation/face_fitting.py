@@ -28,7 +28,8 @@ Rows, all on the same faces:
   mesh placed on the found face's 68 landmarks by a 2D similarity (:func:`mean_face_placement`).
 
 A face the FaceAnalyzer does not find is missed by every row (each method starts from its face), which the "found %"
-column shows. ``--fit KEY=VALUE`` changes fit settings (``appearance_iterations=0`` skips the photometric stage: the
+column shows. "ms / face" is each method's time per found face after the FaceAnalyzer (whose own time per photo
+is on the reference row). ``--fit KEY=VALUE`` changes fit settings (``appearance_iterations=0`` skips the photometric stage: the
 landmarks and pose are then those of the geometric fit, several times faster).
 
 Outputs with ``--out``: ``results.json`` (every row), ``eval_results.json`` (the first face-fitting row, the
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -129,7 +131,8 @@ class FaceFittingEvaluation:
             "data": self.data, "kind": self.kind, "num_faces": self.num_faces, "yaw_bins": list(YAW_BIN_LABELS),
             "rows": [{"label": r.label, "measured": r.measured, **asdict(r.nme), "found_percent": r.found_percent,
                       "pose_mae": r.pose_mae, "dense_nme": r.dense_nme, "dense_nme_box": r.dense_nme_box,
-                      "coefficient_errors": r.coefficient_errors} for r in self.rows],
+                      "coefficient_errors": r.coefficient_errors, "milliseconds_per_face": r.milliseconds_per_face}
+                     for r in self.rows],
         }
 
 
@@ -188,11 +191,14 @@ def evaluate(fittings: dict, data: EvaluationData, others: dict | None = None, f
     yaws: list[float] = []
     for face in tqdm(data.faces, total=data.count, desc="face_fitting eval", disable=not progress):
         yaws.append(face.yaw)
+        started = time.perf_counter()
         found = matching_face(analyzer(face.image), face.landmarks68)
+        analyzer_seconds = time.perf_counter() - started
         if reference_row is not None:
             reference_row.add(None if found is None else np.asarray(found.landmarks68), face,
                               predicted_pose=None if found is None else found.pose)
-        if baseline is not None and face.coefficients is not None:
+            reference_row.seconds.append(analyzer_seconds)
+        if baseline is not None and face.coefficients is not None:  # on the same faces as the methods
             placed = (None, None) if found is None else mean_face_placement(found.landmarks68, face_model)
             baseline.add(placed[0], face, placed[1], predicted_pose=(0.0, 0.0, 0.0),
                          predicted_coefficients=mean_face_coefficients(face.coefficients))
@@ -200,7 +206,9 @@ def evaluate(fittings: dict, data: EvaluationData, others: dict | None = None, f
             if found is None:
                 rows[label].add(None, face)
                 continue
+            started = time.perf_counter()
             reconstruction = run(face.image, found)
+            rows[label].seconds.append(time.perf_counter() - started)
             coefficients = getattr(reconstruction, "coefficients", None)
             rows[label].add(reconstruction.landmarks68, face, reconstruction.vertices, reconstruction.pose,
                             None if coefficients is None else coefficient_groups(coefficients))

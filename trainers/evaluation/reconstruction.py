@@ -308,7 +308,8 @@ def _prepared_photos(folder: Path, dataset_dir: Path, limit: int | None, every: 
 
 @dataclass
 class RowResult:
-    """One row of the table: NME by yaw bin, and where measured dense NME, pose MAE and coefficient errors.
+    """One row of the table: NME by yaw bin, and where measured dense NME, pose MAE, coefficient errors and the
+    time per found face (``milliseconds_per_face``).
 
     ``measured`` is False for a quoted (published) row; ``faces`` is how many faces the row was run on.
     """
@@ -322,6 +323,7 @@ class RowResult:
     pose_mae: float | None = None
     coefficient_errors: dict[str, float] = field(default_factory=dict)
     faces: int = 0
+    milliseconds_per_face: float | None = None
 
     @property
     def found_percent(self) -> float:
@@ -345,19 +347,18 @@ class RowAccumulator:
     dense: list[tuple[float, float]] = field(default_factory=list)
     pose: list[float] = field(default_factory=list)
     coefficients: dict[str, list[float]] = field(default_factory=dict)
+    seconds: list[float] = field(default_factory=list)
 
     def add(self, predicted_landmarks: np.ndarray | None, face: EvaluationFace,
             predicted_mesh: np.ndarray | None = None, predicted_pose=None, predicted_coefficients: dict | None = None,
             ) -> None:
         """One face: ``predicted_landmarks`` ``None`` counts it as missed; the other predictions are optional."""
-        if predicted_landmarks is not None:
-            self.nme.append(100.0 * float(nme(np.asarray(predicted_landmarks)[:, :2], face.landmarks68[:, :2])))
-            if predicted_mesh is not None and face.mesh is not None:
-                self.dense.append(dense_nme_after_icp(predicted_mesh, face.mesh))
-        else:
+        if predicted_landmarks is None:
             self.nme.append(float("nan"))
-            if predicted_coefficients is None:
-                return
+            return
+        self.nme.append(100.0 * float(nme(np.asarray(predicted_landmarks)[:, :2], face.landmarks68[:, :2])))
+        if predicted_mesh is not None and face.mesh is not None:
+            self.dense.append(dense_nme_after_icp(predicted_mesh, face.mesh))
         if predicted_pose is not None and face.pose is not None:
             self.pose.append(pose_error(predicted_pose, face.pose))
         if predicted_coefficients is not None and face.coefficients is not None:
@@ -369,7 +370,8 @@ class RowAccumulator:
         return RowResult(self.label, nme_by_yaw(self.nme, yaws), dense, dense_box, per_face_nme=list(self.nme),
                          pose_mae=float(np.mean(self.pose)) if self.pose else None,
                          coefficient_errors={g: float(np.mean(v)) for g, v in self.coefficients.items()},
-                         faces=len(self.nme))
+                         faces=len(self.nme),
+                         milliseconds_per_face=1000.0 * float(np.mean(self.seconds)) if self.seconds else None)
 
 
 def _matching_face(faces: list, landmarks68: np.ndarray):
@@ -407,6 +409,8 @@ def reconstruction_table(rows: list[RowResult], header: str, yaws=None) -> str:
     head = " | ".join(f"{label} ({n})" for label, n in zip(YAW_BIN_LABELS, counts, strict=True))
     columns = f"| Method | {head} | mean | all faces | found % |" + (" pose MAE (deg) |" if pose else "")
     columns += " dense NME (IOD) | dense NME (box) |" if dense else ""
+    timed = any(r.milliseconds_per_face is not None for r in rows)
+    columns += " ms / face |" if timed else ""
     lines = [header, "", columns, "|---" * (columns.count("|") - 1) + "|"]
     for r in rows:
         cells = [_number(v) for v in (*r.nme.bins, r.nme.mean, r.nme.all_faces if r.measured else None)]
@@ -415,6 +419,8 @@ def reconstruction_table(rows: list[RowResult], header: str, yaws=None) -> str:
             cells.append(_number(r.pose_mae))
         if dense:
             cells += [_number(r.dense_nme, 3), _number(r.dense_nme_box, 3)]
+        if timed:
+            cells.append(_number(r.milliseconds_per_face, 0))
         lines.append(f"| {r.label} | {' | '.join(cells)} |")
     groups = [g for g in COEFFICIENT_GROUPS if any(g in r.coefficient_errors for r in rows)]
     if groups:

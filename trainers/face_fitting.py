@@ -86,14 +86,16 @@ class FaceRegressorDataConfig(ConfigSection):
     """``data``: the faces and the crop augmentation.
 
     Fields:
-        synthetic: a synthetic face world rendered at the start (any ``SyntheticWorldConfig`` field); ``null``: none.
+        synthetic: a synthetic face world rendered at the start (any ``SyntheticWorldConfig`` field; by default 128
+            faces at 96 px); ``null``: none.
         sources: prepared folders with the coefficient columns (module docstring), e.g. photos labelled by the fit.
         shift_jitter: random shift of the crop centre, fraction of the landmarks' box side.
         scale_jitter: random change of the crop side, fraction (0.1: 0.9-1.1x).
         colour_jitter: random per-channel gain and brightness, fraction.
     """
 
-    synthetic: dict[str, Any] | None = None
+    synthetic: dict[str, Any] | None = field(default_factory=lambda: {"num_identities": 32, "views_per_identity": 4,
+                                                                      "image_size": 96, "uv_size": 8})
     sources: list[str] = field(default_factory=list)
     shift_jitter: float = 0.05
     scale_jitter: float = 0.1
@@ -309,10 +311,10 @@ class FaceRegressorTrainingConfig(TrainingConfig):
                                    "uv_size": 8, "max_yaw": 90.0, "max_pitch": 30.0, "max_roll": 20.0, "seed": 0}},
         },
         "default": {
-            "max_steps": 2500, "train_batch_size": 32, "learning_rate": 2e-3, "lr_scheduler": "cosine",
+            "max_steps": 2000, "train_batch_size": 32, "learning_rate": 2e-3, "lr_scheduler": "cosine",
             "lr_warmup_steps": 50, "checkpointing_steps": 500, "logging_steps": 50, "dataloader_num_workers": 0,
             "model": {"preset": "cpu-small"},
-            "data": {"synthetic": {"num_identities": 300, "views_per_identity": 4, "image_size": 128,
+            "data": {"synthetic": {"num_identities": 1000, "views_per_identity": 2, "image_size": 96,
                                    "uv_size": 8, "max_yaw": 75.0, "max_pitch": 30.0, "max_roll": 20.0, "seed": 0}},
         },
     }
@@ -321,8 +323,7 @@ class FaceRegressorTrainingConfig(TrainingConfig):
     train_batch_size: int = 32
     learning_rate: float = 2e-3
     model: FaceRegressorModelConfig = field(default_factory=FaceRegressorModelConfig)
-    data: FaceRegressorDataConfig = field(
-        default_factory=lambda: FaceRegressorDataConfig(synthetic={"num_identities": 32, "views_per_identity": 4}))
+    data: FaceRegressorDataConfig = field(default_factory=FaceRegressorDataConfig)
     losses: FaceRegressorLossesConfig = field(default_factory=FaceRegressorLossesConfig)
 
 

@@ -1,0 +1,213 @@
+"""The coefficient regressor (face_fitting's R-Net): exact targets, its conversion to photo coefficients and meshes,
+a short training run in the shared loop that beats the mean-coefficient baseline on held-out synthetic faces, and the
+pipeline that starts the fit from it or returns its prediction alone."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from facehub.modeling.face_fitting import (
+    FACE_REGRESSOR_PRESETS,
+    FaceCoefficientRegressor,
+    FaceFitter,
+    FaceFittingPipeline,
+    fitted_face_from_coefficients,
+)
+from facehub.modeling.face_fitting.modeling_face_regressor import (
+    FaceRegressorOutput,
+    coefficients_in_photo,
+    posed_landmarks68,
+)
+from facehub.trainers.core import load_config, train
+from facehub.trainers.data.prepare import prepare_synthetic
+from facehub.trainers.data.synthetic_world import SyntheticWorldConfig
+from facehub.trainers.face_fitting import CoefficientFaces, FaceRegressorTraining, load_source
+
+WORLD = {"image_size": 96, "uv_size": 8, "max_yaw": 60.0, "max_pitch": 25.0, "max_roll": 15.0}
+CROP = 64
+
+
+@pytest.fixture(scope="module")
+def worlds(tmp_path_factory):
+    """Prepared synthetic worlds: 256 training faces (seed 0) and 32 held-out faces (seed 77, other identities)."""
+    root = tmp_path_factory.mktemp("regressor-worlds")
+    prepare_synthetic(SyntheticWorldConfig(num_identities=64, views_per_identity=4, seed=0, **WORLD), root / "train")
+    prepare_synthetic(SyntheticWorldConfig(num_identities=16, views_per_identity=2, seed=77, **WORLD),
+                      root / "held_out")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(worlds, tmp_path_factory):
+    """A short run in the shared loop (800 steps of 16 crops, about 40 s on one core); its exported bundle."""
+    out = tmp_path_factory.mktemp("regressor-run")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # two OpenMP threads busy-wait on a shared 2-core machine
+    try:
+        config = load_config(None, {
+            "method": "face_fitting", "output_dir": str(out), "report_to": "none", "seed": 0,
+            "max_steps": 800, "train_batch_size": 16, "learning_rate": 3e-3, "lr_scheduler": "cosine",
+            "lr_warmup_steps": 20, "checkpointing_steps": 10_000, "logging_steps": 100,
+            "model": {"preset": "cpu-small", "image_size": CROP},
+            "data": {"synthetic": None, "sources": [str(worlds / "train")]},
+        }, FaceRegressorTraining.default_config)
+        summary = train(FaceRegressorTraining(config))
+    finally:
+        torch.set_num_threads(previous)
+    assert summary["step"] == 800
+    return out
+
+
+def _batch(dataset: CoefficientFaces) -> dict[str, torch.Tensor]:
+    items = [dataset[i] for i in range(len(dataset))]
+    return {key: torch.stack([item[key] for item in items]) for key in items[0]}
+
+
+def _metrics(groups: dict[str, torch.Tensor], truth: dict[str, torch.Tensor], model) -> dict[str, float]:
+    """Pose MAE (degrees), 68-landmark NME (/ sqrt of the box area) and identity / expression RMSE."""
+    landmarks = posed_landmarks68(model, groups["identity"], groups["expression"], groups["rotation"],
+                                  groups["translation"], groups["log_scale"])
+    target = truth["landmarks68"]
+    size = (target.max(dim=1).values - target.min(dim=1).values).prod(dim=-1).sqrt()
+    return {
+        "pose": float(torch.rad2deg(groups["rotation"] - truth["rotation"]).abs().mean()),
+        "nme": float(((landmarks - target).norm(dim=-1).mean(dim=-1) / size).mean()),
+        "identity": float((groups["identity"] - truth["identity"]).square().mean().sqrt()),
+        "expression": float((groups["expression"] - truth["expression"]).square().mean().sqrt()),
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The network and its conversions
+
+
+def test_presets_speed_and_one_line_errors():
+    assert FACE_REGRESSOR_PRESETS["paper"]["image_size"] == 224 and FACE_REGRESSOR_PRESETS["paper"]["bottleneck"]
+    assert FACE_REGRESSOR_PRESETS["paper"]["stage_channels"] == (256, 512, 1024, 2048)  # ResNet-50's widths
+    paper = FaceCoefficientRegressor.from_preset("paper")
+    assert 20e6 < sum(p.numel() for p in paper.parameters()) < 30e6  # ResNet-50-sized (23.7 M)
+    small = FaceCoefficientRegressor.from_preset("cpu-small").eval()
+    with torch.no_grad():
+        out = small(torch.zeros(2, 3, 96, 96))
+    assert out.identity.shape == (2, 40) and out.expression.shape == (2, 14) and out.albedo.shape == (2, 9)
+    assert out.lighting.shape == (2, 3, 9) and out.rotation.shape == (2, 3) and out.translation.shape == (2, 2)
+    # An untrained network starts near the normalisation's centre: the crop's middle, an ambient light.
+    assert torch.allclose(out.translation, torch.full((2, 2), 0.5), atol=0.01)
+    assert out.lighting[0, :, 0].min() > 0.8
+    # <= 30 ms per face on one CPU core (measured ~3 ms).
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            x = torch.zeros(1, 3, 96, 96)
+            small(x)
+            timings = []
+            for _ in range(5):
+                start = time.perf_counter()
+                small(x)
+                timings.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(previous)
+    assert float(np.median(timings)) < 0.030
+    with pytest.raises(ValueError, match="known presets: paper, cpu-small, cpu-small-eval"):
+        FaceCoefficientRegressor.from_preset("huge")
+    with pytest.raises(ValueError, match=r"Got \[1, 1\] for `stage_blocks`"):
+        FaceCoefficientRegressor(stage_channels=(8, 16, 32), stage_blocks=(1, 1))
+
+
+def test_exact_targets_reproject_and_convert_back_to_the_photo_mesh(worlds):
+    """The crop-frame targets pose the model onto the row's landmarks, and converted to photo coefficients they
+    rebuild the row's own mesh: what the regressor learns is the world's exact geometry."""
+    table = load_source(str(worlds / "held_out"))
+    data = CoefficientFaces([table], CROP)
+    batch = _batch(data)
+    model = data.model
+    landmarks = posed_landmarks68(model, batch["identity"], batch["expression"], batch["rotation"],
+                                  batch["translation"], batch["log_scale"])
+    assert float((landmarks - batch["landmarks68"]).abs().max()) < 1e-4  # crop sides
+    out = FaceRegressorOutput(**{k: batch[k] for k in ("identity", "expression", "albedo", "lighting", "rotation",
+                                                      "translation", "log_scale")}, normalised=torch.zeros(1))
+    regressor = FaceCoefficientRegressor(image_size=CROP)
+    for index in (0, 7):
+        row = table[index]
+        matrix = regressor.crop_transform(row["landmarks68"])
+        coefficients = coefficients_in_photo(out, index, matrix, CROP, model)
+        fitted = fitted_face_from_coefficients(row["image"], coefficients, model=model, texture_size=32,
+                                               compute_depth=False)
+        dense = np.asarray(row["dense_landmarks"], np.float64)
+        np.testing.assert_allclose(fitted.vertices[:, :2], dense[:, :2], atol=0.02)  # pixels
+        np.testing.assert_allclose(fitted.vertices[:, 2] - fitted.vertices[:, 2].min(), dense[:, 2], atol=0.02)
+        np.testing.assert_allclose(fitted.pose, row["pose"], atol=1e-4)
+        assert fitted.texture.shape == (32, 32, 3) and fitted.visibility.shape == (32, 32)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Training
+
+
+def test_short_training_beats_the_mean_coefficient_baseline_on_held_out_faces(worlds, trained):
+    """Held-out identities (another seed): the trained regressor against predicting the training set's mean
+    coefficients for every face. Measured: pose 5.9 vs 17.2 degrees, NME 6.4% vs 20.3%; the stated margins are 2x."""
+    logged = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    assert logged[-1]["loss"] < 0.5 * logged[0]["loss"]
+    assert {"identity", "expression", "rotation", "landmarks68"} <= set(logged[-1])
+
+    pipe = FaceFittingPipeline.from_pretrained(trained / "export")
+    assert isinstance(pipe.regressor, FaceCoefficientRegressor) and pipe.regressor.config.image_size == CROP
+    regressor = pipe.regressor.eval()
+    held_out = _batch(CoefficientFaces([load_source(str(worlds / "held_out"))], CROP))
+    training = _batch(CoefficientFaces([load_source(str(worlds / "train"))], CROP))
+    with torch.no_grad():
+        out = regressor(held_out["pixel_values"])
+    predicted = {k: getattr(out, k) for k in ("identity", "expression", "rotation", "translation", "log_scale")}
+    mean = {k: training[k].mean(dim=0, keepdim=True).expand_as(held_out[k]) for k in predicted}
+    ours, baseline = _metrics(predicted, held_out, pipe.fitter.face_model), _metrics(mean, held_out,
+                                                                                     pipe.fitter.face_model)
+    print("regressor", ours, "mean coefficients", baseline)
+    assert ours["pose"] < 0.5 * baseline["pose"]
+    assert ours["nme"] < 0.5 * baseline["nme"]
+    # Identity and expression from 256 faces of 64 identities: a short run does not generalise beyond the mean
+    # (measured 1.01 vs 1.01 and 0.60 vs 0.59; with 10x their loss weight the training faces are learned, 0.31, and
+    # held-out ones get worse, 1.10). It must at least not be worse than the mean by more than 5%.
+    assert ours["identity"] < 1.05 * baseline["identity"]
+    assert ours["expression"] < 1.05 * baseline["expression"]
+    card = (trained / "export" / "README.md").read_text()
+    assert "coefficient regressor" in card and "64 x 4" in card
+
+
+def _nme(points, target) -> float:
+    target = np.asarray(target, np.float64)[:, :2]
+    size = float(np.sqrt(np.prod(np.ptp(target, axis=0))))
+    return float(np.linalg.norm(np.asarray(points, np.float64)[:, :2] - target, axis=1).mean()) / size
+
+
+def test_pipeline_runs_the_regressor_alone_or_starts_the_fit_from_it(worlds, trained):
+    """``refine=False`` is the regressor's one pass (measured NME ~5%, pose ~6 degrees on these faces); with
+    ``start="regressor"`` the fit starts there and still converges onto the landmarks."""
+    pipe = FaceFittingPipeline.from_pretrained(trained / "export")
+    table = load_source(str(worlds / "held_out"))
+    alone_nme, alone_pose, fitted_nme = [], [], []
+    for index in range(4):
+        row = table[index]
+        dense = np.asarray(row["dense_landmarks"], np.float64)
+        (alone,) = pipe.reconstruct_faces(row["image"], [dense], refine=False, texture_size=32, compute_depth=False)
+        assert alone.vertices.shape == (468, 3) and alone.texture.shape == (32, 32, 3)
+        assert alone.coefficients.identity.shape == (40,) and alone.rendered_crop is None
+        alone_nme.append(_nme(alone.landmarks68, row["landmarks68"]))
+        alone_pose.append(float(np.abs(np.subtract(alone.pose, row["pose"])).mean()))
+        (fit,) = pipe.reconstruct_faces(row["image"], [dense], start="regressor", appearance_iterations=0,
+                                        texture_size=32, compute_depth=False)
+        fitted_nme.append(_nme(fit.landmarks68, row["landmarks68"]))
+    print("alone NME", alone_nme, "pose", alone_pose, "fitted from the regressor NME", fitted_nme)
+    assert np.mean(alone_nme) < 0.10 and np.mean(alone_pose) < 10.0
+    assert np.mean(fitted_nme) < 0.01 < np.mean(alone_nme)  # the fit refines the regressor's start
+    with pytest.raises(ValueError, match="Got 'best' for `start`"):
+        pipe.reconstruct_faces(table[0]["image"], [dense], start="best")
+    bare = FaceFittingPipeline(fitter=FaceFitter())
+    with pytest.raises(ValueError, match="has no coefficient regressor"):
+        bare.reconstruct_faces(table[0]["image"], [dense], refine=False)

@@ -178,8 +178,9 @@ _NOT_TRAINED = (
 
 
 def write_default_bundle(folder) -> None:
-    """Save the embedded default (``facehub/face-fitting``): a :class:`FaceFittingPipeline` with the default
-    :class:`FaceFitter`, and its model card."""
+    """Save a fitting-only bundle: a :class:`FaceFittingPipeline` with the default :class:`FaceFitter` and no
+    regressor, and its model card. The shipped ``facehub/face-fitting`` also holds a trained regressor: it is the
+    export of ``facehub train face_fitting --preset default`` (the command is on its card)."""
     from pathlib import Path
 
     from facehub.hub.cards import write_model_card

@@ -28,7 +28,7 @@ def test_builtin_methods_and_capabilities():
     assert methods.available("swap") == ["depthnet"]
     assert methods.available("reconstruction") == ["face_fitting", "prn_dense"]
     assert methods.available("generation") == []
-    assert methods.trainable() == ["cyclegan", "depthnet", "prn_dense"]
+    assert methods.trainable() == ["cyclegan", "depthnet", "face_fitting", "prn_dense"]
     spec = methods.get("depthnet")
     assert spec.default_model == "facehub/depthnet"
     assert spec.pipeline_class("swap").__name__ == "FaceSwapPipeline"

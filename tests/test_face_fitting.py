@@ -237,7 +237,7 @@ def test_embedded_default_holds_the_default_settings(tmp_path):
     assert spec.default_model == "facehub/face-fitting"
     assert spec.pipeline_class("reconstruction") is FaceFittingPipeline
     card = (Path(__file__).parents[1] / "hub" / "defaults" / "facehub" / "face-fitting" / "README.md").read_text()
-    assert card.startswith("---\n") and "library_name: facehub" in card and "Nothing in this bundle was trained" in card
+    assert card.startswith("---\n") and "library_name: facehub" in card and "holds only the optimisation's settings (nothing trained)" in card
 
 
 def test_bad_settings_and_inputs_are_one_line_errors():

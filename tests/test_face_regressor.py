@@ -211,3 +211,28 @@ def test_pipeline_runs_the_regressor_alone_or_starts_the_fit_from_it(worlds, tra
     bare = FaceFittingPipeline(fitter=FaceFitter())
     with pytest.raises(ValueError, match="has no coefficient regressor"):
         bare.reconstruct_faces(table[0]["image"], [dense], refine=False)
+
+
+def test_embedded_regressors_load_offline_and_are_independent():
+    """facehub/face-fitting carries the regressor methods train against; facehub/face-fitting-eval a second one
+    (other seed, world and widths) that only grades them. Both beat the mean face on a fresh synthetic face."""
+    from pathlib import Path
+
+    from facehub.trainers.data.synthetic_world import SyntheticFaceWorld
+
+    default = FaceFittingPipeline.from_pretrained("facehub/face-fitting")
+    grader = FaceFittingPipeline.from_pretrained("facehub/face-fitting-eval")
+    assert default.regressor.config.stage_channels != grader.regressor.config.stage_channels
+    assert default.fitter.fitting_config == grader.fitter.fitting_config
+    defaults = Path(__file__).parents[1] / "hub" / "defaults" / "facehub"
+    assert "FOR EVALUATION ONLY" in (defaults / "face-fitting-eval" / "README.md").read_text()
+    assert "facehub train face_fitting" in (defaults / "face-fitting" / "README.md").read_text()
+    world = SyntheticFaceWorld(SyntheticWorldConfig(num_identities=3, views_per_identity=1, seed=4242, **WORLD))
+    for index in range(3):
+        row = world[index]
+        dense = row["dense_landmarks"]
+        for pipe in (default, grader):
+            (face,) = pipe.reconstruct_faces(row["image"], [dense], refine=False, texture_size=32,
+                                             compute_depth=False)
+            assert np.abs(np.subtract(face.pose, row["pose"])).mean() < 15.0
+            assert _nme(face.landmarks68, row["landmarks68"]) < 0.15

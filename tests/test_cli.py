@@ -117,7 +117,7 @@ def test_train_help_lists_the_methods_config_keys_types_defaults_and_presets(cap
     assert main(["train", "prn_dense", "-h"]) == 0
     assert "data.flip_probability" in capsys.readouterr().out
     assert main(["train", "--help"]) == 0
-    assert "METHOD: one of cyclegan, depthnet, prn_dense" in capsys.readouterr().out
+    assert f"METHOD: one of {', '.join(methods.trainable())}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("verb", "method", "options"), [

@@ -44,14 +44,14 @@ def worlds(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(worlds, tmp_path_factory):
-    """A short run in the shared loop (800 steps of 16 crops, about 40 s on one core); its exported bundle."""
+    """A short run in the shared loop (600 steps of 16 crops, about 25 s on one core); its exported bundle."""
     out = tmp_path_factory.mktemp("regressor-run")
     previous = torch.get_num_threads()
     torch.set_num_threads(1)  # two OpenMP threads busy-wait on a shared 2-core machine
     try:
         config = load_config(None, {
             "method": "face_fitting", "output_dir": str(out), "report_to": "none", "seed": 0,
-            "max_steps": 800, "train_batch_size": 16, "learning_rate": 3e-3, "lr_scheduler": "cosine",
+            "max_steps": 600, "train_batch_size": 16, "learning_rate": 3e-3, "lr_scheduler": "cosine",
             "lr_warmup_steps": 20, "checkpointing_steps": 10_000, "logging_steps": 100,
             "model": {"preset": "cpu-small", "image_size": CROP},
             "data": {"synthetic": None, "sources": [str(worlds / "train")]},
@@ -59,7 +59,7 @@ def trained(worlds, tmp_path_factory):
         summary = train(FaceRegressorTraining(config))
     finally:
         torch.set_num_threads(previous)
-    assert summary["step"] == 800
+    assert summary["step"] == 600
     return out
 
 

@@ -145,8 +145,7 @@ def _sandbox(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for placeholder, photo in PLACEHOLDER_PHOTOS.items():
         shutil.copy(PHOTOS / photo, root / placeholder)
-    for identity, names in {"obama": ["obama.jpg", "obama2.jpg"], "biden": ["biden.jpg"],
-                            "astronaut": ["astronaut.png"]}.items():
+    for identity, names in {"obama": ["obama.jpg", "obama2.jpg"], "biden": ["biden.jpg"]}.items():
         (root / "photos" / identity).mkdir(parents=True, exist_ok=True)
         for name in names:
             shutil.copy(PHOTOS / name, root / "photos" / identity / name)

@@ -32,9 +32,9 @@ def _train(tmp_path, name: str, steps: int, formulation: str = "pseudo_inverse",
 def evaluation(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("depthnet-table1")
     models = {
-        "explicit": _train(tmp_path, "explicit", 1500, "explicit_affine"),
-        "pseudo_inverse": _train(tmp_path, "pseudo_inverse", 1500),
-        "gan": _train(tmp_path, "gan", 1500, gan_weight=0.01),
+        "explicit": _train(tmp_path, "explicit", 1200, "explicit_affine"),
+        "pseudo_inverse": _train(tmp_path, "pseudo_inverse", 1200),
+        "gan": _train(tmp_path, "gan", 1200, gan_weight=0.01),
     }
     return evaluate(models, MorphableKeypointPairs(1000, seed=999, **PAIRED_FACES), progress=False)
 

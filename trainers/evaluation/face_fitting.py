@@ -52,6 +52,7 @@ from facehub.trainers.evaluation.reconstruction import (
     EvaluationData,
     RowAccumulator,
     RowResult,
+    eval_results_entry,
     matching_face,
     open_evaluation_data,
     plot_nme_by_yaw,
@@ -220,16 +221,9 @@ def evaluate(fittings: dict, data: EvaluationData, others: dict | None = None, f
 def eval_results(evaluation: FaceFittingEvaluation) -> dict:
     """The first row's metrics in the :mod:`facehub.hub.cards` ``eval_results.json`` format."""
     row = evaluation.rows[0]
-    metrics = {"nme": row.nme.mean, "nme_all_faces": row.nme.all_faces, "faces_found_percent": row.found_percent,
-               "pose_mae": row.pose_mae, "dense_nme": row.dense_nme}
-    for key, value in zip(("nme_yaw_0_30", "nme_yaw_30_60", "nme_yaw_60_90"), row.nme.bins, strict=True):
-        metrics[key] = value
-    for group, value in row.coefficient_errors.items():
-        metrics[f"{group}_coefficient_rmse"] = value
-    metrics = {k: round(float(v), 4) for k, v in metrics.items() if v is not None and np.isfinite(v)}
-    dataset = {"aflw2000-3d": "aflw2000-3d", "synthetic": "facehub-synthetic-world",
-               "photos": "facehub-prepared-photos"}[evaluation.kind]
-    return {"task": "3d-face-reconstruction", "dataset": dataset, "dataset_name": evaluation.data, "metrics": metrics}
+    extra = {"faces_found_percent": row.found_percent, "pose_mae": row.pose_mae,
+             **{f"{group}_coefficient_rmse": value for group, value in row.coefficient_errors.items()}}
+    return eval_results_entry(row, evaluation.kind, evaluation.data, "3d-face-reconstruction", extra)
 
 
 def _setting(text: str) -> tuple[str, object]:

@@ -64,6 +64,7 @@ from facehub.trainers.evaluation.reconstruction import (  # noqa: F401
     RowAccumulator,
     RowResult,
     dense_nme_after_icp,
+    eval_results_entry,
     icp,
     matching_face,
     nme_by_yaw,
@@ -185,16 +186,7 @@ def plot_nme_by_yaw(evaluation: PRNDenseEvaluation, path: Path) -> Path:
 
 def eval_results(evaluation: PRNDenseEvaluation) -> dict:
     """The first model row's metrics in the :mod:`facehub.hub.cards` ``eval_results.json`` format."""
-    row = evaluation.rows[0]
-    metrics = {"nme": round(row.nme.mean, 4), "nme_all_faces": round(row.nme.all_faces, 4)}
-    for key, value in zip(("nme_yaw_0_30", "nme_yaw_30_60", "nme_yaw_60_90"), row.nme.bins, strict=True):
-        if np.isfinite(value):
-            metrics[key] = round(value, 4)
-    if row.dense_nme is not None:
-        metrics["dense_nme"] = round(row.dense_nme, 4)
-    dataset = {"aflw2000-3d": "aflw2000-3d", "synthetic": "facehub-synthetic-world",
-               "photos": "facehub-prepared-photos"}[evaluation.kind]
-    return {"task": "face-alignment", "dataset": dataset, "dataset_name": evaluation.data, "metrics": metrics}
+    return eval_results_entry(evaluation.rows[0], evaluation.kind, evaluation.data, "face-alignment")
 
 
 def main(argv: list[str] | None = None) -> int:

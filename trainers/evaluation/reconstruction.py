@@ -433,6 +433,23 @@ def reconstruction_table(rows: list[RowResult], header: str, yaws=None) -> str:
     return "\n".join(lines)
 
 
+#: ``dataset`` of an ``eval_results.json`` entry (:mod:`facehub.hub.cards`) for each kind of evaluation folder.
+EVAL_DATASET_TYPES = {"aflw2000-3d": "aflw2000-3d", "synthetic": "facehub-synthetic-world",
+                      "photos": "facehub-prepared-photos"}
+YAW_BIN_METRICS = ("nme_yaw_0_30", "nme_yaw_30_60", "nme_yaw_60_90")
+
+
+def eval_results_entry(row: RowResult, kind: str, data: str, task: str,
+                       extra: dict[str, float | None] | None = None) -> dict:
+    """One row's metrics as an ``eval_results.json`` entry: NME (mean of the bins, all faces, each yaw bin), dense
+    NME when measured, and ``extra`` metrics; every finite value rounded to 4 digits, the rest left out."""
+    metrics = {"nme": row.nme.mean, "nme_all_faces": row.nme.all_faces, **(extra or {}),
+               **dict(zip(YAW_BIN_METRICS, row.nme.bins, strict=True)), "dense_nme": row.dense_nme}
+    metrics = {key: round(float(value), 4) for key, value in metrics.items()
+               if value is not None and np.isfinite(value)}
+    return {"task": task, "dataset": EVAL_DATASET_TYPES[kind], "dataset_name": data, "metrics": metrics}
+
+
 def plot_nme_by_yaw(rows: list[RowResult], yaws, path: Path, title: str,
                     reference: RowResult | None = None) -> Path:
     """Per-face NME (%) against ``|yaw|`` (wrapped) for every measured row, with each row's bin means as steps;

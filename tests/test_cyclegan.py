@@ -160,7 +160,7 @@ def test_configuration_errors_name_the_field_and_value():
         CycleGANGenerator(norm="group")
     with pytest.raises(ValueError, match=r"Got 0 for `num_layers`"):
         PatchDiscriminator(num_layers=0)
-    defaults = {"method": METHOD_NAME, **CycleGANRepairTraining.default_config}
+    defaults = {"method": METHOD_NAME}
     with pytest.raises(ValueError, match=r"Unknown config key `model.cycle_loss_weight` for method cyclegan; did you mean "
                                          r"`losses.cycle_loss_weight`\?"):
         CycleGANRepairTraining(load_config(overrides={"model": {"cycle_loss_weight": 5}}, defaults=defaults))
@@ -169,7 +169,7 @@ def test_configuration_errors_name_the_field_and_value():
 
 
 def test_shipped_cpu_small_config_is_cyclegans_recipe():
-    defaults = {"method": METHOD_NAME, **CycleGANRepairTraining.default_config}
+    defaults = {"method": METHOD_NAME}
     config = load_config(CONFIG_FILE, defaults=defaults)
     assert config.method == METHOD_NAME and config.model["preset"] == "cpu-small"
     assert (config.learning_rate, config.adam_beta1, config.adam_beta2, config.max_grad_norm) == (
@@ -384,7 +384,7 @@ def test_unpaired_domains_read_folders_and_prepared_datasets(two_domains):
     unflipped.__dict__.update({**data.__dict__, "flip": False})
     assert torch.equal(lazy[5]["domain_b"], unflipped[5]["domain_b"])
 
-    defaults = {"method": METHOD_NAME, **CycleGANRepairTraining.default_config}
+    defaults = {"method": METHOD_NAME}
     method = CycleGANRepairTraining(load_config(overrides={"data": {"domain_b": str(prepared)}}, defaults=defaults))
     with pytest.raises(ValueError, match=r"`data.domain_a` is not set: give a folder of pasted face swaps"):
         method.build_dataset()
@@ -435,7 +435,7 @@ def test_training_learns_to_remove_the_pasted_colour_cast(two_domains, tmp_path)
             "losses": {"history_size": 16},
             "data": {"domain_a": str(pasted), "domain_b": str(prepared)},
         },
-        defaults={"method": METHOD_NAME, **CycleGANRepairTraining.default_config},
+        defaults={"method": METHOD_NAME},
     )
     method = get_method(METHOD_NAME)(config)
     method.sample_steps = 60  # sample grids at steps 60 and 120
@@ -493,7 +493,7 @@ def test_resume_continues_exactly_with_the_saved_history_of_fakes(two_domains, t
                 "losses": {"history_size": 4, "lr_decay_start_fraction": 1.0},
                 "data": {"domain_a": str(pasted), "domain_b": str(prepared)},
             },
-            defaults={"method": METHOD_NAME, **CycleGANRepairTraining.default_config},
+            defaults={"method": METHOD_NAME},
         )
         with pytest.warns(UserWarning, match="skipped 1 of 49"):
             train(CycleGANRepairTraining(config))

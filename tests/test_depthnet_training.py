@@ -23,7 +23,7 @@ def _train(tmp_path, name: str, steps: int, formulation: str = "pseudo_inverse",
         "model": {"preset": "cpu-small", "formulation": formulation},
         "data": {"source": "morphable_pairs", "num_pairs": 100_000, **PAIRED_FACES},
         "losses": {"gan_weight": gan_weight},
-    }, get_method("depthnet").default_config)
+    })
     train(get_method("depthnet")(config))
     return KeypointRegistrationPipeline.from_pretrained(tmp_path / name / "export").depth_net
 
@@ -84,7 +84,7 @@ def test_case_a_trains_on_prepared_faces_with_their_crops(tmp_path):
         "train_batch_size": 16, "learning_rate": 2e-3, "logging_steps": 10, "checkpointing_steps": 100,
         "model": {"preset": "cpu-small-siamese"},
         "data": {"source": "dataset", "path": str(tmp_path / "faces"), "num_pairs": 640},
-    }, get_method("depthnet").default_config)
+    })
     train(get_method("depthnet")(config))
     logs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert logs[-1]["loss"] < 0.5 * logs[0]["loss"]

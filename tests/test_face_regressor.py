@@ -55,7 +55,7 @@ def trained(worlds, tmp_path_factory):
             "lr_warmup_steps": 20, "checkpointing_steps": 10_000, "logging_steps": 100,
             "model": {"preset": "cpu-small", "image_size": CROP},
             "data": {"synthetic": None, "sources": [str(worlds / "train")]},
-        }, FaceRegressorTraining.default_config)
+        })
         summary = train(FaceRegressorTraining(config))
     finally:
         torch.set_num_threads(previous)

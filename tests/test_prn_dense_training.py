@@ -173,7 +173,7 @@ def test_icp_recovers_a_rigid_motion():
 def test_learning_rate_steps_of_the_paper():
     assert [step_learning_rate_factor(s, 100, [0.5, 0.8], [1.0, 1e-2, 1e-4]) for s in (0, 49, 50, 79, 80, 99)] == [
         1.0, 1.0, 1e-2, 1e-2, 1e-4, 1e-4]
-    config = load_config(CONFIGS / "prn-dense-paper.yaml", None, PRNDenseTraining.default_config)
+    config = load_config(CONFIGS / "prn-dense-paper.yaml")
     method = PRNDenseTraining(config)
     assert (config.train_batch_size, config.learning_rate, method.crop_size) == (16, 1e-4, 256)
     rates = [config.learning_rate * step_learning_rate_factor(s, config.max_steps, method.losses["lr_milestones"],
@@ -341,7 +341,7 @@ def test_short_training_run_lowers_nme_on_held_out_faces(worlds, tmp_path, one_t
         "model": {"preset": "cpu-small", "sample_size": CROP},
         "data": {"sources": [str(worlds / "train")], "profiling_probability": 0.0},
         "losses": {"kind": "ssim", "lr_milestones": [0.7, 0.9], "lr_factors": [1.0, 0.3, 0.1]},
-    }, PRNDenseTraining.default_config)
+    })
     summary = train(PRNDenseTraining(config))
     assert summary["step"] == 100
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

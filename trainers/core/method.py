@@ -48,9 +48,6 @@ class TrainingMethod:
     name: str = ""
     #: The method's config dataclass: a :class:`TrainingConfig` subclass with its sections, defaults and presets.
     config_class: ClassVar[type[TrainingConfig]] = TrainingConfig
-    #: Kept empty for callers written before :attr:`config_class` (``load_config(..., defaults=default_config)``);
-    #: the defaults live in :attr:`config_class`.
-    default_config: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: TrainingConfig):
         self.config = config

@@ -199,21 +199,6 @@ class OfferedModel:
     embedded: bool
 
 
-def _saved_class(folder: Path) -> str | None:
-    """``_class_name`` of ``model_index.json`` or ``config.json`` in ``folder``; None when there is neither."""
-    import json
-
-    for name in ("model_index.json", "config.json"):
-        config = folder / name
-        if config.is_file():
-            try:
-                value = json.loads(config.read_text()).get("_class_name")
-            except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-                return None
-            return value if isinstance(value, str) else None
-    return None
-
-
 def _is_saved_model(folder: Path) -> bool:
     return (folder / "model_index.json").is_file() or (folder / "config.json").is_file()
 
@@ -273,7 +258,7 @@ class DemoContext:
         A folder of the models directory whose id is also an embedded id is left out (the embedded default wins,
         and the log says so); rename the folder to offer it.
         """
-        from facehub.hub.resolver import list_embedded
+        from facehub.hub.resolver import list_embedded, saved_class_name
 
         offered = [OfferedModel(m.model_id, m.path, m.class_name, m.description, True) for m in list_embedded()]
         taken = {m.model_id for m in offered}
@@ -292,7 +277,7 @@ class DemoContext:
                         logger.warning("Models folder entry %s has the id of an embedded default, which wins; "
                                        "rename the folder to offer it.", model_id)
                         continue
-                    offered.append(OfferedModel(model_id, folder, _saved_class(folder), "", False))
+                    offered.append(OfferedModel(model_id, folder, saved_class_name(folder), "", False))
         return offered
 
     def resolve(self, model_id: Any) -> tuple[str, Path]:

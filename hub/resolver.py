@@ -46,13 +46,22 @@ class EmbeddedModel:
     description: str
 
 
-def _describe(folder: Path) -> tuple[str | None, str]:
+def saved_class_name(folder: Path) -> str | None:
+    """``_class_name`` of ``model_index.json`` (a pipeline) or ``config.json`` (a network) in ``folder``; ``None``
+    when there is neither, or it cannot be read (any folder may be offered here, so a bad file is not an error)."""
     for name in ("model_index.json", "config.json"):
-        if (folder / name).is_file():
-            class_name = json.loads((folder / name).read_text()).get("_class_name")
-            break
-    else:
-        class_name = None
+        config = folder / name
+        if config.is_file():
+            try:
+                value = json.loads(config.read_text()).get("_class_name")
+            except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+                return None
+            return value if isinstance(value, str) else None
+    return None
+
+
+def _describe(folder: Path) -> tuple[str | None, str]:
+    class_name = saved_class_name(folder)
     description = ""
     card = folder / "README.md"
     if card.is_file():

@@ -196,7 +196,7 @@ def _prepare(args: argparse.Namespace) -> int:
         PrepareConfig(
             images=args.images, out=args.out, attributes=args.attributes, size=args.size, uv_size=args.uv_size,
             num_proc=args.num_proc, shard_size=args.shard_size, max_pixels=args.max_pixels,
-            push_to_hub=args.push_to_hub,
+            push_to_hub=args.push_to_hub, fit=args.fit, landmarks=args.landmarks,
         )
     )
     print(report.summary())
@@ -272,6 +272,11 @@ def register(subparsers) -> None:
     prepare.add_argument("--shard-size", type=int, default=256, help="Photos per resumable shard (default 256).")
     prepare.add_argument("--max-pixels", type=int, default=40_000_000, help="Refuse larger images (default 40 MP).")
     prepare.add_argument("--push-to-hub", metavar="ID", help="Also push the dataset to the Hub under this id.")
+    prepare.add_argument("--fit", action="store_true",
+                         help="Label each face by fitting the morphable model; rows also carry its coefficients.")
+    prepare.add_argument("--landmarks", metavar="CSV",
+                         help="With --fit: AFLW 21-point hand labels by file name (3DDFA's AFLW_GT_crop_labels.csv "
+                              "layout), fitted where MediaPipe misses the face or reads it beyond 40 degrees of yaw.")
     prepare.set_defaults(func=_prepare)
 
     swaps = subparsers.add_parser(

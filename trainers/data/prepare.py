@@ -16,6 +16,10 @@ So a killed run continues where it stopped, and each photo of the folder is proc
 Files that are not photos (other suffixes; SVG, a vector format), unreadable files, images over the pixel limit and
 photos without a face are skipped and counted in ``report.json`` with their reason, never a crash. A plot of the
 pose distribution is written next to the dataset.
+
+With ``fit=True`` (``--fit``) each face is labelled by fitting the morphable model instead, optionally to hand-labelled
+points given by ``landmarks`` (``--landmarks``, AFLW's 21 points), and the rows also carry the fitted coefficients
+(:mod:`facehub.trainers.data.fit_labels`): real faces at every yaw for PRN-Dense and the coefficient regressor.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ UNSUPPORTED_IMAGE_SUFFIXES = {
 }
 DEFAULT_MAX_PIXELS = 40_000_000
 STATUS_OK = "ok"
+#: Columns a fitted row adds (the synthetic world's names for the morphable-model coefficients).
+FIT_COLUMNS = ("shape_coefficients", "expression_coefficients", "albedo_coefficients", "lighting")
 MANIFEST_NAME = "manifest.json"
 
 
@@ -61,10 +67,18 @@ class PrepareConfig:
     shard_size: int = 256
     max_pixels: int = DEFAULT_MAX_PIXELS
     push_to_hub: str | None = None
+    fit: bool = False
+    landmarks: Path | None = None
+    analyzer_max_yaw: float = 40.0
 
     def __post_init__(self):
         self.images, self.out = Path(self.images), Path(self.out)
         self.attributes = Path(self.attributes) if self.attributes else None
+        self.landmarks = Path(self.landmarks) if self.landmarks else None
+        if self.landmarks is not None and not self.fit:
+            raise ValueError("--landmarks (hand-labelled points) is used by the fitting; add --fit.")
+        if self.landmarks is not None and not self.landmarks.is_file():
+            raise FileNotFoundError(f"--landmarks {self.landmarks} does not exist.")
         if not self.images.is_dir():
             raise FileNotFoundError(f"--images {self.images} is not a folder of photos.")
         if self.attributes is not None and not self.attributes.is_file():
@@ -172,7 +186,7 @@ def _spawned_workers():
 
 
 def _empty_row(config: PrepareConfig) -> dict[str, Any]:
-    return {
+    row = {
         "image": None,
         "landmarks68": np.zeros((68, 2), np.float32),
         "dense_landmarks": np.zeros((0, 3), np.float32),
@@ -181,6 +195,22 @@ def _empty_row(config: PrepareConfig) -> dict[str, Any]:
         "uv_position_map": np.zeros((config.uv_size, config.uv_size, 3), np.float16),
         "crop_to_image": np.zeros((2, 3), np.float32),
     }
+    if config.fit:
+        row.update({name: [] for name in FIT_COLUMNS[:3]}, lighting=[0.0] * 27)
+    return row
+
+
+_HAND_LABELS: dict[str, dict] = {}
+
+
+def _hand_labels(config: PrepareConfig) -> dict:
+    """The labels file's points by photo name, read once per worker process."""
+    key = str(config.landmarks)
+    if key not in _HAND_LABELS:
+        from facehub.trainers.data.fit_labels import read_aflw21_labels
+
+        _HAND_LABELS[key] = read_aflw21_labels(config.landmarks)
+    return _HAND_LABELS[key]
 
 
 def analyze_photo(path: str, config: PrepareConfig) -> tuple[str, str, dict[str, Any]]:
@@ -197,6 +227,13 @@ def analyze_photo(path: str, config: PrepareConfig) -> tuple[str, str, dict[str,
         return "unreadable", str(err), _empty_row(config)
     analyzer = _analyzer()
     faces = analyzer(image)
+    if config.fit:
+        from facehub.trainers.data.fit_labels import fit_photo
+
+        labels = _hand_labels(config).get(Path(path).name) if config.landmarks else None
+        status, reason, row = fit_photo(image, faces, labels, size=config.size, uv_size=config.uv_size,
+                                        analyzer_max_yaw=config.analyzer_max_yaw)
+        return status, reason, {**_empty_row(config), **row}
     if not faces:
         return "no_face", "no face found", _empty_row(config)
     face = faces[0]
@@ -234,8 +271,12 @@ def _settings(config: PrepareConfig) -> dict[str, Any]:
     attributes = None
     if config.attributes is not None:
         attributes = hashlib.sha256(config.attributes.read_bytes()).hexdigest()
-    return {"images": str(config.images.resolve()), "size": config.size, "uv_size": config.uv_size,
-            "max_pixels": config.max_pixels, "attributes": attributes}
+    settings = {"images": str(config.images.resolve()), "size": config.size, "uv_size": config.uv_size,
+                "max_pixels": config.max_pixels, "attributes": attributes}
+    if config.fit:
+        settings["fit"] = {"analyzer_max_yaw": config.analyzer_max_yaw, "landmarks": hashlib.sha256(
+            config.landmarks.read_bytes()).hexdigest() if config.landmarks else None}
+    return settings
 
 
 def _entry(path: str, identity: str, root: Path) -> list:
@@ -284,7 +325,7 @@ def prepare(config: PrepareConfig) -> PrepareReport:
     import datasets
     from tqdm.auto import tqdm
 
-    from facehub.trainers.data.schema import ATTRIBUTES_FEATURE_NAME, face_features
+    from facehub.trainers.data.schema import ATTRIBUTES_FEATURE_NAME, face_features, fitted_features
 
     exclude = (config.out,) + ((config.attributes,) if config.attributes else ())
     photos, not_photos = scan_folder(config.images, exclude=exclude)
@@ -296,7 +337,7 @@ def prepare(config: PrepareConfig) -> PrepareReport:
 
     config.out.mkdir(parents=True, exist_ok=True)
     shard_root = config.out / "shards"
-    features = face_features(config.uv_size)
+    features = fitted_features(config.uv_size) if config.fit else face_features(config.uv_size)
     features.update({"status": datasets.Value("string"), "reason": datasets.Value("string")})
     settings = _settings(config)
     kept_shards, new_shards, stale = plan_shards(config, photos)

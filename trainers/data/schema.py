@@ -46,6 +46,21 @@ def face_features(uv_size: int) -> Features:
     )
 
 
+def fitted_features(uv_size: int) -> Features:
+    """Core columns plus the morphable-model coefficients of a fit (``facehub prepare --fit``); same names as the
+    synthetic world's, but fitted, not exact."""
+    features = face_features(uv_size)
+    features.update(
+        {
+            "shape_coefficients": List(Value("float32")),
+            "expression_coefficients": List(Value("float32")),
+            "albedo_coefficients": List(Value("float32")),
+            "lighting": List(Value("float32"), length=27),
+        }
+    )
+    return features
+
+
 def synthetic_features(uv_size: int, image_size: int) -> Features:
     """Core columns plus the exact ground truth the synthetic face world knows."""
     features = face_features(uv_size)

@@ -49,6 +49,8 @@ Fields shared by every method (``TrainingConfig``):
     hub_model_id: the Hub repo id (``org/name``) to push to.
     hub_token: the Hub token (never written into logs, checkpoints or ``config.yaml``).
     hub_private: create the Hub repo private.
+    init_from: a trained checkpoint (embedded id, Hub id or exported folder) whose weights start the networks it
+        holds, for fine-tuning (:mod:`facehub.trainers.core.initial_weights`); ``null`` starts from scratch.
     model: the method's network: ``model.preset`` plus overrides of the network's fields.
     data: the method's data source and augmentation.
     losses: the method's loss terms and their weights.
@@ -214,6 +216,7 @@ class TrainingConfig:
     hub_model_id: str | None = None
     hub_token: str | None = None
     hub_private: bool = False
+    init_from: str | None = None
     model: ConfigSection = field(default_factory=ConfigSection)
     data: ConfigSection = field(default_factory=ConfigSection)
     losses: ConfigSection = field(default_factory=ConfigSection)

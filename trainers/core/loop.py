@@ -51,6 +51,7 @@ from facehub.trainers.core.checkpointing import (
 )
 from facehub.trainers.core.config import TrainingConfig
 from facehub.trainers.core.gan import ExponentialMovingAverage, frozen_call
+from facehub.trainers.core.initial_weights import load_initial_weights
 from facehub.trainers.core.method import TrainingMethod
 from facehub.trainers.core.samples import make_grid, write_samples
 from facehub.trainers.core.schedules import OptimizerSchedule, build_schedules
@@ -242,6 +243,8 @@ def train(method: TrainingMethod, command: str | None = None) -> dict[str, Any]:
                 method.name, accelerator.num_processes, accelerator.device, accelerator.mixed_precision,
                 accelerator.gradient_accumulation_steps)
     models = method.build_models()
+    if config.init_from:
+        load_initial_weights(models, config.init_from)
     optimizers = method.build_optimizers(models)
     dataset = method.build_dataset()
     sampler = EpochShuffleSampler(len(dataset), config.seed)
@@ -464,10 +467,13 @@ def _write_card(method: TrainingMethod, folder: Path, command: str | None) -> No
 
     config = method.config
     (folder / "training_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    card = method.model_card()
+    if config.init_from and "base_model" not in card:
+        card["base_model"] = config.init_from
     write_model_card(
         folder,
         repo_id=config.hub_model_id or f"facehub/{config.method}",
         method=config.method,
         training_command=command or f"facehub train {config.method} --config training_config.yaml",
-        **method.model_card(),
+        **card,
     )

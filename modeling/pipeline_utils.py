@@ -399,6 +399,7 @@ class FacePipelineMixin:
     _face_analyzer = None
     _descriptor = None
     _analysis_lock = None
+    _box_detector = None
 
     @property
     def face_analyzer(self):
@@ -431,6 +432,27 @@ class FacePipelineMixin:
         with self.analysis_lock:
             faces = self.face_analyzer(image)
         return faces if max_faces is None else faces[: max(0, int(max_faces))]
+
+    @property
+    def box_detector(self):
+        """The fallback box detector (:class:`~facehub.modeling.faces.profile_detection.DlibCNNFaceDetector`, created
+        on first use) for faces the analyzer misses."""
+        if self._box_detector is None:
+            from facehub.modeling.faces.profile_detection import DlibCNNFaceDetector
+
+            self._box_detector = DlibCNNFaceDetector()
+        return self._box_detector
+
+    def find_faces_or_boxes(self, image: np.ndarray, max_faces: int | None = None) -> list:
+        """:meth:`find_faces`, and where the analyzer finds no face at all, the fallback detector's
+        :class:`~facehub.modeling.faces.profile_detection.FaceBox` es (faces turned beyond MediaPipe's reach), best
+        first: for pipelines that can reconstruct a face from its box alone."""
+        faces = self.find_faces(image, max_faces)
+        if faces:
+            return faces
+        with self.analysis_lock:
+            boxes = self.box_detector(image)
+        return boxes if max_faces is None else boxes[: max(0, int(max_faces))]
 
     def embed(self, image: np.ndarray, face: Face) -> np.ndarray:
         """The identity descriptor of ``face`` in ``image``."""

@@ -303,6 +303,18 @@ def coefficients_in_photo(out: FaceRegressorOutput, index: int, image_to_crop: n
     )
 
 
+def posed_mesh(coefficients, model) -> np.ndarray:
+    """(468, 3) float32 mesh in the photo's pixels of :class:`~facehub.modeling.face_fitting.FaceCoefficients`: the
+    shape ``S(alpha, beta)`` about its centroid, scaled, rotated and moved by the coefficients' camera."""
+    from facehub.modeling.geometry.rotations import rotation_matrix
+
+    identity = torch.as_tensor(np.asarray(coefficients.identity), dtype=torch.float32)[None]
+    expression = torch.as_tensor(np.asarray(coefficients.expression), dtype=torch.float32)[None]
+    shape = model.shape(identity, expression)[0].double().numpy()
+    mesh = float(coefficients.scale) * (shape - shape.mean(axis=0)) @ rotation_matrix(*coefficients.rotation).T
+    return (mesh + np.asarray(coefficients.translation, np.float64)).astype(np.float32)
+
+
 def fitted_face_from_coefficients(image, coefficients, *, face=None, model=None, topology=None,
                                   texture_size: int = 128, complete: bool = True, compute_depth: bool = True,
                                   image_to_crop: np.ndarray | None = None, crop_size: int | None = None):
@@ -317,7 +329,6 @@ def fitted_face_from_coefficients(image, coefficients, *, face=None, model=None,
     from facehub.modeling.faces.analyzer import Face
     from facehub.modeling.faces.image_io import load_image
     from facehub.modeling.geometry.morphable import MorphableFaceModel
-    from facehub.modeling.geometry.rotations import rotation_matrix
     from facehub.modeling.geometry.texture_completion import complete_texture, texel_visibility
     from facehub.modeling.geometry.topology import FaceTopology
     from facehub.modeling.geometry.uv_maps import mesh_to_uv_position_map
@@ -327,11 +338,7 @@ def fitted_face_from_coefficients(image, coefficients, *, face=None, model=None,
     model = model or MorphableFaceModel.default()
     topology = topology or FaceTopology.default()
     c = coefficients
-    identity = torch.as_tensor(np.asarray(c.identity), dtype=torch.float32)[None]
-    expression = torch.as_tensor(np.asarray(c.expression), dtype=torch.float32)[None]
-    shape = model.shape(identity, expression)[0].double().numpy()
-    mesh = float(c.scale) * (shape - shape.mean(axis=0)) @ rotation_matrix(*c.rotation).T
-    mesh = (mesh + np.asarray(c.translation, np.float64)).astype(np.float32)
+    mesh = posed_mesh(c, model)
     landmarks = model.landmarks68(torch.from_numpy(mesh)[None])[0].numpy().astype(np.float32)
     uv_map = mesh_to_uv_position_map(mesh, size=texture_size, topology=topology).astype(np.float32)
     texture = sample_image(photo, uv_map[..., :2])

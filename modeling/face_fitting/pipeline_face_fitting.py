@@ -26,8 +26,10 @@ from facehub.modeling.face_fitting.fitting import FittedFace
 from facehub.modeling.face_fitting.modeling_face_regressor import (
     FaceCoefficientRegressor,
     fitted_face_from_coefficients,
+    posed_mesh,
 )
 from facehub.modeling.faces.image_io import load_image
+from facehub.modeling.faces.profile_detection import FaceBox
 from facehub.modeling.modeling_utils import FaceHubPipeline
 from facehub.modeling.pipeline_utils import FacePipelineMixin, as_image_list
 
@@ -86,6 +88,27 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
                 coefficient.translation[2] = float(dense[:, 2].mean())
         return coefficients
 
+    @property
+    def reconstructs_from_boxes(self) -> bool:
+        """Whether a face the analyzer missed can be reconstructed from a box alone: with a regressor only."""
+        return getattr(self, "regressor", None) is not None
+
+    def _locate(self, photo, boxes: list) -> list:
+        """The 68 landmarks (photo pixels) the regressor reads from a crop around each
+        :class:`~facehub.modeling.faces.profile_detection.FaceBox`: the first of two passes."""
+        import numpy as np
+        import torch
+
+        if getattr(self, "regressor", None) is None:
+            raise ValueError("A face found by its box alone (the analyzer missed it) is read by the coefficient "
+                             "regressor, and this face-fitting bundle has none; load one that has (facehub/face-fitting).")
+        model = self.fitter.face_model
+        located = []
+        for coefficients in self.regressor.predict(photo, boxes, face_model=model):
+            landmarks = model.landmarks68(torch.from_numpy(posed_mesh(coefficients, model))[None])[0].numpy()
+            located.append(landmarks[:, :2].astype(np.float64))
+        return located
+
     def reconstruct_faces(self, image, faces, *, initial=None, compute_depth: bool = True, refine: bool = True,
                           start: str = "mean", **overrides) -> list[FittedFace]:
         """Fit given faces of a photo.
@@ -93,7 +116,9 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         Args:
             image: RGB uint8 array, PIL image, path or bytes.
             faces: :class:`~facehub.modeling.faces.Face` objects or (468, 3) / (468, 2) dense landmark arrays in the
-                photo's pixels, one per face.
+                photo's pixels, one per face; or a :class:`~facehub.modeling.faces.profile_detection.FaceBox` (a face
+                the analyzer missed): the regressor reads it from a crop around the box, then again around the 68
+                landmarks of that first pass, and its prediction is the result (there are no landmarks to fit to).
             initial: per face, :class:`~facehub.modeling.face_fitting.FaceCoefficients` to start the fit from (a
                 regressor's prediction) or ``None`` (see ``start``).
             start: where a fit without ``initial`` starts: ``"mean"`` (the mean face, the camera in closed form from
@@ -112,6 +137,17 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         photo = load_image(image)
         settings = self.fitter.config_with(**overrides)  # refuse unknown or bad settings before any work
         faces = list(faces)
+        boxed = [i for i, face in enumerate(faces) if isinstance(face, FaceBox)]
+        if boxed:
+            if initial is not None:
+                raise ValueError("`initial` cannot be combined with FaceBox faces; give landmarks to start a fit from.")
+            located = self._locate(photo, [faces[i] for i in boxed])
+            from_boxes = self.reconstruct_faces(photo, located, compute_depth=compute_depth, refine=False, **overrides)
+            rest = [i for i in range(len(faces)) if i not in set(boxed)]
+            fitted = self.reconstruct_faces(photo, [faces[i] for i in rest], compute_depth=compute_depth,
+                                            refine=refine, start=start, **overrides) if rest else []
+            results = dict(zip(boxed, from_boxes, strict=True)) | dict(zip(rest, fitted, strict=True))
+            return [results[i] for i in range(len(faces))]
         if start not in ("mean", "regressor"):
             raise ValueError(f"Got {start!r} for `start`; use 'mean' (closed-form camera, mean face) or 'regressor'.")
         if initial is None and (start == "regressor" or not refine):
@@ -156,7 +192,8 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         photos, batched = as_image_list(image)
         per_image = []
         for photo in photos:
-            faces = self.find_faces(photo, max_faces)
+            faces = (self.find_faces_or_boxes(photo, max_faces) if self.reconstructs_from_boxes
+                     else self.find_faces(photo, max_faces))
             per_image.append(self.reconstruct_faces(photo, faces, compute_depth=compute_depth, refine=refine,
                                                     start=start, **overrides))
         coefficients = [[fitted.coefficients for fitted in faces] for faces in per_image]

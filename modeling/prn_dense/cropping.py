@@ -31,6 +31,7 @@ import math
 import numpy as np
 
 from facehub.modeling.faces.alignment import invert_affine, warp_affine
+from facehub.modeling.faces.profile_detection import FaceBox
 
 #: PRNet's crop side as a multiple of the 68-landmark box's mean side (``old_size * 1.6`` in its ``api.process``).
 PRNET_CROP_SCALE = 1.6
@@ -41,6 +42,10 @@ UPRIGHT_ROLL_THRESHOLD = 20.0
 
 
 def _landmarks_of(face_or_landmarks68) -> np.ndarray:
+    """The points whose box a crop is cut around: a Face's or given 68 landmarks, or the two corners of the landmark
+    box a :class:`~facehub.modeling.faces.profile_detection.FaceBox` implies."""
+    if isinstance(face_or_landmarks68, FaceBox):
+        return face_or_landmarks68.landmark_box().reshape(2, 2)
     points = getattr(face_or_landmarks68, "landmarks68", face_or_landmarks68)
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[0] != 68 or points.shape[1] < 2:
@@ -65,7 +70,8 @@ def face_crop_transform(
 
     Args:
         face_or_landmarks68: a :class:`~facehub.modeling.faces.Face` or its (68, 2) / (68, 3) landmarks, in the
-            image's pixels (iBUG order).
+            image's pixels (iBUG order), or a :class:`~facehub.modeling.faces.profile_detection.FaceBox` (its implied
+            landmark box).
         crop_size: S, the crop's side in pixels (the model's ``sample_size``).
         scale: crop side / mean side of the landmarks' box (PRNet: 1.6).
         offset: shift of the crop centre, in units of the box's mean side (augmentation; 0 at inference).

@@ -23,6 +23,7 @@ already has, e.g. ground-truth landmarks in an evaluation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -30,11 +31,19 @@ from diffusers.utils import BaseOutput
 
 from facehub.modeling.faces.analyzer import Face
 from facehub.modeling.faces.image_io import load_image
+from facehub.modeling.faces.profile_detection import FaceBox
 from facehub.modeling.modeling_utils import FaceHubPipeline
 from facehub.modeling.pipeline_utils import FacePipelineMixin, as_image_list
 from facehub.modeling.prn_dense.cropping import UPRIGHT_ROLL_THRESHOLD, crop_face_image, upright_crop_transform
 from facehub.modeling.prn_dense.modeling_prn_dense import PRNDenseModel
 from facehub.modeling.prn_dense.reconstruction import FaceReconstruction, build_reconstruction
+
+
+class _PredictedFace(NamedTuple):
+    """68 landmarks and pose of a first pass, cropped around like a Face (never handed to users)."""
+
+    landmarks68: np.ndarray
+    pose: tuple[float, float, float]
 
 
 def crops_to_tensor(crops: np.ndarray) -> torch.Tensor:
@@ -69,6 +78,9 @@ class FaceReconstructionPipeline(FacePipelineMixin, FaceHubPipeline):
     model_cpu_offload_seq = "prn"
     loads_bundles_of = ("FaceMeshRotationPipeline",)
     upright_roll_threshold = UPRIGHT_ROLL_THRESHOLD
+
+    #: A face the analyzer missed can be reconstructed from a box alone (:meth:`reconstruct_faces`).
+    reconstructs_from_boxes = True
 
     def __init__(self, prn: PRNDenseModel):
         super().__init__()
@@ -111,7 +123,10 @@ class FaceReconstructionPipeline(FacePipelineMixin, FaceHubPipeline):
             image: RGB uint8 array, PIL image, path or bytes.
             faces: :class:`~facehub.modeling.faces.Face` objects or (68, 2) / (68, 3) landmark arrays in the photo's
                 pixels, one per face. A Face rolled beyond ``upright_roll_threshold`` is cropped upright; bare
-                landmarks are cropped as they are (PRNet's square).
+                landmarks are cropped as they are (PRNet's square). A
+                :class:`~facehub.modeling.faces.profile_detection.FaceBox` (a face the analyzer missed) is cropped
+                around the landmark box it implies, then again, upright, around the 68 landmarks that first pass
+                predicts.
             compute_depth: also z-buffer each mesh into a depth image.
 
         Returns:
@@ -121,6 +136,16 @@ class FaceReconstructionPipeline(FacePipelineMixin, FaceHubPipeline):
         faces = list(faces)
         if not faces:
             return []
+        size = self.crop_size
+        boxed = [i for i, face in enumerate(faces) if isinstance(face, FaceBox)]
+        if boxed:  # a first pass from each box; the second crop follows the predicted landmarks and roll
+            first = [upright_crop_transform(faces[i], size) for i in boxed]
+            uv_maps = self.predict_uv_position_maps(
+                np.stack([crop_face_image(photo, transform, size) for transform in first]), batch_size=batch_size)
+            faces = list(faces)
+            for i, uv_map, transform in zip(boxed, uv_maps, first, strict=True):
+                predicted = build_reconstruction(photo, uv_map, transform, size, compute_depth=False)
+                faces[i] = _PredictedFace(predicted.landmarks68, predicted.pose)
         size = self.crop_size
         transforms = [upright_crop_transform(face, size, threshold=self.upright_roll_threshold) for face in faces]
         crops = np.stack([crop_face_image(photo, transform, size) for transform in transforms])
@@ -139,6 +164,9 @@ class FaceReconstructionPipeline(FacePipelineMixin, FaceHubPipeline):
     ) -> FaceReconstructionPipelineOutput:
         """Reconstruct every face of ``image``, largest first.
 
+        Faces come from the FaceAnalyzer; in a photo where it finds none (a face turned beyond about 60 degrees), from
+        the fallback box detector (:meth:`find_faces_or_boxes`), each reconstructed from its box in two passes.
+
         Args:
             image: one image (RGB uint8 array, PIL image, path or bytes) or a list of them.
             max_faces: keep at most this many faces per image (the largest); ``None`` keeps all the analyzer found.
@@ -156,7 +184,7 @@ class FaceReconstructionPipeline(FacePipelineMixin, FaceHubPipeline):
         photos, batched = as_image_list(image)
         per_image = []
         for photo in photos:
-            faces = self.find_faces(photo, max_faces)
+            faces = self.find_faces_or_boxes(photo, max_faces)
             per_image.append(
                 self.reconstruct_faces(photo, faces, batch_size=batch_size, compute_depth=compute_depth)
             )

@@ -3,7 +3,8 @@
 Usage::
 
     facehub eval face_fitting --data DIR [--model ID ...] [--method NAME[=ID] ...] [--out DIR] [--limit N]
-                              [--every K] [--fit KEY=VALUE ...] [--no-analyzer] [--pixel-origin matlab|zero_based|corner]
+                              [--every K] [--fit KEY=VALUE ...] [--no-analyzer] [--no-box-detector]
+                              [--pixel-origin matlab|zero_based|corner]
 
 ``--data`` (read by :func:`facehub.trainers.evaluation.reconstruction.open_evaluation_data`):
 
@@ -27,8 +28,10 @@ Rows, all on the same faces:
 - the mean-face baseline (synthetic world): every coefficient at the prior mean, ambient light, frontal pose, its
   mesh placed on the found face's 68 landmarks by a 2D similarity (:func:`mean_face_placement`).
 
-A face the FaceAnalyzer does not find is missed by every row (each method starts from its face), which the "found %"
-column shows. "ms / face" is each method's time per found face after the FaceAnalyzer (whose own time per photo
+A face the FaceAnalyzer does not find is given, as a box from the fallback detector (dlib's CNN, as the pipelines do),
+to the methods that reconstruct from a box (PRN-Dense; face fitting through its regressor, since a box has no
+landmarks to fit); it is missed by the other rows, which the "found %" column shows (``--no-box-detector``: missed
+by every row). "ms / face" is each method's time per found face after the FaceAnalyzer (whose own time per photo
 is on the reference row). ``--fit KEY=VALUE`` changes fit settings (``appearance_iterations=0`` skips the photometric stage: the
 landmarks and pose are then those of the geometric fit, several times faster).
 
@@ -150,7 +153,8 @@ def regressor_alone(pipeline):
 
 
 def evaluate(fittings: dict, data: EvaluationData, others: dict | None = None, fit_settings: dict | None = None,
-             analyzer=None, reference: bool = True, progress: bool = True) -> FaceFittingEvaluation:
+             analyzer=None, reference: bool = True, progress: bool = True,
+             box_detector: bool = True) -> FaceFittingEvaluation:
     """The reconstruction table (see the module docstring).
 
     Args:
@@ -162,13 +166,21 @@ def evaluate(fittings: dict, data: EvaluationData, others: dict | None = None, f
         fit_settings: fit overrides for every fitting (``appearance_iterations=0``...).
         analyzer: the :class:`~facehub.modeling.faces.FaceAnalyzer` that finds the faces (default: a new one).
         reference: add the FaceAnalyzer's own 68 landmarks as a row (never on prepared photos, its own ground truth).
+        box_detector: where the analyzer misses a face, run the methods that reconstruct from a box
+            (``reconstructs_from_boxes``) on the fallback detector's box, as their pipelines do.
     """
     if analyzer is None:
         from facehub.modeling.faces import FaceAnalyzer
 
         analyzer = FaceAnalyzer(compute_embedding=False)
     fit_settings = dict(fit_settings or {})
+    detector = None
+    if box_detector:
+        from facehub.modeling.faces.profile_detection import DlibCNNFaceDetector
+
+        detector = DlibCNNFaceDetector()
     runners: dict = {}
+    from_boxes: dict[str, bool] = {}
     for label, pipe in fittings.items():
         pipe.fitter.config_with(**fit_settings)  # refuse unknown settings before any work
 
@@ -176,11 +188,14 @@ def evaluate(fittings: dict, data: EvaluationData, others: dict | None = None, f
             return pipe.reconstruct_faces(image, [face], compute_depth=False, **fit_settings)[0]
 
         runners[label] = fit
+        from_boxes[label] = pipe.reconstructs_from_boxes
         alone = regressor_alone(pipe)
         if alone is not None:
             runners[f"{label}: regressor alone"] = alone
+            from_boxes[f"{label}: regressor alone"] = True
     for label, pipe in (others or {}).items():
         runners[label] = lambda image, face, pipe=pipe: pipe.reconstruct_faces(image, [face], compute_depth=False)[0]
+        from_boxes[label] = bool(getattr(pipe, "reconstructs_from_boxes", False))
     rows = {label: RowAccumulator(label) for label in runners}
     reference_row = RowAccumulator(REFERENCE_LABEL) if reference and data.kind != "photos" else None
     baseline = RowAccumulator(BASELINE_LABEL) if data.kind == "synthetic" else None
@@ -195,6 +210,9 @@ def evaluate(fittings: dict, data: EvaluationData, others: dict | None = None, f
         started = time.perf_counter()
         found = matching_face(analyzer(face.image), face.landmarks68)
         analyzer_seconds = time.perf_counter() - started
+        box = None
+        if found is None and detector is not None:
+            box = matching_face(detector(face.image), face.landmarks68)
         if reference_row is not None:
             reference_row.add(None if found is None else np.asarray(found.landmarks68), face,
                               predicted_pose=None if found is None else found.pose)
@@ -204,11 +222,12 @@ def evaluate(fittings: dict, data: EvaluationData, others: dict | None = None, f
             baseline.add(placed[0], face, placed[1], predicted_pose=(0.0, 0.0, 0.0),
                          predicted_coefficients=mean_face_coefficients(face.coefficients))
         for label, run in runners.items():
-            if found is None:
+            given = found if found is not None else (box if from_boxes[label] else None)
+            if given is None:
                 rows[label].add(None, face)
                 continue
             started = time.perf_counter()
-            reconstruction = run(face.image, found)
+            reconstruction = run(face.image, given)
             rows[label].seconds.append(time.perf_counter() - started)
             coefficients = getattr(reconstruction, "coefficients", None)
             rows[label].add(reconstruction.landmarks68, face, reconstruction.vertices, reconstruction.pose,
@@ -254,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fit", action="append", type=_setting, default=[], metavar="KEY=VALUE",
                         help="Fit setting for this run (a FaceFittingConfig field), e.g. appearance_iterations=0.")
     parser.add_argument("--no-analyzer", action="store_true", help="Leave out the FaceAnalyzer's reference row.")
+    parser.add_argument("--no-box-detector", action="store_true",
+                        help="Do not hand faces the FaceAnalyzer misses to the methods as fallback detector boxes.")
     parser.add_argument("--pixel-origin", choices=("matlab", "zero_based", "corner"), default="matlab",
                         help="Pixel convention of AFLW2000-3D's pt3d_68 (default matlab: 1-based).")
     args = parser.parse_args(argv)
@@ -277,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         spec = methods.get(name)
         label = f"{spec.title} ({model_id})" if model_id else spec.title
         others[label] = spec.load("reconstruction", model_id or None)
-    evaluation = evaluate(fittings, data, others, dict(args.fit), reference=not args.no_analyzer)
+    evaluation = evaluate(fittings, data, others, dict(args.fit), reference=not args.no_analyzer,
+                          box_detector=not args.no_box_detector)
     print(evaluation.table())
     if args.out:
         out = Path(args.out)

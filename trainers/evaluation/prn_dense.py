@@ -136,7 +136,8 @@ def evaluate(
     MediaPipe's own 68 landmarks when ``mediapipe``, and seed 003's published rows.
 
     ``crop="gt"``: each model reads the crop :func:`~facehub.modeling.prn_dense.face_crop_transform` cuts around the
-    ground-truth landmarks; ``"detector"``: the crop around the face MediaPipe finds (the pipeline's own path).
+    ground-truth landmarks; ``"detector"``: the crop around the face MediaPipe finds, or where it finds none, the
+    fallback detector's box (the pipeline's own path).
     On prepared photos MediaPipe is the ground truth, so its row is left out.
     """
     if crop not in ("gt", "detector"):
@@ -147,6 +148,10 @@ def evaluate(
         from facehub.modeling.faces import FaceAnalyzer
 
         analyzer = FaceAnalyzer(compute_embedding=False)
+    if crop == "detector":
+        from facehub.modeling.faces.profile_detection import DlibCNNFaceDetector
+
+        box_detector = DlibCNNFaceDetector()
     rows = {label: RowAccumulator(label) for label in pipelines}
     reference = RowAccumulator("MediaPipe 68 (FaceAnalyzer)") if mediapipe else None
     yaws: list[float] = []
@@ -154,13 +159,16 @@ def evaluate(
         yaws.append(face.yaw)
         found = analyzer(face.image) if analyzer is not None else []
         detected = matching_face(found, face.landmarks68)
+        box = None
+        if detected is None and crop == "detector":  # as the pipeline does: the fallback detector's box
+            box = matching_face(box_detector(face.image), face.landmarks68)
         if reference is not None:
             reference.add(None if detected is None else np.asarray(detected.landmarks68), face)
         for label, pipe in pipelines.items():
             if crop == "gt":
                 given = face.landmarks68[:, :2]
-            elif detected is not None:
-                given = detected
+            elif detected is not None or box is not None:
+                given = detected if detected is not None else box
             else:
                 rows[label].add(None, face)
                 continue

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facehub.modeling.faces.profile_detection import FaceBox
 from facehub.modeling.geometry.landmark_metrics import nme
 from facehub.modeling.geometry.procrustes import Similarity, umeyama
 
@@ -374,19 +375,28 @@ class RowAccumulator:
                          milliseconds_per_face=1000.0 * float(np.mean(self.seconds)) if self.seconds else None)
 
 
+def _centre(face) -> np.ndarray:
+    if isinstance(face, FaceBox):
+        box = face.landmark_box()
+        return (box[:2] + box[2:]) / 2.0
+    return np.asarray(face.landmarks68, np.float64).mean(axis=0)
+
+
 def _matching_face(faces: list, landmarks68: np.ndarray):
-    """The found face whose landmarks' centre is nearest the ground truth's, if it lies inside the true box."""
+    """The found face (a Face, or a :class:`~facehub.modeling.faces.profile_detection.FaceBox` by the centre of the
+    landmark box it implies) whose centre is nearest the ground truth's, if it lies inside the true box."""
     if not faces:
         return None
     truth = np.asarray(landmarks68, np.float64)[:, :2]
     low, high = truth.min(axis=0), truth.max(axis=0)
-    centres = [np.asarray(f.landmarks68, np.float64).mean(axis=0) for f in faces]
+    centres = [_centre(f) for f in faces]
     best = int(np.argmin([np.linalg.norm(c - truth.mean(axis=0)) for c in centres]))
     inside = bool(np.all(centres[best] >= low) and np.all(centres[best] <= high))
     return faces[best] if inside else None
 
 
 matching_face = _matching_face
+
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -206,6 +206,15 @@ def test_pipeline_reconstructs_a_photo_and_exports_meshes_that_reload(tmp_path):
     assert len(dense.vertices) > 15_000
     mesh = trimesh.load(fit.export(tmp_path / "dense.glb", dense=True), force="mesh", process=False)
     assert len(mesh.vertices) == len(dense.vertices)
+    # What the Reconstruct tab's coefficients panel shows of this fit.
+    from facehub.apps.tabs.reconstruct import coefficients_summary
+
+    summary = coefficients_summary(fit)
+    assert summary["pose (yaw, pitch, roll), degrees"] == pytest.approx(fit.pose, abs=0.051)
+    identity = np.asarray(fit.coefficients.identity).reshape(-1)
+    key = f"identity ({len(identity)} values, first 10)"
+    assert summary[key] == pytest.approx(identity[:10], abs=5e-4)
+    assert np.asarray(summary["lighting (SH, 3 colours x 9)"]).shape == (3, 9)
 
 
 def test_pipeline_batches_and_photos_without_faces():

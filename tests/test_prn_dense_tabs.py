@@ -36,8 +36,9 @@ def photo(name: str):
 
 
 def test_reconstruct_returns_mesh_files_landmarks_and_depth(client):
-    view, landmarks, depth, status, glb, ply, obj_zip, texture, visibility = client.predict(
+    view, landmarks, depth, status, glb, ply, obj_zip, texture, visibility, coefficients = client.predict(
         photo("obama.jpg"), MODEL_ID, api_name="/reconstruct")
+    assert "not morphable-model coefficients" in coefficients["note"]  # PRN-Dense regresses a mesh
     assert status.startswith("**Reconstructed** a dense mesh of") and "Pose measured on the mesh: yaw" in status
     assert "eyes and mouth closed" in status and "completed by symmetry" in status
     for picture in (texture, visibility):  # the dense mesh's texture: 256 px

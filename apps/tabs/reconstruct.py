@@ -8,7 +8,8 @@ Public event (callable with ``gradio_client``):
   :meth:`~facehub.modeling.prn_dense.FaceReconstruction.dense_mesh`), the photo with the 68 landmarks drawn, the depth
   image, a status message (what was measured: faces found, mesh size, pose, how much of the texture was hidden), the
   downloads (GLB, PLY with vertex colours, and a zip of OBJ + MTL + texture, all of the dense mesh), the completed UV
-  texture and the per-texel visibility map (how well the photo showed each texel; the rest came from its mirror).
+  texture and the per-texel visibility map (how well the photo showed each texel; the rest came from its mirror), and
+  the morphable-model coefficients for methods that produce them (face fitting: :func:`coefficients_summary`).
 
 Photos are uploaded as files and read by facehub's reader. Unreadable photos, photos without a face and models the
 demo does not offer give a status message and a ``gr.Warning``, never a traceback. With several faces the largest is
@@ -108,6 +109,26 @@ def export_downloads(reconstruction, folder: Path, openings: str = "closed") -> 
     return glb, ply, archive
 
 
+def coefficients_summary(reconstruction, head: int = 10) -> dict:
+    """What the coefficients panel shows: a fit's pose, scale, translation, lighting and the first ``head`` values
+    of each coefficient group (with its length), rounded; a note for methods without coefficients."""
+    coefficients = getattr(reconstruction, "coefficients", None)
+    if coefficients is None:
+        return {"note": "This method regresses a mesh, not morphable-model coefficients; pick face fitting for them."}
+
+    def values(array, digits: int = 3) -> list:
+        return np.round(np.asarray(array, np.float64), digits).tolist()
+
+    summary = {"pose (yaw, pitch, roll), degrees": values(coefficients.rotation, 1),
+               "scale (pixels per model unit)": round(float(coefficients.scale), 4),
+               "translation (x, y, z), pixels": values(coefficients.translation, 1)}
+    for name in ("identity", "expression", "albedo"):
+        group = np.asarray(getattr(coefficients, name), np.float64).reshape(-1)
+        summary[f"{name} ({len(group)} values, first {min(head, len(group))})"] = values(group[:head])
+    summary["lighting (SH, 3 colours x 9)"] = values(np.asarray(coefficients.lighting).reshape(3, -1))
+    return summary
+
+
 def default_method() -> str | None:
     """:data:`DEFAULT_METHOD` when it is registered for reconstruction, else the first method that is (``None``: none
     is)."""
@@ -125,7 +146,7 @@ def reconstruct(ctx: DemoContext, photo, model_id: str | None, method: str | Non
     from facehub.modeling.faces.image_io import FaceHubImageError
 
     progress = progress or (lambda *args, **kwargs: None)
-    empty = (None, None, None, None, None)
+    empty = (None, None, None, None, None, None)
     try:
         if photo is None:
             raise UserFacingError("Upload a photo with a face first.")
@@ -159,7 +180,8 @@ def reconstruct(ctx: DemoContext, photo, model_id: str | None, method: str | Non
         f"{completion.hidden_fraction:.0%} of the texture was hidden in the photo and completed by symmetry."
         f"{face_count_note(len(reconstructions), 'photo')}"
     )
-    return str(glb), landmarks, depth, status, str(glb), str(ply), str(obj_zip), texture, visibility
+    return (str(glb), landmarks, depth, status, str(glb), str(ply), str(obj_zip), texture, visibility,
+            coefficients_summary(face))
 
 
 @register_tab("Reconstruct 3D", order=25)
@@ -200,6 +222,7 @@ def build(ctx: DemoContext) -> TabRefresh:
         texture = gr.Image(label="UV texture, completed by symmetry", type="numpy", format="png", interactive=False)
         visibility = gr.Image(label="Texel visibility in the photo (yellow = seen, purple = hidden, filled from the "
                               "mirror side)", type="numpy", format="png", interactive=False)
+    coefficients = gr.JSON(label="Morphable-model coefficients (face fitting)")
     with gr.Row():
         glb = gr.File(label="GLB")
         ply = gr.File(label="PLY (vertex colours)")
@@ -216,7 +239,7 @@ def build(ctx: DemoContext) -> TabRefresh:
     run.click(
         on_reconstruct,
         inputs=[photo, model, method, close_openings],
-        outputs=[view, landmarks, depth, status, glb, ply, obj, texture, visibility],
+        outputs=[view, landmarks, depth, status, glb, ply, obj, texture, visibility, coefficients],
         api_name="reconstruct",
         concurrency_id=COMPUTE,
     )

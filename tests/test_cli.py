@@ -189,3 +189,27 @@ def test_a_too_small_dataset_on_two_processes_is_one_line_from_the_main_process(
     errors = [line for line in run.stderr.splitlines() if line.startswith("facehub train: error:")]
     assert errors == ["facehub train: error: The dataset has 50 samples: fewer than one batch of 64 per process on 2 "
                       "processes."]
+
+
+def test_prepare_synthetic_takes_the_worlds_variation_and_refuses_it_without_synthetic(tmp_path, capsys):
+    import datasets
+    import numpy as np
+
+    from facehub.trainers.data.synthetic_world import SyntheticFaceWorld, SyntheticWorldConfig
+
+    argv = ["prepare", "--synthetic", "--identities", "2", "--views", "1", "--size", "64", "--uv-size", "8",
+            "--seed", "4", "--hair", "1", "--glasses", "1", "--background-plane", "--max-yaw", "20"]
+    assert main(argv + ["--out", str(tmp_path / "world")]) == 0
+    rows = datasets.load_from_disk(str(tmp_path / "world" / "dataset"))
+    same = SyntheticFaceWorld(SyntheticWorldConfig(num_identities=2, views_per_identity=1, image_size=64, uv_size=8,
+                                                   seed=4, hair=1.0, glasses=1.0, background_plane=True,
+                                                   max_yaw=20.0)).render(0, 0)
+    plain = SyntheticFaceWorld(SyntheticWorldConfig(num_identities=2, views_per_identity=1, image_size=64, uv_size=8,
+                                                    seed=4, max_yaw=20.0)).render(0, 0)
+    first = np.asarray(rows[0]["image"].convert("RGB"))
+    assert np.array_equal(first, np.asarray(same["image"])) and not np.array_equal(first, np.asarray(plain["image"]))
+    assert max(abs(p[0]) for p in rows["pose"]) <= 20.0
+    capsys.readouterr()
+    assert main(["prepare", "--images", str(tmp_path), "--out", str(tmp_path / "x"), "--glasses", "1"]) == 2
+    assert error_lines(capsys.readouterr().err) == [
+        "facehub prepare: error: --glasses shape(s) the synthetic world; add --synthetic or drop them."]

@@ -179,16 +179,36 @@ def _launcher_main(accelerate_args: list[str]) -> int:
     return 0
 
 
+#: ``facehub prepare --synthetic`` options for the world's poses and its v2 variation: field -> (type, help).
+SYNTHETIC_VARIATION: dict[str, tuple[type, str]] = {
+    "max_yaw": (float, "Largest |yaw| in degrees (default 60)."),
+    "max_pitch": (float, "Largest |pitch| in degrees (default 25)."),
+    "max_roll": (float, "Largest |roll| in degrees (default 15)."),
+    "fine_detail": (float, "Amplitude of per-identity fine UV albedo detail, e.g. 0.15 (default 0: off)."),
+    "fine_relief": (float, "Amplitude of per-identity fine relief (bump-mapped shading), fraction of the face width."),
+    "glasses": (float, "Share of identities wearing glasses, 0-1 (default 0)."),
+    "hair": (float, "Share of identities with a hair layer, 0-1 (default 0)."),
+    "background_plane": (bool, "A textured, tilted background plane with depth instead of the flat backdrop."),
+    "withheld_scale": (float, "RMS of a per-identity deformation outside the morphable prior, fraction of the face "
+                              "width (default 0)."),
+    "prior_modes": (int, "Identity modes a fitting's prior may use (the rest are withheld; default 0: all)."),
+}
+
+
 def _prepare(args: argparse.Namespace) -> int:
     from facehub.trainers.data.prepare import PrepareConfig, prepare, prepare_synthetic
 
     if args.synthetic == bool(args.images):
         raise ValueError("Give either --images DIR (photos) or --synthetic (the synthetic face world).")
+    given = [f"--{name.replace('_', '-')}" for name in SYNTHETIC_VARIATION if getattr(args, name) is not None]
+    if given and not args.synthetic:
+        raise ValueError(f"{', '.join(given)} shape(s) the synthetic world; add --synthetic or drop them.")
     if args.synthetic:
         from facehub.trainers.data.synthetic_world import SyntheticWorldConfig
 
+        variation = {name: getattr(args, name) for name in SYNTHETIC_VARIATION if getattr(args, name) is not None}
         world = SyntheticWorldConfig(num_identities=args.identities, views_per_identity=args.views,
-                                     image_size=args.size, uv_size=args.uv_size, seed=args.seed)
+                                     image_size=args.size, uv_size=args.uv_size, seed=args.seed, **variation)
         report = prepare_synthetic(world, args.out)
         print(f"{report.kept} synthetic faces rendered\ndataset: {report.dataset_dir}\nplot: {report.plot}")
         return 0
@@ -264,6 +284,12 @@ def register(subparsers) -> None:
     prepare.add_argument("--identities", type=int, default=8, help="Synthetic identities (default 8).")
     prepare.add_argument("--views", type=int, default=4, help="Synthetic views per identity (default 4).")
     prepare.add_argument("--seed", type=int, default=0, help="Seed of the synthetic world (default 0).")
+    world = prepare.add_argument_group("synthetic world variation (with --synthetic; SyntheticWorldConfig fields)")
+    for name, (kind, text) in SYNTHETIC_VARIATION.items():
+        if kind is bool:
+            world.add_argument(f"--{name.replace('_', '-')}", dest=name, action="store_true", default=None, help=text)
+        else:
+            world.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=text)
     prepare.add_argument("--out", required=True, help="Output folder (dataset/, report.json, pose_distribution.png).")
     prepare.add_argument("--attributes", help="CelebA list_attr_celeba.txt, matched by file name.")
     prepare.add_argument("--size", type=int, default=128, help="Aligned crop size in pixels (default 128).")

@@ -601,6 +601,15 @@ def step_learning_rate_factor(step: int, max_steps: int, milestones: list[float]
 # The method
 
 
+#: What the ``default`` and ``default-aflw`` presets share: the run on two CPU cores, the prepared folders and the
+#: augmentation.
+_CPU_RUN = {"train_batch_size": 16, "lr_scheduler": "constant", "max_grad_norm": None, "checkpointing_steps": 200,
+            "checkpoints_total_limit": 2, "export_steps": 200, "logging_steps": 25, "model": {"preset": "cpu-small"}}
+_CPU_SOURCES = ["runs/data/synthetic-300x6", {"path": "runs/data/photos", "weight": 60}]
+_CPU_AUGMENTATION = {"augment": True, "profiling_probability": 0.15, "profiling_max_yaw": 85.0, "scale_jitter": 0.1,
+                     "shift_jitter": 0.1, "rotation_jitter": 15.0, "colour_jitter": 0.2, "flip_probability": 0.5}
+
+
 @dataclass
 class PRNDenseTrainingConfig(TrainingConfig):
     """PRN-Dense training: the shared fields of :class:`~facehub.trainers.core.TrainingConfig` with seed 003's
@@ -610,7 +619,9 @@ class PRNDenseTrainingConfig(TrainingConfig):
     Presets: ``paper`` (seed 003, 3.1.2: the paper network, 80 epochs of 7529 iterations, 1e-4 -> 1e-6 -> 1e-8;
     give your ``facehub prepare`` folders in ``data.sources``), ``cpu-small`` (minutes on two CPU cores, on a
     synthetic world rendered at the start) and ``default`` (what made the embedded ``facehub/prn-dense``: prepared
-    synthetic faces and photos, see trainers/configs/prn-dense-default.yaml for the prepare commands).
+    synthetic faces and photos, see trainers/configs/prn-dense-default.yaml for the prepare commands) and
+    ``default-aflw`` (the ``default`` run's export fine-tuned with real AFLW crops labelled by fitting, ``facehub
+    prepare --fit --landmarks``, beside the same data: trainers/configs/prn-dense-default-aflw.yaml).
     """
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {
@@ -645,16 +656,14 @@ class PRNDenseTrainingConfig(TrainingConfig):
             },
         },
         "default": {
-            "max_steps": 2000, "train_batch_size": 16, "learning_rate": 2e-3, "lr_scheduler": "constant",
-            "max_grad_norm": None, "checkpointing_steps": 200, "checkpoints_total_limit": 2, "export_steps": 200,
-            "logging_steps": 25,
-            "model": {"preset": "cpu-small"},
+            **_CPU_RUN, "max_steps": 2000, "learning_rate": 2e-3,
             "losses": {"kind": "ssim", "lr_milestones": [0.7, 0.9], "lr_factors": [1.0, 0.1, 0.01]},
-            "data": {
-                "sources": ["runs/data/synthetic-300x6", {"path": "runs/data/photos", "weight": 60}],
-                "augment": True, "profiling_probability": 0.15, "profiling_max_yaw": 85.0, "scale_jitter": 0.1,
-                "shift_jitter": 0.1, "rotation_jitter": 15.0, "colour_jitter": 0.2, "flip_probability": 0.5,
-            },
+            "data": {"sources": _CPU_SOURCES, **_CPU_AUGMENTATION},
+        },
+        "default-aflw": {
+            **_CPU_RUN, "init_from": "runs/prn-dense-default/export", "max_steps": 800, "learning_rate": 5e-4,
+            "losses": {"kind": "ssim", "lr_milestones": [0.6, 0.85], "lr_factors": [1.0, 0.1, 0.01]},
+            "data": {"sources": [*_CPU_SOURCES, {"path": "runs/data/aflw-fitted", "weight": 1}], **_CPU_AUGMENTATION},
         },
     }
 

@@ -292,8 +292,8 @@ class FaceRegressorTrainingConfig(TrainingConfig):
 
     Presets: ``cpu-small`` (the 96 px network on 512 synthetic faces, minutes on two CPU cores), ``paper``
     (ResNet-50 at 224 px on 8,000 synthetic faces: a GPU run) and ``default`` (what made the embedded
-    ``facehub/face-fitting`` regressor: 2,000 synthetic faces and the real AFLW crops of ``runs/data/aflw-fitted``,
-    labelled by ``facehub prepare --fit --landmarks``; trainers/configs/face-fitting-default.yaml has the commands.
+    ``facehub/face-fitting`` regressor: 2,000 synthetic faces and the real AFLW crops of ``runs/data/aflw-fitted``
+    and ``runs/data/aflw-fitted-b``, labelled by ``facehub prepare --fit --landmarks``; trainers/configs/face-fitting-default.yaml has the commands.
     Wider crop jitter than ``cpu-small``, since a face found by its box alone is first read from a looser crop).
     """
 
@@ -313,12 +313,13 @@ class FaceRegressorTrainingConfig(TrainingConfig):
                                    "uv_size": 8, "max_yaw": 90.0, "max_pitch": 30.0, "max_roll": 20.0, "seed": 0}},
         },
         "default": {
-            "max_steps": 3000, "train_batch_size": 32, "learning_rate": 2e-3, "lr_scheduler": "cosine",
+            "max_steps": 5000, "train_batch_size": 32, "learning_rate": 2e-3, "lr_scheduler": "cosine",
             "lr_warmup_steps": 50, "checkpointing_steps": 500, "logging_steps": 50, "dataloader_num_workers": 0,
             "model": {"preset": "cpu-small"},
             "data": {"synthetic": {"num_identities": 1000, "views_per_identity": 2, "image_size": 96,
                                    "uv_size": 8, "max_yaw": 75.0, "max_pitch": 30.0, "max_roll": 20.0, "seed": 0},
-                     "sources": ["runs/data/aflw-fitted"], "shift_jitter": 0.1, "scale_jitter": 0.25},
+                     "sources": ["runs/data/aflw-fitted", "runs/data/aflw-fitted-b"], "shift_jitter": 0.1,
+                     "scale_jitter": 0.25},
         },
     }
 

@@ -122,10 +122,13 @@ class FaceFittingEvaluation:
     kind: str
     num_faces: int
     yaws: list[float] = field(default_factory=list, repr=False)
+    box_detector: bool = True
 
     def table(self) -> str:
-        return reconstruction_table(self.rows, f"{self.num_faces} faces of {self.data}; every method starts from the "
-                                    "face the FaceAnalyzer finds", self.yaws)
+        start = ("every method starts from the face the FaceAnalyzer finds, or where it finds none, the methods that "
+                 "can from the fallback detector's box") if self.box_detector else \
+            "every method starts from the face the FaceAnalyzer finds"
+        return reconstruction_table(self.rows, f"{self.num_faces} faces of {self.data}; {start}", self.yaws)
 
     def row(self, label: str) -> RowResult:
         return next(r for r in self.rows if r.label == label)
@@ -234,7 +237,7 @@ def evaluate(fittings: dict, data: EvaluationData, others: dict | None = None, f
                             None if coefficients is None else coefficient_groups(coefficients))
     results = [accumulator.result(yaws) for accumulator in rows.values()]
     results += [extra.result(yaws) for extra in (reference_row, baseline) if extra is not None]
-    return FaceFittingEvaluation(results, data.name, data.kind, len(yaws), yaws)
+    return FaceFittingEvaluation(results, data.name, data.kind, len(yaws), yaws, box_detector=detector is not None)
 
 
 def eval_results(evaluation: FaceFittingEvaluation) -> dict:

@@ -293,8 +293,8 @@ class FaceRegressorTrainingConfig(TrainingConfig):
     Presets: ``cpu-small`` (the 96 px network on 512 synthetic faces, minutes on two CPU cores), ``paper``
     (ResNet-50 at 224 px on 8,000 synthetic faces: a GPU run) and ``default`` (what made the embedded
     ``facehub/face-fitting`` regressor: 2,000 synthetic faces and the real AFLW crops of ``runs/data/aflw-fitted``
-    and ``runs/data/aflw-fitted-b``, labelled by ``facehub prepare --fit --landmarks``; trainers/configs/face-fitting-default.yaml has the commands.
-    Wider crop jitter than ``cpu-small``, since a face found by its box alone is first read from a looser crop).
+    and ``runs/data/aflw-fitted-b``, labelled by ``facehub prepare --fit --landmarks``;
+    trainers/configs/face-fitting-default.yaml has the commands. Wider crop jitter than ``cpu-small``, since a face found by its box alone is first read from a looser crop).
     """
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {

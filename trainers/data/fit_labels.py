@@ -5,8 +5,8 @@ yaw. Here the same: each photo's largest face is fitted by :func:`facehub.modeli
 
 - the FaceAnalyzer's dense landmarks, where MediaPipe finds the face and reads it as turned by at most
   ``analyzer_max_yaw`` degrees (beyond that its mesh drifts while hand labels stay exact), and
-- hand-labelled points where a labels file gives them: AFLW's 21 points (:mod:`facehub.modeling.geometry.landmarks_aflw21`,
-  3DDFA's ``AFLW_GT_crop_labels.csv`` layout: ``file, yaw_deg, ..., x0..x20, y0..y20`` with -1 for a point not
+- hand-labelled points where a labels file gives them: AFLW's 21 points
+  (:mod:`facehub.modeling.geometry.landmarks_aflw21`, 3DDFA's ``AFLW_GT_crop_labels.csv`` layout: ``file, yaw_deg, ..., x0..x20, y0..y20`` with -1 for a point not
   visible), which is what makes a profile that MediaPipe misses usable.
 
 A row then holds what ``facehub prepare`` writes (a square crop around the fitted 68 landmarks, the fitted 468-vertex
@@ -88,7 +88,7 @@ def fit_photo(image: np.ndarray, faces: list, labels: HandLabels | None, *, size
     from facehub.modeling.face_fitting import fit_face
     from facehub.modeling.faces.alignment import apply_affine, invert_affine
     from facehub.modeling.geometry.uv_maps import mesh_to_uv_position_map
-    from facehub.modeling.prn_dense.cropping import crop_face_image, face_crop_transform
+    from facehub.modeling.prn_dense.cropping import crop_face_image, face_crop_transform, image_positions_to_crop_units
 
     face = faces[0] if faces else None
     if face is not None and labels is not None and (
@@ -111,8 +111,7 @@ def fit_photo(image: np.ndarray, faces: list, labels: HandLabels | None, *, size
     vertices = np.asarray(fitted.vertices, np.float64)[:468]
     # PRNet's square around the fitted 68 points (wider): a five-point similarity is meaningless at profile.
     matrix = face_crop_transform(fitted.landmarks68, size, scale=CROP_SCALE)
-    zoom = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
-    mesh = np.column_stack([apply_affine(matrix, vertices[:, :2]), vertices[:, 2] * zoom])
+    mesh = image_positions_to_crop_units(vertices, matrix, 1)  # crop pixels, z scaled as x and y
     coefficients = fitted.coefficients
     return "ok", "", {
         "image": crop_face_image(image, matrix, size),

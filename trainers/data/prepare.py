@@ -216,8 +216,8 @@ def _hand_labels(config: PrepareConfig) -> dict:
 def analyze_photo(path: str, config: PrepareConfig) -> tuple[str, str, dict[str, Any]]:
     """``(status, reason, columns)`` for one photo; status is ``ok``, ``unreadable``, ``too_large`` or ``no_face``."""
     from facehub.modeling.faces import ImageReadError, ImageTooLargeError, load_image
-    from facehub.modeling.faces.alignment import apply_affine
     from facehub.modeling.geometry.uv_maps import mesh_to_uv_position_map
+    from facehub.modeling.prn_dense.cropping import image_positions_to_crop_units
 
     try:
         image = load_image(path, max_pixels=config.max_pixels)
@@ -239,9 +239,7 @@ def analyze_photo(path: str, config: PrepareConfig) -> tuple[str, str, dict[str,
     face = faces[0]
     aligned = analyzer.align(image, face, size=config.size)
     dense = np.asarray(face.dense_landmarks, dtype=np.float64)
-    dense_crop = dense.copy()
-    dense_crop[:, :2] = apply_affine(aligned.matrix, dense[:, :2])
-    dense_crop[:, 2] = dense[:, 2] * np.sqrt(abs(np.linalg.det(aligned.matrix[:, :2])))  # same scale as x, y
+    dense_crop = image_positions_to_crop_units(dense, aligned.matrix, 1)  # crop pixels, z scaled as x and y
     uv_map = mesh_to_uv_position_map(dense_crop[:468], size=config.uv_size)
     return STATUS_OK, "", {
         "image": aligned.image,

@@ -88,6 +88,13 @@ def select_face(
     return face
 
 
+class SourceTarget(NamedTuple):
+    """A pair of values for the source and the target photo of a swap."""
+
+    source: object
+    target: object
+
+
 class UnreachablePoseError(ValueError):
     """The requested pose is beyond what the rotation method can show from one photo (the message has the numbers)."""
 

@@ -183,11 +183,16 @@ def test_mesh_rotation_turns_the_face_and_measures_the_result(mesh_rotate, obama
     start = out.face.pose[0]
     assert out.requested_pose == pytest.approx((30.0, 0.0, out.reconstruction.pose[2]))
     assert isinstance(out.achieved_pose, Pose)
-    # Measured: yaw about +2 -> +12 (the re-rendered mesh turns; hair and ears stay). The photo changed only around
-    # the face.
-    print(f"mesh rotation: yaw {start:.1f} -> requested 30 -> measured {out.achieved_pose.yaw:.1f}")
-    assert out.achieved_pose.yaw > start + 5.0
-    assert np.array_equal(image[:10], obama[:10]) and not np.array_equal(image, obama)
+    # The whole head is re-rendered and one corrective re-render aims the measured yaw at the request (measured: about
+    # +2 -> +29, geometry turned to about +50); the photo outside the head's region is unchanged.
+    print(f"mesh rotation: yaw {start:.1f} -> requested 30 -> measured {out.achieved_pose.yaw:.1f} "
+          f"(rendered {out.rendered_pose.yaw:.1f})")
+    assert abs(out.achieved_pose.yaw - 30.0) < 8.0 and out.folded_fraction == 0.0
+    x0, y0, x1, y1 = out.region
+    outside = np.ones(obama.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    assert outside.any() and np.array_equal(image[outside], obama[outside])
+    assert not np.array_equal(image[y0:y1, x0:x1], obama[y0:y1, x0:x1])
     with pytest.raises(UnreachablePoseError, match="yaw=95 degrees cannot be reached"):
         mesh_rotate(obama, yaw=95.0)
     copied = mesh_rotate(obama, target_image=small("obama2.jpg"), measure=False)

@@ -71,6 +71,10 @@ def rotation_status(out, target_given: bool) -> str:
         errors = np.abs(np.subtract(achieved, requested)[:2])
         lines.append(f"Measured on the result: {pose_text(achieved)} (off by {errors[0]:.1f} degrees in yaw, "
                      f"{errors[1]:.1f} in pitch).")
+    rendered = getattr(out, "rendered_pose", None)
+    if rendered is not None and abs(rendered.yaw - requested.yaw) + abs(rendered.pitch - requested.pitch) > 0.5:
+        lines.append(f"To reach it, the reconstructed head was turned to ({pose_text(rendered)}): a re-rendered face "
+                     "reads as less turned than its geometry.")
     count = getattr(out, "num_faces", None)
     note = face_count_note(count, "photo") if isinstance(count, int) else ""
     return " ".join(lines) + note

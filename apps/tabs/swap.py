@@ -1,5 +1,6 @@
 """The "Swap" tab: put the face of a source photo onto the head of a target photo, with any registered method that
-has the ``swap`` capability (today DepthNets, section 3.3), and optionally a repair network (a method with the
+has the ``swap`` capability (DepthNets' keypoint warp, section 3.3, and the texture transfer of PRN-Dense and the
+morphable-model fit), and optionally a repair network (a method with the
 ``repair`` capability: the CycleGAN of ``facehub train cyclegan``).
 
 Public event (callable with ``gradio_client``):

@@ -9,8 +9,11 @@ METHOD = MethodSpec(
     paper="Blanz & Vetter, \"A Morphable Model for the Synthesis of 3D Faces\" (SIGGRAPH 1999), fitted with the "
     "losses of Deng et al., \"Accurate 3D Face Reconstruction with Weakly-Supervised Learning\" (CVPR-W 2019)",
     summary="fits identity, expression, albedo, spherical-harmonics lighting and pose of a morphable face model to "
-    "one face: 3D reconstruction with its coefficients, a UV texture and its per-texel visibility.",
-    capabilities={"reconstruction": "facehub.modeling.face_fitting:FaceFittingPipeline"},
+    "one face: 3D reconstruction with its coefficients, a UV texture and its per-texel visibility; whole-head rotation "
+    "and face swap by re-rendering the fit.",
+    capabilities={"reconstruction": "facehub.modeling.face_fitting:FaceFittingPipeline",
+                  "rotation": "facehub.modeling.face_fitting:FaceFittingRotationPipeline",
+                  "swap": "facehub.modeling.face_fitting:FaceFittingSwapPipeline"},
     default_model="facehub/face-fitting",
     models={"fitter": "facehub.modeling.face_fitting:FaceFitter",
             "regressor": "facehub.modeling.face_fitting:FaceCoefficientRegressor"},

@@ -8,10 +8,12 @@ METHOD = MethodSpec(
     title="PRN-Dense",
     paper="DenseNet encoder-decoder for face alignment and 3D reconstruction (Computer Systems & Applications "
     "2021), after PRNet (Feng et al., ECCV 2018)",
-    summary="regresses a UV position map from one face image: dense 3D reconstruction and 68-point alignment.",
+    summary="regresses a UV position map from one face image: dense 3D reconstruction and 68-point alignment; "
+    "whole-head rotation and face swap by re-rendering the reconstruction.",
     capabilities={
         "reconstruction": "facehub.modeling.prn_dense:FaceReconstructionPipeline",
         "rotation": "facehub.modeling.prn_dense:FaceMeshRotationPipeline",
+        "swap": "facehub.modeling.prn_dense:FaceMeshSwapPipeline",
     },
     default_model="facehub/prn-dense",
     models={"prn": "facehub.modeling.prn_dense:PRNDenseModel"},

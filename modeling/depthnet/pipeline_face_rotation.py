@@ -119,6 +119,9 @@ class FaceRotationPipelineOutput(RotationPipelineOutput):
         timings: seconds per stage: ``analysis``, ``depth``, ``warp`` (and ``measure``).
         target_face: the face of the target photo, when one was given.
         output_face: the face found again on the result (``None`` when none is found or ``measure=False``).
+        folded_fraction: share of the moved face's pixels that show a triangle whose orientation flipped (a
+            fold-over, :func:`~facehub.modeling.depthnet.warp.folded_triangles`); at most
+            :attr:`FaceRotationPipeline.max_folded_fraction`, else the pipeline refuses.
 
     For one input image every field but ``images`` holds one value; for a list input each is a list with one value
     per image. ``.image`` (the first image as an array) and ``.measured_pose`` are deprecated aliases.
@@ -132,6 +135,7 @@ class FaceRotationPipelineOutput(RotationPipelineOutput):
     timings: dict[str, float] | list[dict[str, float]] = field(default_factory=dict)
     target_face: Face | list[Face | None] | None = None
     output_face: Face | list[Face | None] | None = None
+    folded_fraction: float | list[float] = 0.0
 
 
 #: Former name of :class:`FaceRotationPipelineOutput`.
@@ -173,6 +177,10 @@ class FaceRotationPipeline(RotationPipelineMixin, DepthNetPipelineMixin, FaceHub
     Attributes:
         max_yaw, max_pitch: largest |yaw| / |pitch| (degrees) of a reachable target pose.
         max_rotation: largest rotation (degrees) between the source pose and the target pose.
+        max_folded_fraction: largest share of the moved face's pixels that may show a fold-over (a triangle of the
+            warp whose orientation flipped: the face folding over itself shows shards of its far side); a warp
+            beyond it raises :class:`~facehub.modeling.pipeline_utils.UnreachablePoseError` instead of returning
+            them. ``pipe.max_folded_fraction = 1.0`` returns every warp.
     """
 
     loads_bundles_of = DEPTHNET_BUNDLE_CLASSES
@@ -180,6 +188,7 @@ class FaceRotationPipeline(RotationPipelineMixin, DepthNetPipelineMixin, FaceHub
     max_yaw = 80.0
     max_pitch = 60.0
     unreachable_reason = "DepthNet only moves the visible half of the face"
+    max_folded_fraction = 0.002
     output_class = FaceRotationPipelineOutput
     max_rotation = 75.0
 
@@ -223,6 +232,13 @@ class FaceRotationPipeline(RotationPipelineMixin, DepthNetPipelineMixin, FaceHub
         start = time.perf_counter()
         warped = warp_image(photo, face.landmarks68, registration.depths, registration.affine, anchored=True)
         timings["warp"] = time.perf_counter() - start
+        if warped.folded_fraction > self.max_folded_fraction:
+            raise UnreachablePoseError(
+                f"Turning this face to yaw {target_pose[0]:.0f}, pitch {target_pose[1]:.0f} folds "
+                f"{100 * warped.folded_fraction:.1f}% of the warped face over itself (its far side would show as "
+                "shards): DepthNet's 2D warp cannot show what the photo hides. Ask for a smaller turn, or use a "
+                "method that renders the head in 3D (`methods.load('face_fitting', 'rotation')`)."
+            )
 
         output_face = achieved_pose = None
         if measure:
@@ -241,6 +257,7 @@ class FaceRotationPipeline(RotationPipelineMixin, DepthNetPipelineMixin, FaceHub
             "timings": timings,
             "target_face": target_face,
             "output_face": output_face,
+            "folded_fraction": warped.folded_fraction,
         }
 
 

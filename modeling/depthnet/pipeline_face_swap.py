@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 from diffusers import ModelMixin
@@ -53,6 +52,7 @@ from facehub.modeling.geometry.landmark_metrics import nme
 from facehub.modeling.modeling_utils import FaceHubPipeline
 from facehub.modeling.pipeline_utils import (
     ImagePipelineOutput,
+    SourceTarget,
     as_image_list,
     broadcast,
     check_output_type,
@@ -66,13 +66,6 @@ from facehub.modeling.pipeline_utils import (
 #: blending use the mask's half-way line, 2% inside the hull.
 MASK_INSET = 0.02
 MASK_FEATHER = 0.04
-
-
-class SourceTarget(NamedTuple):
-    """A pair of values for the source and the target photo."""
-
-    source: object
-    target: object
 
 
 def face_size(keypoints: np.ndarray) -> float:

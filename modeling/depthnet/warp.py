@@ -234,12 +234,38 @@ class WarpedImage:
         mask: (H, W) bool, pixels drawn from the moving part of the mesh (keypoints and ring; not the anchor band).
         keypoints: (N, 2) where the source keypoints land (``m @ [x_s, y_s, z_p, 1]``, eq. 1).
         box: (x0, y0, x1, y1) integer pixel box that was rasterised; outside it the output is the background.
+        folded_mask: (H, W) bool, pixels drawn from a moving triangle whose orientation flipped (:func:`folded_triangles`):
+            the face folded over itself there, and what shows is a shard of the wrong side.
     """
 
     image: np.ndarray
     mask: np.ndarray
     keypoints: np.ndarray
     box: tuple[int, int, int, int]
+    folded_mask: np.ndarray | None = None
+
+    @property
+    def folded_fraction(self) -> float:
+        """Share of the moving part's pixels (:attr:`mask`) that show a folded triangle; 0 without fold-overs."""
+        if self.folded_mask is None or not self.mask.any():
+            return 0.0
+        return float(self.folded_mask.sum()) / float(self.mask.sum())
+
+
+def signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(F,) signed areas of ``triangles`` over (P, >= 2) ``points`` (positive for counter-clockwise in x-right,
+    y-down pixels seen as a right-handed plane)."""
+    a, b, c = (np.asarray(points, np.float64)[triangles[:, k], :2] for k in range(3))
+    return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1]))
+
+
+def folded_triangles(source: np.ndarray, moved: np.ndarray, triangles: np.ndarray, tolerance: float = 1e-6) -> np.ndarray:
+    """(F,) bool: the triangles whose orientation flips between the ``source`` and the ``moved`` (P, >= 2) points, a
+    fold-over (the mesh is seen from behind there). Triangles degenerate in the source (area below ``tolerance``
+    times the largest) never count."""
+    before, after = signed_areas(source, triangles), signed_areas(moved, triangles)
+    scale = max(float(np.abs(before).max(initial=0.0)), 1e-12)
+    return (np.abs(before) > tolerance * scale) & (before * after < 0.0)
 
 
 def _render_box(points: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:
@@ -298,18 +324,20 @@ def warp_image(
     x0, y0, x1, y1 = _render_box(vertices, height, width)
     output = np.array(background, dtype=np.uint8, copy=True)
     mask = np.zeros((height, width), dtype=bool)
+    folded = np.zeros((height, width), dtype=bool)
     if x1 > x0 and y1 > y0:
-        crop, crop_mask = _render(image, mesh, vertices, background[y0:y1, x0:x1], (x0, y0, x1, y1))
+        crop, crop_mask, crop_folded = _render(image, mesh, vertices, background[y0:y1, x0:x1], (x0, y0, x1, y1))
         output[y0:y1, x0:x1] = crop
         mask[y0:y1, x0:x1] = crop_mask
-    return WarpedImage(output, mask, vertices[: mesh.num_keypoints, :2].copy(), (x0, y0, x1, y1))
+        folded[y0:y1, x0:x1] = crop_folded
+    return WarpedImage(output, mask, vertices[: mesh.num_keypoints, :2].copy(), (x0, y0, x1, y1), folded)
 
 
 def _render(
     image: np.ndarray, mesh: WarpMesh, vertices: np.ndarray, background: np.ndarray, box: tuple[int, int, int, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Render the image-textured mesh over ``background`` (the output crop ``box``); returns the crop and the mask
-    of pixels drawn from the moving part of the mesh.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render the image-textured mesh over ``background`` (the output crop ``box``); returns the crop, the mask
+    of pixels drawn from the moving part of the mesh, and the mask of those drawn from a folded triangle.
 
     Texture lookup: each pixel's source position is the barycentric mix of its triangle's source pixels (the UVs),
     sampled bilinearly with ``cv2.remap`` (pixel centres at half-integers, edges clamped). This equals the
@@ -330,5 +358,8 @@ def _render(
         borderMode=cv2.BORDER_REPLICATE,
     )
     rendered = np.where(covered[..., None], sampled, background)
-    moving_triangle = mesh.moving[mesh.triangles].all(axis=1)
-    return rendered, covered & moving_triangle[np.clip(face_index, 0, None)]
+    moving_triangle = mesh.moving[mesh.triangles].any(axis=1)
+    folded = folded_triangles(mesh.points, vertices, mesh.triangles) & moving_triangle
+    seen = np.clip(face_index, 0, None)
+    moving_pixels = covered & mesh.moving[mesh.triangles].all(axis=1)[seen]
+    return rendered, moving_pixels, covered & folded[seen]

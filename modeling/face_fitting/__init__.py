@@ -9,6 +9,9 @@
   the face crop in one pass (the R-Net of seed 002), the fit's start or its fast replacement.
 - :class:`FaceFittingPipeline`: photo -> one :class:`FittedFace` per face (the reconstruction contract), loaded with
   ``FaceFittingPipeline.from_pretrained("facehub/face-fitting")``.
+- :class:`FaceFittingRotationPipeline`: the rotation contract by re-rendering the fitted face with the whole head
+  (:mod:`facehub.modeling.pipeline_head_rotation`); :class:`FaceFittingSwapPipeline`: the swap contract by texture
+  transfer onto the source's shape at the target's pose (:mod:`facehub.modeling.pipeline_texture_swap`).
 """
 
 from facehub.modeling.face_fitting.configuration_face_fitting import (
@@ -25,6 +28,11 @@ from facehub.modeling.face_fitting.modeling_face_regressor import (
     fitted_face_from_coefficients,
 )
 from facehub.modeling.face_fitting.pipeline_face_fitting import FaceFittingPipeline, FaceFittingPipelineOutput
+from facehub.modeling.face_fitting.pipeline_head_rotation import (
+    FaceFittingRotationPipeline,
+    FaceFittingRotationPipelineOutput,
+)
+from facehub.modeling.face_fitting.pipeline_texture_swap import FaceFittingSwapPipeline, FaceFittingSwapPipelineOutput
 
 __all__ = [
     "FACE_FITTING_PRESETS",
@@ -35,6 +43,10 @@ __all__ = [
     "FaceFittingConfig",
     "FaceFittingPipeline",
     "FaceFittingPipelineOutput",
+    "FaceFittingRotationPipeline",
+    "FaceFittingRotationPipelineOutput",
+    "FaceFittingSwapPipeline",
+    "FaceFittingSwapPipelineOutput",
     "FaceRegressorOutput",
     "FittedFace",
     "SparseLandmarks",

@@ -11,7 +11,9 @@ swap pastes "the rotated face ... onto the background of the target image", Moni
 - :func:`seamless_blend`: Poisson image editing (Perez et al., SIGGRAPH 2003) via ``cv2.seamlessClone``: the
   pasted region keeps its own gradients and takes its boundary values from the target, so shading and skin tone
   continue across the seam;
-- :func:`alpha_blend`: a plain weighted paste with a (feathered) mask.
+- :func:`alpha_blend`: a plain weighted paste with a (feathered) mask;
+- :func:`similarity_swap`: the 2D baseline of face swap (a similarity warp of the source onto the target's
+  landmarks, then the steps above), the row every swap method is compared with in ``facehub eval swap``.
 
 Images are (H, W, 3) RGB uint8 arrays in and out; masks are (H, W) arrays, bool or float in [0, 1].
 """
@@ -142,3 +144,26 @@ def seamless_blend(
     # OpenCV's Poisson solver works on BGR; the channels are independent, so RGB in gives RGB out.
     blended = cv2.seamlessClone(fg, bg, region, centre, mode)[pad:-pad, pad:-pad]
     return np.where(binary[..., None] > 0, blended, background)
+
+
+def similarity_swap(source: np.ndarray, source_landmarks: np.ndarray, target: np.ndarray,
+                    target_landmarks: np.ndarray, color_transfer: bool = True) -> np.ndarray:
+    """The 2D baseline of face swap: the source photo warped onto the target by the least-squares 2D similarity
+    (rotation, uniform scale, shift; Umeyama) of its 68 landmarks onto the target's, pasted inside the hull of the
+    target's landmarks (2% inset, as the DepthNet swap's mask), colour-matched and Poisson-blended. No depth, no
+    pose change: a turned source stays turned. Returns the target-sized RGB uint8 result."""
+    from facehub.modeling.geometry.procrustes import umeyama
+
+    source, target = _check_image(source, "source"), _check_image(target, "target")
+    src = np.asarray(source_landmarks, np.float64)[:, :2]
+    dst = np.asarray(target_landmarks, np.float64)[:, :2]
+    transform = umeyama(src, dst)
+    matrix = np.hstack([transform.scale * transform.rotation, transform.translation[:, None]])
+    # House pixel centres sit at half-integers, OpenCV's at integers: the same shift on both sides.
+    matrix[:, 2] += matrix[:, :2] @ np.array([0.5, 0.5]) - 0.5
+    height, width = target.shape[:2]
+    warped = cv2.warpAffine(source, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    size = float(np.sqrt(np.prod(np.ptp(dst, axis=0))))
+    inside = hull_mask(dst, (height, width), inset=0.02 * size) > 0.5
+    face = transfer_color(warped, target, inside) if color_transfer else warped
+    return seamless_blend(face, target, inside)

@@ -11,8 +11,9 @@ mesh export.
 - :class:`FaceReconstructionPipeline` -> :class:`FaceReconstructionPipelineOutput` whose ``reconstructions`` are
   :class:`FaceReconstruction` objects (mesh, 68 landmarks in 3D, pose, colours, texture, depth image,
   ``export(".obj" | ".ply" | ".glb")``); faces rolled beyond 20 degrees are cropped upright.
-- :class:`FaceMeshRotationPipeline`: turn a face to a pose by rotating its reconstructed mesh and re-rendering it
-  with the photo's texture (the rotation contract of :class:`~facehub.modeling.pipeline_utils.RotationPipelineOutput`).
+- :class:`FaceMeshRotationPipeline`: turn a face to a pose by re-rendering its reconstruction with the whole head
+  (the rotation contract of :class:`~facehub.modeling.pipeline_utils.RotationPipelineOutput`);
+  :class:`FaceMeshSwapPipeline`: face swap by drawing the source's completed texture on the target's mesh.
 """
 
 from facehub.modeling.prn_dense.configuration_prn_dense import PRN_DENSE_PRESETS, PRNDenseConfig, prn_dense_config
@@ -27,7 +28,12 @@ from facehub.modeling.prn_dense.cropping import (
 )
 from facehub.modeling.prn_dense.losses import PAPER_SSIM_C1, PAPER_SSIM_C2, prn_loss, ssim_map
 from facehub.modeling.prn_dense.modeling_prn_dense import PRNDenseModel, PRNDenseOutput
-from facehub.modeling.prn_dense.pipeline_mesh_rotation import FaceMeshRotationPipeline, FaceMeshRotationPipelineOutput
+from facehub.modeling.prn_dense.pipeline_mesh_rotation import (
+    FaceMeshRotationPipeline,
+    FaceMeshRotationPipelineOutput,
+    FaceMeshSwapPipeline,
+    FaceMeshSwapPipelineOutput,
+)
 from facehub.modeling.prn_dense.pipeline_prn_dense import FaceReconstructionPipeline, FaceReconstructionPipelineOutput
 from facehub.modeling.prn_dense.reconstruction import FaceReconstruction, build_reconstruction
 
@@ -39,6 +45,8 @@ __all__ = [
     "UPRIGHT_ROLL_THRESHOLD",
     "FaceMeshRotationPipeline",
     "FaceMeshRotationPipelineOutput",
+    "FaceMeshSwapPipeline",
+    "FaceMeshSwapPipelineOutput",
     "FaceReconstruction",
     "FaceReconstructionPipeline",
     "FaceReconstructionPipelineOutput",

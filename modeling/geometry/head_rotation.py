@@ -1,0 +1,397 @@
+"""Turn a whole head in a photo: the reconstructed face plus a layered-depth proxy of the rest of the head, rendered
+with a z-buffer.
+
+A face mesh alone turns only the face: pasted over an unchanged head it leaves a doubled outline, and hair, ears and
+neck stay where they were. This module follows the two ideas of the anchors the rotation issue names:
+
+- **Face profiling** (Zhu et al., "Face Alignment Across Large Poses: A 3D Solution", CVPR 2016, sec. 5): the whole
+  region around the face becomes one mesh whose vertices carry estimated depths, so hair, ears and the nearby
+  background move with the face; the region's outer ring stays fixed, so the result joins the photo without a seam.
+  Here the mesh is a regular grid over the head's box with three depth layers: the face (the reconstruction's own
+  surface), the rest of the head (an ellipsoid proxy, :class:`HeadProxy`, placed by the similarity that takes the
+  morphable model's mean shape onto the reconstruction and joined to the face surface without a step), and the
+  background (the head centre's depth). The rotation fades from the full angle on the head to none over a band
+  around it (:attr:`HeadProxy.band`), each vertex turned about the head's pivot by its fraction of the angle.
+- **Rendering the complete face** (Zhou et al., "Rotate-and-Render", CVPR 2020): the dense face mesh, textured with
+  the texture completed by left-right symmetry, is drawn in the same z-buffer, in front of the grid's face layer.
+  Parts of the face the photo does not show (the far cheek of a turned face) come from their mirror texels, and
+  surfaces that turn away are hidden by the z-buffer instead of folding over the visible ones.
+
+The z-buffer is :func:`~facehub.modeling.geometry.zbuffer.rasterize_zbuffer` (tens of milliseconds for ~70k
+triangles at 512 px). A grid triangle whose area grows more than :attr:`HeadProxy.max_stretch` times (background
+uncovered behind the head, the side of the head the photo never saw) has no texture worth stretching: its pixels are
+filled by inpainting instead and reported in :attr:`HeadRotation.filled_fraction`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from facehub.modeling.geometry.procrustes import Similarity, umeyama
+from facehub.modeling.geometry.rotations import euler_from_rotation_matrix, rotation_matrix
+from facehub.modeling.geometry.zbuffer import interpolate, rasterize_zbuffer
+
+
+@dataclass(frozen=True)
+class HeadProxy:
+    """The head around the face, in the morphable model's mean-shape frame (x right, y down, z towards the camera;
+    one unit is a millimetre: the mean shape's outer eye corners are 90 apart, the adult average).
+
+    Sizes are adult averages (head breadth about 155 mm, length about 195 mm, vertex about 115 mm above the eyes).
+
+    Attributes:
+        centre: the cranium ellipsoid's centre.
+        radii: its semi-axes along x, y, z.
+        pivot: the point the head turns about (near the top of the spine, behind the ears).
+        band: width of the ring around the head over which the rotation fades to none, in units of ``radii[0]``.
+        margin: the rendered region is the head's box grown by this many ``radii[0]`` on every side (at least the
+            band).
+        grid_points: grid points along the longer side of the rendered region (the step is at least 1 pixel).
+        face_offset: the grid's face layer is drawn this far (mm) behind the face mesh, so the mesh wins the
+            z-buffer where both are.
+        max_stretch: grid triangles whose area grows more than this factor are inpainted instead of stretched.
+    """
+
+    centre: tuple[float, float, float] = (0.0, -46.0, -85.0)
+    radii: tuple[float, float, float] = (86.0, 104.0, 100.0)
+    pivot: tuple[float, float, float] = (0.0, -25.0, -35.0)
+    band: float = 0.6
+    margin: float = 0.75
+    grid_points: int = 160
+    face_offset: float = 4.0
+    max_stretch: float = 4.0
+
+
+@dataclass
+class HeadRotation:
+    """What :func:`rotate_head` returns.
+
+    Attributes:
+        image: (H, W, 3) uint8 the photo with the head turned.
+        rotation: (3, 3) the rotation applied to the head (target pose times the inverse of the current pose).
+        current_pose, target_pose: (yaw, pitch, roll) degrees before and after (house convention).
+        region: (x0, y0, x1, y1) pixels re-rendered; everything outside is the photo unchanged.
+        face_mask: (H, W) bool pixels where the face mesh is seen on the result.
+        filled_fraction: share of the region's pixels that no drawn surface covered well (uncovered, stretched or
+            culled): they show the head proxy's colour of that point, from the photo or from its mirror point
+            (``mirrored_fraction`` of the region), or are inpainted.
+        mirrored_fraction: share of the region filled from the head proxy's colours.
+        culled_fraction: share of the region's pixels that a surface seen from behind (a triangle whose winding
+            flipped: a fold-over) would have covered. Such triangles are culled, never drawn, so no fold-over shows;
+            their pixels are filled like the other holes.
+        timings: seconds per stage (``proxy``, ``raster``, ``shade``).
+    """
+
+    image: np.ndarray
+    rotation: np.ndarray
+    current_pose: tuple[float, float, float]
+    target_pose: tuple[float, float, float]
+    region: tuple[int, int, int, int]
+    face_mask: np.ndarray
+    filled_fraction: float
+    culled_fraction: float
+    mirrored_fraction: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def head_similarity(vertices: np.ndarray, reference: np.ndarray | None = None) -> Similarity:
+    """The similarity taking the morphable model's mean shape (``reference``, mm) onto a (468, 3) mesh in pixels."""
+    if reference is None:
+        from facehub.modeling.geometry.morphable import MorphableFaceModel
+
+        reference = MorphableFaceModel.default().mean_shape.numpy()
+    vertices = np.asarray(vertices, dtype=np.float64)
+    return umeyama(np.asarray(reference, np.float64), vertices[: len(reference)])
+
+
+def rotate_points(points: np.ndarray, pivot: np.ndarray, rotation: np.ndarray,
+                  fraction: np.ndarray | float = 1.0) -> np.ndarray:
+    """Turn (N, 3) ``points`` about ``pivot`` by ``fraction`` (scalar or (N,), in [0, 1]) of ``rotation``'s angle
+    about its axis (Rodrigues' formula with a per-point angle)."""
+    points = np.asarray(points, dtype=np.float64)
+    cos_total = np.clip((np.trace(rotation) - 1.0) / 2.0, -1.0, 1.0)
+    angle = float(np.arccos(cos_total))
+    if angle < 1e-9:
+        return points.copy()
+    axis = np.array([rotation[2, 1] - rotation[1, 2], rotation[0, 2] - rotation[2, 0], rotation[1, 0] - rotation[0, 1]])
+    norm = np.linalg.norm(axis)
+    if norm < 1e-9:  # a half turn: the axis is the eigenvector of eigenvalue 1
+        values, vectors = np.linalg.eigh((rotation + rotation.T) / 2.0)
+        axis = vectors[:, np.argmax(values)]
+    else:
+        axis = axis / norm
+    theta = angle * np.broadcast_to(np.asarray(fraction, dtype=np.float64), (len(points),))
+    v = points - pivot
+    cos, sin = np.cos(theta)[:, None], np.sin(theta)[:, None]
+    return pivot + v * cos + np.cross(axis, v) * sin + axis * (v @ axis)[:, None] * (1.0 - cos)
+
+
+def _ellipsoid_front(xy: np.ndarray, similarity: Similarity, centre, radii) -> tuple[np.ndarray, np.ndarray]:
+    """z (pixels) of the nearest point of the posed ellipsoid on the viewing ray through each (N, 2) pixel, and
+    whether the ray meets it."""
+    centre_px = similarity.apply(np.asarray(centre, np.float64)[None])[0]
+    inverse = similarity.rotation.T / similarity.scale  # pixel offsets -> model units
+    a = (np.column_stack([xy - centre_px[:2], np.full(len(xy), -centre_px[2])])) @ inverse.T
+    b = inverse[:, 2]
+    d = 1.0 / np.square(np.asarray(radii, np.float64))
+    qa, qb, qc = (b * b * d).sum(), (a * b * d).sum(axis=1), (a * a * d).sum(axis=1) - 1.0
+    disc = qb * qb - qa * qc
+    hit = disc >= 0.0
+    t = (-qb + np.sqrt(np.maximum(disc, 0.0))) / qa
+    return t, hit
+
+
+def _smooth_fill(values: np.ndarray, known: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised convolution: ``values`` known where ``known`` spread smoothly over the grid; also the weight."""
+    import cv2
+
+    k = int(2 * round(3 * sigma) + 1)
+    weight = cv2.GaussianBlur(known.astype(np.float64), (k, k), sigma, borderType=cv2.BORDER_REPLICATE)
+    total = cv2.GaussianBlur(np.where(known, values, 0.0), (k, k), sigma, borderType=cv2.BORDER_REPLICATE)
+    return total / np.maximum(weight, 1e-9), weight
+
+
+def rotate_head(
+    image: np.ndarray,
+    reconstruction,
+    yaw: float,
+    pitch: float,
+    roll: float | None = None,
+    *,
+    current_pose: tuple[float, float, float] | None = None,
+    proxy: HeadProxy | None = None,
+) -> HeadRotation:
+    """Re-render the head of ``image`` at pose ``(yaw, pitch, roll)`` (degrees, house convention; ``roll=None``
+    keeps the current roll). See the module docstring.
+
+    Args:
+        image: (H, W, 3) uint8 RGB photo.
+        reconstruction: a :class:`~facehub.modeling.prn_dense.FaceReconstruction` of a face in ``image`` (PRN-Dense
+            or a morphable-model fit): its 468-vertex mesh places the head, its dense mesh with the completed
+            texture is the face drawn at the new pose.
+        current_pose: the face's pose now; default the reconstruction's own (``reconstruction.pose``).
+        proxy: the head's proportions and the renderer's settings (:class:`HeadProxy`).
+    """
+    import cv2
+
+    proxy = proxy or HeadProxy()
+    image = np.ascontiguousarray(np.asarray(image, dtype=np.uint8)[..., :3])
+    h, w = image.shape[:2]
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    vertices = np.asarray(reconstruction.vertices, dtype=np.float64)
+    similarity = head_similarity(vertices)
+    current = tuple(float(a) for a in (current_pose if current_pose is not None else reconstruction.pose))
+    target = (float(yaw), float(pitch), current[2] if roll is None else float(roll))
+    delta = rotation_matrix(*target) @ rotation_matrix(*current).T
+    scale = similarity.scale
+    pivot = similarity.apply(np.asarray(proxy.pivot, np.float64)[None])[0]
+
+    # The region: the head's box (ellipsoid corners and the face), grown by the margin and clipped to the photo.
+    signs = np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T
+    corners = similarity.apply(np.asarray(proxy.centre) + signs * np.asarray(proxy.radii))
+    box_points = np.vstack([corners[:, :2], vertices[:, :2]])
+    grow = max(proxy.margin, proxy.band) * proxy.radii[0] * scale
+    x0, y0 = np.floor(box_points.min(axis=0) - grow).astype(int)
+    x1, y1 = np.ceil(box_points.max(axis=0) + grow).astype(int)
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        raise ValueError("The face lies outside the photo: nothing to turn.")
+    step = max(1.0, max(x1 - x0, y1 - y0) / proxy.grid_points)
+    nx, ny = int(np.ceil((x1 - x0) / step)) + 1, int(np.ceil((y1 - y0) / step)) + 1
+    gx = np.minimum(x0 + np.arange(nx) * step, x1)
+    gy = np.minimum(y0 + np.arange(ny) * step, y1)
+    grid_x, grid_y = np.meshgrid(gx, gy)
+    grid_xy = np.column_stack([grid_x.ravel(), grid_y.ravel()])
+
+    # Layer 1, the face: the dense mesh's z at the grid points (rasterised on the grid itself).
+    dense = reconstruction.dense_mesh(openings="closed", subdivision=1, texture="completed")
+    dense_vertices = np.asarray(dense.vertices, dtype=np.float64)
+    on_grid = (dense_vertices[:, :2] - [x0, y0]) / step + 0.5
+    index, bary = rasterize_zbuffer(on_grid, dense_vertices[:, 2], dense.triangles, (ny, nx))
+    face = index >= 0
+    face_z = interpolate(dense_vertices[:, 2:3], dense.triangles, index, bary)[..., 0].astype(np.float64)
+
+    # Layer 2, the rest of the head: the ellipsoid's front, joined to the face surface without a step.
+    head_z, head = _ellipsoid_front(grid_xy, similarity, proxy.centre, proxy.radii)
+    head_z, head = head_z.reshape(ny, nx), head.reshape(ny, nx)
+    face_width = proxy.radii[0] * scale / step  # grid units
+    # Where the ellipsoid bulges in front of the face's edge (jaw, temples) it is pulled back to meet the face; where
+    # the face stands in front of it (nose and cheek of a turned face) the step stays: an occluding contour.
+    offset, weight = _smooth_fill(face_z - np.where(head, head_z, face_z), face, sigma=max(0.25 * face_width, 1.0))
+    offset = np.minimum(offset, 0.0)
+    reach = np.clip(weight / 0.25, 0.0, 1.0)
+    centre_z = similarity.apply(np.asarray(proxy.centre, np.float64)[None])[0, 2]
+    z = np.where(head, head_z + offset * reach, centre_z)
+    z = np.where(face, face_z - proxy.face_offset * scale, z)
+    inside = face | head
+
+    # Layer 3, the background: the head centre's depth; the rotation fades to none across the band.
+    outside_distance = cv2.distanceTransform((~inside).astype(np.uint8), cv2.DIST_L2, 5) * step
+    band = proxy.band * proxy.radii[0] * scale
+    fraction = np.where(inside, 1.0, 0.5 * (1.0 + np.cos(np.pi * np.clip(outside_distance / band, 0.0, 1.0))))
+    edge_z, _ = _smooth_fill(z, inside, sigma=max(0.2 * face_width, 1.0))
+    z = np.where(inside, z, fraction * edge_z + (1.0 - fraction) * centre_z)
+    fraction[[0, -1], :] = 0.0  # the region's border stays where it is
+    fraction[:, [0, -1]] = 0.0
+
+    grid_points = np.column_stack([grid_xy, z.ravel()])
+    moved_grid = rotate_points(grid_points, pivot, delta, fraction.ravel())
+    moved_face = rotate_points(dense_vertices, pivot, delta)
+    timings["proxy"] = time.perf_counter() - start
+
+    # One z-buffer over both meshes.
+    start = time.perf_counter()
+    ids = np.arange(ny * nx).reshape(ny, nx)
+    quad = ids[:-1, :-1].ravel(), ids[:-1, 1:].ravel(), ids[1:, :-1].ravel(), ids[1:, 1:].ravel()
+    grid_triangles = np.concatenate([np.stack([quad[0], quad[2], quad[1]], 1), np.stack([quad[1], quad[2], quad[3]], 1)])
+    # The face mesh alone draws the face: grid triangles wholly inside it would be chords across the nose and eye
+    # sockets that pass in front of the surface once turned.
+    inner = cv2.erode(face.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool).ravel()
+    grid_triangles = grid_triangles[~inner[grid_triangles].all(axis=1)]
+    before = _signed_areas(grid_points[:, :2], grid_triangles)
+    after = _signed_areas(moved_grid[:, :2], grid_triangles)
+    stretched = np.abs(after) > proxy.max_stretch * np.maximum(np.abs(before), 1e-9)
+    # Back-face culling: a triangle whose winding flipped is seen from behind (a fold-over); it is not drawn, and
+    # what it covered is filled like a stretched triangle.
+    flipped = (after * before) < 0
+    face_triangles = np.asarray(dense.triangles)
+    facing = _signed_areas(dense_vertices[:, :2], face_triangles)
+    front = 1.0 if (facing > 0).sum() >= (facing < 0).sum() else -1.0
+    face_front = _signed_areas(moved_face[:, :2], face_triangles) * front > 0
+    drawn_grid = grid_triangles[~flipped]
+    stretched = stretched[~flipped]
+    points = np.vstack([moved_grid, moved_face])
+    triangles = np.vstack([drawn_grid, face_triangles[face_front] + len(moved_grid)])
+    rw, rh = x1 - x0, y1 - y0
+    seen, weights = rasterize_zbuffer(points[:, :2] - [x0, y0], points[:, 2], triangles, (rh, rw))
+    num_grid = len(drawn_grid)
+    culled = _coverage(moved_grid[:, :2] - [x0, y0], grid_triangles[flipped], (rh, rw))
+    face_outline = _coverage(moved_face[:, :2] - [x0, y0], face_triangles, (rh, rw))
+    face_in_photo = _coverage(dense_vertices[:, :2] - [x0, y0], face_triangles, (rh, rw))
+    timings["raster"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    on_face = seen >= num_grid
+    on_grid_tri = (seen >= 0) & ~on_face
+    source = interpolate(np.vstack([grid_points[:, :2], np.zeros((len(moved_face), 2))]), triangles, seen, weights)
+    uv = interpolate(np.vstack([np.zeros((len(moved_grid), 2)), dense.uvs]), triangles, seen, weights)
+    from_photo = cv2.remap(image, (source[..., 0] - 0.5).astype(np.float32), (source[..., 1] - 0.5).astype(np.float32),
+                           cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    texture = np.ascontiguousarray(dense.texture)
+    size = texture.shape[0]
+    from_texture = cv2.remap(texture, (uv[..., 0] * size - 0.5).astype(np.float32),
+                             (uv[..., 1] * size - 0.5).astype(np.float32), cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REPLICATE)
+    region = np.where(on_face[..., None], from_texture, from_photo)
+    grid_of = np.where(on_grid_tri, seen, 0)
+    holes = (seen < 0) | (on_grid_tri & stretched[grid_of])
+    folded = culled & ~on_face
+    mirrored = np.zeros_like(holes)
+    if holes.any():
+        # Holes inside the face's outline (its culled back faces) are inpainted from the face around them; the others
+        # show the head proxy.
+        region, mirrored = _head_texture_fill(region, holes & ~face_outline, image, similarity, delta, pivot, proxy,
+                                              (x0, y0), face_in_photo)
+        rest = holes & ~mirrored
+        if rest.any():
+            region = cv2.inpaint(np.ascontiguousarray(region), rest.astype(np.uint8) * 255, 3, cv2.INPAINT_TELEA)
+    out = image.copy()
+    out[y0:y1, x0:x1] = region
+    face_mask = np.zeros((h, w), dtype=bool)
+    face_mask[y0:y1, x0:x1] = on_face
+    timings["shade"] = time.perf_counter() - start
+    area = float(rw * rh)
+    return HeadRotation(
+        image=out, rotation=delta, current_pose=current, target_pose=target, region=(x0, y0, x1, y1),
+        face_mask=face_mask, filled_fraction=float(holes.sum()) / area, culled_fraction=float(folded.sum()) / area,
+        mirrored_fraction=float(mirrored.sum()) / area, timings=timings,
+    )
+
+
+#: An ellipsoid point counts as seen in the photo when its normal's cosine with the view direction is above this.
+SEEN_COSINE = 0.2
+
+
+def _head_texture_fill(region: np.ndarray, holes: np.ndarray, image: np.ndarray, similarity: Similarity,
+                       rotation: np.ndarray, pivot: np.ndarray, proxy: HeadProxy, origin,
+                       face_in_photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fill ``holes`` (region pixels) that show the turned head ellipsoid with the photo's colour of that point of
+    the head, or of its mirror point across the head's mid-plane when the photo did not see it (the symmetric
+    completion of the face, carried over to hair and ears). Points whose colour would come from the face in the photo
+    (``face_in_photo``, region pixels) are left to inpainting: the ellipsoid passes through the face, and its colours
+    there belong to the face mesh, not to the head. Returns the region and the pixels filled."""
+
+    rows, cols = np.nonzero(holes)
+    xy = np.column_stack([cols + origin[0] + 0.5, rows + origin[1] + 0.5])
+    # The turned ellipsoid: model -> photo pixels -> turned about the pivot.
+    turned = Similarity(similarity.scale, rotation @ similarity.rotation,
+                        rotation @ (similarity.translation - pivot) + pivot)
+    z, hit = _ellipsoid_front(xy, turned, proxy.centre, proxy.radii)
+    filled = np.zeros_like(holes)
+    if not hit.any():
+        return region, filled
+    surface = turned.inverse().apply(np.column_stack([xy[hit], z[hit]]))  # model frame, the head at rest
+    radii = np.square(np.asarray(proxy.radii, np.float64))
+    centre = np.asarray(proxy.centre, np.float64)
+
+    def seen(points: np.ndarray) -> np.ndarray:
+        normals = (points - centre) / radii @ similarity.rotation.T
+        return normals[:, 2] / np.maximum(np.linalg.norm(normals, axis=1), 1e-12) > SEEN_COSINE
+
+    mirror = surface * np.array([-1.0, 1.0, 1.0])
+    own, other = seen(surface), seen(mirror)
+    source = np.where(own[:, None], surface, mirror)
+    usable = own | other
+    pixels = similarity.apply(source)[:, :2]
+    h, w = image.shape[:2]
+    usable &= (pixels[:, 0] >= 0) & (pixels[:, 0] < w) & (pixels[:, 1] >= 0) & (pixels[:, 1] < h)
+    local = np.floor(pixels - np.asarray(origin, np.float64)).astype(int)
+    in_region = ((local[:, 0] >= 0) & (local[:, 0] < face_in_photo.shape[1]) & (local[:, 1] >= 0)
+                 & (local[:, 1] < face_in_photo.shape[0]))
+    on_face = np.zeros(len(pixels), dtype=bool)
+    on_face[in_region] = face_in_photo[local[in_region, 1], local[in_region, 0]]
+    usable &= ~on_face
+    if not usable.any():
+        return region, filled
+    colours = _bilinear(image, pixels[usable])
+    index = np.flatnonzero(hit)[usable]
+    region = region.copy()
+    region[rows[index], cols[index]] = colours
+    filled[rows[index], cols[index]] = True
+    return region, filled
+
+
+def _bilinear(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """(N, 3) uint8 colours of ``image`` at (N, 2) pixel positions (pixel centres at half-integers), clamped."""
+    h, w = image.shape[:2]
+    x = np.clip(xy[:, 0] - 0.5, 0, w - 1)
+    y = np.clip(xy[:, 1] - 0.5, 0, h - 1)
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    img = image.astype(np.float32)
+    top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
+    bottom = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
+    return np.clip(top * (1 - fy) + bottom * fy + 0.5, 0, 255).astype(np.uint8)
+
+
+def _coverage(points: np.ndarray, triangles: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool pixels covered by any of ``triangles`` (no depth test)."""
+    if len(triangles) == 0:
+        return np.zeros(size, dtype=bool)
+    index, _ = rasterize_zbuffer(points, np.zeros(len(points)), triangles, size)
+    return index >= 0
+
+
+def _signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
+    return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1]))
+
+
+def pose_after(rotation: np.ndarray, pose: tuple[float, float, float]) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) of a face at ``pose`` after ``rotation``."""
+    return euler_from_rotation_matrix(rotation @ rotation_matrix(*pose))

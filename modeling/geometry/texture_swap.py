@@ -1,0 +1,71 @@
+"""Drawing one face's UV texture on another face's mesh: the rendering step of face swap by texture transfer.
+
+Every facehub reconstruction shares one UV layout (:class:`~facehub.modeling.geometry.topology.FaceTopology`), so a
+texel means the same point of the face on any two faces: the source's texture (completed by symmetry, so the parts
+its photo hid are there too) can be drawn on the target's mesh, in the target's photo, at the target's pose and
+expression. :func:`render_uv_texture` z-buffers the mesh (:func:`~facehub.modeling.geometry.zbuffer.
+rasterize_zbuffer`), culls the triangles that face away (so no surface is seen from behind) and samples the texture
+bilinearly; :func:`swap_region` is the part of the face a swap replaces.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facehub.modeling.geometry.zbuffer import interpolate, rasterize_zbuffer
+
+
+def front_facing(vertices: np.ndarray, triangles: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+    """(F,) bool: triangles whose projected winding matches the majority's in ``reference`` (default ``vertices``:
+    a face mesh is mostly front-facing), i.e. that face the camera."""
+    def areas(points):
+        a, b, c = (np.asarray(points, np.float64)[triangles[:, k], :2] for k in range(3))
+        return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
+
+    reference_areas = areas(vertices if reference is None else reference)
+    front = 1.0 if (reference_areas > 0).sum() >= (reference_areas < 0).sum() else -1.0
+    return areas(vertices) * front > 0
+
+
+def render_uv_texture(shape: tuple[int, int], vertices: np.ndarray, triangles: np.ndarray, uvs: np.ndarray,
+                      texture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Draw a UV-textured mesh in an image of ``shape`` (H, W).
+
+    Args:
+        vertices: (V, 3) in the image's pixels (x right, y down, z towards the camera).
+        triangles: (F, 3); uvs: (V, 2) in [0, 1] (``v`` down); texture: (T, T, 3) uint8.
+
+    Returns:
+        (H, W, 3) uint8 colours (0 off the mesh) and (H, W) bool coverage, drawn from the front-facing triangles
+        only.
+    """
+    import cv2
+
+    h, w = int(shape[0]), int(shape[1])
+    vertices = np.asarray(vertices, np.float64)
+    triangles = np.asarray(triangles, np.int64)
+    drawn = triangles[front_facing(vertices, triangles)]
+    index, weights = rasterize_zbuffer(vertices[:, :2], vertices[:, 2], drawn, (h, w))
+    covered = index >= 0
+    uv = interpolate(np.asarray(uvs, np.float64), drawn, index, weights)
+    size = texture.shape[0]
+    colours = cv2.remap(np.ascontiguousarray(texture), (uv[..., 0] * size - 0.5).astype(np.float32),
+                        (uv[..., 1] * size - 0.5).astype(np.float32), cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE)
+    return np.where(covered[..., None], colours, 0).astype(np.uint8), covered
+
+
+def swap_region(landmarks68: np.ndarray, shape: tuple[int, int], brow_lift: float = 0.25) -> np.ndarray:
+    """(H, W) bool: the part of a face a swap replaces, the hull of its 68 landmarks (iBUG order) with the eyebrows
+    lifted by ``brow_lift`` times the brow-to-nose-tip distance, so the forehead's lower part comes along without
+    reaching the hairline."""
+    import cv2
+
+    points = np.asarray(landmarks68, np.float64)[:, :2].copy()
+    brows = np.arange(17, 27)
+    nose_tip = points[30]
+    points[brows] += (points[brows] - nose_tip) * brow_lift
+    mask = np.zeros((int(shape[0]), int(shape[1])), np.uint8)
+    hull = cv2.convexHull(np.round(points).astype(np.int32))
+    cv2.fillConvexPoly(mask, hull, 1)
+    return mask.astype(bool)

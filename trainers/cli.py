@@ -234,9 +234,17 @@ def _prepare_swaps(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``facehub eval CAPABILITY``: evaluations that measure every registered method of a capability side by side.
+CAPABILITY_EVALUATIONS = {
+    "rotation": "facehub.trainers.evaluation.rotation:main",
+    "swap": "facehub.trainers.evaluation.swap:main",
+}
+
+
 def _dispatch(verb: str, parser: argparse.ArgumentParser):
     """``facehub eval|bench METHOD [options]``: the registry's ``main(argv)`` of that method, given the options
-    (``--help`` included, so the method's own help is shown)."""
+    (``--help`` included, so the method's own help is shown); ``facehub eval rotation`` and the other
+    :data:`CAPABILITY_EVALUATIONS` measure every method of a capability."""
 
     def run(args: argparse.Namespace, rest: list[str]) -> int:
         from facehub import methods
@@ -246,6 +254,8 @@ def _dispatch(verb: str, parser: argparse.ArgumentParser):
                 parser.print_help()
                 return 0
             parser.error("the following arguments are required: METHOD")
+        if verb == "eval" and args.method in CAPABILITY_EVALUATIONS:
+            return int(methods.import_object(CAPABILITY_EVALUATIONS[args.method])(rest) or 0)
         main = methods.get(args.method).entry_point(verb)
         return int(main(rest) or 0)
 
@@ -325,6 +335,8 @@ def register(subparsers) -> None:
         ("bench", "benchmark", "Time a method against references measured in the same run."),
     ):
         with_it = [spec.name for spec in methods.all_methods() if getattr(spec, attribute)]
+        if verb == "eval":
+            with_it += [f"{name} (every {name} method)" for name in CAPABILITY_EVALUATIONS]
         parser = subparsers.add_parser(
             verb, help=text, add_help=False, usage=f"facehub {verb} METHOD [options of the method]",
             description=f"{text} `facehub {verb} METHOD --help` shows the method's own options.",

@@ -36,6 +36,35 @@ def _add_demo(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def _add_compare(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "compare",
+        help="Run one photo (two for swap) through every registered rotation, reconstruction and swap method.",
+        description="Every method of the registry with the rotation, reconstruction and swap capabilities on the "
+        "same photo, on its embedded default, with the same measured figures (the demo's Compare tab): prints a "
+        "table per capability and writes a contact sheet.",
+    )
+    parser.add_argument("photo", help="Photo with a face.")
+    parser.add_argument("second", nargs="?", help="Second photo: the swap's target (no swap rows without it).")
+    parser.add_argument("--yaw", type=float, default=30.0, help="Rotation request in degrees (default 30).")
+    parser.add_argument("--capability", action="append", choices=("rotation", "reconstruction", "swap"),
+                        help="Compare only the methods of this capability; repeat for several (default: all three).")
+    parser.add_argument("--out", default="runs/compare.png", help="Contact sheet to write (default runs/compare.png).")
+
+    def run(args) -> int:
+        from facehub.apps.comparison import CAPABILITIES, compare, save_sheet
+        from facehub.modeling.faces.image_io import load_image
+
+        photo = load_image(args.photo)
+        second = load_image(args.second) if args.second else None
+        result = compare(photo, second, yaw=args.yaw, capabilities=tuple(args.capability or CAPABILITIES))
+        print(result.table())
+        print(f"contact sheet: {save_sheet(result, args.out)}")
+        return 0
+
+    parser.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from facehub.hub import cli as hub_cli
     from facehub.trainers import cli as trainers_cli
@@ -44,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"facehub {version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_demo(subparsers)
+    _add_compare(subparsers)
     trainers_cli.register(subparsers)
     hub_cli.register(subparsers)
     return parser

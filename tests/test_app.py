@@ -141,7 +141,8 @@ def test_registered_tabs_are_ordered_and_a_broken_tab_does_not_break_the_demo(mo
         register_tab("Relight")(lambda ctx: None)
 
     demo = build_demo(DemoContext(device="cpu"))
-    assert _tab_labels(demo) == ["Relight", "Rotate", "Reconstruct 3D", "Broken", "Swap", "Models", "About"]
+    assert _tab_labels(demo) == ["Relight", "Rotate", "Reconstruct 3D", "Broken", "Swap", "Compare", "Models",
+                                  "About"]
     assert any("failed to build" in text and "no weights" in text for text in _markdown_values(demo))
 
 

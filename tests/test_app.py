@@ -193,14 +193,15 @@ def test_capability_tabs_list_the_methods_of_the_registry(tmp_path, monkeypatch)
     methods.register(spec)
     try:
         assert registry.BUILTIN_TAB_MODULES == [f"facehub.apps.tabs.{name}" for name in
-                                                ("rotate", "reconstruct", "swap", "models", "about")]
+                                                ("rotate", "reconstruct", "swap", "compare", "models", "about")]
         assert "facehub_test_relight_tab" in registry.tab_modules()
         demo = build_demo(DemoContext(device="cpu"))
     finally:
         methods.unregister("relight_test")
     assert "Relight (test)" in _tab_labels(demo)
     pickers = [b for b in demo.blocks.values() if isinstance(b, gr.Radio) and b.label == "Method"]
-    expected = {"rotation": methods.available("rotation") + ["relight_test"], "swap": ["depthnet", "relight_test"],
+    expected = {"rotation": methods.available("rotation") + ["relight_test"],
+                "swap": methods.available("swap") + ["relight_test"],
                 "reconstruction": methods.available("reconstruction")}
     offered = sorted(sorted(value for _, value in picker.choices) for picker in pickers)
     assert offered == sorted(sorted(names) for names in expected.values())
@@ -213,7 +214,7 @@ def test_every_capability_tab_offers_example_photos():
 
     demo = build_demo(DemoContext(device="cpu"))
     datasets = [b for b in demo.blocks.values() if isinstance(b, gr.Dataset)]
-    assert len(datasets) == 3, "Rotate, Reconstruct 3D and Swap each offer examples"
+    assert len(datasets) == 4, "Rotate, Reconstruct 3D, Swap and Compare each offer examples"
     assert all(len(d.samples) >= 3 for d in datasets)
     # The package ships its own copies (tests/ is not installed), identical to the credited test photos.
     photos = Path(__file__).parent / "data" / "photos"

@@ -148,11 +148,13 @@ def test_eval_and_bench_errors_are_one_line(capsys):
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and "obama.jpg, biden.jpg, astronaut.png are not in /no/such/folder" in lines[0]
     assert main(["eval", "--help"]) == 0
-    assert "One of: depthnet, face_fitting, prn_dense." in capsys.readouterr().out
+    assert ("One of: depthnet, face_fitting, prn_dense, rotation (every rotation method), swap (every swap method)."
+            in " ".join(capsys.readouterr().out.split()))
 
 
 def test_benchmark_scripts_run_the_packaged_benchmarks():
-    for script, option in (("bench_depthnet.py", "--photos"), ("bench_prn_dense.py", "--no-compile")):
+    for script, option in (("bench_depthnet.py", "--photos"), ("bench_prn_dense.py", "--no-compile"),
+                           ("bench_rotation_swap.py", "--runs")):
         run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--help"], capture_output=True,
                              text=True, timeout=120)
         assert run.returncode == 0 and option in run.stdout, run.stderr[-2000:]

@@ -24,8 +24,8 @@ from facehub.hub.push import PushError, push_to_hub
 
 def test_builtin_methods_and_capabilities():
     assert methods.names() == ["cyclegan", "depthnet", "face_fitting", "prn_dense"]
-    assert methods.available("rotation") == ["depthnet", "prn_dense"]
-    assert methods.available("swap") == ["depthnet"]
+    assert methods.available("rotation") == ["depthnet", "face_fitting", "prn_dense"]
+    assert methods.available("swap") == ["depthnet", "face_fitting", "prn_dense"]
     assert methods.available("reconstruction") == ["face_fitting", "prn_dense"]
     assert methods.available("generation") == []
     assert methods.trainable() == ["cyclegan", "depthnet", "face_fitting", "prn_dense"]

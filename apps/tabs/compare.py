@@ -32,7 +32,7 @@ from facehub.apps.tabs.common import (
 
 logger = logging.getLogger(__name__)
 
-EXAMPLES = ("obama.jpg", "astronaut.png")
+EXAMPLES = ("obama.jpg", "astronaut.png", "biden.jpg")
 
 
 def run_comparison(ctx: DemoContext, photo, second=None, yaw: float = 30.0, progress=None):

@@ -188,7 +188,7 @@ class FaceRotationPipeline(RotationPipelineMixin, DepthNetPipelineMixin, FaceHub
     max_yaw = 80.0
     max_pitch = 60.0
     unreachable_reason = "DepthNet only moves the visible half of the face"
-    max_folded_fraction = 0.002
+    max_folded_fraction = 0.005
     output_class = FaceRotationPipelineOutput
     max_rotation = 75.0
 

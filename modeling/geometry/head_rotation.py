@@ -18,9 +18,13 @@ neck stay where they were. This module follows the two ideas of the anchors the 
   surfaces that turn away are hidden by the z-buffer instead of folding over the visible ones.
 
 The z-buffer is :func:`~facehub.modeling.geometry.zbuffer.rasterize_zbuffer` (tens of milliseconds for ~70k
-triangles at 512 px). A grid triangle whose area grows more than :attr:`HeadProxy.max_stretch` times (background
-uncovered behind the head, the side of the head the photo never saw) has no texture worth stretching: its pixels are
-filled by inpainting instead and reported in :attr:`HeadRotation.filled_fraction`.
+triangles at 512 px). Grid triangles wholly inside the face are left out (the face mesh draws the face), and every
+triangle whose winding flipped is culled: it would show a surface from behind, a fold-over. A pixel that no drawn
+triangle covers, or that a grid triangle stretched more than :attr:`HeadProxy.max_stretch` times covers (background
+uncovered behind the head, the side of the head the photo never saw), takes the colour of the head proxy's point
+seen there, from the photo or, where the photo did not see it, from its mirror point across the head's mid-plane
+(the symmetric completion carried over to hair and ears); what is left is inpainted. :class:`HeadRotation` reports
+how much was filled and culled.
 """
 
 from __future__ import annotations
@@ -195,11 +199,14 @@ def rotate_head(
     corners = similarity.apply(np.asarray(proxy.centre) + signs * np.asarray(proxy.radii))
     box_points = np.vstack([corners[:, :2], vertices[:, :2]])
     grow = max(proxy.margin, proxy.band) * proxy.radii[0] * scale
-    x0, y0 = np.floor(box_points.min(axis=0) - grow).astype(int)
-    x1, y1 = np.ceil(box_points.max(axis=0) + grow).astype(int)
+    low, high = box_points.min(axis=0) - grow, box_points.max(axis=0) + grow
+    centre = (low + high) / 2.0
+    if not (np.isfinite(centre).all() and 0 <= centre[0] < w and 0 <= centre[1] < h):
+        raise ValueError("The reconstructed face lies outside the photo: nothing to turn.")
+    half = np.maximum((high - low) / 2.0, 8.0)  # a collapsed reconstruction still gets a region to draw
+    x0, y0 = np.floor(centre - half).astype(int)
+    x1, y1 = np.ceil(centre + half).astype(int)
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-    if x1 - x0 < 8 or y1 - y0 < 8:
-        raise ValueError("The face lies outside the photo: nothing to turn.")
     step = max(1.0, max(x1 - x0, y1 - y0) / proxy.grid_points)
     nx, ny = int(np.ceil((x1 - x0) / step)) + 1, int(np.ceil((y1 - y0) / step)) + 1
     gx = np.minimum(x0 + np.arange(nx) * step, x1)

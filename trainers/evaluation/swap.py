@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=20, help="Ordered (source, target) pairs to swap (default 20).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the pair draw (default 0).")
     parser.add_argument("--limit", type=int, help="Use the first N photos only.")
+    parser.add_argument("--repair", metavar="ID",
+                        help="A repair checkpoint (`facehub train cyclegan`): adds a row for each swap method that "
+                        "takes a repair network (DepthNets), with that network, beside the row without it.")
     parser.add_argument("--sheet", type=int, default=6, help="Pairs on the contact sheet (default 6).")
     parser.add_argument("--out", default="runs/eval-swap", help="Output folder (default runs/eval-swap).")
     args = parser.parse_args(argv)
@@ -131,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
 
     runners = [(BASELINE, None)] + [(name if model is None else f"{name} ({model})",
                                      methods.load(name, "swap", model=model)) for name, model in chosen]
+    if args.repair:
+        network = methods.load("cyclegan", "repair", model=args.repair).repair
+        runners += [(f"{label} + repair", type(pipe)(**{**pipe.components, "repair": network}))
+                    for label, pipe in runners[1:] if "repair" in getattr(pipe, "components", {})]
     trials: dict[str, list[SwapTrial]] = {label: [] for label, _ in runners}
     sheet = [[(photos[i][1], "source"), (photos[j][1], "target")] for i, j in pairs[: args.sheet]]
     for label, pipe in runners:

@@ -235,6 +235,22 @@ def test_pipeline_batches_and_photos_without_faces():
         pipe.reconstruct_faces(photo, faces, initial=[start, start])
 
 
+def test_faces_read_as_turned_beyond_the_threshold_keep_the_regressor_reading():
+    pipe = FaceFittingPipeline.from_pretrained("facehub/face-fitting")
+    photo = load_image(PHOTOS / "obama.jpg")
+    faces = pipe.find_faces(photo)
+    read = pipe.reconstruct_faces(photo, faces, refine=False, compute_depth=False)[0]
+    settings = {"appearance_iterations": 0, "compute_depth": False}
+    # obama.jpg is frontal: with the default threshold (60 degrees) it is fitted; with 0 every face is "turned".
+    fitted = pipe.reconstruct_faces(photo, faces, **settings)[0]
+    kept = pipe.reconstruct_faces(photo, faces, regressor_beyond_yaw=0.0, **settings)[0]
+    np.testing.assert_allclose(kept.vertices, read.vertices, atol=1e-4)
+    assert np.abs(fitted.vertices - read.vertices).max() > 1.0
+    assert nme(fitted.landmarks68, faces[0].landmarks68) < nme(kept.landmarks68, faces[0].landmarks68)
+    with pytest.raises(ValueError, match="Got 120 for `regressor_beyond_yaw`"):
+        pipe.reconstruct_faces(photo, faces, regressor_beyond_yaw=120)
+
+
 def test_embedded_default_holds_the_default_settings(tmp_path):
     from facehub import methods
 

@@ -313,7 +313,7 @@ class FaceRegressorTrainingConfig(TrainingConfig):
                                    "uv_size": 8, "max_yaw": 90.0, "max_pitch": 30.0, "max_roll": 20.0, "seed": 0}},
         },
         "default": {
-            "max_steps": 5000, "train_batch_size": 32, "learning_rate": 2e-3, "lr_scheduler": "cosine",
+            "max_steps": 20_000, "train_batch_size": 32, "learning_rate": 2e-3, "lr_scheduler": "cosine",
             "lr_warmup_steps": 50, "checkpointing_steps": 500, "logging_steps": 50, "dataloader_num_workers": 0,
             "model": {"preset": "cpu-small"},
             "data": {"synthetic": {"num_identities": 1000, "views_per_identity": 2, "image_size": 96,

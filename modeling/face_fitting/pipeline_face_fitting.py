@@ -150,6 +150,23 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
             return [results[i] for i in range(len(faces))]
         if start not in ("mean", "regressor"):
             raise ValueError(f"Got {start!r} for `start`; use 'mean' (closed-form camera, mean face) or 'regressor'.")
+        beyond = settings.regressor_beyond_yaw
+        if refine and initial is None and beyond is not None and getattr(self, "regressor", None) is not None and faces:
+            # Near-profiles keep the regressor's reading (FaceFittingConfig.regressor_beyond_yaw).
+            predicted = self.regress(photo, faces)
+            turned = [i for i, c in enumerate(predicted) if abs(float(c.rotation[0])) > beyond]
+            if turned:
+                kept = [i for i in range(len(faces)) if i not in set(turned)]
+                read = self.reconstruct_faces(photo, [faces[i] for i in turned], initial=[predicted[i] for i in turned],
+                                              compute_depth=compute_depth, refine=False, **overrides)
+                fitted = self.reconstruct_faces(photo, [faces[i] for i in kept], compute_depth=compute_depth,
+                                                refine=True, start=start, regressor_beyond_yaw=None,
+                                                **{k: v for k, v in overrides.items() if k != "regressor_beyond_yaw"}
+                                                ) if kept else []
+                results = dict(zip(turned, read, strict=True)) | dict(zip(kept, fitted, strict=True))
+                return [results[i] for i in range(len(faces))]
+            if start == "regressor":
+                initial = predicted
         if initial is None and (start == "regressor" or not refine):
             initial = self.regress(photo, faces)
         starts = [None] * len(faces) if initial is None else list(initial)

@@ -97,6 +97,9 @@ def test_swap_and_rotation_evaluations_and_the_comparison_run_every_method(tmp_p
     assert rows[0]["request"] == "yaw +20" and rows[0]["yaw_error"] is not None and rows[0]["yaw_error"] < 10.0
     assert (tmp_path / "rotation" / "sheet_prn_dense.png").exists()
 
+    assert main(["compare", str(PHOTOS / "astronaut.png"), "--capability", "reconstruction", "--out",
+                 str(tmp_path / "compare.png")]) == 0
+    assert "| Morphable-model fitting |" in capsys.readouterr().out and (tmp_path / "compare.png").exists()
     photo = load_image(PHOTOS / "astronaut.png")
     result = compare(photo, load_image(PHOTOS / "obama.jpg"), yaw=20.0, capabilities=("reconstruction", "swap"))
     rows = {(r.capability, r.method) for r in result.rows}

@@ -1,8 +1,8 @@
 """Benchmark: seconds to rotate and to swap a 512 px photo with every registered rotation and swap method, by stage.
 
 The rotation issue's target is a 512 px photo rotated or swapped in at most a second on a CPU. Each method runs
-``--runs`` times after one warm-up call on ``tests/data/photos/astronaut.png`` (512 x 512; ``--photo`` for another,
-``--target`` for the swap's target) and prints the median total and the median of each stage the pipeline reports
+``--runs`` times after one warm-up call on ``tests/data/photos/astronaut.png`` (``--photo`` for another; ``--target``
+for the swap's target, obama.jpg by default), both resized to 512 px on their longer side (``--size``) and prints the median total and the median of each stage the pipeline reports
 in ``out.timings``; the DepthNet warp, the paper's method, is the reference row measured in the same run, and each
 row gives its ratio to it.
 
@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photo", default=str(ROOT / "tests" / "data" / "photos" / "astronaut.png"))
     parser.add_argument("--target", default=str(ROOT / "tests" / "data" / "photos" / "obama.jpg"),
                         help="The swap's target photo (the source is --photo).")
+    parser.add_argument("--size", type=int, default=512,
+                        help="Resize both photos to this longer side first (default 512, the target's size; 0 keeps them).")
     parser.add_argument("--runs", type=int, default=5, help="Timed runs per method (default 5).")
     parser.add_argument("--yaw", type=float, default=30.0, help="Rotation request in degrees (default 30).")
     args = parser.parse_args(argv)
@@ -48,6 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     from facehub.modeling.faces.image_io import load_image
 
     photo, target = load_image(args.photo), load_image(args.target)
+    if args.size:
+        import cv2
+
+        def resized(image):
+            scale = args.size / max(image.shape[:2])
+            size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+            return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+        photo, target = resized(photo), resized(target)
     print(f"photo {photo.shape[1]}x{photo.shape[0]}, target {target.shape[1]}x{target.shape[0]}, "
           f"{torch.get_num_threads()} threads, median of {args.runs} runs\n")
     for capability in ("rotation", "swap"):

@@ -10,16 +10,19 @@ Per capability (a method appears by declaring it in its ``MethodSpec``; nothing 
 - **swap** (with a second photo, the target): the result, identity distance to the source and to the target, the
   time; the 2D baseline (:func:`~facehub.modeling.faces.compositing.similarity_swap`) comes along as a row.
 
-A method that fails on the photo gets a row with its message instead of figures.
+A method that fails on the photo (a refusal, or an error) gets a row with its message instead of figures.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 CAPABILITIES = ("rotation", "reconstruction", "swap")
 BASELINE = "2D similarity warp + Poisson (baseline)"
@@ -191,6 +194,9 @@ def compare(photo: np.ndarray, target: np.ndarray | None = None, *, yaw: float =
                                "distance to target": _distance(found, target_face)}
         except ValueError as err:  # refusals (UnreachablePoseError, no face...) are results too
             row.error = " ".join(str(err).split())
+        except Exception as err:  # one broken method must not hide the others' rows; the log keeps the trace
+            logger.exception("%s %s failed in the comparison", capability, title)
+            row.error = f"{type(err).__name__}: {' '.join(str(err).split())}"
         row.seconds = time.perf_counter() - start
         rows.append(row)
     progress(1.0, "done")

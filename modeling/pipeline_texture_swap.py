@@ -11,7 +11,8 @@ background are kept):
    mesh with a z-buffer and the triangles that face away culled
    (:func:`~facehub.modeling.geometry.texture_swap.render_uv_texture`).
 4. **Mask**: the drawn pixels inside the hull of the geometry's 68 landmarks with the brows lifted
-   (:func:`~facehub.modeling.geometry.texture_swap.swap_region`), shrunk by 2% of the face size and feathered; the
+   (:func:`~facehub.modeling.geometry.texture_swap.swap_outline`), shrunk by 2% of the face size and feathered over
+   4% (:func:`~facehub.modeling.faces.compositing.hull_mask`, as the DepthNet swap's mask); the
    target's glasses and fringe inside it are replaced, so none of their fragments stay inside the face.
 5. **Blend**: Reinhard colour transfer to the target's skin inside the mask, then Poisson blending
    (:mod:`facehub.modeling.faces.compositing`), as the DepthNet swap does.
@@ -32,17 +33,10 @@ from facehub.modeling.pipeline_utils import (
     MIN_INTEROCULAR_PIXELS,
     ImagePipelineOutput,
     SourceTarget,
-    as_image_list,
-    broadcast,
-    check_output_type,
-    collate,
-    convert_images,
+    measure_swap,
     select_face,
+    swap_each,
 )
-
-#: Mask inset and feather as fractions of the face size (the square root of its landmark box's area).
-MASK_INSET = 0.02
-MASK_FEATHER = 0.04
 
 
 @dataclass
@@ -112,29 +106,24 @@ class TextureSwapMixin:
         Raises:
             FaceSelectionError: no face, no face at the index, or a face too small, naming the photo.
         """
-        check_output_type(output_type)
-        sources, sources_batched = as_image_list(source_image, "source_image")
-        targets, targets_batched = as_image_list(target_image, "target_image")
-        if len(sources) != len(targets) and 1 not in (len(sources), len(targets)):
-            raise ValueError(
-                f"`source_image` has {len(sources)} images and `target_image` has {len(targets)}; pass lists of the "
-                "same length (swapped pair by pair), or one image on either side."
-            )
-        count = max(len(sources), len(targets))
-        sources, targets = broadcast(sources, count, "source_image"), broadcast(targets, count, "target_image")
-        results = [self._swap_one(source, target, source_face_index, target_face_index, color_transfer,
+        def swap_one(source, target):
+            return self._swap_one(source, target, source_face_index, target_face_index, color_transfer,
                                   min_interocular, measure)
-                   for source, target in zip(sources, targets, strict=True)]
-        images = convert_images([result.pop("image") for result in results], output_type)
-        output = self.swap_output_class(images=images, **collate(results, sources_batched or targets_batched))
-        return output if return_dict else output.to_tuple()
+
+        return swap_each(swap_one, self.swap_output_class, source_image, target_image, output_type, return_dict)
 
     def _swap_one(self, source, target, source_face_index, target_face_index, color_transfer, min_interocular,
                   measure) -> dict:
-        import cv2
-
-        from facehub.modeling.faces.compositing import alpha_blend, seamless_blend, transfer_color
-        from facehub.modeling.geometry.texture_swap import render_uv_texture, swap_region
+        from facehub.modeling.faces.compositing import (
+            FACE_MASK_FEATHER,
+            FACE_MASK_INSET,
+            alpha_blend,
+            face_size,
+            hull_mask,
+            seamless_blend,
+            transfer_color,
+        )
+        from facehub.modeling.geometry.texture_swap import render_uv_texture, swap_outline
 
         timings: dict[str, float] = {}
         start = time.perf_counter()
@@ -155,13 +144,9 @@ class TextureSwapMixin:
         start = time.perf_counter()
         rendered, covered = render_uv_texture(target.shape[:2], mesh.vertices, mesh.triangles, mesh.uvs, texture)
         landmarks = np.asarray(geometry.landmarks68)[:, :2]
-        width, height = np.ptp(landmarks, axis=0)
-        size = float(np.sqrt(width * height))
-        inside = (swap_region(landmarks, target.shape[:2]) & covered).astype(np.uint8)
-        inset = max(1, int(round(MASK_INSET * size)))
-        inside = cv2.erode(inside, np.ones((2 * inset + 1, 2 * inset + 1), np.uint8))
-        feather = max(1.0, MASK_FEATHER * size / 2.0)
-        mask = cv2.GaussianBlur(inside.astype(np.float32), (0, 0), feather) * inside
+        size = face_size(landmarks)
+        mask = hull_mask(swap_outline(landmarks), target.shape[:2], inset=FACE_MASK_INSET * size,
+                         feather=FACE_MASK_FEATHER * size) * covered
         timings["render"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -176,7 +161,7 @@ class TextureSwapMixin:
                         "landmark_error": None}
         if measure:
             start = time.perf_counter()
-            measurements.update(self._measure_swap(image, source, target, source_face, target_face))
+            measurements.update(measure_swap(self, image, source, target, source_face, target_face))
             timings["measure"] = time.perf_counter() - start
         return {
             "image": image,
@@ -189,20 +174,4 @@ class TextureSwapMixin:
             "timings": timings,
             "repaired": False,
             **measurements,
-        }
-
-    def _measure_swap(self, image, source, target, source_face, target_face) -> dict:
-        from facehub.modeling.faces.identity import face_distance
-        from facehub.modeling.geometry.landmark_metrics import nme
-        from facehub.modeling.pipeline_utils import measure_pose
-
-        output_face, _ = measure_pose(self.find_faces, image, target_face.bbox)
-        if output_face is None:
-            return {}
-        descriptor = self.embed(image, output_face)
-        return {
-            "output_face": output_face,
-            "distance_to_source": float(face_distance(descriptor, self.embed(source, source_face))),
-            "distance_to_target": float(face_distance(descriptor, self.embed(target, target_face))),
-            "landmark_error": float(nme(output_face.landmarks68, target_face.landmarks68)),
         }

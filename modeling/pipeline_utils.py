@@ -223,6 +223,34 @@ def rotate_each(
     return output if return_dict else output.to_tuple()
 
 
+def swap_each(
+    swap_one: Callable[[np.ndarray, np.ndarray], dict[str, Any]],
+    output_class: type,
+    source_image,
+    target_image,
+    output_type: str = "pil",
+    return_dict: bool = True,
+):
+    """The batch half of every swap pipeline's ``__call__``: read ``source_image`` and ``target_image`` (one each, two
+    lists of the same length swapped pair by pair, or one image on either side for all), run
+    ``swap_one(source, target) -> dict`` (an ``"image"`` array plus the output's other fields) on each pair, and
+    assemble ``output_class`` as :func:`collate` says."""
+    check_output_type(output_type)
+    sources, sources_batched = as_image_list(source_image, "source_image")
+    targets, targets_batched = as_image_list(target_image, "target_image")
+    if len(sources) != len(targets) and 1 not in (len(sources), len(targets)):
+        raise ValueError(
+            f"`source_image` has {len(sources)} images and `target_image` has {len(targets)}; pass lists of the "
+            "same length (swapped pair by pair), or one image on either side."
+        )
+    count = max(len(sources), len(targets))
+    sources, targets = broadcast(sources, count, "source_image"), broadcast(targets, count, "target_image")
+    results = [swap_one(source, target) for source, target in zip(sources, targets, strict=True)]
+    images = convert_images([result.pop("image") for result in results], output_type)
+    output = output_class(images=images, **collate(results, sources_batched or targets_batched))
+    return output if return_dict else output.to_tuple()
+
+
 def _first_image_as_array(output) -> np.ndarray:
     images = output.images
     first = images[0] if isinstance(images, (list, tuple)) else images
@@ -284,20 +312,44 @@ class RotationPipelineOutput(ImagePipelineOutput):
         return self.achieved_pose
 
 
-def measure_pose(analyzer_call, image: np.ndarray, near_box) -> tuple[Any, Pose | None]:
-    """The face of ``image`` nearest the centre of ``near_box`` (x0, y0, x1, y1), found with ``analyzer_call``
-    (image -> list of faces), and its :class:`Pose`; ``(None, None)`` when there is no face."""
-    faces = analyzer_call(image)
+def face_nearest(faces: list, box) -> Any:
+    """The face whose box centre is nearest the centre of ``box`` (x0, y0, x1, y1); ``None`` for no faces."""
     if not faces:
-        return None, None
-    centre = np.array([(near_box[0] + near_box[2]) / 2.0, (near_box[1] + near_box[3]) / 2.0])
+        return None
+    centre = np.array([(box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0])
 
     def distance(face) -> float:
         x0, y0, x1, y1 = face.bbox
         return float(np.linalg.norm(np.array([(x0 + x1) / 2.0, (y0 + y1) / 2.0]) - centre))
 
-    face = min(faces, key=distance)
-    return face, Pose.of(face.pose)
+    return min(faces, key=distance)
+
+
+def measure_pose(analyzer_call, image: np.ndarray, near_box) -> tuple[Any, Pose | None]:
+    """The face of ``image`` nearest the centre of ``near_box`` (x0, y0, x1, y1), found with ``analyzer_call``
+    (image -> list of faces), and its :class:`Pose`; ``(None, None)`` when there is no face."""
+    face = face_nearest(analyzer_call(image), near_box)
+    return (None, None) if face is None else (face, Pose.of(face.pose))
+
+
+def measure_swap(pipe, image: np.ndarray, source: np.ndarray, target: np.ndarray, source_face, target_face) -> dict:
+    """What every swap pipeline reports with ``measure=True``: ``output_face`` (the face of the result ``image``
+    nearest the target face, found with ``pipe.find_faces``), its identity distances to the source and the target
+    face (``pipe.embed``, dlib's descriptor) and the NME of its landmarks against the target's; ``{}`` when the result
+    shows no face."""
+    from facehub.modeling.faces.identity import face_distance
+    from facehub.modeling.geometry.landmark_metrics import nme
+
+    output_face = face_nearest(pipe.find_faces(image), target_face.bbox)
+    if output_face is None:
+        return {}
+    descriptor = pipe.embed(image, output_face)
+    return {
+        "output_face": output_face,
+        "distance_to_source": float(face_distance(descriptor, pipe.embed(source, source_face))),
+        "distance_to_target": float(face_distance(descriptor, pipe.embed(target, target_face))),
+        "landmark_error": float(nme(output_face.landmarks68, target_face.landmarks68)),
+    }
 
 
 class RotationPipelineMixin:

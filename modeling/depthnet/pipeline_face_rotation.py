@@ -53,6 +53,7 @@ from facehub.modeling.pipeline_utils import (  # noqa: F401  (selection names re
     UnreachablePoseError,
     check_output_type,
     check_pose_angles,
+    face_nearest,
     measure_pose,
     select_face,
 )
@@ -140,19 +141,6 @@ class FaceRotationPipelineOutput(RotationPipelineOutput):
 
 #: Former name of :class:`FaceRotationPipelineOutput`.
 FaceRotationOutput = FaceRotationPipelineOutput
-
-
-def face_nearest(faces: list[Face], box: tuple[float, float, float, float]) -> Face | None:
-    """The face whose box centre is nearest the centre of ``box`` (None for no faces)."""
-    if not faces:
-        return None
-    centre = np.array([(box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0])
-
-    def distance(face: Face) -> float:
-        x0, y0, x1, y1 = face.bbox
-        return float(np.linalg.norm(np.array([(x0 + x1) / 2.0, (y0 + y1) / 2.0]) - centre))
-
-    return min(faces, key=distance)
 
 
 class DepthNetPipelineMixin(FacePipelineMixin):

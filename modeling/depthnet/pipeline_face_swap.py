@@ -41,37 +41,31 @@ from facehub.modeling.depthnet.pipeline_face_rotation import (
     DEPTHNET_BUNDLE_CLASSES,
     MIN_INTEROCULAR_PIXELS,
     DepthNetPipelineMixin,
-    face_nearest,
     select_face,
 )
 from facehub.modeling.depthnet.warp import warp_image
 from facehub.modeling.faces.analyzer import Face
-from facehub.modeling.faces.compositing import alpha_blend, hull_mask, seamless_blend, transfer_color
-from facehub.modeling.faces.identity import face_distance
-from facehub.modeling.geometry.landmark_metrics import nme
+from facehub.modeling.faces.compositing import (  # noqa: F401  (face_size re-exported for old imports)
+    FACE_MASK_FEATHER,
+    FACE_MASK_INSET,
+    alpha_blend,
+    face_size,
+    hull_mask,
+    seamless_blend,
+    transfer_color,
+)
 from facehub.modeling.modeling_utils import FaceHubPipeline
 from facehub.modeling.pipeline_utils import (
     ImagePipelineOutput,
     SourceTarget,
-    as_image_list,
-    broadcast,
-    check_output_type,
-    collate,
-    convert_images,
+    measure_swap,
+    swap_each,
 )
 
-#: Mask inset and feather width as fractions of the face size (square root of its keypoint box area): the hull is
-#: shrunk by 2% and its edge softened over 4% about that, so the soft edge lies 0-4% inside the warped keypoints'
-#: hull and nothing from beyond the source's jaw line (hair, background) is pasted; colour transfer and Poisson
-#: blending use the mask's half-way line, 2% inside the hull.
-MASK_INSET = 0.02
-MASK_FEATHER = 0.04
-
-
-def face_size(keypoints: np.ndarray) -> float:
-    """Square root of the area of the keypoints' bounding box, pixels."""
-    width, height = np.ptp(np.asarray(keypoints, dtype=np.float64), axis=0)
-    return float(np.sqrt(width * height))
+#: The face mask's inset and feather (fractions of the face size), shared with every swap
+#: (:data:`facehub.modeling.faces.compositing.FACE_MASK_INSET` and ``FACE_MASK_FEATHER``).
+MASK_INSET = FACE_MASK_INSET
+MASK_FEATHER = FACE_MASK_FEATHER
 
 
 def mask_region(mask: np.ndarray, margin: int = 4) -> tuple[slice, slice]:
@@ -185,25 +179,11 @@ class FaceSwapPipeline(DepthNetPipelineMixin, FaceHubPipeline):
         Raises:
             FaceSelectionError: no face, no face at the index, or a face too small, naming the photo.
         """
-        check_output_type(output_type)
-        sources, sources_batched = as_image_list(source_image, "source_image")
-        targets, targets_batched = as_image_list(target_image, "target_image")
-        if len(sources) != len(targets) and 1 not in (len(sources), len(targets)):
-            raise ValueError(
-                f"`source_image` has {len(sources)} images and `target_image` has {len(targets)}; pass lists of the "
-                "same length (swapped pair by pair), or one image on either side."
-            )
-        count = max(len(sources), len(targets))
-        sources, targets = broadcast(sources, count, "source_image"), broadcast(targets, count, "target_image")
-        results = [
-            self._swap_one(
-                source, target, source_face_index, target_face_index, color_transfer, min_interocular, measure
-            )
-            for source, target in zip(sources, targets, strict=True)
-        ]
-        images = convert_images([result.pop("image") for result in results], output_type)
-        output = FaceSwapPipelineOutput(images=images, **collate(results, sources_batched or targets_batched))
-        return output if return_dict else output.to_tuple()
+        def swap_one(source, target):
+            return self._swap_one(source, target, source_face_index, target_face_index, color_transfer,
+                                  min_interocular, measure)
+
+        return swap_each(swap_one, FaceSwapPipelineOutput, source_image, target_image, output_type, return_dict)
 
     def _swap_one(
         self, source, target, source_face_index, target_face_index, color_transfer, min_interocular, measure
@@ -287,14 +267,6 @@ class FaceSwapPipeline(DepthNetPipelineMixin, FaceHubPipeline):
         self, image: np.ndarray, source: np.ndarray, target: np.ndarray, source_face: Face, target_face: Face
     ) -> dict:
         """``output_face``, identity distances and landmark error of a swap result ``image`` (see
-        :class:`FaceSwapPipelineOutput`); empty when no face is found on ``image``."""
-        output_face = face_nearest(self.find_faces(image), target_face.bbox)
-        if output_face is None:
-            return {}
-        descriptor = self.embed(image, output_face)
-        return {
-            "output_face": output_face,
-            "distance_to_source": float(face_distance(descriptor, self.embed(source, source_face))),
-            "distance_to_target": float(face_distance(descriptor, self.embed(target, target_face))),
-            "landmark_error": float(nme(output_face.landmarks68, target_face.landmarks68)),
-        }
+        :class:`FaceSwapPipelineOutput`, :func:`~facehub.modeling.pipeline_utils.measure_swap`); empty when no face
+        is found on ``image``."""
+        return measure_swap(self, image, source, target, source_face, target_face)

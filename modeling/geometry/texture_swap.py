@@ -5,7 +5,7 @@ texel means the same point of the face on any two faces: the source's texture (c
 its photo hid are there too) can be drawn on the target's mesh, in the target's photo, at the target's pose and
 expression. :func:`render_uv_texture` z-buffers the mesh (:func:`~facehub.modeling.geometry.zbuffer.
 rasterize_zbuffer`), culls the triangles that face away (so no surface is seen from behind) and samples the texture
-bilinearly; :func:`swap_region` is the part of the face a swap replaces.
+bilinearly; :func:`swap_outline` outlines the part of the face a swap replaces.
 """
 
 from __future__ import annotations
@@ -55,17 +55,12 @@ def render_uv_texture(shape: tuple[int, int], vertices: np.ndarray, triangles: n
     return np.where(covered[..., None], colours, 0).astype(np.uint8), covered
 
 
-def swap_region(landmarks68: np.ndarray, shape: tuple[int, int], brow_lift: float = 0.25) -> np.ndarray:
-    """(H, W) bool: the part of a face a swap replaces, the hull of its 68 landmarks (iBUG order) with the eyebrows
-    lifted by ``brow_lift`` times the brow-to-nose-tip distance, so the forehead's lower part comes along without
-    reaching the hairline."""
-    import cv2
-
+def swap_outline(landmarks68: np.ndarray, brow_lift: float = 0.25) -> np.ndarray:
+    """(68, 2) the outline of the part of a face a swap replaces: its 68 landmarks (iBUG order) with the eyebrows
+    lifted by ``brow_lift`` times their distance to the nose tip, so that the hull of the points
+    (:func:`~facehub.modeling.faces.compositing.hull_mask`) takes the forehead's lower part without reaching the
+    hairline."""
     points = np.asarray(landmarks68, np.float64)[:, :2].copy()
     brows = np.arange(17, 27)
-    nose_tip = points[30]
-    points[brows] += (points[brows] - nose_tip) * brow_lift
-    mask = np.zeros((int(shape[0]), int(shape[1])), np.uint8)
-    hull = cv2.convexHull(np.round(points).astype(np.int32))
-    cv2.fillConvexPoly(mask, hull, 1)
-    return mask.astype(bool)
+    points[brows] += (points[brows] - points[30]) * brow_lift
+    return points

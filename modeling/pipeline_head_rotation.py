@@ -28,9 +28,7 @@ from facehub.modeling.pipeline_utils import (
     Pose,
     RotationPipelineMixin,
     RotationPipelineOutput,
-    check_output_type,
     measure_pose,
-    rotate_each,
 )
 
 #: The feedback stops once the measured yaw and pitch are this close to the request (degrees).
@@ -113,11 +111,10 @@ class HeadRotationMixin(RotationPipelineMixin):
     reconstruction_settings: dict = {}
     head_proxy = None
     pose_feedback: int = 2
+    rotation_options = ("pose_feedback",)
 
     def __call__(self, image, yaw: float = 0.0, pitch: float = 0.0, roll: float | None = None, *,
-                 target_image=None, face_index: int = 0, target_face_index: int = 0,
-                 min_interocular: float | None = None, measure: bool = True, pose_feedback: int | None = None,
-                 output_type: str = "pil", return_dict: bool = True):
+                 pose_feedback: int | None = None, **kwargs):
         """:meth:`RotationPipelineMixin.__call__ <facehub.modeling.pipeline_utils.RotationPipelineMixin.__call__>`,
         plus ``pose_feedback`` (0-4, default :attr:`pose_feedback`): corrective re-renders towards the requested
         pose as the face analyzer measures it (module docstring; needs ``measure=True``)."""
@@ -125,19 +122,10 @@ class HeadRotationMixin(RotationPipelineMixin):
         if not isinstance(feedback, int) or not 0 <= feedback <= MAX_POSE_FEEDBACK:
             raise ValueError(f"Got {pose_feedback!r} for `pose_feedback`; use a whole number of corrective re-renders "
                              f"from 0 (the geometric angle alone) to {MAX_POSE_FEEDBACK}.")
-        check_output_type(output_type)
-        if target_image is None:
-            self.check_reachable(yaw, pitch, roll)
-        interocular = self.default_min_interocular if min_interocular is None else min_interocular
-
-        def rotate_one(photo, target):
-            return self._rotate_one(photo, yaw, pitch, roll, target, face_index, target_face_index, interocular,
-                                    measure, feedback)
-
-        return rotate_each(rotate_one, self.output_class, image, target_image, output_type, return_dict)
+        return super().__call__(image, yaw, pitch, roll, pose_feedback=feedback, **kwargs)
 
     def _rotate_one(self, photo, yaw, pitch, roll, target_photo, face_index, target_face_index, min_interocular,
-                    measure, pose_feedback: int | None = None) -> dict:
+                    measure, pose_feedback: int) -> dict:
         from facehub.modeling.geometry.head_rotation import rotate_head
 
         timings: dict[str, float] = {"render": 0.0, "measure": 0.0}
@@ -170,11 +158,10 @@ class HeadRotationMixin(RotationPipelineMixin):
 
         rendered = requested
         best = (*render(rendered), rendered)
-        feedback = self.pose_feedback if pose_feedback is None else pose_feedback
         # Secant steps on yaw and pitch: the first through (face's pose, geometry's pose) and the first render, each
         # next one through the last two renders.
         points = [(tuple(face.pose), current), (tuple(best[2]), tuple(rendered))] if best[2] is not None else []
-        for _ in range(feedback if measure else 0):
+        for _ in range(pose_feedback if measure else 0):
             if best[2] is None or error(best[2]) <= POSE_TOLERANCE or len(points) < 2:
                 break
             (m0, r0), (m1, r1) = points[-2], points[-1]

@@ -371,6 +371,8 @@ class RotationPipelineMixin:
     output_class: type = RotationPipelineOutput
     #: Faces with eye centres closer than this (pixels) are refused unless the call says otherwise.
     default_min_interocular: float = MIN_INTEROCULAR_PIXELS
+    #: Keyword options of this method's call beyond the contract's, passed on to :meth:`_rotate_one`.
+    rotation_options: tuple[str, ...] = ()
 
     def check_reachable(self, yaw: float, pitch: float, roll: float | None) -> None:
         """Raise :class:`UnreachablePoseError` for a non-finite angle or one beyond ``max_yaw`` / ``max_pitch``."""
@@ -396,6 +398,7 @@ class RotationPipelineMixin:
         measure: bool = True,
         output_type: str = "pil",
         return_dict: bool = True,
+        **method_options,
     ):
         """Turn the ``face_index``-th face (largest first) of ``image`` to a pose.
 
@@ -411,6 +414,8 @@ class RotationPipelineMixin:
             measure: find the face again on the result and report its pose (``achieved_pose``, ``output_face``).
             output_type: ``"pil"`` (default) or ``"np"`` for the ``images`` field.
             return_dict: ``False`` returns ``output.to_tuple()`` (``images`` first), as diffusers pipelines do.
+            method_options: settings of this method only (:attr:`rotation_options`), passed on to
+                :meth:`_rotate_one`.
 
         Returns:
             :attr:`output_class`; its pose and other fields are single values for one image, lists for a list.
@@ -420,6 +425,10 @@ class RotationPipelineMixin:
                 cannot reach from this photo.
             FaceSelectionError: no face, no face at ``face_index``, or a face too small, in either photo.
         """
+        unknown = sorted(set(method_options) - set(self.rotation_options))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unknown option(s) {', '.join(unknown)}; its own options: "
+                            f"{', '.join(self.rotation_options) or 'none'}.")
         check_output_type(output_type)
         if target_image is None:
             self.check_reachable(yaw, pitch, roll)
@@ -427,7 +436,7 @@ class RotationPipelineMixin:
 
         def rotate_one(photo, target):
             return self._rotate_one(photo, yaw, pitch, roll, target, face_index, target_face_index, interocular,
-                                    measure)
+                                    measure, **method_options)
 
         return rotate_each(rotate_one, self.output_class, image, target_image, output_type, return_dict)
 

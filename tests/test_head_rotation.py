@@ -148,6 +148,8 @@ def test_the_warp_detects_fold_overs_and_the_rotation_refuses_them():
     rotate = methods.load("depthnet", "rotation")
     out = rotate(PHOTOS / "astronaut.png", yaw=20.0, measure=False)
     assert out.folded_fraction <= rotate.max_folded_fraction
+    with pytest.raises(TypeError, match="unknown option.* pose_feedback; its own options: none"):
+        rotate(PHOTOS / "astronaut.png", yaw=20.0, pose_feedback=1)  # the 3D methods' option, not DepthNet's
     rotate.max_folded_fraction = -1.0  # every warp now counts as folded: the pipeline must refuse, not return it
     try:
         with pytest.raises(UnreachablePoseError, match="folds .* of the warped face over itself"):

@@ -94,20 +94,6 @@ def analyzer():
     return _ANALYZER
 
 
-def _nearest(faces, box):
-    if not faces:
-        return None
-    centre = np.array([(box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0])
-    return min(faces, key=lambda f: float(np.linalg.norm(
-        np.array([(f.bbox[0] + f.bbox[2]) / 2.0, (f.bbox[1] + f.bbox[3]) / 2.0]) - centre)))
-
-
-def _distance(a, b) -> float | None:
-    if a is None or b is None or a.embedding is None or b.embedding is None:
-        return None
-    return float(np.linalg.norm(np.asarray(a.embedding) - np.asarray(b.embedding)))
-
-
 def draw_landmarks(image: np.ndarray, landmarks: np.ndarray, colour=(0, 255, 0)) -> np.ndarray:
     """A copy of ``image`` with ``landmarks`` (N, >= 2) drawn as dots sized to the face."""
     import cv2
@@ -134,6 +120,8 @@ def compare(photo: np.ndarray, target: np.ndarray | None = None, *, yaw: float =
     """
     from facehub import methods
     from facehub.modeling.geometry.landmark_metrics import nme
+    from facehub.modeling.pipeline_utils import face_nearest
+    from facehub.trainers.evaluation.rotation import identity_distance
 
     load = load or (lambda name, capability: methods.load(name, capability))
     progress = progress or (lambda fraction, text: None)
@@ -166,12 +154,12 @@ def compare(photo: np.ndarray, target: np.ndarray | None = None, *, yaw: float =
                 out = load(name, capability)(photo, yaw=yaw, pitch=0.0, output_type="np")
                 row.image = np.asarray(out.images[0])
                 achieved = out.achieved_pose
-                found = _nearest(analyzer()(row.image), face.bbox)
+                found = face_nearest(analyzer()(row.image), face.bbox)
                 row.figures = {
                     "requested yaw": float(out.requested_pose.yaw),
                     "achieved yaw": None if achieved is None else float(achieved.yaw),
                     "achieved pitch": None if achieved is None else float(achieved.pitch),
-                    "identity distance": _distance(found, face),
+                    "identity distance": identity_distance(found, face),
                 }
             elif capability == "reconstruction":
                 pipe = load(name, capability)
@@ -189,9 +177,9 @@ def compare(photo: np.ndarray, target: np.ndarray | None = None, *, yaw: float =
                     row.image = similarity_swap(photo, face.landmarks68, target, target_face.landmarks68)
                 else:
                     row.image = np.asarray(load(name, capability)(photo, target, output_type="np").images[0])
-                found = _nearest(analyzer()(row.image), target_face.bbox)
-                row.figures = {"distance to source": _distance(found, face),
-                               "distance to target": _distance(found, target_face)}
+                found = face_nearest(analyzer()(row.image), target_face.bbox)
+                row.figures = {"distance to source": identity_distance(found, face),
+                               "distance to target": identity_distance(found, target_face)}
         except ValueError as err:  # refusals (UnreachablePoseError, no face...) are results too
             row.error = " ".join(str(err).split())
         except Exception as err:  # one broken method must not hide the others' rows; the log keeps the trace

@@ -117,7 +117,8 @@ def test_a_synthetic_face_turned_in_3d_matches_the_exact_render_better_than_the_
 
 
 def test_the_warp_detects_fold_overs_and_the_rotation_refuses_them():
-    from facehub.modeling.depthnet.warp import folded_triangles, warp_image
+    from facehub.modeling.depthnet.warp import warp_image
+    from facehub.modeling.geometry.orientation import folded_triangles
 
     # A 5 x 5 grid of keypoints whose centre lies far behind the others (a deep socket): turned by 70 degrees, the
     # centre passes behind its neighbours and the socket's far walls are seen from behind, in front of everything.

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facehub.modeling.geometry.orientation import folded_triangles, signed_areas  # noqa: F401  (re-exported)
 from facehub.modeling.geometry.render import rasterize_tiled
 
 #: iBUG 68 keypoints in front of / behind the rest for a face seen from the front: the nose tip and the jaw line.
@@ -250,22 +251,6 @@ class WarpedImage:
         if self.folded_mask is None or not self.mask.any():
             return 0.0
         return float(self.folded_mask.sum()) / float(self.mask.sum())
-
-
-def signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """(F,) signed areas of ``triangles`` over (P, >= 2) ``points`` (positive for counter-clockwise in x-right,
-    y-down pixels seen as a right-handed plane)."""
-    a, b, c = (np.asarray(points, np.float64)[triangles[:, k], :2] for k in range(3))
-    return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1]))
-
-
-def folded_triangles(source: np.ndarray, moved: np.ndarray, triangles: np.ndarray, tolerance: float = 1e-6) -> np.ndarray:
-    """(F,) bool: the triangles whose orientation flips between the ``source`` and the ``moved`` (P, >= 2) points, a
-    fold-over (the mesh is seen from behind there). Triangles degenerate in the source (area below ``tolerance``
-    times the largest) never count."""
-    before, after = signed_areas(source, triangles), signed_areas(moved, triangles)
-    scale = max(float(np.abs(before).max(initial=0.0)), 1e-12)
-    return (np.abs(before) > tolerance * scale) & (before * after < 0.0)
 
 
 def _render_box(points: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:

@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from facehub.modeling.geometry.orientation import folded_triangles, front_facing, signed_areas
 from facehub.modeling.geometry.procrustes import Similarity, umeyama
-from facehub.modeling.geometry.rotations import euler_from_rotation_matrix, rotation_matrix
+from facehub.modeling.geometry.rotations import rotation_matrix
 from facehub.modeling.geometry.zbuffer import interpolate, rasterize_zbuffer
 
 
@@ -259,16 +260,14 @@ def rotate_head(
     # sockets that pass in front of the surface once turned.
     inner = cv2.erode(face.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool).ravel()
     grid_triangles = grid_triangles[~inner[grid_triangles].all(axis=1)]
-    before = _signed_areas(grid_points[:, :2], grid_triangles)
-    after = _signed_areas(moved_grid[:, :2], grid_triangles)
+    before = signed_areas(grid_points, grid_triangles)
+    after = signed_areas(moved_grid, grid_triangles)
     stretched = np.abs(after) > proxy.max_stretch * np.maximum(np.abs(before), 1e-9)
     # Back-face culling: a triangle whose winding flipped is seen from behind (a fold-over); it is not drawn, and
     # what it covered is filled like a stretched triangle.
-    flipped = (after * before) < 0
+    flipped = folded_triangles(grid_points, moved_grid, grid_triangles)
     face_triangles = np.asarray(dense.triangles)
-    facing = _signed_areas(dense_vertices[:, :2], face_triangles)
-    front = 1.0 if (facing > 0).sum() >= (facing < 0).sum() else -1.0
-    face_front = _signed_areas(moved_face[:, :2], face_triangles) * front > 0
+    face_front = front_facing(moved_face, face_triangles, reference=dense_vertices)
     drawn_grid = grid_triangles[~flipped]
     stretched = stretched[~flipped]
     points = np.vstack([moved_grid, moved_face])
@@ -392,13 +391,3 @@ def _coverage(points: np.ndarray, triangles: np.ndarray, size: tuple[int, int]) 
         return np.zeros(size, dtype=bool)
     index, _ = rasterize_zbuffer(points, np.zeros(len(points)), triangles, size)
     return index >= 0
-
-
-def _signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
-    return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1]))
-
-
-def pose_after(rotation: np.ndarray, pose: tuple[float, float, float]) -> tuple[float, float, float]:
-    """(yaw, pitch, roll) of a face at ``pose`` after ``rotation``."""
-    return euler_from_rotation_matrix(rotation @ rotation_matrix(*pose))

@@ -12,19 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from facehub.modeling.geometry.orientation import front_facing
 from facehub.modeling.geometry.zbuffer import interpolate, rasterize_zbuffer
-
-
-def front_facing(vertices: np.ndarray, triangles: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
-    """(F,) bool: triangles whose projected winding matches the majority's in ``reference`` (default ``vertices``:
-    a face mesh is mostly front-facing), i.e. that face the camera."""
-    def areas(points):
-        a, b, c = (np.asarray(points, np.float64)[triangles[:, k], :2] for k in range(3))
-        return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
-
-    reference_areas = areas(vertices if reference is None else reference)
-    front = 1.0 if (reference_areas > 0).sum() >= (reference_areas < 0).sum() else -1.0
-    return areas(vertices) * front > 0
 
 
 def render_uv_texture(shape: tuple[int, int], vertices: np.ndarray, triangles: np.ndarray, uvs: np.ndarray,

@@ -53,20 +53,29 @@ def list_photos(folder: str | Path, limit: int | None = None) -> list[Path]:
     return photos[:limit] if limit else photos
 
 
-def nearest_face(faces: list, box) -> object | None:
-    """The face whose box centre is nearest the centre of ``box`` (x0, y0, x1, y1); ``None`` for no faces."""
-    if not faces:
-        return None
-    centre = np.array([(box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0])
-    return min(faces, key=lambda f: float(np.linalg.norm(
-        np.array([(f.bbox[0] + f.bbox[2]) / 2.0, (f.bbox[1] + f.bbox[3]) / 2.0]) - centre)))
-
-
 def identity_distance(a, b) -> float | None:
-    """dlib descriptor distance between two faces (``None`` when either has no embedding)."""
-    if a is None or b is None or getattr(a, "embedding", None) is None or getattr(b, "embedding", None) is None:
+    """dlib descriptor distance between two faces (:func:`~facehub.modeling.faces.identity.face_distance`);
+    ``None`` when either is missing or has no embedding."""
+    from facehub.modeling.faces.identity import face_distance
+
+    if getattr(a, "embedding", None) is None or getattr(b, "embedding", None) is None:
         return None
-    return float(np.linalg.norm(np.asarray(a.embedding) - np.asarray(b.embedding)))
+    return float(face_distance(a, b))
+
+
+def photos_with_faces(paths: list[Path], analyzer) -> tuple[list[tuple[Path, np.ndarray, object]], int]:
+    """``(path, image, largest face)`` of every photo in which ``analyzer`` finds a face, and how many had none."""
+    from facehub.modeling.faces.image_io import load_image
+
+    found, skipped = [], 0
+    for path in paths:
+        image = load_image(path)
+        faces = analyzer(image)
+        if faces:
+            found.append((path, image, faces[0]))
+        else:
+            skipped += 1
+    return found, skipped
 
 
 @dataclass
@@ -234,8 +243,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from facehub import methods
     from facehub.modeling.faces import FaceAnalyzer
-    from facehub.modeling.faces.image_io import load_image
-    from facehub.modeling.pipeline_utils import FaceSelectionError, UnreachablePoseError
+    from facehub.modeling.pipeline_utils import FaceSelectionError, UnreachablePoseError, face_nearest
 
     yaws = [float(v) for v in args.yaws.split(",") if v.strip()]
     photos = list_photos(args.images, args.limit)
@@ -244,15 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_frontalize:
         requests.append((FRONTALIZE, (0.0, 0.0, 0.0)))
     analyzer = FaceAnalyzer(compute_embedding=True)
-    inputs = []
-    skipped = 0
-    for path in photos:
-        image = load_image(path)
-        faces = analyzer(image)
-        if not faces:
-            skipped += 1
-            continue
-        inputs.append((path, image, faces[0]))
+    inputs, skipped = photos_with_faces(photos, analyzer)
     if not inputs:
         raise ValueError(f"The face analyzer found no face in the {len(photos)} photos under {args.images!r}.")
     out_dir = Path(args.out)
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     trial.yaw_error = abs(achieved.yaw - yaw)
                     trial.pitch_error = abs(achieved.pitch - pitch)
-                    found = nearest_face(analyzer(result), face.bbox)
+                    found = face_nearest(analyzer(result), face.bbox)
                     trial.identity_distance = identity_distance(found, face)
                     row.append((result, f"{yaw:+.0f} -> {achieved.yaw:+.0f}"))
                 summary.trials.append(trial)

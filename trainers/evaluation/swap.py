@@ -35,8 +35,8 @@ from facehub.trainers.evaluation.rotation import (
     contact_sheet,
     identity_distance,
     list_photos,
-    nearest_face,
     parse_methods,
+    photos_with_faces,
 )
 
 BASELINE = "2D similarity warp + Poisson (baseline)"
@@ -106,17 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     from facehub import methods
     from facehub.modeling.faces import FaceAnalyzer
     from facehub.modeling.faces.compositing import similarity_swap
-    from facehub.modeling.faces.image_io import load_image
-    from facehub.modeling.pipeline_utils import FaceSelectionError
+    from facehub.modeling.pipeline_utils import FaceSelectionError, face_nearest
 
     chosen = parse_methods(args.method, "swap")
     analyzer = FaceAnalyzer(compute_embedding=True)
-    photos = []
-    for path in list_photos(args.images, args.limit):
-        image = load_image(path)
-        faces = analyzer(image)
-        if faces:
-            photos.append((path, image, faces[0]))
+    photos, _ = photos_with_faces(list_photos(args.images, args.limit), analyzer)
     if len(photos) < 2:
         raise ValueError(f"Need at least two photos with a face under {args.images!r}; found {len(photos)}.")
     every = [(i, j) for i in range(len(photos)) for j in range(len(photos)) if i != j]
@@ -124,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     pairs = [every[k] for k in order[: args.pairs]]
 
     def measure(result, i, j, trial):
-        found = nearest_face(analyzer(result), photos[j][2].bbox)
+        found = face_nearest(analyzer(result), photos[j][2].bbox)
         if found is None:
             trial.status = "lost"
             return "no face"

@@ -1,0 +1,185 @@
+"""Face rotation by re-generation with the pose-conditioned CVAE-GAN (seed 000, sections 3 and 4.3).
+
+The face of a photo is aligned (the FaceAnalyzer's crop, :func:`aligned_crop`), encoded by E into ``z_x`` and drawn
+again by G at the requested pose code; the generated crop is colour-matched to the face and pasted back into the
+photo through the crop's inverse similarity with a feathered elliptical mask. Nothing is warped, so nothing tears:
+where the photo has no pixels (the far side of a turned face), G draws them from what it learned.
+
+What it can and cannot do: G was trained on faces with |yaw| <= 45 degrees (section 4.1), so poses beyond
+``max_yaw`` raise :class:`~facehub.modeling.pipeline_utils.UnreachablePoseError`. The paper notes (section 4.3) that
+hair and face outline do not follow the pose well, and that results break down when the input is turned one way
+and the requested pose the other. The output has the generator's resolution (64 px for the ``cpu-small`` default)
+scaled up to the face's size in the photo, so it is blurrier than the photo around it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+
+from facehub.modeling.faces.alignment import AlignedFace, align_face, apply_affine, invert_affine
+from facehub.modeling.faces.analyzer import Face
+from facehub.modeling.faces.compositing import alpha_blend, transfer_color
+from facehub.modeling.modeling_utils import FaceHubPipeline
+from facehub.modeling.pipeline_utils import (
+    FacePipelineMixin,
+    Pose,
+    RotationPipelineMixin,
+    RotationPipelineOutput,
+    UnreachablePoseError,
+    measure_pose,
+)
+from facehub.modeling.pose_cvaegan.modeling_pose_cvaegan import PoseEncoder, PoseGenerator, PosePredictor
+
+#: The pasted region in crop units: an ellipse centred at (0.5, 0.55) with radii (0.44, 0.48), feathered over 0.1.
+PASTE_CENTRE = (0.5, 0.55)
+PASTE_RADII = (0.44, 0.48)
+PASTE_FEATHER = 0.1
+
+
+def aligned_crop(image: np.ndarray, landmarks68: np.ndarray, size: int) -> AlignedFace:
+    """The FaceAnalyzer's aligned crop of a face (its template, no padding) at ``size`` px, the crop E reads in
+    training and here: aligned at twice the size, then area-averaged down, so a small crop does not alias. The
+    returned ``matrix`` / ``inverse`` map the photo to this ``size`` crop and back."""
+    large = align_face(image, landmarks68, size=2 * size)
+    crop = cv2.resize(large.image, (size, size), interpolation=cv2.INTER_AREA)
+    matrix = large.matrix / 2.0  # the crop's pixel corners are those of the large crop halved
+    return AlignedFace(crop, matrix, invert_affine(matrix), apply_affine(matrix, landmarks68))
+
+
+def paste_mask(size: int) -> np.ndarray:
+    """(size, size) float32 alpha of the pasted region in the crop (see :data:`PASTE_CENTRE`)."""
+    ys, xs = (np.mgrid[0:size, 0:size] + 0.5) / size
+    radius = np.sqrt(((xs - PASTE_CENTRE[0]) / PASTE_RADII[0]) ** 2 + ((ys - PASTE_CENTRE[1]) / PASTE_RADII[1]) ** 2)
+    inner = 1.0 - PASTE_FEATHER / min(PASTE_RADII)
+    return np.clip((1.0 - radius) / (1.0 - inner), 0.0, 1.0).astype(np.float32)
+
+
+def crop_to_photo(crop: np.ndarray, inverse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Warp a crop (H_c, W_c[, C]) into photo pixels of ``shape`` (H, W) with the crop -> photo affine ``inverse``
+    (house coordinates: pixel centres at half-integers); outside the crop is 0."""
+    warp = np.hstack([inverse[:, :2], (inverse[:, 2] + inverse[:, :2] @ np.array([0.5, 0.5]) - 0.5)[:, None]])
+    return cv2.warpAffine(crop, warp, (int(shape[1]), int(shape[0])), flags=cv2.INTER_CUBIC,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+@dataclass
+class PoseCVAEGANRotationOutput(RotationPipelineOutput):
+    """What :class:`PoseCVAEGANRotationPipeline` returns: :class:`~facehub.modeling.pipeline_utils.RotationPipelineOutput` plus the generator's own crops.
+
+    Attributes:
+        crops: the generated aligned crop at the requested pose (RGB uint8, the generator's size).
+        reconstructions: the same face re-generated at its own pose, ``G(z_x, y_x)``: how much of the face the
+            latent keeps.
+        face: the :class:`~facehub.modeling.faces.Face` that was turned.
+        target_face: the target photo's face, when one was given.
+        output_face: the face found again on the result (``None`` when none is found or ``measure=False``).
+        num_faces: faces found in the photo.
+        timings: seconds per stage (``analysis``, ``generation``, ``paste``, ``measure``).
+    """
+
+    crops: np.ndarray | list[np.ndarray] | None = None
+    reconstructions: np.ndarray | list[np.ndarray] | None = None
+    face: Face | list[Face] | None = None
+    target_face: Face | list[Face | None] | None = None
+    output_face: Face | list[Face | None] | None = None
+    num_faces: int | list[int] = 0
+    timings: dict[str, float] | list[dict[str, float]] = field(default_factory=dict)
+
+
+class PoseCVAEGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, FaceHubPipeline):
+    """Turn the face in a photo by re-generating it (module docstring).
+
+    ``pipe = PoseCVAEGANRotationPipeline.from_pretrained("facehub/pose-cvaegan")`` (also importable as
+    ``facehub.modeling.pose_cvaegan.FaceRotationPipeline``, the rotation contract's name);
+    ``out = pipe(image, yaw=30.0, pitch=0.0)`` or ``pipe(image, target_image=other)``: ``out.images``,
+    ``out.requested_pose``, ``out.achieved_pose`` (measured on the result), ``out.crops``.
+
+    Option: ``noise_seed`` (default 0), the seed of E's noise channel ``eps`` (AVB's implicit posterior): another
+    seed draws another sample of ``z_x``.
+    """
+
+    model_cpu_offload_seq = "encoder->generator"
+    max_yaw = 45.0
+    max_pitch = 45.0
+    unreachable_reason = "the generator was trained on faces turned at most 45 degrees (seed 000, section 4.1)"
+    output_class = PoseCVAEGANRotationOutput
+    rotation_options = ("noise_seed",)
+    _optional_components = ["predictor"]
+
+    def __init__(self, encoder: PoseEncoder, generator: PoseGenerator, predictor: PosePredictor | None = None):
+        super().__init__()
+        self.register_modules(encoder=encoder, generator=generator, predictor=predictor)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.generator.config.image_size)
+
+    def pose_code(self, pose) -> torch.Tensor:
+        """(yaw, pitch, roll) degrees -> G's (1, 3) pose code."""
+        return self.generator.pose_code(torch.tensor([list(pose)], dtype=torch.float32))
+
+    @torch.no_grad()
+    def generate(self, crop: np.ndarray, poses, noise_seed: int = 0) -> list[np.ndarray]:
+        """The aligned ``crop`` (RGB uint8, :attr:`image_size`) encoded once and drawn at each of ``poses``
+        ((yaw, pitch, roll) degrees): a list of RGB uint8 crops."""
+        self.encoder.eval()
+        self.generator.eval()
+        x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+        latent = self.encoder(x, generator=torch.Generator().manual_seed(int(noise_seed))).latent
+        codes = torch.cat([self.pose_code(pose) for pose in poses])
+        images = self.generator(latent.expand(len(codes), -1), codes).image
+        pixels = ((images.clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        return list(pixels)
+
+    def _rotate_one(self, photo, yaw, pitch, roll, target_photo, face_index, target_face_index, min_interocular,
+                    measure, noise_seed: int = 0) -> dict:
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        faces, face, target_face = self.select_faces(photo, target_photo, face_index, target_face_index,
+                                                     min_interocular)
+        source_pose = Pose.of(face.pose)
+        if target_face is not None:
+            target_pose = Pose.of(target_face.pose)
+            self.check_reachable(target_pose.yaw, target_pose.pitch, target_pose.roll)
+        else:
+            target_pose = Pose.of((yaw, pitch, source_pose.roll if roll is None else roll))
+        if abs(source_pose.yaw) > 90:
+            raise UnreachablePoseError(f"The face is turned {source_pose.yaw:.0f} degrees; the encoder only knows "
+                                       "faces turned at most 45 degrees.")
+        aligned = aligned_crop(photo, face.landmarks68, self.image_size)
+        timings["analysis"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        generated, reconstruction = self.generate(aligned.image, [target_pose, source_pose], noise_seed)
+        timings["generation"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        alpha_crop = paste_mask(self.image_size)
+        alpha = crop_to_photo(alpha_crop, aligned.inverse, photo.shape[:2])
+        pasted = crop_to_photo(generated, aligned.inverse, photo.shape[:2])
+        recoloured = transfer_color(pasted, photo, alpha > 0.5)
+        image = alpha_blend(recoloured, photo, alpha)
+        timings["paste"] = time.perf_counter() - start
+
+        output_face = achieved_pose = None
+        if measure:
+            start = time.perf_counter()
+            output_face, achieved_pose = measure_pose(self.find_faces, image, face.bbox)
+            timings["measure"] = time.perf_counter() - start
+        return {
+            "image": image,
+            "requested_pose": target_pose,
+            "achieved_pose": achieved_pose,
+            "crops": generated,
+            "reconstructions": reconstruction,
+            "face": face,
+            "target_face": target_face,
+            "output_face": output_face,
+            "num_faces": len(faces),
+            "timings": timings,
+        }

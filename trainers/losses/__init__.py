@@ -1,0 +1,1 @@
+"""Losses that more than one method's training uses (perceptual features)."""

@@ -23,22 +23,23 @@ from facehub.hub.push import PushError, push_to_hub
 
 
 def test_builtin_methods_and_capabilities():
-    assert methods.names() == ["cyclegan", "depthnet", "face_fitting", "prn_dense"]
-    assert methods.available("rotation") == ["depthnet", "face_fitting", "prn_dense"]
+    assert methods.names() == ["cyclegan", "depthnet", "face_fitting", "pose_cvaegan", "prn_dense"]
+    assert methods.available("rotation") == ["depthnet", "face_fitting", "pose_cvaegan", "prn_dense"]
     assert methods.available("swap") == ["depthnet", "face_fitting", "prn_dense"]
     assert methods.available("reconstruction") == ["face_fitting", "prn_dense"]
     assert methods.available("generation") == []
-    assert methods.trainable() == ["cyclegan", "depthnet", "face_fitting", "prn_dense"]
+    assert methods.trainable() == ["cyclegan", "depthnet", "face_fitting", "pose_cvaegan", "prn_dense"]
     spec = methods.get("depthnet")
     assert spec.default_model == "facehub/depthnet"
     assert spec.pipeline_class("swap").__name__ == "FaceSwapPipeline"
     assert spec.training_class().__name__ == "DepthNetTraining"
     assert methods.method_of_class("FaceReconstructionPipeline").name == "prn_dense"
+    assert methods.method_of_class("PoseCVAEGANRotationPipeline").name == "pose_cvaegan"
     assert methods.method_of_class("NoSuchClass") is None
 
 
 def test_unknown_names_list_what_exists():
-    with pytest.raises(methods.UnknownMethodError, match="Known methods: cyclegan, depthnet, face_fitting, prn_dense"):
+    with pytest.raises(methods.UnknownMethodError, match="Known methods: cyclegan, depthnet, face_fitting, pose_cvaegan, prn_dense"):
         methods.get("depthnets")
     with pytest.raises(methods.UnknownMethodError, match="no 'generation' capability.*offers: frontalization"):
         methods.get("depthnet").pipeline_class("generation")

@@ -64,12 +64,16 @@ COMMAND_RULES: list[Rule] = [
     Rule(r"^make demo\b", skip="serves until stopped; tests/test_app.py and tests/test_browser.py start the demo"),
     Rule(r"^facehub demo\b", skip="serves until stopped; tests/test_app.py starts it with the same options"),
     Rule(r"^facehub train \w+ .*--multi_gpu", replace=(("--multi_gpu", "--cpu"), ("--num_processes 4", "--num_processes 2"))),
+    Rule(r"^facehub train pose_cvaegan ", skip="tests/test_pose_cvaegan.py runs `facehub train pose_cvaegan` with two "
+         "processes and checks its losses, samples, checkpoint and export"),
     Rule(r"^facehub train "),
     Rule(r"^facehub prepare --synthetic", replace=(("--identities 100", "--identities 2"), ("--views 8", "--views 2"))),
     Rule(r"^facehub prepare --images"),
     Rule(r"^facehub prepare-swaps", replace=(("--count 2000", "--count 2"),)),
     Rule(r"^facehub eval depthnet", append=("--pairs", "64")),
     Rule(r"^facehub eval prn_dense"),
+    Rule(r"^facehub eval pose_cvaegan", append=("--identities", "1", "--yaws=-30,30", "--limit", "1", "--method",
+                                                 "pose_cvaegan", "--method", "input")),
     Rule(r"^facehub (eval rotation|eval swap|compare) ", skip="tests/test_texture_swap.py runs these through "
          "facehub's command line at their smallest and checks their tables, results.json and contact sheets"),
     Rule(r"^facehub bench prn_dense", append=("--runs", "1", "--presets", "cpu-small", "--no-compile")),

@@ -315,18 +315,19 @@ def load_prepared_rows(path: str):
     """The rows of a ``facehub prepare`` folder (or its ``dataset/``) with the columns training needs."""
     import datasets
 
-    folder = Path(path).expanduser()
-    for candidate in (folder, folder / "dataset"):
-        if (candidate / "dataset_info.json").is_file() or (candidate / "state.json").is_file():
-            table = datasets.load_from_disk(str(candidate))
-            if isinstance(table, datasets.DatasetDict):
-                table = table["train"]
-            missing = [c for c in ("image", "landmarks68", "pose") if c not in table.column_names]
-            if missing:
-                raise ValueError(f"{path} lacks the column(s) {missing}: not a facehub face dataset.")
-            keep = [c for c in ("image", "landmarks68", "pose", "attributes", "shape_coefficients")
-                    if c in table.column_names]
-            return table.select_columns(keep)
+    from facehub.trainers.data.prepare import saved_dataset_dir
+
+    folder = saved_dataset_dir(Path(path).expanduser())
+    if folder is not None:
+        table = datasets.load_from_disk(str(folder))
+        if isinstance(table, datasets.DatasetDict):
+            table = table["train"]
+        missing = [c for c in ("image", "landmarks68", "pose") if c not in table.column_names]
+        if missing:
+            raise ValueError(f"{path} lacks the column(s) {missing}: not a facehub face dataset.")
+        keep = [c for c in ("image", "landmarks68", "pose", "attributes", "shape_coefficients")
+                if c in table.column_names]
+        return table.select_columns(keep)
     raise FileNotFoundError(f"{path} is not a folder written by `facehub prepare` (no saved dataset in it or in its "
                             "dataset/ subfolder); run `facehub prepare --images DIR --out OUT` and give OUT.")
 

@@ -337,13 +337,6 @@ class SourceFace:
     name: str
 
 
-def _saved_dataset_dir(path: Path) -> Path | None:
-    for folder in (path, path / "dataset"):
-        if (folder / "dataset_info.json").is_file() or (folder / "state.json").is_file():
-            return folder
-    return None
-
-
 class PreparedFaceSource:
     """The faces of a ``datasets.Dataset`` in facehub's schema (``facehub prepare`` output or the synthetic world).
 
@@ -360,7 +353,9 @@ class PreparedFaceSource:
 
         if isinstance(table, (str, Path)):
             folder = Path(table).expanduser()
-            dataset_dir = _saved_dataset_dir(folder) if folder.is_dir() else None
+            from facehub.trainers.data.prepare import saved_dataset_dir
+
+            dataset_dir = saved_dataset_dir(folder) if folder.is_dir() else None
             if dataset_dir is None:
                 raise FileNotFoundError(
                     f"{table} is not a folder written by `facehub prepare` (no saved dataset in it or in its "

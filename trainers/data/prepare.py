@@ -105,6 +105,16 @@ class PrepareReport:
         return f"{self.kept} of {self.total} files kept" + (f" (skipped {parts})" if parts else "")
 
 
+def saved_dataset_dir(path: str | Path) -> Path | None:
+    """The folder holding the saved dataset of a ``facehub prepare`` output: ``path`` itself or its ``dataset/``
+    (whichever has ``dataset_info.json`` or ``state.json``); ``None`` when neither does."""
+    path = Path(path)
+    for folder in (path, path / "dataset"):
+        if (folder / "dataset_info.json").is_file() or (folder / "state.json").is_file():
+            return folder
+    return None
+
+
 def scan_images(root: Path) -> list[tuple[str, str]]:
     """``(path, identity_name)`` for every image-suffixed file under ``root``, sorted; the identity is the folder
     path relative to ``root`` ("" for photos directly in it)."""

@@ -65,6 +65,42 @@ def _add_compare(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def _add_convert(subparsers) -> None:
+    parser = subparsers.add_parser("convert", help="Convert weights from another project's layout into a facehub folder.")
+    kinds = parser.add_subparsers(dest="kind", metavar="KIND")
+    stylegan2 = kinds.add_parser(
+        "stylegan2",
+        help="A StyleGAN2 checkpoint in the common PyTorch layout (rosinality/stylegan2-pytorch: g_ema, g, d, args).",
+        description="Convert a StyleGAN2 checkpoint in rosinality/stylegan2-pytorch's layout into a "
+        "StyleGAN2Pipeline folder (safetensors). The file is read with torch.load(weights_only=True); sizes come from "
+        "the tensors; any tensor that does not fit is reported and nothing is written.",
+    )
+    stylegan2.add_argument("checkpoint", help="the .pt file")
+    stylegan2.add_argument("output_dir", help="folder to write (model_index.json, image_generator/, discriminator/)")
+    stylegan2.add_argument("--generator", choices=("g_ema", "g"), default="g_ema",
+                           help="which generator to convert (default: g_ema, the weight average)")
+    stylegan2.add_argument("--no-discriminator", action="store_true", help="leave the discriminator out")
+    stylegan2.add_argument("--w-avg-samples", type=int, default=10_000, metavar="N",
+                           help="draws of z averaged for the truncation centre when the checkpoint has no latent_avg "
+                           "(default: 10000)")
+
+    def run(args) -> int:
+        from facehub.modeling.stylegan2 import convert_rosinality_checkpoint
+
+        pipe = convert_rosinality_checkpoint(args.checkpoint, args.output_dir, generator_key=args.generator,
+                                             with_discriminator=not args.no_discriminator,
+                                             w_avg_samples=args.w_avg_samples)
+        c = pipe.image_generator.config
+        print(f"converted {args.checkpoint} ({args.generator}): StyleGAN2 {c.resolution} px, latent {c.latent_dim}, "
+              f"{c.mapping_layers} mapping layers, widths {list(c.channels)}; discriminator: "
+              f"{'yes' if pipe.discriminator is not None else 'no'}")
+        print(f"saved to {args.output_dir}; load it with StyleGAN2Pipeline.from_pretrained({str(args.output_dir)!r})")
+        return 0
+
+    stylegan2.set_defaults(func=run)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from facehub.hub import cli as hub_cli
     from facehub.trainers import cli as trainers_cli
@@ -74,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_demo(subparsers)
     _add_compare(subparsers)
+    _add_convert(subparsers)
     trainers_cli.register(subparsers)
     hub_cli.register(subparsers)
     return parser

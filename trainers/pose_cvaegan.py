@@ -72,11 +72,11 @@ from facehub.modeling.pose_cvaegan import (
     PoseEncoder,
     PoseGenerator,
     PosePredictor,
-    aligned_crop,
     pose_cvaegan_config,
 )
 from facehub.trainers.core import StepContext, TrainingConfig, TrainingMethod
 from facehub.trainers.core.config import ConfigError, ConfigSection, ModelSection
+from facehub.trainers.data.aligned_faces import FaceTable, aligned_face_table, face_sources
 
 logger = logging.getLogger(__name__)
 
@@ -251,50 +251,6 @@ def shape_sign_attributes(shape_coefficients, count: int) -> np.ndarray | None:
     return (values[:count] > 0).astype(np.float32)
 
 
-@dataclass
-class FaceTable:
-    """Faces of one source, in memory: crops (N, S, S, 3) uint8, poses (N, 3) degrees, attributes (N, A)."""
-
-    name: str
-    crops: np.ndarray
-    poses: np.ndarray
-    attributes: np.ndarray
-    dropped: int
-
-
-def _rows_to_table(rows, name: str, size: int, max_yaw: float, num_attributes: int, attributes: str,
-                   length: int, quiet: bool = False) -> FaceTable:
-    from tqdm.auto import tqdm
-
-    from facehub.modeling.faces.image_io import load_image
-
-    crops, poses, labels, dropped = [], [], [], 0
-    for row in tqdm(rows, total=length, desc=f"aligning {name}", unit="face", leave=False,
-                    disable=quiet):
-        pose = np.asarray(row["pose"], np.float64)
-        if abs(pose[0]) > max_yaw:
-            dropped += 1
-            continue
-        if attributes == "dataset":
-            label = np.asarray(row.get("attributes") or [], np.float32)
-            label = label if label.size == num_attributes else None
-        elif attributes == "shape_signs":
-            label = shape_sign_attributes(row.get("shape_coefficients"), num_attributes)
-        else:
-            label = np.zeros(0, np.float32)
-        if label is None:
-            raise ValueError(f"{name} has no {attributes} attributes for its faces ({num_attributes} needed); set "
-                             "data.attributes to what the data has, or model.num_attributes=0 and "
-                             "data.attributes=none.")
-        image = np.asarray(load_image(row["image"]))
-        crops.append(aligned_crop(image, np.asarray(row["landmarks68"], np.float64), size).image)
-        poses.append(pose)
-        labels.append(label)
-    if not crops:
-        raise ValueError(f"{name} has no face with |yaw| <= {max_yaw} degrees.")
-    return FaceTable(name, np.stack(crops), np.stack(poses), np.stack(labels).astype(np.float32), dropped)
-
-
 def _choose_attributes(tables_rows: list, requested: str, num_attributes: int, synthetic: bool) -> str:
     """``data.attributes`` resolved: ``auto`` is ``dataset`` when every prepared source has ``num_attributes``
     attributes per face (and there is no synthetic world), else ``shape_signs``."""
@@ -309,39 +265,6 @@ def _choose_attributes(tables_rows: list, requested: str, num_attributes: int, s
         if len(first.get("attributes") or []) != num_attributes:
             return "shape_signs"
     return "dataset"
-
-
-def load_prepared_rows(path: str):
-    """The rows of a ``facehub prepare`` folder (or its ``dataset/``) with the columns training needs."""
-    import datasets
-
-    from facehub.trainers.data.prepare import saved_dataset_dir
-
-    folder = saved_dataset_dir(Path(path).expanduser())
-    if folder is not None:
-        table = datasets.load_from_disk(str(folder))
-        if isinstance(table, datasets.DatasetDict):
-            table = table["train"]
-        missing = [c for c in ("image", "landmarks68", "pose") if c not in table.column_names]
-        if missing:
-            raise ValueError(f"{path} lacks the column(s) {missing}: not a facehub face dataset.")
-        keep = [c for c in ("image", "landmarks68", "pose", "attributes", "shape_coefficients")
-                if c in table.column_names]
-        return table.select_columns(keep)
-    raise FileNotFoundError(f"{path} is not a folder written by `facehub prepare` (no saved dataset in it or in its "
-                            "dataset/ subfolder); run `facehub prepare --images DIR --out OUT` and give OUT.")
-
-
-def synthetic_rows(options: dict[str, Any]):
-    """One view per identity of the synthetic world of ``options`` (rendered lazily, row by row)."""
-    from facehub.trainers.data.synthetic_world import SyntheticFaceWorld, SyntheticWorldConfig
-
-    try:
-        world = SyntheticFaceWorld(SyntheticWorldConfig(**{**options, "views_per_identity": 1}))
-    except TypeError as err:
-        raise ValueError(f"`data.synthetic` has an unknown setting ({err}); its settings are the fields of "
-                         "facehub.trainers.data.synthetic_world.SyntheticWorldConfig.") from err
-    return world
 
 
 class PoseLabelledFaces(Dataset):
@@ -360,25 +283,31 @@ class PoseLabelledFaces(Dataset):
     def from_config(cls, data: PoseCVAEGANDataConfig, network: PoseCVAEGANConfig, seed: int) -> PoseLabelledFaces:
         from accelerate import PartialState
 
-        sources = [(str(path), load_prepared_rows(path)) for path in data.sources]
-        if data.synthetic:
-            world = synthetic_rows(data.synthetic)
-            name = f"synthetic world ({len(world)} identities, one view each)"
-            sources.append((name, world))
-        if not sources:
-            raise ValueError("No training faces: set `data.sources` (facehub prepare folders) and/or "
-                             "`data.synthetic` (e.g. data.synthetic.num_identities=1000).")
+        sources = face_sources(data.sources, data.synthetic)
         kind = _choose_attributes([rows for name, rows in sources if not name.startswith("synthetic")],
                                   data.attributes, network.num_attributes, bool(data.synthetic))
         if kind == "dataset" and data.synthetic:
             raise ValueError("data.attributes=dataset, but the synthetic world has no dataset attributes; use "
                              "shape_signs or drop data.synthetic.")
         quiet = not PartialState().is_local_main_process
-        tables = []
-        for name, rows in sources:
-            rows_iter = (rows[i] for i in range(len(rows)))
-            tables.append(_rows_to_table(rows_iter, name, network.image_size, data.max_yaw, network.num_attributes,
-                                         kind, len(rows), quiet))
+        count = network.num_attributes
+
+        def label(row: dict) -> np.ndarray | None:
+            if kind == "dataset":
+                value = np.asarray(row.get("attributes") or [], np.float32)
+                return value if value.size == count else None
+            if kind == "shape_signs":
+                return shape_sign_attributes(row.get("shape_coefficients"), count)
+            return np.zeros(0, np.float32)
+
+        tables = [
+            aligned_face_table((rows[i] for i in range(len(rows))), name, network.image_size, data.max_yaw, len(rows),
+                               label, quiet,
+                               missing_label=f"{name} has no {kind} attributes for its faces ({count} needed); set "
+                               "data.attributes to what the data has, or model.num_attributes=0 and "
+                               "data.attributes=none.")
+            for name, rows in sources
+        ]
         dataset = cls(tables, network.pose_unit_degrees, data.flip, seed)
         dataset.attribute_kind = kind
         return dataset

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from facehub.modeling.stylegan2 import (
@@ -137,30 +136,17 @@ def test_convert_command_writes_a_loadable_folder(tmp_path, capsys):
     assert "is not a file" in capsys.readouterr().err
 
 
-def _grouped_modulated_conv(layer: ModulatedConv2d, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Eq. 1-3 written per sample, as the paper states them: w'_ijk = s_i w_ijk, w''_ijk = w'_ijk / sigma_j."""
-    styles = layer.affine(w)
-    weight = layer.weight[None] * layer.weight_gain * styles[:, None, :, None, None]        # (N, out, in, k, k)
-    if layer.demodulate:
-        weight = weight * torch.rsqrt(weight.square().sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
-    outputs = []
-    for sample in range(x.shape[0]):
-        if layer.upsample:
-            y = F.conv_transpose2d(x[sample: sample + 1], weight[sample].transpose(0, 1), stride=2)
-            outputs.append(upfirdn2d(y, layer.blur_kernel, pad=layer.blur_pad))
-        else:
-            outputs.append(F.conv2d(x[sample: sample + 1], weight[sample], padding=layer.padding))
-    return torch.cat(outputs)
-
-
 @pytest.mark.parametrize("upsample", [False, True])
 def test_unfused_modulated_convolution_is_eq_1_to_3(upsample):
+    """The unfused form (style on the input, demodulation as a matrix product) against the paper's per-sample
+    weights, run one sample at a time and as a grouped convolution."""
     torch.manual_seed(0)
     layer = ModulatedConv2d(6, 5, 3, latent_dim=7, upsample=upsample)
     with torch.no_grad():
         layer.affine.bias.normal_()  # styles far from 1, different per channel
     x, w = torch.randn(3, 6, 8, 8), torch.randn(3, 7)
-    expected = _grouped_modulated_conv(layer, x, w)
+    expected = torch.cat([layer.forward_grouped(x[i: i + 1], w[i: i + 1]) for i in range(3)])  # one sample at a time
+    torch.testing.assert_close(layer.forward_grouped(x, w), expected, rtol=1e-5, atol=1e-5)
     assert expected.shape == (3, 5, 16 if upsample else 8, 16 if upsample else 8)
     torch.testing.assert_close(layer(x, w), expected, rtol=1e-5, atol=1e-5)
     # Demodulation restores unit variance (the paper's assumption of i.i.d. unit inputs), whatever the style.

@@ -14,6 +14,7 @@ METHOD = MethodSpec(
     models={"image_generator": "facehub.modeling.stylegan2:StyleGAN2Generator",
             "discriminator": "facehub.modeling.stylegan2:StyleGAN2Discriminator"},
     training="facehub.trainers.stylegan2:StyleGAN2Training",
+    benchmark="facehub.trainers.benchmarks.stylegan2:main",
     pipeline_tag="unconditional-image-generation",
     tags=("stylegan2", "gan", "face-generation"),
 )

@@ -4,7 +4,9 @@ CVPR 2020; config F: skip generator, residual discriminator), as facehub models.
 :class:`StyleGAN2Generator`
 
 - mapping network ``f: z -> w``: pixel norm, then ``mapping_layers`` equalised fully connected layers with the 0.01
-  learning-rate multiplier and the scaled leaky ReLU;
+  learning-rate multiplier and the scaled leaky ReLU. ``input_dim`` (default ``latent_dim``) lets ``z`` be wider or
+  narrower than ``w``, and ``normalize_input=False`` drops the pixel norm: DiscoFaceGAN feeds its interpretable
+  factors straight in (seed 002, Sec. 4: "remove the normalization operation for input latent variable layer");
 - synthesis network: a learned 4x4 constant, then per resolution a modulated 3x3 convolution that upsamples and one
   that does not (eq. 1-3: modulation, demodulation), each followed by scaled per-pixel noise, a bias and the leaky
   ReLU; a modulated 1x1 ``ToRGB`` per resolution adds into an upsampled running image (the skip architecture);
@@ -73,18 +75,24 @@ class StyleGAN2Generator(FaceHubModel):
     @register_to_config
     def __init__(self, resolution: int = 64, latent_dim: int = 128, mapping_layers: int = 4,
                  channels: Sequence[int] = (128, 128, 128, 64, 32), mapping_lr_multiplier: float = 0.01,
-                 blur_taps: Sequence[float] = (1, 3, 3, 1)):
+                 blur_taps: Sequence[float] = (1, 3, 3, 1), input_dim: int | None = None,
+                 normalize_input: bool = True):
         super().__init__()
         validate_stylegan2_config(resolution, latent_dim, mapping_layers, channels, mapping_lr_multiplier, blur_taps)
+        if input_dim is not None and not 0 < int(input_dim) <= 65536:
+            raise ValueError(f"Got {input_dim} for `input_dim`; expected a positive width (or None: latent_dim).")
         channels, blur_taps = [int(c) for c in channels], tuple(float(t) for t in blur_taps)
         levels = int(math.log2(resolution))
         self.latent_dim = latent_dim
+        self.input_dim = int(input_dim or latent_dim)
+        self.normalize_input = bool(normalize_input)
         self.num_ws = 2 * levels - 2
         self.num_noise = 2 * levels - 3
 
         self.mapping = nn.ModuleList(
-            EqualizedLinear(latent_dim, latent_dim, lr_multiplier=mapping_lr_multiplier, activate=True)
-            for _ in range(mapping_layers)
+            EqualizedLinear(self.input_dim if index == 0 else latent_dim, latent_dim,
+                            lr_multiplier=mapping_lr_multiplier, activate=True)
+            for index in range(mapping_layers)
         )
         self.const = nn.Parameter(torch.randn(1, channels[0], 4, 4))
         convs = [StyledConv(channels[0], channels[0], latent_dim, blur_taps=blur_taps)]
@@ -103,8 +111,8 @@ class StyleGAN2Generator(FaceHubModel):
     # -- mapping ---------------------------------------------------------------------------------------------------
 
     def map(self, z: torch.Tensor) -> torch.Tensor:
-        """``w = f(z)``: (N, latent_dim) -> (N, latent_dim)."""
-        w = pixel_norm(z)
+        """``w = f(z)``: (N, input_dim) -> (N, latent_dim) (pixel norm first unless ``normalize_input`` is off)."""
+        w = pixel_norm(z) if self.normalize_input else z
         for layer in self.mapping:
             w = layer(w)
         return w
@@ -117,7 +125,7 @@ class StyleGAN2Generator(FaceHubModel):
         done = 0
         while done < num_samples:
             count = min(batch_size, num_samples - done)
-            z = torch.randn(count, self.latent_dim, generator=generator).to(self.const.device, self.const.dtype)
+            z = torch.randn(count, self.input_dim, generator=generator).to(self.const.device, self.const.dtype)
             total += self.map(z).double().sum(dim=0).cpu()
             done += count
         return (total / num_samples).float().to(self.const.device)
@@ -136,9 +144,11 @@ class StyleGAN2Generator(FaceHubModel):
         for source in sources:
             if source.ndim == 3 and not input_is_w:
                 raise ValueError("A (N, num_ws, latent_dim) W+ input needs `input_is_w=True`; z is (N, latent_dim).")
-            if source.shape[-1] != self.latent_dim or source.ndim not in (2, 3):
-                raise ValueError(f"Got latents of shape {tuple(source.shape)}; expected (N, {self.latent_dim}) or "
-                                 f"(N, {self.num_ws}, {self.latent_dim}) with `input_is_w=True`.")
+            width = self.latent_dim if input_is_w else self.input_dim
+            if source.shape[-1] != width or source.ndim not in (2, 3):
+                raise ValueError(f"Got latents of shape {tuple(source.shape)}; expected z (N, {self.input_dim}), or "
+                                 f"w (N, {self.latent_dim}) / W+ (N, {self.num_ws}, {self.latent_dim}) with "
+                                 "`input_is_w=True`.")
             if source.ndim == 3 and source.shape[1] != self.num_ws:
                 raise ValueError(f"Got a W+ input with {source.shape[1]} styles; this generator reads {self.num_ws}.")
             styles.append(source if input_is_w else self.map(source))

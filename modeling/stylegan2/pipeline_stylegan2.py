@@ -85,7 +85,7 @@ class StyleGAN2Pipeline(FaceHubPipeline):
             num_images = 1 if num_images is None else int(num_images)
             if not 1 <= num_images <= MAX_IMAGES_PER_CALL:
                 raise ValueError(f"Got {num_images} for `num_images`; expected 1 to {MAX_IMAGES_PER_CALL}.")
-            latents = torch.randn(num_images, model.latent_dim, generator=generator)
+            latents = torch.randn(num_images, model.input_dim, generator=generator)
         source = w if w is not None else latents
         source = source.to(device, model.const.dtype)
         result = model(source, input_is_w=w is not None, truncation_psi=truncation_psi, noise_mode=noise_mode,

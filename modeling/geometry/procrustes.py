@@ -75,3 +75,23 @@ def procrustes_mean(
         if normalise is not None:
             mean = normalise(mean)
     return mean
+
+
+def umeyama_batched(source, target):
+    """:func:`umeyama` for a batch, in torch and differentiable: ``source`` (B, N, D) onto ``target`` (N, D) or
+    (B, N, D). Returns ``(scale (B,), rotation (B, D, D), translation (B, D))`` with
+    ``target ~ scale * rotation @ source + translation`` (equal weights; reflections excluded as in eq. 40-42)."""
+    import torch
+
+    target = target.to(source.dtype).expand_as(source)
+    mean_s, mean_t = source.mean(dim=1, keepdim=True), target.mean(dim=1, keepdim=True)
+    s, t = source - mean_s, target - mean_t
+    covariance = t.transpose(1, 2) @ s / source.shape[1]
+    u, singular, vt = torch.linalg.svd(covariance)
+    sign = torch.ones_like(singular)
+    sign[:, -1] = torch.sign(torch.linalg.det(u) * torch.linalg.det(vt))
+    rotation = (u * sign[:, None, :]) @ vt
+    variance = s.square().sum(dim=2).mean(dim=1)
+    scale = (singular * sign).sum(dim=1) / variance
+    translation = mean_t[:, 0] - scale[:, None] * (rotation @ mean_s[:, 0, :, None])[..., 0]
+    return scale, rotation, translation

@@ -103,9 +103,19 @@ class FaceRenderer(torch.nn.Module):
             sh_coeffs: (B, 3, 9) or (B, 27) SH lighting; None = unlit (the albedo itself).
             background: (B, 3, H, W) in [0, 1]; None = black.
         """
-        b = vertices.shape[0]
-        h, w = self.image_size
         face_index, bary = self.rasterize(vertices, triangles, camera)
+        return self.shade(vertices, triangles, face_index, bary, uvs=uvs, albedo_texture=albedo_texture,
+                          vertex_colors=vertex_colors, sh_coeffs=sh_coeffs, background=background)
+
+    def shade(self, vertices: torch.Tensor, triangles: torch.Tensor, face_index: torch.Tensor, bary: torch.Tensor, *,
+              uvs: torch.Tensor | None = None, albedo_texture: torch.Tensor | None = None,
+              vertex_colors: torch.Tensor | None = None, sh_coeffs: torch.Tensor | None = None,
+              background: torch.Tensor | None = None) -> RenderOutput:
+        """The second half of :meth:`forward`: colour the pixels of a rasterisation already made (``face_index``
+        (B, H, W), ``bary`` (B, H, W, 3); e.g. by the faster, non-differentiable
+        :func:`facehub.modeling.geometry.zbuffer.rasterize_zbuffer` when no gradient has to reach the vertices)."""
+        b = vertices.shape[0]
+        h, w = face_index.shape[1:]
         mask = (face_index >= 0).unsqueeze(1).to(vertices.dtype)
         attrs = [vertices[..., 2:3]]
         if sh_coeffs is not None:

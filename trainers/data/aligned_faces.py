@@ -20,14 +20,15 @@ OPTIONAL_COLUMNS = ("attributes", "shape_coefficients")
 
 @dataclass
 class FaceTable:
-    """Faces of one source, in memory: crops (N, S, S, 3) uint8, poses (N, 3) degrees, labels (N, A) float32, and
-    how many faces were ``dropped`` for being turned too far."""
+    """Faces of one source, in memory: crops (N, S, S, 3) uint8, poses (N, 3) degrees, labels (N, A) float32, how
+    many faces were ``dropped`` for being turned too far, and the 68 landmarks (N, 68, 2) in crop pixels."""
 
     name: str
     crops: np.ndarray
     poses: np.ndarray
     attributes: np.ndarray
     dropped: int
+    landmarks: np.ndarray | None = None
 
 
 def load_prepared_rows(path: str):
@@ -75,7 +76,7 @@ def aligned_face_table(rows: Iterable[dict], name: str, size: int, max_yaw: floa
     from facehub.modeling.faces.image_io import load_image
     from facehub.modeling.pose_cvaegan import aligned_crop
 
-    crops, poses, labels, dropped = [], [], [], 0
+    crops, poses, labels, landmarks, dropped = [], [], [], [], 0
     for row in tqdm(rows, total=length, desc=f"aligning {name}", unit="face", leave=False, disable=quiet):
         pose = np.asarray(row["pose"], np.float64)
         if abs(pose[0]) > max_yaw:
@@ -85,12 +86,15 @@ def aligned_face_table(rows: Iterable[dict], name: str, size: int, max_yaw: floa
         if value is None:
             raise ValueError(missing_label or f"{name} lacks the labels this training needs for its faces.")
         image = np.asarray(load_image(row["image"]))
-        crops.append(aligned_crop(image, np.asarray(row["landmarks68"], np.float64), size).image)
+        aligned = aligned_crop(image, np.asarray(row["landmarks68"], np.float64)[:, :2], size)
+        crops.append(aligned.image)
+        landmarks.append(aligned.landmarks68.astype(np.float32))
         poses.append(pose)
         labels.append(np.asarray(value, np.float32))
     if not crops:
         raise ValueError(f"{name} has no face with |yaw| <= {max_yaw} degrees.")
-    return FaceTable(name, np.stack(crops), np.stack(poses), np.stack(labels).astype(np.float32), dropped)
+    return FaceTable(name, np.stack(crops), np.stack(poses), np.stack(labels).astype(np.float32), dropped,
+                     np.stack(landmarks))
 
 
 def face_sources(sources: Iterable[str], synthetic: dict[str, Any] | None) -> list[tuple[str, Any]]:

@@ -1,0 +1,39 @@
+"""DiscoFaceGAN (Deng et al., "Disentangled and Controllable Face Image Generation via 3D Imitative-Contrastive
+Learning", CVPR 2020, seed 002): faces generated from independent identity, expression, lighting, pose and noise
+factors, on facehub's StyleGAN2, taught by the morphable model's renders."""
+
+from facehub.modeling.disco_facegan.configuration_disco_facegan import (
+    DISCO_FACEGAN_PRESETS,
+    FACTOR_KEYS,
+    FACTORS,
+    DiscoFaceGANConfig,
+    disco_facegan_config,
+    factor_dims,
+)
+from facehub.modeling.disco_facegan.modeling_disco_facegan import FactorVAEs
+from facehub.modeling.disco_facegan.pipeline_disco_facegan import (
+    DiscoFaceGANPipeline,
+    DiscoFaceGANPipelineOutput,
+    factors_from_lambda,
+    generator_input,
+    lambda_from_factors,
+)
+from facehub.modeling.disco_facegan.rendering import FactorRender, FactorRenderer, warp_to
+
+__all__ = [
+    "DISCO_FACEGAN_PRESETS",
+    "FACTORS",
+    "FACTOR_KEYS",
+    "DiscoFaceGANConfig",
+    "DiscoFaceGANPipeline",
+    "DiscoFaceGANPipelineOutput",
+    "FactorRender",
+    "FactorRenderer",
+    "FactorVAEs",
+    "disco_facegan_config",
+    "factor_dims",
+    "factors_from_lambda",
+    "generator_input",
+    "lambda_from_factors",
+    "warp_to",
+]

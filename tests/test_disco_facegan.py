@@ -1,0 +1,230 @@
+"""DiscoFaceGAN (seed 002): the factor VAEs learn the coefficient distribution, the render sits in the aligned frame
+the regressor and the photos use, the contrastive warp follows the geometry, the losses of eq. 2-8 on hand-computed
+cases, the pipeline's factor contract, and a short training run through every phase of the schedule."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from facehub.modeling.disco_facegan import (
+    FACTOR_KEYS,
+    DiscoFaceGANPipeline,
+    FactorRenderer,
+    FactorVAEs,
+    disco_facegan_config,
+    factor_dims,
+    warp_to,
+)
+from facehub.modeling.disco_facegan.rendering import five_points
+from facehub.modeling.stylegan2 import StyleGAN2Generator, stylegan2_config
+
+TINY_GAN = dict(resolution=16, latent_dim=16, mapping_layers=2, channels=[16, 16, 8])
+
+
+def _lambda(count: int, seed: int = 0, yaw: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    lighting = torch.zeros(count, 27)
+    lighting[:, 0::9] = 0.925 / 0.886227  # the synthetic world's ambient light
+    lighting[:, 1::9] = 0.2 * torch.randn(count, 1, generator=g)
+    pose = torch.zeros(count, 3)
+    if yaw is not None:
+        pose[:, 0] = yaw
+    return {"identity": 0.7 * torch.randn(count, 49, generator=g), "expression": 0.5 * torch.randn(count, 14, generator=g),
+            "lighting": lighting, "pose": pose}
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    return FactorRenderer(64)
+
+
+def test_factor_vaes_learn_the_coefficient_distribution(tmp_path):
+    """Fitted to correlated coefficients, the VAEs' samples reproduce their mean, spread and correlation; the
+    posterior mean reconstructs held-out values far better than the mean does; save and load keep them."""
+    from facehub.trainers.disco_facegan import fit_factor_vaes
+
+    g = torch.Generator().manual_seed(0)
+    dims = factor_dims()
+    data = {}
+    for factor, width in dims.items():
+        mixing = torch.randn(width, 2, generator=g)  # two underlying causes -> correlated coefficients
+        data[factor] = torch.randn(2000, 2, generator=g) @ mixing.t() + 0.05 * torch.randn(2000, width, generator=g)
+        data[factor] = data[factor] * 0.3 + torch.arange(width) * 0.01
+    network = disco_facegan_config("cpu-small", latent_dims={"identity": 4, "expression": 4, "lighting": 4, "pose": 3},
+                                   hidden_dims={"identity": 64, "expression": 64, "lighting": 64, "pose": 32})
+    vaes, losses = fit_factor_vaes({k: v[:1500] for k, v in data.items()}, network, steps=500, seed=0)
+    samples = vaes.sample(4000, generator=torch.Generator().manual_seed(1))
+    for factor, values in data.items():
+        held_out = values[1500:]
+        assert torch.allclose(samples[factor].mean(0), values.mean(0), atol=0.08), factor
+        ratio = samples[factor].std(0) / values.std(0)
+        assert 0.7 < ratio.median() < 1.3, (factor, ratio)
+        error = (vaes(factor, held_out) - held_out).square().mean()
+        baseline = (held_out - held_out.mean(0)).square().mean()
+        assert error < 0.3 * baseline, (factor, float(error), float(baseline))
+    first = data["identity"][:, :2]
+    sampled = samples["identity"][:, :2]
+    assert abs(np.corrcoef(sampled.T.numpy())[0, 1] - np.corrcoef(first.T.numpy())[0, 1]) < 0.15
+    vaes.save_pretrained(tmp_path / "vaes")
+    again = FactorVAEs.from_pretrained(tmp_path / "vaes")
+    assert torch.allclose(again.decode("pose", torch.ones(1, 3)), vaes.decode("pose", torch.ones(1, 3)))
+
+
+def test_render_sits_in_the_aligned_frame_and_turns_with_the_pose(renderer):
+    from facehub.modeling.faces.alignment import template_points
+
+    lam = _lambda(3, yaw=torch.tensor([-0.5, 0.0, 0.5]))
+    out = renderer.render(lam)
+    assert out.image.shape == (3, 3, 64, 64) and out.image.min() >= -1 and out.image.max() <= 1
+    # the five alignment points are fitted onto the ArcFace template, as a photo's are in its aligned crop: same
+    # centroid, same eye distance, a few pixels of residual where the face's proportions differ from the template's
+    points, template = five_points(out.landmarks68), torch.as_tensor(template_points(64), dtype=torch.float32)
+    assert torch.allclose(points.mean(dim=1), template.mean(dim=0).expand(3, 2), atol=1e-3)
+    eyes = (points[:, 1] - points[:, 0]).norm(dim=-1) / (template[1] - template[0]).norm()
+    assert ((eyes > 0.85) & (eyes < 1.15)).all(), eyes
+    assert (points - template).norm(dim=-1).mean() < 4.0
+    assert 0.25 < out.mask.mean() < 0.6
+    # a face turned to its right (yaw > 0) shows more of its left cheek: the mask's mass moves to the image's left
+    columns = torch.arange(64).float()
+    centre = [(out.mask[i, 0].sum(0) * columns).sum() / out.mask[i, 0].sum() for i in range(3)]
+    assert centre[2] < centre[1] < centre[0]
+
+
+def test_warp_follows_the_expression_change(renderer):
+    lam = _lambda(4, seed=1)
+    other = {**lam, "expression": 0.8 * torch.randn(4, 14, generator=torch.Generator().manual_seed(7))}
+    first, second = renderer.render(lam), renderer.render(other)
+    same, valid = warp_to(first.image, first, first)
+    assert torch.allclose(same * valid, first.image * valid, atol=0.05)
+    warped, valid = warp_to(first.image, first, second)
+    moved = ((warped - second.image).abs() * valid).sum() / valid.sum()
+    unmoved = ((first.image - second.image).abs() * valid).sum() / valid.sum()
+    assert moved < 0.6 * unmoved, (float(moved), float(unmoved))
+
+
+def test_losses_on_hand_computed_cases(renderer):
+    from facehub.trainers.disco_facegan import (
+        colour_loss,
+        cosine_distance,
+        identity_imitation_loss,
+        landmark_loss,
+        lighting_loss,
+        masked_l1,
+    )
+
+    a = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    b = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert identity_imitation_loss(a, b).item() == pytest.approx((0.0 + 0.7) / 2)  # max(1 - cos - 0.3, 0)
+    assert cosine_distance(a, b).item() == pytest.approx(0.5)
+    points = torch.zeros(1, 68, 2)
+    assert landmark_loss(points + torch.tensor([3.0, 4.0]), points, 10).item() == pytest.approx(0.25)  # (5/10)^2
+    assert lighting_loss(torch.ones(2, 27), torch.zeros(2, 3, 9)).item() == pytest.approx(1.0)
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., :2, :2] = 1
+    image = torch.zeros(1, 3, 4, 4)
+    image[:, 0, :2, :2] = 0.5  # red 0.5 on the face, anything off it is ignored
+    image[:, 2, 3, 3] = 9.0
+    assert colour_loss(image, torch.zeros_like(image), mask).item() == pytest.approx(0.5 / 3)
+    assert masked_l1(image, torch.zeros_like(image), mask).item() == pytest.approx(0.5 / 3)
+
+
+def test_regressor_reads_the_render_where_the_imitation_expects(renderer):
+    """The crop the imitative losses read generated faces through: on the renders themselves the regressor finds
+    the rendered landmarks within a few pixels and the yaw within a few degrees."""
+    from facehub.trainers.disco_facegan import FaceReader
+
+    reader = FaceReader("facehub/face-fitting")
+    yaw = torch.tensor([-0.5, -0.2, 0.2, 0.5])
+    lam = _lambda(4, seed=2, yaw=yaw)
+    out = renderer.render(lam)
+    read = reader.regress(out.image, out.landmarks68)
+    error = (read["landmarks68"] - out.landmarks68).norm(dim=-1).mean()
+    assert error < 3.5, float(error)  # 64 px images
+    assert (read["rotation"][:, 0] - yaw).abs().max() < math.radians(10)
+    # and gradients reach the image
+    image = out.image.clone().requires_grad_(True)
+    reader.regress(image, out.landmarks68)["landmarks68"].sum().backward()
+    assert image.grad.abs().sum() > 0
+
+
+def _pipeline() -> DiscoFaceGANPipeline:
+    torch.manual_seed(0)
+    network = disco_facegan_config("cpu-small")
+    vaes = FactorVAEs(factor_dims(), network.latent_dims, network.hidden_dims).eval()
+    generator = StyleGAN2Generator(**{**stylegan2_config("cpu-small", **TINY_GAN).generator_kwargs(),
+                                      "input_dim": network.generator_input_dim(), "normalize_input": False}).eval()
+    return DiscoFaceGANPipeline(image_generator=generator, factor_vaes=vaes)
+
+
+def test_pipeline_factor_contract():
+    pipe = _pipeline()
+    out = pipe(num_images=3, generator=torch.Generator().manual_seed(0), output_type="np")
+    f = out.factors
+    assert sorted(f) == sorted(FACTOR_KEYS) and out.images[0].shape == (16, 16, 3)
+    assert {k: tuple(v.shape) for k, v in f.items()} == {"identity": (3, 49), "expression": (3, 14),
+                                                         "lighting": (3, 27), "pose": (3, 3), "noise": (3, 32)}
+    again = pipe(factors=f, output_type="np")
+    assert np.array_equal(again.images[1], out.images[1])  # stored noise: the same factors draw the same face
+    g = pipe.sample_factors(3, generator=torch.Generator().manual_seed(1))
+    changed = pipe(factors={**f, "expression": g["expression"]}, output_type="np")
+    for key in ("identity", "lighting", "pose", "noise"):
+        assert torch.equal(changed.factors[key], f[key])
+    assert not np.array_equal(changed.images[0], out.images[0])
+    turned = pipe(factors=f, yaw=30.0)
+    assert torch.allclose(turned.factors["pose"][:, 0], torch.full((3,), 30.0))
+    assert torch.equal(turned.factors["pose"][:, 1:], f["pose"][:, 1:])
+    # Supplement IV's truncation: w' = w + (1 - psi)(w_bar_alpha - w(alpha, u_j = 0)). With every other factor at
+    # its neutral value (the data mean, no noise), psi = 0 sends every identity to the average identity's w ...
+    vaes = pipe.factor_vaes
+    neutral = {"identity": f["identity"], "expression": vaes.mean_expression.expand(3, -1),
+               "lighting": vaes.mean_lighting.expand(3, -1), "pose": torch.rad2deg(vaes.mean_pose).expand(3, -1),
+               "noise": torch.zeros(3, 32)}
+    with torch.no_grad():
+        w0 = pipe.styles(pipe.check_factors(neutral), truncation_psi=0.0)
+        assert torch.allclose(w0, pipe.identity_centre().expand(3, -1), atol=1e-4)
+    rendered = pipe(factors=f, return_renders=True, output_type="np")
+    assert rendered.renders[0].shape == (16, 16, 3)
+    with pytest.raises(ValueError, match="missing \\['noise'\\]"):
+        pipe(factors={k: v for k, v in f.items() if k != "noise"})
+    with pytest.raises(ValueError, match="14 values per face|reads 14"):
+        pipe(factors={**f, "expression": torch.zeros(3, 5)})
+
+
+@pytest.mark.slow
+def test_short_training_runs_every_phase_and_exports_a_pipeline(tmp_path):
+    """Pixel phase, imitative phase, contrastive phase in 8 steps of a 16 px model; the VAEs are saved once and
+    reused on resume; the export loads and draws from factors."""
+    from facehub.trainers.data.synthetic_world import SyntheticWorldConfig  # noqa: F401  (the data comes from it)
+
+    facehub = Path(sys.executable).with_name("facehub")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    settings = {"output_dir": str(tmp_path), "report_to": "none", "max_steps": 6, "train_batch_size": 4,
+                "logging_steps": 1, "checkpointing_steps": 3, "sample_steps": 6, "losses.pixel_steps": 2,
+                "losses.contrastive_from": 4, "losses.vae_steps": 30,
+                **{f"model.{k}": json.dumps(v).replace(" ", "") if isinstance(v, list) else v
+                   for k, v in TINY_GAN.items()},
+                "data.synthetic.num_identities": 12, "data.synthetic.image_size": 64}
+    argv = [str(facehub), "train", "disco_facegan", "--cpu", "--preset", "cpu-small",
+            *[f"{key}={value}" for key, value in settings.items()]]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=400, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    logs = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert "pixel" in logs[0] and "landmark" not in logs[0]
+    assert "landmark" in logs[2] and "expression_contrastive" not in logs[2]
+    assert "expression_contrastive" in logs[-1] and "illumination_identity" in logs[-1]
+    assert all(math.isfinite(v) for log in logs for v in log.values())
+    assert (tmp_path / "factor_vaes" / "config.json").is_file()
+    pipe = DiscoFaceGANPipeline.from_pretrained(tmp_path / "export")
+    out = pipe(num_images=2, generator=torch.Generator().manual_seed(0), output_type="np")
+    assert out.images[0].shape == (16, 16, 3)
+    card = (tmp_path / "export" / "README.md").read_text()
+    assert "hair-segmentation" in card and "facehub/face-fitting" in card

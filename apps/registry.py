@@ -12,7 +12,8 @@ A capability adds itself to the Gradio hub by registering a tab builder::
 them between tabs. A builder may return a :class:`TabRefresh`: the demo then runs it whenever the user opens the tab
 (for content that changes while the app runs, such as the list of loaded checkpoints or of the offered models).
 
-Where tabs come from: the capability tabs in :data:`BUILTIN_TAB_MODULES` (Rotate, Reconstruct, Swap, Compare, Models, About),
+Where tabs come from: the capability tabs in :data:`BUILTIN_TAB_MODULES` (Rotate, Reconstruct, Swap, Generate, Compare,
+Models, About),
 which list every method of the registry (:mod:`facehub.methods`) with their capability, plus the ``tabs`` modules
 that a method declares in its ``MethodSpec`` for a tab of its own. They are imported when the demo is built (not when
 this module is imported), so a tab's heavy imports cost nothing until then, and a tab that fails to import is
@@ -47,6 +48,7 @@ BUILTIN_TAB_MODULES: list[str] = [
     "facehub.apps.tabs.rotate",
     "facehub.apps.tabs.reconstruct",
     "facehub.apps.tabs.swap",
+    "facehub.apps.tabs.generate",
     "facehub.apps.tabs.compare",
     "facehub.apps.tabs.models",
     "facehub.apps.tabs.about",

@@ -141,8 +141,8 @@ def test_registered_tabs_are_ordered_and_a_broken_tab_does_not_break_the_demo(mo
         register_tab("Relight")(lambda ctx: None)
 
     demo = build_demo(DemoContext(device="cpu"))
-    assert _tab_labels(demo) == ["Relight", "Rotate", "Reconstruct 3D", "Broken", "Swap", "Compare", "Models",
-                                  "About"]
+    assert _tab_labels(demo) == ["Relight", "Rotate", "Reconstruct 3D", "Broken", "Swap", "Generate", "Compare",
+                                  "Models", "About"]
     assert any("failed to build" in text and "no weights" in text for text in _markdown_values(demo))
 
 
@@ -193,7 +193,8 @@ def test_capability_tabs_list_the_methods_of_the_registry(tmp_path, monkeypatch)
     methods.register(spec)
     try:
         assert registry.BUILTIN_TAB_MODULES == [f"facehub.apps.tabs.{name}" for name in
-                                                ("rotate", "reconstruct", "swap", "compare", "models", "about")]
+                                                ("rotate", "reconstruct", "swap", "generate", "compare", "models",
+                                                 "about")]
         assert "facehub_test_relight_tab" in registry.tab_modules()
         demo = build_demo(DemoContext(device="cpu"))
     finally:
@@ -202,7 +203,8 @@ def test_capability_tabs_list_the_methods_of_the_registry(tmp_path, monkeypatch)
     pickers = [b for b in demo.blocks.values() if isinstance(b, gr.Radio) and b.label == "Method"]
     expected = {"rotation": methods.available("rotation") + ["relight_test"],
                 "swap": methods.available("swap") + ["relight_test"],
-                "reconstruction": methods.available("reconstruction")}
+                "reconstruction": methods.available("reconstruction"),
+                "generation": methods.available("generation")}
     offered = sorted(sorted(value for _, value in picker.choices) for picker in pickers)
     assert offered == sorted(sorted(names) for names in expected.values())
     titles = {value: label for picker in pickers for label, value in picker.choices}

@@ -62,7 +62,8 @@ def rendered_tab_labels(dom: str) -> list[str]:
 def test_page_renders_the_tabs(demo_server, tmp_path):
     dom = run_chromium(demo_server.url, tmp_path / "profile", "--dump-dom").stdout
     labels = rendered_tab_labels(dom)
-    assert labels == ["Rotate", "Reconstruct 3D", "Swap", "Compare", "Models", "About"], f"tabs rendered: {labels}"
+    assert labels == ["Rotate", "Reconstruct 3D", "Swap", "Generate", "Compare", "Models", "About"], \
+        f"tabs rendered: {labels}"
 
 
 def test_screenshot_is_a_real_picture(demo_server, tmp_path):

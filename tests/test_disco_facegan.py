@@ -228,3 +228,34 @@ def test_short_training_runs_every_phase_and_exports_a_pipeline(tmp_path):
     assert out.images[0].shape == (16, 16, 3)
     card = (tmp_path / "export" / "README.md").read_text()
     assert "hair-segmentation" in card and "facehub/face-fitting" in card
+
+
+def test_generate_tab_draws_seeded_faces_and_changes_one_factor(tmp_path):
+    """The demo's Generate tab through the registry: DiscoFaceGAN with factor seeds and a set pose, and a converted
+    StyleGAN2 through the same event; bad requests become a status line."""
+    from facehub.apps.registry import DemoContext
+    from facehub.apps.tabs.generate import run_generation
+    from facehub.modeling.stylegan2 import convert_rosinality_checkpoint
+
+    models = tmp_path / "models"
+    _pipeline().save_pretrained(models / "tiny-disco")
+    convert_rosinality_checkpoint(Path(__file__).parent / "data" / "stylegan2-rosinality" / "rosinality_tiny_64.pt",
+                                  models / "tiny-stylegan2", w_avg_samples=64)
+    ctx = DemoContext(device="cpu", models_dir=models)
+    try:
+        faces, status = run_generation(ctx, "disco_facegan", "tiny-disco", 2, 5, 1.0)
+        assert len(faces) == 2 and faces[0].shape == (16, 16, 3) and "seed 5" in status
+        again, _ = run_generation(ctx, "disco_facegan", "tiny-disco", 2, 5, 1.0)
+        assert np.array_equal(again[0], faces[0])
+        smiling, status = run_generation(ctx, "disco_facegan", "tiny-disco", 2, 5, 1.0, expression_seed=9)
+        assert "Expression from seed 9" in status and not np.array_equal(smiling[0], faces[0])
+        _, status = run_generation(ctx, "disco_facegan", "tiny-disco", 2, 5, 1.0, set_pose=True, yaw=30, pitch=-10)
+        assert "(+30, -10); (+30, -10)" in status
+        drawn, status = run_generation(ctx, "stylegan2", "tiny-stylegan2", 1, 0, 0.7)
+        assert drawn[0].shape == (64, 64, 3) and "truncation 0.7" in status
+        nothing, status = run_generation(ctx, "disco_facegan", "tiny-disco", 0, 5, 1.0)
+        assert nothing == [] and "1 to 8" in status
+        _, status = run_generation(ctx, "disco_facegan", "/etc", 1, 5, 1.0)
+        assert "cannot use that model" in status and "/etc" not in status
+    finally:
+        ctx.close()

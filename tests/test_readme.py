@@ -47,6 +47,8 @@ TRAIN_SMALL_DATA = {
                   "data.profiling_probability=0"],
     "cyclegan": ["train_batch_size=1"],
     "stylegan2": ["train_batch_size=2"],
+    "disco_facegan": ["train_batch_size=2", "losses.vae_steps=20", "losses.pixel_steps=1", "model.resolution=16",
+                      "model.channels=[16,16,8]"],
 }
 
 
@@ -62,8 +64,9 @@ class Rule:
     lane: str = "a"
 
 
-#: Lane "a": prepare photos, DepthNet, the pose CVAE-GAN evaluation. Lane "b": the synthetic world, PRN-Dense, the
-#: CycleGAN repair, StyleGAN2 and the Hub. No command reads what the other lane writes.
+#: Lane "a": the fitted photos, DepthNet, the CycleGAN repair, the pose CVAE-GAN evaluation. Lane "b": the prepared
+#: photos (data/faces) and the generators trained on them (StyleGAN2, DiscoFaceGAN), the synthetic world, PRN-Dense and
+#: the Hub. No command reads what the other lane writes.
 LANES = ("a", "b")
 
 
@@ -74,16 +77,19 @@ COMMAND_RULES: list[Rule] = [
     Rule(r"^facehub train \w+ .*--multi_gpu", replace=(("--multi_gpu", "--cpu"), ("--num_processes 4", "--num_processes 2"))),
     Rule(r"^facehub train pose_cvaegan ", skip="tests/test_pose_cvaegan.py runs `facehub train pose_cvaegan` with two "
          "processes and checks its losses, samples, checkpoint and export"),
-    Rule(r"^facehub train (prn_dense|cyclegan) ", lane="b"),
+    Rule(r"^facehub train (prn_dense|stylegan2|disco_facegan) ", lane="b"),
     Rule(r"^facehub train "),
     Rule(r"^facehub prepare --synthetic", replace=(("--identities 100", "--identities 2"), ("--views 8", "--views 2")),
          lane="b"),
-    Rule(r"^facehub prepare --images"),
-    Rule(r"^facehub prepare-swaps", replace=(("--count 2000", "--count 2"),), lane="b"),
+    Rule(r"^facehub prepare --images .*--fit"),
+    Rule(r"^facehub prepare --images", lane="b"),
+    Rule(r"^facehub prepare-swaps", replace=(("--count 2000", "--count 2"),)),
     Rule(r"^facehub eval depthnet", append=("--pairs", "64")),
     Rule(r"^facehub eval prn_dense", lane="b"),
     Rule(r"^facehub eval pose_cvaegan", append=("--identities", "1", "--yaws=-30,30", "--limit", "1", "--method",
                                                  "pose_cvaegan", "--method", "input")),
+    Rule(r"^facehub eval disco_facegan", append=("--groups", "2", "--per-group", "2", "--pairs", "1", "--others", "2"),
+         lane="b"),
     Rule(r"^facehub (eval rotation|eval swap|compare) ", skip="tests/test_texture_swap.py runs these through "
          "facehub's command line at their smallest and checks their tables, results.json and contact sheets"),
     Rule(r"^facehub bench prn_dense", append=("--runs", "1", "--presets", "cpu-small", "--no-compile"), lane="b"),

@@ -16,6 +16,7 @@ METHOD = MethodSpec(
     models={"image_generator": "facehub.modeling.stylegan2:StyleGAN2Generator",
             "factor_vaes": "facehub.modeling.disco_facegan:FactorVAEs"},
     training="facehub.trainers.disco_facegan:DiscoFaceGANTraining",
+    evaluation="facehub.trainers.evaluation.disco_facegan:main",
     pipeline_tag="unconditional-image-generation",
     tags=("disco-facegan", "stylegan2", "face-generation", "disentanglement"),
 )

@@ -120,9 +120,10 @@ class FactorVAEs(FaceHubModel):
             out[factor] = self.decode(factor, z.to(device, self.mean_pose.dtype))
         return out
 
-    def loss(self, factor: str, values: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The first-stage objective of the two-stage VAE (module docstring), averaged over the batch; also returns
-        its ``kl`` and ``reconstruction`` (mean squared error in standardised units) parts."""
+    def loss(self, factor: str, values: torch.Tensor, kl_weight: float = 1.0) -> dict[str, torch.Tensor]:
+        """The first-stage objective of the two-stage VAE (module docstring), averaged over the batch, with the KL
+        term scaled by ``kl_weight`` (for annealing; 1 is the objective itself); also returns its ``kl`` and
+        ``reconstruction`` (mean squared error in standardised units) parts."""
         target = self.standardise(factor, values)
         mean, log_variance = self.encoders[factor](target).chunk(2, dim=-1)
         log_variance = log_variance.clamp(-30.0, 20.0)
@@ -132,7 +133,8 @@ class FactorVAEs(FaceHubModel):
         log_gamma = self.log_gamma[factor]
         kl = 0.5 * (mean.square() + log_variance.exp() - 1.0 - log_variance).sum(dim=-1)
         nll = squared / (2.0 * (2.0 * log_gamma).exp()) + target.shape[-1] * (log_gamma + 0.5 * math.log(2 * math.pi))
-        return {"total": (kl + nll).mean(), "kl": kl.mean(), "reconstruction": squared.mean() / target.shape[-1]}
+        return {"total": (kl_weight * kl + nll).mean(), "kl": kl.mean(),
+                "reconstruction": squared.mean() / target.shape[-1]}
 
     def forward(self, factor: str, values: torch.Tensor) -> torch.Tensor:
         """Reconstruct ``values`` through ``factor``'s VAE at the posterior mean."""

@@ -184,9 +184,13 @@ class FaceCoefficientRegressor(FaceHubModel):
         flat = torch.cat([groups[name].reshape(len(groups[name]), -1) for name in GROUPS], dim=-1)
         return (flat - self.output_offset) / self.output_spread
 
+    def pooled_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, C) the globally pooled features the head reads (e.g. for a Frechet distance on this network's
+        features)."""
+        return self.stages(self.stem(pixel_values)).mean(dim=(2, 3))
+
     def forward(self, pixel_values: torch.Tensor, return_dict: bool = True):
-        features = self.stages(self.stem(pixel_values)).mean(dim=(2, 3))
-        raw = self.head(features)
+        raw = self.head(self.pooled_features(pixel_values))
         groups = self.split(self.output_offset + self.output_spread * raw)
         output = FaceRegressorOutput(**groups, normalised=raw)
         return output if return_dict else output.to_tuple()

@@ -1,0 +1,143 @@
+"""The "Generate" tab: draw faces of people who do not exist with any registered method that has the ``generation``
+capability (``methods.available("generation")``; a new generator appears here by declaring the capability).
+
+Every generation pipeline takes ``num_images``, a ``generator`` (the seed) and ``truncation_psi``. A pipeline with
+controllable factors (``sample_factors``, DiscoFaceGAN) also gets one seed per factor and the pose in degrees: keep
+the identity seed and change the expression seed to see the same person smile differently, or move the yaw slider
+to turn them.
+
+Public event (callable with ``gradio_client``): ``/generate``: method, model id, number of faces, seed, truncation,
+expression seed, lighting seed, set-pose flag, yaw, pitch -> a gallery of faces and a status message.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+
+import gradio as gr
+import numpy as np
+
+from facehub.apps.registry import DemoContext, TabRefresh, register_tab
+from facehub.apps.tabs.common import (
+    COMPUTE,
+    UserFacingError,
+    default_model,
+    load_method_pipeline,
+    method_choices,
+    model_choices,
+    model_picker_update,
+    unexpected_status,
+    warning_status,
+)
+
+logger = logging.getLogger(__name__)
+
+CAPABILITY = "generation"
+MAX_FACES = 8
+MAX_SEED = 2**31 - 1
+
+
+def _seed(value, name: str) -> int | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        seed = int(float(value))
+    except (TypeError, ValueError):
+        raise UserFacingError(f"The {name} must be a whole number.") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise UserFacingError(f"The {name} must be between 0 and {MAX_SEED}.")
+    return seed
+
+
+def _generator(seed: int):
+    import torch
+
+    return torch.Generator().manual_seed(seed)
+
+
+def run_generation(ctx: DemoContext, method: str | None, model_id: str | None, count, seed, truncation,
+                   expression_seed=None, lighting_seed=None, set_pose: bool = False, yaw=0.0, pitch=0.0,
+                   progress=None) -> tuple[list[np.ndarray], str]:
+    """Draw ``count`` faces; every failure becomes a status message (and a toast)."""
+    progress = progress or (lambda *args, **kwargs: None)
+    try:
+        count = int(count)
+        if not 1 <= count <= MAX_FACES:
+            raise UserFacingError(f"Ask for 1 to {MAX_FACES} faces.")
+        seed = _seed(seed, "seed") or 0
+        psi = float(truncation)
+        if not 0.0 <= psi <= 1.0:
+            raise UserFacingError("Truncation must be between 0 and 1.")
+        progress(0.1, desc="Loading the model")
+        pipe = load_method_pipeline(ctx, method or "", CAPABILITY, model_id)
+        progress(0.4, desc="Generating")
+        options = {"truncation_psi": psi, "output_type": "np"}
+        lines = [f"{count} face(s), seed {seed}, truncation {psi:g}."]
+        if hasattr(pipe, "sample_factors"):
+            factors = pipe.sample_factors(count, generator=_generator(seed))
+            for key, value in (("expression", expression_seed), ("lighting", lighting_seed)):
+                own = _seed(value, f"{key} seed")
+                if own is not None:
+                    factors[key] = pipe.sample_factors(count, generator=_generator(own))[key]
+                    lines.append(f"{key.capitalize()} from seed {own}.")
+            if set_pose:
+                options.update(yaw=float(yaw), pitch=float(pitch))
+            out = pipe(factors=factors, **options)
+            poses = "; ".join(f"({p[0]:+.0f}, {p[1]:+.0f})" for p in out.factors["pose"].tolist())
+            lines.append(f"Pose asked for, yaw and pitch in degrees: {poses}.")
+        else:
+            out = pipe(num_images=count, generator=_generator(seed), **options)
+        progress(1.0, desc="Done")
+    except (UserFacingError, ValueError) as err:
+        return [], warning_status(str(err))
+    except Exception as err:  # a bug must not show a traceback to the user; the log keeps it
+        logger.exception("Face generation failed")
+        return [], unexpected_status(err)
+    return list(out.images), html.escape(" ".join(lines), quote=False)
+
+
+@register_tab("Generate", order=35)
+def build(ctx: DemoContext) -> TabRefresh:
+    """Method and model pickers, count, seeds, truncation, pose; a gallery of the faces."""
+    from facehub import methods
+
+    choices = method_choices(CAPABILITY)
+    first = next((name for _, name in choices if methods.get(name).default_model), choices[0][1] if choices else None)
+    models = model_choices(ctx, first, CAPABILITY) if first else []
+    gr.Markdown("Generate faces of people who do not exist. With a controllable method, keep the seed and change "
+                "only the expression or lighting seed, or set the pose, to change one factor of the same faces.")
+    with gr.Row():
+        with gr.Column():
+            method = gr.Radio(choices=choices, value=first, label="Method")
+            model = gr.Dropdown(choices=models,
+                                value=default_model(models, methods.get(first).default_model if first else None),
+                                label="Model", allow_custom_value=True,
+                                info="An embedded default or a model in the demo's models folder.")
+            count = gr.Slider(1, MAX_FACES, value=4, step=1, label="Faces")
+            seed = gr.Number(value=0, precision=0, label="Seed (identity, and every factor without its own seed)")
+            truncation = gr.Slider(0.0, 1.0, value=0.8, step=0.05,
+                                   label="Truncation (lower: more typical faces, less variety)")
+            with gr.Accordion("Factors (DiscoFaceGAN)", open=False):
+                expression_seed = gr.Number(value=None, precision=0, label="Expression seed (empty: the seed)")
+                lighting_seed = gr.Number(value=None, precision=0, label="Lighting seed (empty: the seed)")
+                set_pose = gr.Checkbox(value=False, label="Set the pose")
+                yaw = gr.Slider(-45, 45, value=0, step=1, label="Yaw (degrees; > 0 turns towards the image's right)")
+                pitch = gr.Slider(-30, 30, value=0, step=1, label="Pitch (degrees; > 0 looks up)")
+            button = gr.Button("Generate", variant="primary", elem_id="facehub-generate-button")
+        with gr.Column():
+            gallery = gr.Gallery(label="Faces", columns=4, elem_id="facehub-generate-gallery")
+            status = gr.Markdown("Choose a method and press Generate.", elem_id="facehub-generate-status")
+
+    def on_generate(method, model, count, seed, truncation, expression_seed, lighting_seed, set_pose, yaw, pitch,
+                    progress=gr.Progress()):  # noqa: B008
+        return run_generation(ctx, method, model, count, seed, truncation, expression_seed, lighting_seed, set_pose,
+                              yaw, pitch, progress)
+
+    method.change(lambda name: model_picker_update(ctx, CAPABILITY, name), inputs=method, outputs=model,
+                  api_visibility="private")
+    button.click(on_generate, inputs=[method, model, count, seed, truncation, expression_seed, lighting_seed,
+                                      set_pose, yaw, pitch],
+                 outputs=[gallery, status], api_name="generate", concurrency_id=COMPUTE)
+    return TabRefresh(fn=lambda name, current: model_picker_update(ctx, CAPABILITY, name, current),
+                      inputs=[method, model], outputs=[model])

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from facehub.modeling.disco_facegan import (
     FACTOR_KEYS,
@@ -259,3 +260,42 @@ def test_generate_tab_draws_seeded_faces_and_changes_one_factor(tmp_path):
         assert "cannot use that model" in status and "/etc" not in status
     finally:
         ctx.close()
+
+
+def test_embedding_finds_a_generated_face_and_edits_through_the_factors():
+    """Eq. 11: a face the generator drew is found again in W+ (the pixel error falls far below the start's), an
+    edit with no change gives back the reconstruction, and a pose edit moves W along w(b) - w(a)."""
+    from facehub.modeling.disco_facegan import edit_face, embed_face, lambda_from_factors
+
+    pipe = _pipeline()
+    generator, vaes = pipe.image_generator, pipe.factor_vaes
+    factors = pipe.sample_factors(2, generator=torch.Generator().manual_seed(3))
+    target = pipe(factors={k: v[:1] for k, v in factors.items()}, output_type="np").images[0]
+    guess = {k: v[1:] for k, v in lambda_from_factors(factors).items()}  # start from another face's factors
+    short = embed_face(generator, vaes, target, guess, steps=1, identity_weight=0)
+    long = embed_face(generator, vaes, target, guess, steps=80, identity_weight=0)
+    assert long.loss < 0.3 * short.loss, (long.loss, short.loss)
+    assert np.array_equal(edit_face(generator, vaes, long, {}), long.reconstruction)
+    pose = long.factors["pose"].clone()
+    pose[:, 0] += 0.4
+    turned = edit_face(generator, vaes, long, {"pose": pose})
+    assert not np.array_equal(turned, long.reconstruction)
+    with pytest.raises(ValueError, match="Cannot edit"):
+        edit_face(generator, vaes, long, {"hair": torch.zeros(1)})
+
+
+def test_rotation_contract_embeds_edits_and_pastes_back():
+    from facehub.modeling.disco_facegan import DiscoFaceGANRotationPipeline
+    from facehub.modeling.pipeline_utils import UnreachablePoseError
+
+    tiny = _pipeline()
+    pipe = DiscoFaceGANRotationPipeline(image_generator=tiny.image_generator, factor_vaes=tiny.factor_vaes)
+    photo = Path(__file__).parent / "data" / "photos" / "obama.jpg"
+    out = pipe(photo, yaw=20.0, output_type="np", embed_steps=2)
+    original = np.asarray(Image.open(photo).convert("RGB"))
+    assert out.images[0].shape == original.shape and out.requested_pose.yaw == 20.0
+    assert out.crops.shape == (16, 16, 3) and out.reconstructions.shape == (16, 16, 3)
+    changed = np.abs(out.images[0].astype(int) - original).sum(axis=2) > 0
+    assert 0.01 < changed.mean() < 0.5  # the face region is pasted, the rest of the photo is untouched
+    with pytest.raises(UnreachablePoseError, match="at most 45"):
+        pipe(photo, yaw=60.0)

@@ -316,26 +316,13 @@ class FaceReader:
         self.face_model.to(device)
         return self
 
-    def crop_boxes(self, landmarks68: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Centre (B, 2) and side (B,) in pixels of the regressor's crop around (B, 68, 2) landmarks (PRNet's square,
-        :func:`facehub.modeling.prn_dense.cropping.face_crop_transform`)."""
-        low, high = landmarks68.amin(dim=1), landmarks68.amax(dim=1)
-        side = (high - low).sum(dim=1) / 2.0 * float(self.regressor.config.crop_scale)
-        return (low + high) / 2.0, side
-
     def regress(self, images: torch.Tensor, landmarks_hint: torch.Tensor) -> dict[str, torch.Tensor]:
         """Read (B, 3, S, S) images in [-1, 1] through the regressor's crop placed on ``landmarks_hint`` (B, 68, 2)
-        pixels. Returns its coefficients and the 68 landmarks in the images' pixels."""
+        pixels (:meth:`~facehub.modeling.face_fitting.FaceCoefficientRegressor.crop_tensor`). Returns its
+        coefficients and the 68 landmarks in the images' pixels."""
         from facehub.modeling.face_fitting.modeling_face_regressor import posed_landmarks68
 
-        size = images.shape[-1]
-        crop = int(self.regressor.config.image_size)
-        centre, side = self.crop_boxes(landmarks_hint.detach())
-        theta = images.new_zeros(len(images), 2, 3)
-        theta[:, 0, 0] = theta[:, 1, 1] = side / size
-        theta[:, :, 2] = centre / size * 2.0 - 1.0
-        grid = F.affine_grid(theta, (len(images), 3, crop, crop), align_corners=False)
-        crops = F.grid_sample(images + 1.0, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1.0
+        crops, centre, side = self.regressor.crop_tensor(images, landmarks_hint.detach())
         out = self.regressor(crops)
         landmarks = posed_landmarks68(self.face_model, out.identity, out.expression, out.rotation, out.translation,
                                       out.log_scale)

@@ -11,7 +11,8 @@ METHOD = MethodSpec(
     "(CVPR 2020)",
     summary="generates faces of people who do not exist from identity, expression, lighting and pose factors that "
     "can each be set or changed on their own.",
-    capabilities={"generation": "facehub.modeling.disco_facegan:DiscoFaceGANPipeline"},
+    capabilities={"generation": "facehub.modeling.disco_facegan:DiscoFaceGANPipeline",
+                  "rotation": "facehub.modeling.disco_facegan:DiscoFaceGANRotationPipeline"},
     default_model=None,
     models={"image_generator": "facehub.modeling.stylegan2:StyleGAN2Generator",
             "factor_vaes": "facehub.modeling.disco_facegan:FactorVAEs"},

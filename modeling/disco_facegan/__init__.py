@@ -18,7 +18,17 @@ from facehub.modeling.disco_facegan.pipeline_disco_facegan import (
     generator_input,
     lambda_from_factors,
 )
+from facehub.modeling.disco_facegan.pipeline_embedding import (
+    DiscoFaceGANRotationOutput,
+    DiscoFaceGANRotationPipeline,
+    EmbeddedFace,
+    edit_face,
+    embed_face,
+)
 from facehub.modeling.disco_facegan.rendering import FactorRender, FactorRenderer, warp_to
+
+#: The rotation contract's name for this method's rotation pipeline.
+FaceRotationPipeline = DiscoFaceGANRotationPipeline
 
 __all__ = [
     "DISCO_FACEGAN_PRESETS",
@@ -27,10 +37,16 @@ __all__ = [
     "DiscoFaceGANConfig",
     "DiscoFaceGANPipeline",
     "DiscoFaceGANPipelineOutput",
+    "DiscoFaceGANRotationOutput",
+    "DiscoFaceGANRotationPipeline",
+    "EmbeddedFace",
+    "FaceRotationPipeline",
     "FactorRender",
     "FactorRenderer",
     "FactorVAEs",
     "disco_facegan_config",
+    "edit_face",
+    "embed_face",
     "factor_dims",
     "factors_from_lambda",
     "generator_input",

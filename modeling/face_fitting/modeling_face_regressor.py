@@ -195,6 +195,29 @@ class FaceCoefficientRegressor(FaceHubModel):
         output = FaceRegressorOutput(**groups, normalised=raw)
         return output if return_dict else output.to_tuple()
 
+    def crop_tensor(self, images: torch.Tensor, landmarks68: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                    torch.Tensor]:
+        """This network's crop of (B, 3, H, W) images in [-1, 1], differentiably: the square of :func:`face_crop`
+        around (B, 68, 2) pixel landmarks (side = ``crop_scale`` times the mean side of their box, no rotation),
+        resampled bilinearly to :attr:`config.image_size`, black outside the image. Returns the crops, the squares'
+        centres (B, 2) and sides (B,) in image pixels (a prediction's crop units ``u`` map back to ``centre -
+        side / 2 + u * side``)."""
+        import torch.nn.functional as F
+
+        height, width = images.shape[-2:]
+        low, high = landmarks68.amin(dim=1), landmarks68.amax(dim=1)
+        side = (high - low).sum(dim=1) / 2.0 * float(self.config.crop_scale)
+        centre = (low + high) / 2.0
+        theta = images.new_zeros(len(images), 2, 3)
+        theta[:, 0, 0] = side / width
+        theta[:, 1, 1] = side / height
+        theta[:, 0, 2] = centre[:, 0] / width * 2.0 - 1.0
+        theta[:, 1, 2] = centre[:, 1] / height * 2.0 - 1.0
+        size = int(self.config.image_size)
+        grid = F.affine_grid(theta, (len(images), 3, size, size), align_corners=False)
+        crops = F.grid_sample(images + 1.0, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1.0
+        return crops, centre, side
+
     # ------------------------------------------------------------------ photos
 
     def crop_transform(self, face_or_landmarks68) -> np.ndarray:

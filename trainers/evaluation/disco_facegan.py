@@ -121,20 +121,11 @@ class Grader:
     @torch.no_grad()
     def pooled(self, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
         """The grader's pooled features of aligned faces (for the Frechet distance)."""
-        import torch.nn.functional as F
-
         regressor = self.reader.regressor
-        crop = int(regressor.config.image_size)
         out = []
         for start in range(0, len(images), batch_size):
             chunk = images[start:start + batch_size]
-            centre, side = self.reader.crop_boxes(self.locate(chunk))
-            size = chunk.shape[-1]
-            theta = chunk.new_zeros(len(chunk), 2, 3)
-            theta[:, 0, 0] = theta[:, 1, 1] = side / size
-            theta[:, :, 2] = centre / size * 2.0 - 1.0
-            grid = F.affine_grid(theta, (len(chunk), 3, crop, crop), align_corners=False)
-            crops = F.grid_sample(chunk + 1.0, grid, align_corners=False) - 1.0
+            crops, _, _ = regressor.crop_tensor(chunk, self.locate(chunk))
             out.append(regressor.pooled_features(crops).double().numpy())
         return np.concatenate(out)
 

@@ -1,0 +1,240 @@
+"""Real-image embedding and editing with DiscoFaceGAN (seed 002, Sec. 5.2, eq. 11), and the rotation contract on it.
+
+``w_s+ = G_syn^-1(x_s)``, ``x_t = G_syn(w_s+ + Delta_w(i, a, b))``: a photo's aligned face is embedded into W+ by
+optimisation (Abdal et al., Image2StyleGAN), and a factor is edited by adding the W-space change that moving factor
+``i`` from ``a`` to ``b`` causes (eq. 10), computed with the photo's own factors: ``a`` is what the face-fitting
+regressor reads from the photo (the paper's R-Net), ``b`` the same with the factor changed.
+
+- :func:`embed_face`: the starting point is ``w`` of the photo's read factors (noise 0) for every layer; Adam then
+  minimises the mean squared pixel error on the aligned crop plus ``identity_weight`` times ``1 - cos`` of dlib's
+  identity descriptors, for ``steps`` steps. Returns an :class:`EmbeddedFace`.
+- :func:`edit_face`: ``G_syn(w+ + w(lambda_b) - w(lambda_a))`` as an aligned crop.
+- :class:`DiscoFaceGANRotationPipeline`: the rotation contract (``pipe(photo, yaw=30.0)``): embed, edit the pose,
+  colour-match and paste the edited crop back with a feathered ellipse. Loads the ``facehub/disco-facegan`` bundle.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from facehub.modeling.disco_facegan.configuration_disco_facegan import FACTORS
+from facehub.modeling.disco_facegan.modeling_disco_facegan import FactorVAEs
+from facehub.modeling.disco_facegan.pipeline_disco_facegan import generator_input
+from facehub.modeling.modeling_utils import FaceHubPipeline
+from facehub.modeling.pipeline_utils import (
+    FacePipelineMixin,
+    Pose,
+    RotationPipelineMixin,
+    RotationPipelineOutput,
+    UnreachablePoseError,
+    measure_pose,
+)
+from facehub.modeling.stylegan2 import StyleGAN2Generator, tensor_to_uint8
+
+#: The regressor that reads a photo's factors (the paper's R-Net), an embedded default.
+READER_ID = "facehub/face-fitting"
+EMBED_STEPS = 60
+EMBED_LEARNING_RATE = 0.02
+IDENTITY_WEIGHT = 0.1
+#: Side the aligned face is resized to for dlib's descriptor during the embedding (its own chips are 150 px; 112 costs
+#: half as much and the embedding only needs the direction of the descriptor to hold).
+IDENTITY_CHIP = 112
+
+
+@dataclass
+class EmbeddedFace:
+    """A photo's face in DiscoFaceGAN's spaces.
+
+    Attributes:
+        w_plus: (1, num_ws, latent) the optimised styles.
+        factors: lambda read from the photo (model space: pose in radians), one row.
+        crop: the (S, S, 3) aligned crop that was embedded; reconstruction: the generator's crop of ``w_plus``.
+        loss: the final embedding loss.
+    """
+
+    w_plus: torch.Tensor
+    factors: dict[str, torch.Tensor]
+    crop: np.ndarray
+    reconstruction: np.ndarray
+    loss: float
+
+
+def read_factors(regressor, crop: torch.Tensor, landmarks68: torch.Tensor) -> dict[str, torch.Tensor]:
+    """lambda (pose in radians) of aligned crops (B, 3, S, S) in [-1, 1] with their (B, 68, 2) landmarks, as the
+    regressor reads them through its own crop."""
+    out = regressor(regressor.crop_tensor(crop, landmarks68)[0])
+    return {"identity": torch.cat([out.identity, out.albedo], dim=1), "expression": out.expression,
+            "lighting": out.lighting.reshape(len(crop), 27), "pose": out.rotation}
+
+
+def _styles(generator: StyleGAN2Generator, vaes: FactorVAEs, lam: dict[str, torch.Tensor]) -> torch.Tensor:
+    noise_dim = generator.input_dim - sum(vaes.factor_dims.values())
+    return generator.map(generator_input(vaes, lam, lam["pose"].new_zeros(len(lam["pose"]), noise_dim)))
+
+
+def embed_face(generator: StyleGAN2Generator, vaes: FactorVAEs, crop: np.ndarray, factors: dict[str, torch.Tensor],
+               steps: int = EMBED_STEPS, learning_rate: float = EMBED_LEARNING_RATE,
+               identity_weight: float = IDENTITY_WEIGHT, identity_net=None) -> EmbeddedFace:
+    """Optimise W+ to reproduce the aligned ``crop`` (RGB uint8 at the generator's resolution); see the module
+    docstring."""
+    target = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+    with torch.no_grad():
+        start = _styles(generator, vaes, factors)[:, None].expand(-1, generator.num_ws, -1).clone()
+    w_plus = start.requires_grad_(True)
+    optimizer = torch.optim.Adam([w_plus], lr=learning_rate)
+    noise = generator.noise_maps(1, "const")
+    target_identity = None
+    if identity_net is not None and identity_weight > 0:
+        with torch.no_grad():
+            target_identity = identity_net(_chips(target))
+    loss = torch.zeros(())
+    for _ in range(int(steps)):
+        image = generator.synthesize(w_plus, noise)
+        loss = F.mse_loss(image, target)
+        if target_identity is not None:
+            loss = loss + identity_weight * (1 - F.cosine_similarity(identity_net(_chips(image)), target_identity)).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        reconstruction = generator.synthesize(w_plus, noise)
+    return EmbeddedFace(w_plus.detach(), {k: v.detach() for k, v in factors.items()}, crop,
+                        tensor_to_uint8(reconstruction)[0], float(loss.detach()))
+
+
+def _chips(images: torch.Tensor) -> torch.Tensor:
+    return F.interpolate((images.clamp(-1, 1) + 1.0) * 127.5, size=(IDENTITY_CHIP, IDENTITY_CHIP), mode="bilinear",
+                         align_corners=False)
+
+
+@torch.no_grad()
+def edit_face(generator: StyleGAN2Generator, vaes: FactorVAEs, embedded: EmbeddedFace,
+              changes: dict[str, torch.Tensor]) -> np.ndarray:
+    """Eq. 11: the embedded face with the factors in ``changes`` (model space) set, as an RGB uint8 aligned crop."""
+    unknown = sorted(set(changes) - set(FACTORS))
+    if unknown:
+        raise ValueError(f"Cannot edit {unknown}; the factors are {list(FACTORS)}.")
+    before = embedded.factors
+    after = {**before, **changes}
+    delta = _styles(generator, vaes, after) - _styles(generator, vaes, before)
+    image = generator.synthesize(embedded.w_plus + delta[:, None], generator.noise_maps(1, "const"))
+    return tensor_to_uint8(image)[0]
+
+
+@dataclass
+class DiscoFaceGANRotationOutput(RotationPipelineOutput):
+    """:class:`~facehub.modeling.pipeline_utils.RotationPipelineOutput` plus the generator's crops.
+
+    Attributes:
+        crops: the edited aligned crop that was pasted; reconstructions: the embedding's own crop (how close the
+            generator came to the photo before any edit).
+        face: the :class:`~facehub.modeling.faces.Face` that was turned; target_face: the target photo's face, when
+            one was given; output_face: the face found again on the result.
+        num_faces: faces found in the photo. timings: seconds per stage (``analysis``, ``embedding``, ``editing``).
+    """
+
+    crops: np.ndarray | list[np.ndarray] | None = None
+    reconstructions: np.ndarray | list[np.ndarray] | None = None
+    face: Any = None
+    target_face: Any = None
+    output_face: Any = None
+    num_faces: int | list[int] = 0
+    timings: dict[str, float] | list[dict[str, float]] = field(default_factory=dict)
+
+
+class DiscoFaceGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, FaceHubPipeline):
+    """Turn the face in a photo by embedding it and editing its pose factor (module docstring).
+
+    ``pipe = DiscoFaceGANRotationPipeline.from_pretrained("facehub/disco-facegan")``;
+    ``pipe(photo, yaw=20.0)``. Option ``embed_steps`` (default 60): optimisation steps of the embedding.
+    """
+
+    loads_bundles_of = ("DiscoFaceGANPipeline",)
+    model_cpu_offload_seq = "factor_vaes->image_generator"
+    max_yaw = 45.0
+    max_pitch = 30.0
+    unreachable_reason = "the generator learned poses from training faces turned at most about 45 degrees"
+    output_class = DiscoFaceGANRotationOutput
+    rotation_options = ("embed_steps",)
+
+    def __init__(self, image_generator: StyleGAN2Generator, factor_vaes: FactorVAEs):
+        super().__init__()
+        self.register_modules(image_generator=image_generator, factor_vaes=factor_vaes)
+        self._reader = None
+        self._identity_net = None
+
+    def reader(self):
+        """The face-fitting regressor that reads a photo's factors (loaded on first use)."""
+        if self._reader is None:
+            from facehub.modeling.face_fitting.modeling_face_regressor import FaceCoefficientRegressor
+
+            self._reader = FaceCoefficientRegressor.from_pretrained(READER_ID, subfolder="regressor").eval()
+            self._reader.requires_grad_(False)
+        return self._reader
+
+    def identity_net(self):
+        if self._identity_net is None:
+            from facehub.modeling.faces.identity import DlibFaceDescriptor
+
+            self._identity_net = DlibFaceDescriptor().network
+        return self._identity_net
+
+    def embed(self, photo: np.ndarray, face, steps: int = EMBED_STEPS):
+        """The aligned crop of ``face`` in ``photo``, its read factors and its W+ embedding."""
+        from facehub.modeling.pose_cvaegan.pipeline_pose_cvaegan import aligned_crop
+
+        size = int(self.image_generator.config.resolution)
+        aligned = aligned_crop(photo, face.landmarks68, size)
+        crop = torch.from_numpy(np.ascontiguousarray(aligned.image)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+        with torch.no_grad():
+            factors = read_factors(self.reader(), crop, torch.from_numpy(aligned.landmarks68[None]).float())
+        embedded = embed_face(self.image_generator, self.factor_vaes, aligned.image, factors, steps,
+                              identity_net=self.identity_net())
+        return aligned, embedded
+
+    def _rotate_one(self, photo, yaw, pitch, roll, target_photo, face_index, target_face_index, min_interocular,
+                    measure, embed_steps: int = EMBED_STEPS) -> dict:
+        from facehub.modeling.faces.compositing import alpha_blend, transfer_color
+        from facehub.modeling.pose_cvaegan.pipeline_pose_cvaegan import crop_to_photo, paste_mask
+
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        faces, face, target_face = self.select_faces(photo, target_photo, face_index, target_face_index,
+                                                     min_interocular)
+        source_pose = Pose.of(face.pose)
+        if target_face is not None:
+            target_pose = Pose.of(target_face.pose)
+            self.check_reachable(target_pose.yaw, target_pose.pitch, target_pose.roll)
+        else:
+            target_pose = Pose.of((yaw, pitch, source_pose.roll if roll is None else roll))
+        if abs(source_pose.yaw) > self.max_yaw:
+            raise UnreachablePoseError(f"The face is turned {source_pose.yaw:.0f} degrees; the generator knows faces "
+                                       f"turned at most {self.max_yaw:g} degrees, so it cannot embed this one.")
+        timings["analysis"] = time.perf_counter() - start
+        start = time.perf_counter()
+        aligned, embedded = self.embed(photo, face, embed_steps)
+        timings["embedding"] = time.perf_counter() - start
+        start = time.perf_counter()
+        # The aligned frame keeps no roll; yaw and pitch move from what the photo's face has to what is asked.
+        pose = embedded.factors["pose"].clone()
+        pose[:, 0] += math.radians(target_pose.yaw - source_pose.yaw)
+        pose[:, 1] += math.radians(target_pose.pitch - source_pose.pitch)
+        edited = edit_face(self.image_generator, self.factor_vaes, embedded, {"pose": pose})
+        timings["editing"] = time.perf_counter() - start
+        size = int(self.image_generator.config.resolution)
+        alpha = crop_to_photo(paste_mask(size), aligned.inverse, photo.shape[:2])
+        pasted = crop_to_photo(edited, aligned.inverse, photo.shape[:2])
+        image = alpha_blend(transfer_color(pasted, photo, alpha > 0.5), photo, alpha)
+        output_face = achieved_pose = None
+        if measure:
+            output_face, achieved_pose = measure_pose(self.find_faces, image, face.bbox)
+        return {"image": image, "requested_pose": target_pose, "achieved_pose": achieved_pose, "crops": edited,
+                "reconstructions": embedded.reconstruction, "face": face, "target_face": target_face,
+                "output_face": output_face, "num_faces": len(faces), "timings": timings}

@@ -140,7 +140,8 @@ def test_eval_and_bench_help_show_the_methods_own_options(verb, method, options,
 def test_eval_and_bench_errors_are_one_line(capsys):
     assert main(["bench", "cyclegan"]) == 2
     assert error_lines(capsys.readouterr().err) == [
-        "facehub bench: error: Method 'cyclegan' has no `facehub bench` yet. Methods with one: depthnet, prn_dense."]
+        "facehub bench: error: Method 'cyclegan' has no `facehub bench` yet. Methods with one: depthnet, prn_dense, "
+        "stylegan2."]
     assert main(["eval", "nerf", "--help"]) == 2
     assert error_lines(capsys.readouterr().err) == [
         f"facehub eval: error: Unknown method 'nerf'. Known methods: {', '.join(methods.names())}."]
@@ -148,7 +149,8 @@ def test_eval_and_bench_errors_are_one_line(capsys):
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and "obama.jpg, biden.jpg, astronaut.png are not in /no/such/folder" in lines[0]
     assert main(["eval", "--help"]) == 0
-    assert ("One of: depthnet, face_fitting, pose_cvaegan, prn_dense, rotation (every rotation method), swap (every swap method)."
+    assert ("One of: depthnet, disco_facegan, face_fitting, pose_cvaegan, prn_dense, rotation (every rotation method), "
+            "swap (every swap method)."
             in " ".join(capsys.readouterr().out.split()))
 
 

@@ -113,7 +113,7 @@ def test_warp_follows_the_expression_change(renderer):
 
 
 def test_losses_on_hand_computed_cases(renderer):
-    from facehub.trainers.disco_facegan import (
+    from facehub.trainers.losses.imitation import (
         colour_loss,
         cosine_distance,
         identity_imitation_loss,
@@ -141,7 +141,7 @@ def test_losses_on_hand_computed_cases(renderer):
 def test_regressor_reads_the_render_where_the_imitation_expects(renderer):
     """The crop the imitative losses read generated faces through: on the renders themselves the regressor finds
     the rendered landmarks within a few pixels and the yaw within a few degrees."""
-    from facehub.trainers.disco_facegan import FaceReader
+    from facehub.trainers.losses.imitation import FaceReader
 
     reader = FaceReader("facehub/face-fitting")
     yaw = torch.tensor([-0.5, -0.2, 0.2, 0.5])

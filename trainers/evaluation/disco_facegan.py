@@ -85,7 +85,7 @@ class Grader:
     """
 
     def __init__(self, renderer, vaes, locator_id: str = "facehub/face-fitting"):
-        from facehub.trainers.disco_facegan import FaceReader
+        from facehub.trainers.losses.imitation import FaceReader
 
         self.reader = FaceReader(GRADER_ID, renderer.face_model)
         self.locator = FaceReader(locator_id, renderer.face_model)

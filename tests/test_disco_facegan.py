@@ -299,3 +299,26 @@ def test_rotation_contract_embeds_edits_and_pastes_back():
     assert 0.01 < changed.mean() < 0.5  # the face region is pasted, the rest of the photo is untouched
     with pytest.raises(UnreachablePoseError, match="at most 45"):
         pipe(photo, yaw=60.0)
+
+
+def test_synthesis_from_a_stylegan2_keeps_what_its_layers_compute(tmp_path):
+    """``model.synthesis_from``: the synthesis network, D and the mapping layers after the first are copied; with
+    another learning-rate multiplier the stored mapping weights are rescaled so that those layers compute the same."""
+    from facehub.modeling.stylegan2 import StyleGAN2Discriminator, StyleGAN2Pipeline
+    from facehub.trainers.disco_facegan import DiscoFaceGANModelConfig, DiscoFaceGANTraining, DiscoFaceGANTrainingConfig
+
+    torch.manual_seed(0)
+    kwargs = stylegan2_config("cpu-small", **TINY_GAN).generator_kwargs()
+    source = StyleGAN2Pipeline(image_generator=StyleGAN2Generator(**kwargs),
+                               discriminator=StyleGAN2Discriminator(**stylegan2_config("cpu-small", **TINY_GAN)
+                                                                    .discriminator_kwargs()))
+    source.save_pretrained(tmp_path / "sg2")
+    config = DiscoFaceGANTrainingConfig(model=DiscoFaceGANModelConfig(
+        **TINY_GAN, mapping_lr_multiplier=1.0, synthesis_from=str(tmp_path / "sg2")), output_dir=str(tmp_path / "run"))
+    models = DiscoFaceGANTraining(config).build_models()
+    generator, original = models["generator"], source.image_generator
+    x = torch.randn(3, 16)
+    assert torch.allclose(generator.mapping[1](x), original.mapping[1](x), atol=1e-5)
+    assert torch.equal(generator.convs[2].conv.weight, original.convs[2].conv.weight)
+    assert torch.equal(models["discriminator"].output.weight, source.discriminator.output.weight)
+    assert generator.mapping[0].weight.shape == (16, 125)  # reads the factors: starts fresh

@@ -13,7 +13,7 @@ METHOD = MethodSpec(
     "can each be set or changed on their own.",
     capabilities={"generation": "facehub.modeling.disco_facegan:DiscoFaceGANPipeline",
                   "rotation": "facehub.modeling.disco_facegan:DiscoFaceGANRotationPipeline"},
-    default_model=None,
+    default_model="facehub/disco-facegan",
     models={"image_generator": "facehub.modeling.stylegan2:StyleGAN2Generator",
             "factor_vaes": "facehub.modeling.disco_facegan:FactorVAEs"},
     training="facehub.trainers.disco_facegan:DiscoFaceGANTraining",

@@ -62,7 +62,7 @@ def test_factor_vaes_learn_the_coefficient_distribution(tmp_path):
         data[factor] = data[factor] * 0.3 + torch.arange(width) * 0.01
     network = disco_facegan_config("cpu-small", latent_dims={"identity": 4, "expression": 4, "lighting": 4, "pose": 3},
                                    hidden_dims={"identity": 64, "expression": 64, "lighting": 64, "pose": 32})
-    vaes, losses = fit_factor_vaes({k: v[:1500] for k, v in data.items()}, network, steps=500, seed=0)
+    vaes, losses = fit_factor_vaes({k: v[:1500] for k, v in data.items()}, network, steps=350, batch_size=128, seed=0)
     samples = vaes.sample(4000, generator=torch.Generator().manual_seed(1))
     for factor, values in data.items():
         held_out = values[1500:]
@@ -202,8 +202,8 @@ def test_pipeline_factor_contract():
 
 @pytest.mark.slow
 def test_short_training_runs_every_phase_and_exports_a_pipeline(tmp_path):
-    """Pixel phase, imitative phase, contrastive phase in 8 steps of a 16 px model; the VAEs are saved once and
-    reused on resume; the export loads and draws from factors."""
+    """Pixel phase, imitative phase, contrastive phase in 6 steps of a 16 px model; the VAEs are saved in the run;
+    the export loads, draws from factors and goes through `facehub eval disco_facegan`."""
     from facehub.trainers.data.synthetic_world import SyntheticWorldConfig  # noqa: F401  (the data comes from it)
 
     facehub = Path(sys.executable).with_name("facehub")
@@ -229,6 +229,14 @@ def test_short_training_runs_every_phase_and_exports_a_pipeline(tmp_path):
     assert out.images[0].shape == (16, 16, 3)
     card = (tmp_path / "export" / "README.md").read_text()
     assert "hair-segmentation" in card and "facehub/face-fitting" in card
+    # `facehub eval disco_facegan` (README) on this export, at its smallest
+    from facehub.apps.cli import main
+
+    assert main(["eval", "disco_facegan", "--model", f"tiny={tmp_path / 'export'}", "--groups", "2", "--per-group",
+                 "2", "--pairs", "1", "--others", "2", "--out", str(tmp_path / "eval")]) == 0
+    rows = json.loads((tmp_path / "eval" / "results.json").read_text())["rows"]
+    assert [row["name"] for row in rows] == ["tiny", "renderer (ceiling)"]
+    assert set(rows[0]["disentanglement"]) == {"identity", "expression", "lighting", "pose"}
 
 
 def test_generate_tab_draws_seeded_faces_and_changes_one_factor(tmp_path):

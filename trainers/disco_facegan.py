@@ -63,7 +63,6 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 from facehub.modeling.disco_facegan import (
     DISCO_FACEGAN_PRESETS,
@@ -79,8 +78,8 @@ from facehub.modeling.disco_facegan import (
 from facehub.modeling.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator, stylegan2_config
 from facehub.trainers.core import StepContext, TrainingConfig, TrainingMethod
 from facehub.trainers.core.config import ConfigError, ConfigSection, ModelSection
-from facehub.trainers.core.gan import r1_penalty
-from facehub.trainers.data.aligned_faces import FaceTable, aligned_face_table, face_sources
+from facehub.trainers.core.gan import half_life_decay
+from facehub.trainers.data.aligned_faces import AlignedFaceImages
 from facehub.trainers.losses.imitation import (
     FaceReader,
     colour_loss,
@@ -91,7 +90,7 @@ from facehub.trainers.losses.imitation import (
     lighting_loss,
     pixel_loss,
 )
-from facehub.trainers.stylegan2 import discriminator_logistic_loss, generator_logistic_loss, lazy_regularisation_factor
+from facehub.trainers.stylegan2 import discriminator_step, generator_logistic_loss, lazy_adam
 
 logger = logging.getLogger(__name__)
 
@@ -286,29 +285,6 @@ class DiscoFaceGANTrainingConfig(TrainingConfig):
 # Data and the factor VAEs
 
 
-class RealFaces(Dataset):
-    """Items ``{"image": (3, S, S) in [-1, 1]}`` of the aligned training crops; flips depend only on
-    ``(seed, epoch, index)``."""
-
-    def __init__(self, tables: list[FaceTable], flip: bool = True, seed: int = 0):
-        self.tables = tables
-        self.crops = np.concatenate([t.crops for t in tables])
-        self.landmarks = np.concatenate([t.landmarks for t in tables])
-        self.flip, self.seed, self.epoch = bool(flip), int(seed), 0
-
-    def __len__(self) -> int:
-        return len(self.crops)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        crop = self.crops[index]
-        if self.flip and np.random.default_rng((self.seed, self.epoch, index)).random() < 0.5:
-            crop = crop[:, ::-1]
-        return {"image": torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float() / 127.5 - 1.0}
-
-
 @torch.no_grad()
 def read_coefficients(reader: FaceReader, crops: np.ndarray, landmarks: np.ndarray,
                       batch_size: int = 128) -> dict[str, torch.Tensor]:
@@ -427,25 +403,16 @@ class DiscoFaceGANTraining(TrainingMethod):
         logger.info("synthesis network and discriminator start from %s (%d tensors)", source, copied)
 
     def build_optimizers(self, models: dict[str, torch.nn.Module]) -> dict[str, torch.optim.Optimizer]:
-        c, losses = self.config, self.config.losses
-        factor = lazy_regularisation_factor(losses.r1_interval) if losses.r1_gamma else 1.0
-        return {
-            "generator": torch.optim.Adam(models["generator"].parameters(), lr=c.learning_rate,
-                                          betas=(c.adam_beta1, c.adam_beta2)),
-            "discriminator": torch.optim.Adam(models["discriminator"].parameters(), lr=c.learning_rate * factor,
-                                              betas=(c.adam_beta1**factor, c.adam_beta2**factor)),
-        }
+        losses = self.config.losses
+        return {"generator": lazy_adam(models["generator"].parameters(), self.config, 0),
+                "discriminator": lazy_adam(models["discriminator"].parameters(), self.config,
+                                           losses.r1_interval if losses.r1_gamma else 0)}
 
-    def build_dataset(self) -> RealFaces:
-        from accelerate import PartialState
-
+    def build_dataset(self) -> AlignedFaceImages:
         data = self.config.data
-        quiet = not PartialState().is_local_main_process
-        tables = [aligned_face_table((rows[i] for i in range(len(rows))), name, self.gan.resolution, data.max_yaw,
-                                     len(rows), quiet=quiet)
-                  for name, rows in face_sources(data.sources, data.synthetic)]
-        dataset = RealFaces(tables, data.flip, self.config.seed)
-        for table in tables:
+        dataset = AlignedFaceImages.from_sources(data.sources, data.synthetic, self.gan.resolution, data.max_yaw,
+                                                 data.flip, self.config.seed)
+        for table in dataset.tables:
             logger.info("data: %s: %d faces (%d with |yaw| > %g left out)", table.name, len(table.crops),
                         table.dropped, data.max_yaw)
         self.data_count = len(dataset)
@@ -454,7 +421,7 @@ class DiscoFaceGANTraining(TrainingMethod):
         self.face_reader().centre_identity(dataset.crops[np.sort(chosen)])
         return dataset
 
-    def _factor_vaes(self, dataset: RealFaces) -> FactorVAEs:
+    def _factor_vaes(self, dataset: AlignedFaceImages) -> FactorVAEs:
         """The VAEs of ``output_dir/factor_vaes`` when a resumed run saved them, else fitted now and saved there."""
         from accelerate import PartialState
 
@@ -476,11 +443,7 @@ class DiscoFaceGANTraining(TrainingMethod):
         return vaes
 
     def ema_decays(self) -> dict[str, float]:
-        from accelerate import PartialState
-
-        half_life = self.config.losses.ema_half_life_images
-        images = self.config.train_batch_size * PartialState().num_processes * (self.config.gradient_accumulation_steps or 1)
-        return {"generator": 0.5 ** (images / half_life) if half_life > 0 else 0.0}
+        return {"generator": half_life_decay(self.config, self.config.losses.ema_half_life_images)}
 
     # -- sampling --------------------------------------------------------------------------------------------------
 
@@ -560,17 +523,7 @@ class DiscoFaceGANTraining(TrainingMethod):
         ctx.accelerator.unwrap_model(generator).update_w_avg(
             ctx.accelerator.unwrap_model(generator).map(inputs[0]).detach())
 
-        regularise = losses.r1_gamma > 0 and ctx.step % losses.r1_interval == 0
-        real = real.detach().requires_grad_(regularise)
-        scores = ctx.models["discriminator"](torch.cat([real, x.detach()])).scores
-        discriminator = discriminator_logistic_loss(scores[:size], scores[size:])
-        logs.update(discriminator=discriminator.detach().item(), real_score=scores[:size].detach().mean().item(),
-                    fake_score=scores[size:].detach().mean().item())
-        if regularise:
-            r1 = r1_penalty(scores[:size], real)
-            discriminator = discriminator + r1 * (losses.r1_gamma / 2) * losses.r1_interval
-            logs["r1"] = r1.detach().item()
-        ctx.optimize("discriminator", discriminator)
+        logs.update(discriminator_step(ctx, real, x, losses.r1_gamma, losses.r1_interval))
         return logs
 
     # -- samples, export, card -------------------------------------------------------------------------------------

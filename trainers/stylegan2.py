@@ -45,10 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 from facehub.modeling.stylegan2 import (
     STYLEGAN2_PRESETS,
@@ -59,8 +57,8 @@ from facehub.modeling.stylegan2 import (
 )
 from facehub.trainers.core import StepContext, TrainingConfig, TrainingMethod
 from facehub.trainers.core.config import ConfigError, ConfigSection, ModelSection
-from facehub.trainers.core.gan import r1_penalty
-from facehub.trainers.data.aligned_faces import FaceTable, aligned_face_table, face_sources
+from facehub.trainers.core.gan import half_life_decay, r1_penalty
+from facehub.trainers.data.aligned_faces import AlignedFaceImages
 
 logger = logging.getLogger(__name__)
 
@@ -220,38 +218,6 @@ class StyleGAN2TrainingConfig(TrainingConfig):
 # Data
 
 
-class AlignedFaceImages(Dataset):
-    """Items ``{"image": (3, S, S) in [-1, 1]}``; flips depend only on ``(seed, epoch, index)``."""
-
-    def __init__(self, tables: list[FaceTable], flip: bool = True, seed: int = 0):
-        self.tables = tables
-        self.crops = np.concatenate([t.crops for t in tables])
-        self.flip, self.seed, self.epoch = bool(flip), int(seed), 0
-
-    @classmethod
-    def from_config(cls, data: StyleGAN2DataConfig, resolution: int, seed: int) -> AlignedFaceImages:
-        from accelerate import PartialState
-
-        quiet = not PartialState().is_local_main_process
-        tables = [aligned_face_table((rows[i] for i in range(len(rows))), name, resolution, data.max_yaw, len(rows),
-                                     quiet=quiet)
-                  for name, rows in face_sources(data.sources, data.synthetic)]
-        return cls(tables, data.flip, seed)
-
-    def __len__(self) -> int:
-        return len(self.crops)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        crop = self.crops[index]
-        if self.flip and np.random.default_rng((self.seed, self.epoch, index)).random() < 0.5:
-            crop = crop[:, ::-1]
-        image = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float() / 127.5 - 1.0
-        return {"image": image}
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # Losses
 
@@ -282,6 +248,35 @@ def lazy_regularisation_factor(interval: int) -> float:
     return interval / (interval + 1)
 
 
+def lazy_adam(parameters, config: TrainingConfig, interval: int) -> torch.optim.Adam:
+    """Adam with the config's rate and betas, corrected for a regulariser applied every ``interval`` steps (rate
+    ``* c``, betas ``** c``, :func:`lazy_regularisation_factor`; ``interval`` 0: no regulariser, no correction)."""
+    factor = lazy_regularisation_factor(interval) if interval else 1.0
+    return torch.optim.Adam(parameters, lr=config.learning_rate * factor,
+                            betas=(config.adam_beta1**factor, config.adam_beta2**factor))
+
+
+def discriminator_step(ctx: StepContext, real: torch.Tensor, fake: torch.Tensor, r1_gamma: float,
+                       r1_interval: int) -> dict[str, float]:
+    """D's update: the logistic loss on ``real`` against ``fake`` (detached), plus ``gamma / 2`` R1 times the interval
+    on its lazy steps; optimiser ``"discriminator"`` steps. Returns the logged scalars (``discriminator``,
+    ``real_score``, ``fake_score`` and, on R1 steps, ``r1``)."""
+    size = real.shape[0]
+    regularise = r1_gamma > 0 and ctx.step % r1_interval == 0
+    real = real.detach().requires_grad_(regularise)
+    scores = ctx.models["discriminator"](torch.cat([real, fake.detach()])).scores
+    real_scores, fake_scores = scores[:size], scores[size:]
+    loss = discriminator_logistic_loss(real_scores, fake_scores)
+    logs = {"discriminator": loss.detach().item(), "real_score": real_scores.detach().mean().item(),
+            "fake_score": fake_scores.detach().mean().item()}
+    if regularise:
+        r1 = r1_penalty(real_scores, real)
+        loss = loss + r1 * (r1_gamma / 2) * r1_interval
+        logs["r1"] = r1.detach().item()
+    ctx.optimize("discriminator", loss)
+    return logs
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # The method
 
@@ -306,17 +301,18 @@ class StyleGAN2Training(TrainingMethod):
 
     def build_optimizers(self, models: dict[str, torch.nn.Module]) -> dict[str, torch.optim.Optimizer]:
         """Adam for G and D with the lazy-regularisation correction (module docstring)."""
-        c, losses = self.config, self.config.losses
-        optimizers = {}
-        for name, interval in (("generator", losses.pl_interval if losses.pl_weight else 0),
-                               ("discriminator", losses.r1_interval if losses.r1_gamma else 0)):
-            factor = lazy_regularisation_factor(interval) if interval else 1.0
-            optimizers[name] = torch.optim.Adam(models[name].parameters(), lr=c.learning_rate * factor,
-                                                betas=(c.adam_beta1**factor, c.adam_beta2**factor))
-        return optimizers
+        losses = self.config.losses
+        return {
+            "generator": lazy_adam(models["generator"].parameters(), self.config,
+                                   losses.pl_interval if losses.pl_weight else 0),
+            "discriminator": lazy_adam(models["discriminator"].parameters(), self.config,
+                                       losses.r1_interval if losses.r1_gamma else 0),
+        }
 
     def build_dataset(self) -> AlignedFaceImages:
-        data = AlignedFaceImages.from_config(self.config.data, self.network.resolution, self.config.seed)
+        options = self.config.data
+        data = AlignedFaceImages.from_sources(options.sources, options.synthetic, self.network.resolution,
+                                              options.max_yaw, options.flip, self.config.seed)
         for table in data.tables:
             logger.info("data: %s: %d faces (%d with |yaw| > %g left out)", table.name, len(table.crops),
                         table.dropped, self.config.data.max_yaw)
@@ -324,11 +320,7 @@ class StyleGAN2Training(TrainingMethod):
 
     def ema_decays(self) -> dict[str, float]:
         """``G_ema`` with the half-life of ``losses.ema_half_life_images`` images (over every process's batch)."""
-        from accelerate import PartialState
-
-        half_life = self.config.losses.ema_half_life_images
-        images = self.config.train_batch_size * PartialState().num_processes * (self.config.gradient_accumulation_steps or 1)
-        return {"generator": 0.5 ** (images / half_life) if half_life > 0 else 0.0}
+        return {"generator": half_life_decay(self.config, self.config.losses.ema_half_life_images)}
 
     def _latents(self, size: int, device: torch.device) -> dict[str, Any]:
         """``z`` for a batch, with a second ``z`` and the crossover layer when the batch mixes styles."""
@@ -362,19 +354,7 @@ class StyleGAN2Training(TrainingMethod):
         ctx.accelerator.unwrap_model(generator).update_w_avg(generated.w_plus[:, 0], losses.w_avg_beta)
 
         # Discriminator: logistic loss on the real batch and this step's samples, R1 on its lazy steps.
-        fake = generated.images.detach()
-        regularise = losses.r1_gamma > 0 and ctx.step % losses.r1_interval == 0
-        real = real.detach().requires_grad_(regularise)
-        scores = ctx.models["discriminator"](torch.cat([real, fake])).scores
-        real_scores, fake_scores = scores[:size], scores[size:]
-        discriminator_loss = discriminator_logistic_loss(real_scores, fake_scores)
-        logs.update(discriminator=discriminator_loss.detach().item(), real_score=real_scores.detach().mean().item(),
-                    fake_score=fake_scores.detach().mean().item())
-        if regularise:
-            r1 = r1_penalty(real_scores, real)
-            discriminator_loss = discriminator_loss + r1 * (losses.r1_gamma / 2) * losses.r1_interval
-            logs["r1"] = r1.detach().item()
-        ctx.optimize("discriminator", discriminator_loss)
+        logs.update(discriminator_step(ctx, real, generated.images, losses.r1_gamma, losses.r1_interval))
         return logs
 
     def sample_images(self, models: dict[str, torch.nn.Module], batch: dict[str, torch.Tensor]):

@@ -168,7 +168,6 @@ class DiscoFaceGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, Fac
         super().__init__()
         self.register_modules(image_generator=image_generator, factor_vaes=factor_vaes)
         self._reader = None
-        self._identity_net = None
 
     def reader(self):
         """The face-fitting regressor that reads a photo's factors (loaded on first use)."""
@@ -180,11 +179,9 @@ class DiscoFaceGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, Fac
         return self._reader
 
     def identity_net(self):
-        if self._identity_net is None:
-            from facehub.modeling.faces.identity import DlibFaceDescriptor
+        from facehub.modeling.faces.identity import DlibFaceDescriptor
 
-            self._identity_net = DlibFaceDescriptor().network
-        return self._identity_net
+        return DlibFaceDescriptor().network  # shared by every descriptor of the model file
 
     def embed(self, photo: np.ndarray, face, steps: int = EMBED_STEPS):
         """The aligned crop of ``face`` in ``photo``, its read factors and its W+ embedding."""
@@ -201,8 +198,7 @@ class DiscoFaceGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, Fac
 
     def _rotate_one(self, photo, yaw, pitch, roll, target_photo, face_index, target_face_index, min_interocular,
                     measure, embed_steps: int = EMBED_STEPS) -> dict:
-        from facehub.modeling.faces.compositing import alpha_blend, transfer_color
-        from facehub.modeling.pose_cvaegan.pipeline_pose_cvaegan import crop_to_photo, paste_mask
+        from facehub.modeling.pose_cvaegan.pipeline_pose_cvaegan import paste_aligned_crop
 
         timings: dict[str, float] = {}
         start = time.perf_counter()
@@ -228,10 +224,7 @@ class DiscoFaceGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, Fac
         pose[:, 1] += math.radians(target_pose.pitch - source_pose.pitch)
         edited = edit_face(self.image_generator, self.factor_vaes, embedded, {"pose": pose})
         timings["editing"] = time.perf_counter() - start
-        size = int(self.image_generator.config.resolution)
-        alpha = crop_to_photo(paste_mask(size), aligned.inverse, photo.shape[:2])
-        pasted = crop_to_photo(edited, aligned.inverse, photo.shape[:2])
-        image = alpha_blend(transfer_color(pasted, photo, alpha > 0.5), photo, alpha)
+        image = paste_aligned_crop(photo, edited, aligned)
         output_face = achieved_pose = None
         if measure:
             output_face, achieved_pose = measure_pose(self.find_faces, image, face.bbox)

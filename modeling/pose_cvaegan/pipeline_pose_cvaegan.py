@@ -59,6 +59,14 @@ def paste_mask(size: int) -> np.ndarray:
     return np.clip((1.0 - radius) / (1.0 - inner), 0.0, 1.0).astype(np.float32)
 
 
+def paste_aligned_crop(photo: np.ndarray, crop: np.ndarray, aligned: AlignedFace) -> np.ndarray:
+    """A generated aligned ``crop`` (RGB uint8, any size) back in ``photo`` through ``aligned``'s inverse:
+    colour-matched to the photo under the :func:`paste_mask` ellipse and blended with its feathered alpha."""
+    alpha = crop_to_photo(paste_mask(crop.shape[0]), aligned.inverse, photo.shape[:2])
+    pasted = crop_to_photo(crop, aligned.inverse, photo.shape[:2])
+    return alpha_blend(transfer_color(pasted, photo, alpha > 0.5), photo, alpha)
+
+
 def crop_to_photo(crop: np.ndarray, inverse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Warp a crop (H_c, W_c[, C]) into photo pixels of ``shape`` (H, W) with the crop -> photo affine ``inverse``
     (house coordinates: pixel centres at half-integers); outside the crop is 0."""
@@ -159,11 +167,7 @@ class PoseCVAEGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, Face
         timings["generation"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        alpha_crop = paste_mask(self.image_size)
-        alpha = crop_to_photo(alpha_crop, aligned.inverse, photo.shape[:2])
-        pasted = crop_to_photo(generated, aligned.inverse, photo.shape[:2])
-        recoloured = transfer_color(pasted, photo, alpha > 0.5)
-        image = alpha_blend(recoloured, photo, alpha)
+        image = paste_aligned_crop(photo, generated, aligned)
         timings["paste"] = time.perf_counter() - start
 
         output_face = achieved_pose = None

@@ -28,7 +28,6 @@ import copy
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,19 +37,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facehub.trainers.benchmarks.timing import median_seconds
+
 #: A public-domain test photo of a source checkout (``--photo`` points elsewhere).
 PHOTO = Path(__file__).resolve().parents[2] / "tests" / "data" / "photos" / "obama.jpg"
-
-
-def median_seconds(fn, runs: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def matmul_rate(runs: int, threads: int | None = None) -> float:

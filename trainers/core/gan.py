@@ -71,6 +71,18 @@ class ExponentialMovingAverage:
         self.average.load_state_dict(state)
 
 
+def half_life_decay(config, half_life_images: float) -> float:
+    """The EMA decay per optimiser step that halves an old weight's share every ``half_life_images`` images, counting
+    every process's micro-batches (StyleGAN's ``ema_kimg``): ``0.5 ** (images per step / half_life)``; 0 (no
+    averaging: the average is the network itself) for a half-life of 0."""
+    from accelerate import PartialState
+
+    if half_life_images <= 0:
+        return 0.0
+    images = config.train_batch_size * PartialState().num_processes * (config.gradient_accumulation_steps or 1)
+    return 0.5 ** (images / half_life_images)
+
+
 def r1_penalty(scores: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     """R1 (Mescheder et al. 2018, eq. 9 without the ``gamma / 2``): the batch mean of ``||grad_x D(x)||^2`` on real
     samples. ``inputs`` must require grad and ``scores = D(inputs)`` (any shape: the scores are summed per sample).

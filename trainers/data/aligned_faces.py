@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch.utils.data import Dataset
 
 #: The columns a prepared dataset must have for aligned crops, and the optional ones carried along.
 REQUIRED_COLUMNS = ("image", "landmarks68", "pose")
@@ -108,3 +110,37 @@ def face_sources(sources: Iterable[str], synthetic: dict[str, Any] | None) -> li
         raise ValueError("No training faces: set `data.sources` (facehub prepare folders) and/or `data.synthetic` "
                          "(e.g. data.synthetic.num_identities=1000).")
     return found
+
+
+class AlignedFaceImages(Dataset):
+    """Items ``{"image": (3, S, S) in [-1, 1]}`` of aligned crops (the unconditional GANs' real faces), with the
+    crops' 68 landmarks kept as ``landmarks`` (N, 68, 2); flips depend only on ``(seed, epoch, index)``."""
+
+    def __init__(self, tables: list[FaceTable], flip: bool = True, seed: int = 0):
+        self.tables = tables
+        self.crops = np.concatenate([t.crops for t in tables])
+        self.landmarks = np.concatenate([t.landmarks for t in tables])
+        self.flip, self.seed, self.epoch = bool(flip), int(seed), 0
+
+    @classmethod
+    def from_sources(cls, sources, synthetic: dict[str, Any] | None, size: int, max_yaw: float, flip: bool,
+                     seed: int) -> AlignedFaceImages:
+        """The faces of :func:`face_sources`, aligned at ``size`` px, ``|yaw| <= max_yaw``."""
+        from accelerate import PartialState
+
+        quiet = not PartialState().is_local_main_process
+        tables = [aligned_face_table((rows[i] for i in range(len(rows))), name, size, max_yaw, len(rows), quiet=quiet)
+                  for name, rows in face_sources(sources, synthetic)]
+        return cls(tables, flip, seed)
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        crop = self.crops[index]
+        if self.flip and np.random.default_rng((self.seed, self.epoch, index)).random() < 0.5:
+            crop = crop[:, ::-1]
+        return {"image": torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float() / 127.5 - 1.0}

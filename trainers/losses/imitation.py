@@ -26,13 +26,12 @@ class FaceReader:
 
     def __init__(self, regressor_id: str, face_model=None):
         from facehub.modeling.face_fitting.modeling_face_regressor import FaceCoefficientRegressor
-        from facehub.modeling.faces.dlib_resnet import load_descriptor_net
-        from facehub.modeling.faces.identity import face_recognition_models_dir
+        from facehub.modeling.faces.identity import DlibFaceDescriptor
         from facehub.modeling.geometry.morphable import MorphableFaceModel
 
         self.regressor = FaceCoefficientRegressor.from_pretrained(regressor_id, subfolder="regressor").eval()
         self.regressor.requires_grad_(False)
-        self.identity_net = load_descriptor_net(face_recognition_models_dir() / "dlib_face_recognition_resnet_model_v1.dat")
+        self.identity_net = DlibFaceDescriptor().network  # the one network every descriptor of the file shares
         self.face_model = face_model if face_model is not None else MorphableFaceModel.default()
         self.identity_centre = torch.zeros(128)
 

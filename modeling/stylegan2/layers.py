@@ -11,8 +11,9 @@ in plain PyTorch so that they run anywhere torch does, with no compiled extensio
   (``w'_ijk = s_i * w_ijk``) and, for demodulation, each output map is divided by
   ``sqrt(sum_{i,k} w'_ijk^2 + eps)``. Implemented unfused: the input is scaled by the style, one convolution with the
   shared weight runs over the whole batch, and the demodulation factors come from a matrix product
-  ``s^2 @ (sum_k w^2)^T``. On a CPU this is several times faster than the grouped convolution with one weight per
-  sample (what the original does by default), and it gives the same result up to float rounding.
+  ``s^2 @ (sum_k w^2)^T``. It gives the same result as the grouped convolution with one weight per sample (what the
+  original does by default; kept as ``ModulatedConv2d.forward_grouped``) up to float rounding, and its backward pass
+  needs no per-sample weight gradients. ``facehub bench stylegan2`` measures both forms on the machine at hand.
 """
 
 from __future__ import annotations

@@ -353,3 +353,46 @@ def test_embedded_default_changes_one_factor_and_keeps_the_person():
     right = grader.read(pipe(factors=f, yaw=25.0, output_type="pt").images.clamp(-1, 1))["pose"][:, 0]
     # asked 50 degrees apart, the faces read about 14 degrees apart: the miniature's pose control is weak (its card)
     assert (right - left).mean() > math.radians(7) and ((right - left) > 0).all(), (left, right)
+
+
+def test_disentanglement_score_is_eq_9():
+    """DS_i = prod_{j != i} sigma_i / sigma_j, by hand; the bootstrap interval brackets the score of its groups."""
+    from facehub.trainers.evaluation.disco_facegan import bootstrap_interval, disentanglement_score
+
+    sigma = {"identity": 1.0, "expression": 0.5, "lighting": 0.25, "pose": 2.0}
+    assert disentanglement_score(sigma, "pose") == pytest.approx((2 / 1) * (2 / 0.5) * (2 / 0.25))  # 64
+    assert disentanglement_score(sigma, "lighting") == pytest.approx((0.25 / 1) * (0.25 / 0.5) * (0.25 / 2))
+    groups = [{f: v * (1 + 0.1 * k) for f, v in sigma.items()} for k in range(-3, 4)]
+    low, high = bootstrap_interval(groups, "pose", rounds=50)
+    assert low <= 64.0 <= high and high / low < 2.0
+
+
+def test_disentanglement_score_falls_when_a_factor_leaks_into_another():
+    """DS on constructed generators whose disentanglement is known, through the evaluation's own grader: the
+    renderer, where each factor moves only its own part of the face, and the same renderer with the expression's
+    first coefficient turning the head. Varying the expression then moves the pose the grader reads 120 times more,
+    and DS of the expression falls (33 to 7 here: the turned faces' expression also reads less steadily); the renderer's own row is what `facehub eval` prints as the ceiling."""
+    from facehub.trainers.evaluation.disco_facegan import Grader, RendererSource, factor_variance, measure
+
+    vaes = DiscoFaceGANPipeline.from_pretrained("facehub/disco-facegan").factor_vaes
+    renderer = FactorRenderer(64)
+    grader = Grader(renderer, vaes)
+    prior = vaes.sample(64, generator=torch.Generator().manual_seed(1))
+    reference = {f: factor_variance(v) for f, v in grader.read(renderer.render(prior).image).items()}
+
+    class ExpressionTurnsTheHead:
+        noise_dim = 0
+
+        def __call__(self, lam, noise):
+            pose = lam["pose"].clone()
+            pose[:, 0] = pose[:, 0] + 2.0 * (lam["expression"][:, 0] - vaes.mean_expression[0])
+            return renderer.render({**lam, "pose": pose}).image
+
+    clean = measure("renderer", RendererSource(renderer, 0), grader, vaes, reference, 6, 4, seed=0)
+    leaky = measure("leaky", ExpressionTurnsTheHead(), grader, vaes, reference, 6, 4, seed=0)
+    # varying the expression: the pose read moves far more when the expression turns the head
+    assert leaky.sigma["expression"]["pose"] > 30 * clean.sigma["expression"]["pose"]
+    assert leaky.disentanglement["expression"] < clean.disentanglement["expression"] / 3
+    # in the renderer, varying the pose moves the pose read most
+    assert max(clean.sigma["pose"], key=clean.sigma["pose"].get) == "pose"
+    assert clean.disentanglement["expression"] > 1.0

@@ -239,6 +239,58 @@ def test_short_training_runs_every_phase_and_exports_a_pipeline(tmp_path):
     assert set(rows[0]["disentanglement"]) == {"identity", "expression", "lighting", "pose"}
 
 
+
+@pytest.mark.slow
+def test_imitative_losses_fall_below_the_adversarial_only_row_of_the_same_budget(tmp_path):
+    """Table 1's first two rows at test scale: the same 32 px generator, data, seed, factor VAEs and step count,
+    trained adversarially only (no pixel or imitative loss) and with the paper's schedule (pixel loss, then eq. 2-5).
+    On the same factors, the imitative run's faces are where the render puts them: its landmark (eq. 3), lighting
+    (eq. 4) and skin-colour (eq. 5) losses, read by the training regressor, are well below the adversarial-only
+    run's (measured: 0.004 / 0.13 / 0.15 against 0.028 / 0.17 / 0.19).
+
+    What this budget cannot show: a DS difference. Neither 32 px run draws a face yet, so the grader's DS of both
+    is noise; the 2,000-step rows on the default's card are where DS and control are compared."""
+    import shutil
+
+    from facehub.modeling.disco_facegan import generator_input
+    from facehub.trainers.losses.imitation import FaceReader, colour_loss, landmark_loss, lighting_loss
+    from facehub.trainers.run import main as train
+
+    settings = {"report_to": "none", "max_steps": 80, "train_batch_size": 8, "logging_steps": 10,
+                "checkpointing_steps": 80, "sample_steps": 80, "losses.vae_steps": 300, "losses.contrastive_from": 0,
+                "model.resolution": 32, "model.latent_dim": 32, "model.mapping_layers": 2,
+                "model.channels": "[32,32,16,16]", "data.synthetic.num_identities": 64,
+                "data.synthetic.image_size": 64, "seed": 0}
+    arms = {"imitative": {"losses.pixel_steps": 30},
+            "adversarial": {"losses.pixel_weight": 0.0, "losses.pixel_steps": 81}}
+    for name, extra in arms.items():
+        if name == "adversarial":  # the same factor VAEs: the run reuses those in its output_dir
+            shutil.copytree(tmp_path / "imitative" / "factor_vaes", tmp_path / name / "factor_vaes")
+        argv = ["--preset", "cpu-small", f"output_dir={tmp_path / name}",
+                *[f"{k}={v}" for k, v in {**settings, **extra}.items()]]
+        assert train(argv, method="disco_facegan") == 0
+    adversarial_logs = (tmp_path / "adversarial" / "metrics.jsonl").read_text()
+    assert "landmark" not in adversarial_logs  # it never left the (weightless) pixel phase
+
+    pipes = {name: DiscoFaceGANPipeline.from_pretrained(tmp_path / name / "export") for name in arms}
+    renderer = FactorRenderer(32)
+    reader = FaceReader("facehub/face-fitting", renderer.face_model)
+    generator = torch.Generator().manual_seed(5)
+    lam = pipes["imitative"].factor_vaes.sample(32, generator=generator)
+    noise = torch.randn(32, pipes["imitative"].noise_dim, generator=generator)
+    render = renderer.render(lam)
+    losses = {}
+    with torch.no_grad():
+        for name, pipe in pipes.items():
+            images = pipe.image_generator(generator_input(pipe.factor_vaes, lam, noise), noise_mode="const").images
+            read = reader.regress(images, render.landmarks68)
+            losses[name] = {"landmark": float(landmark_loss(read["landmarks68"], render.landmarks68, 32)),
+                            "lighting": float(lighting_loss(read["lighting"], lam["lighting"])),
+                            "colour": float(colour_loss(images, render.image, render.mask))}
+    assert losses["imitative"]["landmark"] < 0.5 * losses["adversarial"]["landmark"], losses
+    assert losses["imitative"]["lighting"] < 0.9 * losses["adversarial"]["lighting"], losses
+    assert losses["imitative"]["colour"] < 0.9 * losses["adversarial"]["colour"], losses
+
 def test_generate_tab_draws_seeded_faces_and_changes_one_factor(tmp_path):
     """The demo's Generate tab through the registry: DiscoFaceGAN with factor seeds and a set pose, and a converted
     StyleGAN2 through the same event; bad requests become a status line."""

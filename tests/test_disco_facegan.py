@@ -293,9 +293,9 @@ def test_imitative_losses_fall_below_the_adversarial_only_row_of_the_same_budget
 
 def test_generate_tab_draws_seeded_faces_and_changes_one_factor(tmp_path):
     """The demo's Generate tab through the registry: DiscoFaceGAN with factor seeds and a set pose, and a converted
-    StyleGAN2 through the same event; bad requests become a status line."""
+    StyleGAN2 through the same event; an uploaded photo embedded and edited; bad requests become a status line."""
     from facehub.apps.registry import DemoContext
-    from facehub.apps.tabs.generate import run_generation
+    from facehub.apps.tabs.generate import run_generation, run_photo_edit
     from facehub.modeling.stylegan2 import convert_rosinality_checkpoint
 
     models = tmp_path / "models"
@@ -318,6 +318,18 @@ def test_generate_tab_draws_seeded_faces_and_changes_one_factor(tmp_path):
         assert nothing == [] and "1 to 8" in status
         _, status = run_generation(ctx, "disco_facegan", "/etc", 1, 5, 1.0)
         assert "cannot use that model" in status and "/etc" not in status
+        # an uploaded photo, embedded and edited
+        photo = str(Path(__file__).parent / "data" / "photos" / "obama.jpg")
+        pictures, status = run_photo_edit(ctx, "disco_facegan", "tiny-disco", photo, expression_seed=9)
+        assert [p.shape for p in pictures[:3]] == [(16, 16, 3)] * 3 and pictures[3].ndim == 3, status
+        assert "Expression from seed 9" in status and "measured yaw" in status
+        assert not np.array_equal(pictures[1], pictures[2])  # the edit changed the embedded face
+        _, status = run_photo_edit(ctx, "disco_facegan", "tiny-disco", photo)
+        assert "Nothing changed" in status
+        _, status = run_photo_edit(ctx, "stylegan2", "tiny-stylegan2", photo, expression_seed=1)
+        assert "cannot embed" in status
+        _, status = run_photo_edit(ctx, "disco_facegan", "tiny-disco", None)
+        assert "Upload a photo" in status
     finally:
         ctx.close()
 
@@ -360,6 +372,39 @@ def test_rotation_contract_embeds_edits_and_pastes_back():
     with pytest.raises(UnreachablePoseError, match="at most 45"):
         pipe(photo, yaw=60.0)
 
+
+
+def test_pipeline_embeds_a_photo_and_edits_one_factor_at_a_time():
+    """`DiscoFaceGANPipeline.embed` / `.edit` (Sec. 5.2, eq. 11) on the shipped default: with no change the edit is
+    the embedding's own reconstruction; a new expression changes the face and no other factor; a yaw edit moves the
+    pose factor by the asked change from the photo's measured pose; wrong inputs are refused."""
+    pipe = DiscoFaceGANPipeline.from_pretrained("facehub/disco-facegan")
+    photo = Path(__file__).parent / "data" / "photos" / "obama.jpg"
+    face = pipe.embed(photo, embed_steps=20)
+    assert face.embedded.crop.shape == (64, 64, 3) and sorted(face.factors) == sorted(FACTOR_KEYS[:4])
+    # the optimised W+ reproduces the photo's face better than its start, the read factors' own face
+    start = pipe.embed(photo, embed_steps=0)
+    target = face.embedded.crop.astype(np.float32)
+    assert np.abs(face.embedded.reconstruction - target).mean() < 0.8 * np.abs(start.embedded.reconstruction - target).mean()
+
+    unchanged = pipe.edit(face, output_type="np")
+    assert np.array_equal(unchanged.crops, face.embedded.reconstruction)
+    other = pipe.sample_factors(1, generator=torch.Generator().manual_seed(3))
+    smiling = pipe.edit(face, expression=other["expression"], output_type="np")
+    assert np.abs(smiling.crops.astype(int) - unchanged.crops).mean() > 1.0
+    assert torch.equal(smiling.factors["expression"], other["expression"].float())
+    assert torch.equal(smiling.factors["identity"], face.factors["identity"])
+    original = np.asarray(Image.open(photo).convert("RGB"))
+    assert smiling.images[0].shape == original.shape
+    measured_yaw = float(face.face.pose[0])
+    turned = pipe.edit(face, yaw=measured_yaw + 15.0, output_type="np")
+    assert float(turned.factors["pose"][0, 0] - face.factors["pose"][0, 0]) == pytest.approx(15.0, abs=1e-3)
+    with pytest.raises(ValueError, match="reads 14"):
+        pipe.edit(face, expression=torch.zeros(1, 5))
+    from facehub.modeling.pipeline_utils import UnreachablePoseError
+
+    with pytest.raises(UnreachablePoseError, match="at most 45"):
+        pipe.edit(face, yaw=70.0)
 
 def test_synthesis_from_a_stylegan2_keeps_what_its_layers_compute(tmp_path):
     """``model.synthesis_from``: the synthesis network, D and the mapping layers after the first are copied; with

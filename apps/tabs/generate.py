@@ -6,8 +6,13 @@ controllable factors (``sample_factors``, DiscoFaceGAN) also gets one seed per f
 the identity seed and change the expression seed to see the same person smile differently, or move the yaw slider
 to turn them.
 
-Public event (callable with ``gradio_client``): ``/generate``: method, model id, number of faces, seed, truncation,
-expression seed, lighting seed, set-pose flag, yaw, pitch -> a gallery of faces and a status message.
+A pipeline that can embed real faces (``embed`` / ``edit``, DiscoFaceGAN's Sec. 5.2) also edits an uploaded photo:
+the face is embedded, then given the expression or lighting of a seed, or turned, and pasted back.
+
+Public events (callable with ``gradio_client``): ``/generate``: method, model id, number of faces, seed, truncation,
+expression seed, lighting seed, set-pose flag, yaw, pitch -> a gallery of faces and a status message;
+``/edit_photo``: method, model id, photo, expression seed, lighting seed, set-pose flag, yaw, pitch -> a gallery
+(the aligned face, its embedding, the edited face, the edited photo) and a status message.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from facehub.apps.tabs.common import (
     method_choices,
     model_choices,
     model_picker_update,
+    photo_upload,
+    read_upload,
     unexpected_status,
     warning_status,
 )
@@ -97,6 +104,52 @@ def run_generation(ctx: DemoContext, method: str | None, model_id: str | None, c
     return list(out.images), html.escape(" ".join(lines), quote=False)
 
 
+def run_photo_edit(ctx: DemoContext, method: str | None, model_id: str | None, photo, expression_seed=None,
+                   lighting_seed=None, set_pose: bool = False, yaw=0.0, pitch=0.0,
+                   progress=None) -> tuple[list[np.ndarray], str]:
+    """Embed the largest face of ``photo`` and change the factors asked for (a seed's expression or lighting, the
+    pose); every failure becomes a status message (and a toast)."""
+    from facehub.modeling.faces.image_io import FaceHubImageError
+    from facehub.modeling.pipeline_utils import UnreachablePoseError
+
+    progress = progress or (lambda *args, **kwargs: None)
+    try:
+        if photo is None:
+            raise UserFacingError("Upload a photo with a face first.")
+        image = read_upload(photo, "photo")
+        progress(0.1, desc="Loading the model")
+        pipe = load_method_pipeline(ctx, method or "", CAPABILITY, model_id)
+        if not hasattr(pipe, "embed"):
+            raise UserFacingError("This method cannot embed a photo; choose DiscoFaceGAN.")
+        changes: dict = {}
+        lines = []
+        for key, value in (("expression", expression_seed), ("lighting", lighting_seed)):
+            own = _seed(value, f"{key} seed")
+            if own is not None:
+                changes[key] = pipe.sample_factors(1, generator=_generator(own))[key]
+                lines.append(f"{key.capitalize()} from seed {own}.")
+        if set_pose:
+            changes.update(yaw=float(yaw), pitch=float(pitch))
+            lines.append(f"Turned to yaw {float(yaw):+.0f}, pitch {float(pitch):+.0f} (asked).")
+        progress(0.3, desc="Embedding the face")
+        embedded = pipe.embed(image)
+        progress(0.8, desc="Editing")
+        out = pipe.edit(embedded, output_type="np", **changes)
+        progress(1.0, desc="Done")
+    except (UserFacingError, FaceHubImageError, UnreachablePoseError, ValueError) as err:
+        return [], warning_status(str(err))
+    except Exception as err:  # a bug must not show a traceback to the user; the log keeps it
+        logger.exception("Photo editing failed")
+        return [], unexpected_status(err)
+    measured = embedded.face.pose
+    lines.insert(0, f"Embedded the largest face (measured yaw {measured[0]:+.0f}, pitch {measured[1]:+.0f}); "
+                    "shown: the aligned face, the generator's embedding of it, the edit, the photo with the edit.")
+    if not changes:
+        lines.append("Nothing changed: set a seed or the pose to edit.")
+    pictures = [embedded.embedded.crop, embedded.embedded.reconstruction, out.crops, out.images[0]]
+    return pictures, html.escape(" ".join(lines), quote=False)
+
+
 @register_tab("Generate", order=35)
 def build(ctx: DemoContext) -> TabRefresh:
     """Method and model pickers, count, seeds, truncation, pose; a gallery of the faces."""
@@ -134,6 +187,25 @@ def build(ctx: DemoContext) -> TabRefresh:
         return run_generation(ctx, method, model, count, seed, truncation, expression_seed, lighting_seed, set_pose,
                               yaw, pitch, progress)
 
+    with gr.Accordion("Edit a photo (DiscoFaceGAN: embed a real face, then change its factors)", open=False):
+        with gr.Row():
+            with gr.Column():
+                photo = photo_upload(label="Photo", elem_id="facehub-generate-photo")
+                edit_button = gr.Button("Embed and edit", elem_id="facehub-edit-photo-button")
+                gr.Markdown("Uses the method and model above, and the factor seeds and pose of the Factors panel.")
+            with gr.Column():
+                edited = gr.Gallery(label="Aligned face, embedding, edit, edited photo", columns=4,
+                                    elem_id="facehub-edit-photo-gallery")
+                edit_status = gr.Markdown("Upload a photo and press Embed and edit.",
+                                          elem_id="facehub-edit-photo-status")
+
+    def on_edit(method, model, photo, expression_seed, lighting_seed, set_pose, yaw, pitch,
+                progress=gr.Progress()):  # noqa: B008
+        return run_photo_edit(ctx, method, model, photo, expression_seed, lighting_seed, set_pose, yaw, pitch,
+                              progress)
+
+    edit_button.click(on_edit, inputs=[method, model, photo, expression_seed, lighting_seed, set_pose, yaw, pitch],
+                      outputs=[edited, edit_status], api_name="edit_photo", concurrency_id=COMPUTE)
     method.change(lambda name: model_picker_update(ctx, CAPABILITY, name), inputs=method, outputs=model,
                   api_visibility="private")
     button.click(on_generate, inputs=[method, model, count, seed, truncation, expression_seed, lighting_seed,

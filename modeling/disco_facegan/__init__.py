@@ -19,9 +19,11 @@ from facehub.modeling.disco_facegan.pipeline_disco_facegan import (
     lambda_from_factors,
 )
 from facehub.modeling.disco_facegan.pipeline_embedding import (
+    DiscoFaceGANEditOutput,
     DiscoFaceGANRotationOutput,
     DiscoFaceGANRotationPipeline,
     EmbeddedFace,
+    EmbeddedPhoto,
     edit_face,
     embed_face,
 )
@@ -37,9 +39,11 @@ __all__ = [
     "DiscoFaceGANConfig",
     "DiscoFaceGANPipeline",
     "DiscoFaceGANPipelineOutput",
+    "DiscoFaceGANEditOutput",
     "DiscoFaceGANRotationOutput",
     "DiscoFaceGANRotationPipeline",
     "EmbeddedFace",
+    "EmbeddedPhoto",
     "FaceRotationPipeline",
     "FactorRender",
     "FactorRenderer",

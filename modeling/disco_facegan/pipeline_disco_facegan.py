@@ -12,6 +12,8 @@ draws the face they describe::
     g = pipe.sample_factors(4, generator=torch.Generator().manual_seed(1))
     same_people = pipe(factors={**out.factors, "expression": g["expression"]})  # only the expression changes
     turned = pipe(factors=out.factors, yaw=30.0)
+    face = pipe.embed("photo.jpg")                                                # a real face, embedded (Sec. 5.2)
+    smiling = pipe.edit(face, expression=g["expression"][:1], yaw=20.0)          # .images: the photo, edited
 
 ``truncation_psi`` < 1 applies the paper's attribute-preserving truncation (Supplement IV): only the identity's part
 of ``w`` moves towards the average identity, so expression, lighting and pose stay as given.
@@ -85,6 +87,7 @@ class DiscoFaceGANPipeline(FaceHubPipeline):
         self.register_modules(image_generator=image_generator, factor_vaes=factor_vaes)
         self._identity_centre: torch.Tensor | None = None
         self._renderer = None
+        self._photo_editor = None
 
     @property
     def noise_dim(self) -> int:
@@ -197,6 +200,32 @@ class DiscoFaceGANPipeline(FaceHubPipeline):
         output = DiscoFaceGANPipelineOutput(images=out_images, factors={k: v.cpu() for k, v in factors.items()},
                                             renders=out_renders)
         return output if return_dict else (out_images,)
+
+    # -- real photos (Sec. 5.2) ------------------------------------------------------------------------------------
+
+    def photo_editor(self):
+        """The :class:`~facehub.modeling.disco_facegan.pipeline_embedding.DiscoFaceGANRotationPipeline` on this
+        pipeline's own generator and VAEs (made on first use): it finds, embeds and edits faces of photos."""
+        if self._photo_editor is None:
+            from facehub.modeling.disco_facegan.pipeline_embedding import DiscoFaceGANRotationPipeline
+
+            self._photo_editor = DiscoFaceGANRotationPipeline(image_generator=self.image_generator,
+                                                              factor_vaes=self.factor_vaes)
+        return self._photo_editor
+
+    def embed(self, image, face_index: int = 0, embed_steps: int | None = None):
+        """Embed a face of a photo (array, PIL image or path) into W+ for :meth:`edit` (eq. 11; ``EmbeddedPhoto``
+        with ``.factors`` read from it). ``face_index``: which face, largest first."""
+        editor = self.photo_editor()
+        if embed_steps is None:
+            return editor.embed_photo(image, face_index)
+        return editor.embed_photo(image, face_index, embed_steps)
+
+    def edit(self, embedded, **changes):
+        """The embedded photo with factors changed and the face pasted back: ``expression=``, ``lighting=``,
+        ``identity=`` (one row each), ``yaw=`` / ``pitch=`` (degrees), ``output_type=``. Returns
+        ``DiscoFaceGANEditOutput`` (``.images``, ``.crops``, ``.factors``)."""
+        return self.photo_editor().edit(embedded, **changes)
 
     def render(self, factors: dict[str, torch.Tensor]):
         """The morphable model's render of checked ``factors`` at the generator's resolution

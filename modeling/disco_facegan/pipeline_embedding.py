@@ -11,6 +11,8 @@ regressor reads from the photo (the paper's R-Net), ``b`` the same with the fact
 - :func:`edit_face`: ``G_syn(w+ + w(lambda_b) - w(lambda_a))`` as an aligned crop.
 - :class:`DiscoFaceGANRotationPipeline`: the rotation contract (``pipe(photo, yaw=30.0)``): embed, edit the pose,
   colour-match and paste the edited crop back with a feathered ellipse. Loads the ``facehub/disco-facegan`` bundle.
+  :meth:`~DiscoFaceGANRotationPipeline.embed_photo` and :meth:`~DiscoFaceGANRotationPipeline.edit` are the same
+  two steps for any factor (``DiscoFaceGANPipeline.embed`` / ``.edit`` call them).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers.utils import BaseOutput
 
 from facehub.modeling.disco_facegan.configuration_disco_facegan import FACTORS
 from facehub.modeling.disco_facegan.modeling_disco_facegan import FactorVAEs
@@ -34,6 +37,8 @@ from facehub.modeling.pipeline_utils import (
     RotationPipelineMixin,
     RotationPipelineOutput,
     UnreachablePoseError,
+    check_output_type,
+    convert_images,
     measure_pose,
 )
 from facehub.modeling.stylegan2 import StyleGAN2Generator, tensor_to_uint8
@@ -64,6 +69,43 @@ class EmbeddedFace:
     crop: np.ndarray
     reconstruction: np.ndarray
     loss: float
+
+
+@dataclass
+class EmbeddedPhoto:
+    """One face of a photo, embedded (:meth:`DiscoFaceGANRotationPipeline.embed_photo`): what :meth:`edit` needs.
+
+    Attributes:
+        photo: the RGB uint8 photo. face: its :class:`~facehub.modeling.faces.Face` that was embedded.
+        aligned: the aligned crop and its transform back into the photo. embedded: the :class:`EmbeddedFace`.
+    """
+
+    photo: np.ndarray
+    face: Any
+    aligned: Any
+    embedded: EmbeddedFace
+
+    @property
+    def factors(self) -> dict[str, torch.Tensor]:
+        """The factors read from the photo in the house units (pose in degrees), one row."""
+        pose = self.embedded.factors["pose"] * (180.0 / math.pi)
+        return {**self.embedded.factors, "pose": pose}
+
+
+@dataclass
+class DiscoFaceGANEditOutput(BaseOutput):
+    """An edited photo (:meth:`DiscoFaceGANRotationPipeline.edit`).
+
+    Attributes:
+        images: the photo with the edited face pasted back (one; PIL or RGB uint8 array).
+        crops: the edited aligned crop (RGB uint8); reconstruction: the embedding's unedited crop.
+        factors: the factors of the edited face (house units: pose in degrees), one row.
+    """
+
+    images: list
+    crops: np.ndarray | None = None
+    reconstruction: np.ndarray | None = None
+    factors: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def read_factors(regressor, crop: torch.Tensor, landmarks68: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -195,6 +237,58 @@ class DiscoFaceGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, Fac
         embedded = embed_face(self.image_generator, self.factor_vaes, aligned.image, factors, steps,
                               identity_net=self.identity_net())
         return aligned, embedded
+
+    def embed_photo(self, image, face_index: int = 0, embed_steps: int = EMBED_STEPS,
+                    min_interocular: float | None = None) -> EmbeddedPhoto:
+        """Embed the ``face_index``-th face (largest first) of ``image`` (array, PIL image or path) for
+        :meth:`edit`. Raises :class:`~facehub.modeling.pipeline_utils.FaceSelectionError` without such a face and
+        :class:`UnreachablePoseError` for a face turned beyond :attr:`max_yaw`."""
+        from facehub.modeling.faces.image_io import load_image
+
+        photo = load_image(image)
+        interocular = self.default_min_interocular if min_interocular is None else min_interocular
+        _, face, _ = self.select_faces(photo, None, face_index, 0, interocular)
+        yaw = Pose.of(face.pose).yaw
+        if abs(yaw) > self.max_yaw:
+            raise UnreachablePoseError(f"The face is turned {yaw:.0f} degrees; the generator knows faces turned at "
+                                       f"most {self.max_yaw:g} degrees, so it cannot embed this one.")
+        aligned, embedded = self.embed(photo, face, embed_steps)
+        return EmbeddedPhoto(photo, face, aligned, embedded)
+
+    def edit(self, embedded: EmbeddedPhoto, *, identity=None, expression=None, lighting=None,
+             yaw: float | None = None, pitch: float | None = None, output_type: str = "pil"):
+        """Eq. 11 on an embedded photo: set any of the factors and paste the edited face back.
+
+        ``identity`` / ``expression`` / ``lighting``: one row of that factor (as :meth:`DiscoFaceGANPipeline.
+        sample_factors` gives, e.g. ``g["expression"][:1]``). ``yaw`` / ``pitch``: the pose to turn the face to, in
+        degrees as the FaceAnalyzer measures the photo (the change from the face's own measured pose is applied to
+        the pose read from it).
+        """
+        check_output_type(output_type)
+        before = embedded.embedded.factors
+        changes: dict[str, torch.Tensor] = {}
+        for name, value in (("identity", identity), ("expression", expression), ("lighting", lighting)):
+            if value is not None:
+                value = torch.as_tensor(value, dtype=before[name].dtype).reshape(1, -1)
+                if value.shape[1] != before[name].shape[1]:
+                    raise ValueError(f"`{name}` has {value.shape[1]} values; this model reads {before[name].shape[1]}.")
+                changes[name] = value
+        if yaw is not None or pitch is not None:
+            source = Pose.of(embedded.face.pose)
+            target = (source.yaw if yaw is None else float(yaw), source.pitch if pitch is None else float(pitch))
+            self.check_reachable(*target, None)
+            pose = before["pose"].clone()
+            pose[:, 0] += math.radians(target[0] - source.yaw)
+            pose[:, 1] += math.radians(target[1] - source.pitch)
+            changes["pose"] = pose
+        from facehub.modeling.pose_cvaegan.pipeline_pose_cvaegan import paste_aligned_crop
+
+        crop = edit_face(self.image_generator, self.factor_vaes, embedded.embedded, changes)
+        image = paste_aligned_crop(embedded.photo, crop, embedded.aligned)
+        after = {**before, **changes}
+        return DiscoFaceGANEditOutput(images=convert_images([image], output_type), crops=crop,
+                                      reconstruction=embedded.embedded.reconstruction,
+                                      factors={**after, "pose": after["pose"] * (180.0 / math.pi)})
 
     def _rotate_one(self, photo, yaw, pitch, roll, target_photo, face_index, target_face_index, min_interocular,
                     measure, embed_steps: int = EMBED_STEPS) -> dict:

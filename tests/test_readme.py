@@ -76,8 +76,8 @@ COMMAND_RULES: list[Rule] = [
          "processes and checks its losses, samples, checkpoint and export"),
     Rule(r"^facehub train stylegan2 ", skip="tests/test_stylegan2.py runs `facehub train stylegan2` with two processes "
          "and checks its losses, R1 and path-length steps, samples and export"),
-    Rule(r"^facehub train disco_facegan ", skip="tests/test_disco_facegan.py runs `facehub train disco_facegan` through "
-         "its three phases and `facehub eval disco_facegan` on the export"),
+    Rule(r"^facehub train disco_facegan ", skip="tests/test_disco_facegan.py runs its trainer through the three phases, "
+         "resumed, against an adversarial-only run, and `facehub eval disco_facegan` on the export"),
     Rule(r"^facehub eval disco_facegan", skip="tests/test_disco_facegan.py runs it on the model its training test "
          "exports"),
     Rule(r"^facehub train cyclegan ", lane="c"),

@@ -93,3 +93,36 @@ def fit_yaw_step(f3d: StyleToCoefficients, direction: torch.Tensor, styles: torc
         loss.backward()
         optimizer.step()
     return model.eval(), float(loss.detach())
+
+
+#: Sec. 4.1: lambda_mv, the symmetric view's weight in eq. 8-9.
+PAPER_LAMBDA_MV = 0.75
+
+
+def uv_reconstruction_loss(renderer, uv_generator, styles: torch.Tensor, lam: dict[str, torch.Tensor],
+                           target: torch.Tensor, symmetric_styles: torch.Tensor,
+                           symmetric_lam: dict[str, torch.Tensor], symmetric_target: torch.Tensor,
+                           lambda_mv: float = PAPER_LAMBDA_MV, overlap_weight: float | None = None,
+                           max_displacement: float | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Eq. 5 on both views, combined as eq. 8: ``L(original) + lambda_mv * L(symmetric)``, each view rendered with
+    the UV maps the generator draws from its own stylecode, weighted by :func:`~facehub.modeling.stylefaceuv.
+    rendering.symmetric_view_weights`. Returns the loss and its parts."""
+    from facehub.modeling.stylefaceuv.rendering import (
+        MAX_DISPLACEMENT,
+        OVERLAP_WEIGHT,
+        photometric_loss,
+        symmetric_view_weights,
+        uv_maps,
+    )
+
+    both = uv_generator(torch.cat([styles, symmetric_styles]), input_is_w=True, noise_mode="const").images
+    diffuse, displacement = uv_maps(both, MAX_DISPLACEMENT if max_displacement is None else max_displacement)
+    count = len(styles)
+    original = renderer.render(lam, diffuse[:count], displacement[:count])
+    mirrored = renderer.render(symmetric_lam, diffuse[count:], displacement[count:])
+    weights, symmetric_weights = symmetric_view_weights(
+        original, mirrored, diffuse.shape[-1], OVERLAP_WEIGHT if overlap_weight is None else overlap_weight)
+    first = photometric_loss(original.image, target, weights)
+    second = photometric_loss(mirrored.image, symmetric_target, symmetric_weights)
+    loss = first + lambda_mv * second
+    return loss, {"photometric": float(first.detach()), "photometric_symmetric": float(second.detach())}

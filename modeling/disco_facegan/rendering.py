@@ -79,19 +79,33 @@ class FactorRenderer(torch.nn.Module):
 
     def aligned_vertices(self, lam: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The posed mesh in the aligned frame (B, V, 3) and its 68 landmarks (B, 68, 2), in pixels."""
+        place, landmarks = self.aligned_frame(lam)
+        return place(self.shape(lam)), landmarks
+
+    def shape(self, lam: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, V, 3) the unposed mesh ``S(alpha, beta)`` in the model's units (mm)."""
+        return self.face_model.shape(lam["identity"][:, : self.num_identity], lam["expression"])
+
+    def aligned_frame(self, lam: dict[str, torch.Tensor]):
+        """``place(points)``: (B, N, 3) points in the model's frame (those of the mesh ``S(alpha, beta)`` or on it)
+        -> the aligned frame, posed by ``theta`` and moved by the similarity that takes the mesh's five points onto
+        the template; and the mesh's 68 landmarks there (B, 68, 2)."""
         from facehub.modeling.face_fitting.modeling_face_regressor import batched_rotation
         from facehub.modeling.geometry.procrustes import umeyama_batched
 
-        model = self.face_model
-        shape = model.shape(lam["identity"][:, : self.num_identity], lam["expression"])
-        centred = shape - shape.mean(dim=1, keepdim=True)
-        posed = centred @ batched_rotation(lam["pose"]).transpose(1, 2)
-        landmarks = model.landmarks68(posed)[..., :2]
+        shape = self.shape(lam)
+        centre = shape.mean(dim=1, keepdim=True)
+        rotation3d = batched_rotation(lam["pose"]).transpose(1, 2)
+        landmarks = self.face_model.landmarks68((shape - centre) @ rotation3d)[..., :2]
         scale, rotation, translation = umeyama_batched(five_points(landmarks), self.template)
-        planar = scale[:, None, None] * posed[..., :2] @ rotation.transpose(1, 2) + translation[:, None, :]
-        vertices = torch.cat([planar, scale[:, None, None] * posed[..., 2:]], dim=-1)
         landmarks = scale[:, None, None] * landmarks @ rotation.transpose(1, 2) + translation[:, None, :]
-        return vertices, landmarks
+
+        def place(points: torch.Tensor) -> torch.Tensor:
+            posed = (points - centre) @ rotation3d
+            planar = scale[:, None, None] * posed[..., :2] @ rotation.transpose(1, 2) + translation[:, None, :]
+            return torch.cat([planar, scale[:, None, None] * posed[..., 2:]], dim=-1)
+
+        return place, landmarks
 
     @torch.no_grad()
     def rasterize(self, vertices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,6 +10,8 @@ CVPR 2020; config F: skip generator, residual discriminator), as facehub models.
 - synthesis network: a learned 4x4 constant, then per resolution a modulated 3x3 convolution that upsamples and one
   that does not (eq. 1-3: modulation, demodulation), each followed by scaled per-pixel noise, a bias and the leaky
   ReLU; a modulated 1x1 ``ToRGB`` per resolution adds into an upsampled running image (the skip architecture);
+  ``image_channels`` (default 3) sets that image's channels (StyleFaceUV's UV generator writes 4: diffuse RGB and
+  displacement);
 - ``num_ws = 2 * log2(resolution) - 2`` style inputs: the first convolution reads ``w[0]``, the first ToRGB ``w[1]``,
   and the block at each next resolution ``w[i]``, ``w[i + 1]`` (its two convolutions) and ``w[i + 2]`` (its ToRGB);
 - inputs: ``z`` (mapped), ``w`` (one latent for every layer) or ``W+`` (one per layer); truncation
@@ -76,11 +78,14 @@ class StyleGAN2Generator(FaceHubModel):
     def __init__(self, resolution: int = 64, latent_dim: int = 128, mapping_layers: int = 4,
                  channels: Sequence[int] = (128, 128, 128, 64, 32), mapping_lr_multiplier: float = 0.01,
                  blur_taps: Sequence[float] = (1, 3, 3, 1), input_dim: int | None = None,
-                 normalize_input: bool = True):
+                 normalize_input: bool = True, image_channels: int = 3):
         super().__init__()
         validate_stylegan2_config(resolution, latent_dim, mapping_layers, channels, mapping_lr_multiplier, blur_taps)
         if input_dim is not None and not 0 < int(input_dim) <= 65536:
             raise ValueError(f"Got {input_dim} for `input_dim`; expected a positive width (or None: latent_dim).")
+        if not 1 <= int(image_channels) <= 64:
+            raise ValueError(f"Got {image_channels} for `image_channels`; expected 1 to 64 (3 for RGB).")
+        self.image_channels = int(image_channels)
         channels, blur_taps = [int(c) for c in channels], tuple(float(t) for t in blur_taps)
         levels = int(math.log2(resolution))
         self.latent_dim = latent_dim
@@ -96,11 +101,13 @@ class StyleGAN2Generator(FaceHubModel):
         )
         self.const = nn.Parameter(torch.randn(1, channels[0], 4, 4))
         convs = [StyledConv(channels[0], channels[0], latent_dim, blur_taps=blur_taps)]
-        to_rgbs = [ToRGB(channels[0], latent_dim, upsample_skip=False, blur_taps=blur_taps)]
+        to_rgbs = [ToRGB(channels[0], latent_dim, upsample_skip=False, blur_taps=blur_taps,
+                         image_channels=self.image_channels)]
         for previous, width in zip(channels[:-1], channels[1:], strict=True):
             convs.append(StyledConv(previous, width, latent_dim, upsample=True, blur_taps=blur_taps))
             convs.append(StyledConv(width, width, latent_dim, blur_taps=blur_taps))
-            to_rgbs.append(ToRGB(width, latent_dim, upsample_skip=True, blur_taps=blur_taps))
+            to_rgbs.append(ToRGB(width, latent_dim, upsample_skip=True, blur_taps=blur_taps,
+                                 image_channels=self.image_channels))
         self.convs = nn.ModuleList(convs)
         self.to_rgbs = nn.ModuleList(to_rgbs)
         for index in range(self.num_noise):

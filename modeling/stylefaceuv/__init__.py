@@ -11,6 +11,11 @@ from facehub.modeling.stylefaceuv.modeling_stylefaceuv import (
     StyleToCoefficients,
     YawStepMapper,
 )
+from facehub.modeling.stylefaceuv.pipeline_stylefaceuv import (
+    StyleFaceUVPipeline,
+    StyleFaceUVPipelineOutput,
+    TexturedFace,
+)
 from facehub.modeling.stylefaceuv.rendering import (
     MAX_DISPLACEMENT,
     OVERLAP_WEIGHT,
@@ -38,7 +43,10 @@ __all__ = [
     "PAPER_FRACTION",
     "PAPER_HIDDEN_MULTIPLIERS",
     "SCENE_FACTORS",
+    "StyleFaceUVPipeline",
+    "StyleFaceUVPipelineOutput",
     "StyleToCoefficients",
+    "TexturedFace",
     "YawDirection",
     "YawStepMapper",
     "linear_svm_direction",

@@ -24,13 +24,13 @@ from facehub.hub.push import PushError, push_to_hub
 
 def test_builtin_methods_and_capabilities():
     assert methods.names() == ["cyclegan", "depthnet", "disco_facegan", "face_fitting", "pose_cvaegan", "prn_dense",
-                               "stylegan2"]
+                               "stylefaceuv", "stylegan2"]
     assert methods.available("rotation") == ["depthnet", "disco_facegan", "face_fitting", "pose_cvaegan", "prn_dense"]
     assert methods.available("swap") == ["depthnet", "face_fitting", "prn_dense"]
     assert methods.available("reconstruction") == ["face_fitting", "prn_dense"]
-    assert methods.available("generation") == ["disco_facegan", "stylegan2"]
+    assert methods.available("generation") == ["disco_facegan", "stylefaceuv", "stylegan2"]
     assert methods.trainable() == ["cyclegan", "depthnet", "disco_facegan", "face_fitting", "pose_cvaegan",
-                                   "prn_dense", "stylegan2"]
+                                   "prn_dense", "stylefaceuv", "stylegan2"]
     spec = methods.get("depthnet")
     assert spec.default_model == "facehub/depthnet"
     assert spec.pipeline_class("swap").__name__ == "FaceSwapPipeline"
@@ -41,7 +41,8 @@ def test_builtin_methods_and_capabilities():
 
 
 def test_unknown_names_list_what_exists():
-    with pytest.raises(methods.UnknownMethodError, match="Known methods: cyclegan, depthnet, disco_facegan, face_fitting, pose_cvaegan, prn_dense, stylegan2"):
+    with pytest.raises(methods.UnknownMethodError, match="Known methods: cyclegan, depthnet, disco_facegan, face_fitting, pose_cvaegan, prn_dense, "
+                       "stylefaceuv, stylegan2"):
         methods.get("depthnets")
     with pytest.raises(methods.UnknownMethodError, match="no 'generation' capability.*offers: frontalization"):
         methods.get("depthnet").pipeline_class("generation")
@@ -116,7 +117,7 @@ def test_entry_point_plugins_are_discovered(tmp_path):
     code = ("from facehub import methods\nprint(methods.available('generation'), methods.get('toy_plugin').title)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**_env(), "PYTHONPATH": str(plugin)})
-    assert out.stdout.strip() == "['disco_facegan', 'stylegan2', 'toy_plugin'] Toy"
+    assert out.stdout.strip() == "['disco_facegan', 'stylefaceuv', 'stylegan2', 'toy_plugin'] Toy"
 
 
 def _env():

@@ -269,3 +269,39 @@ def test_pipeline_draws_images_and_textured_faces_that_turn_and_export(f3d, tmp_
         pipe(styles=torch.zeros(2, 5))
     with pytest.raises(ValueError, match="degrees"):
         face.render(yaw=120.0)
+
+
+@pytest.mark.slow
+def test_training_in_oracle_mode_runs_the_three_stages_resumes_and_exports(tmp_path):
+    """`facehub train stylefaceuv` in oracle mode through the shared loop: stages 1-2 fit and save F_3D and F_yaw,
+    the UV generator's photometric error falls over 16 steps, a resumed run reuses the saved mappers and goes on to
+    step 20, and the export holds the three networks and a card."""
+    import json
+
+    from facehub.modeling.stylegan2 import StyleGAN2Generator
+    from facehub.trainers.run import main as train
+
+    settings = ["--preset", "cpu-small", f"output_dir={tmp_path}", "report_to=none", "max_steps=16", "logging_steps=4",
+                "checkpointing_steps=8", "sample_steps=16", "model.oracle={style_dim: 32, image_size: 64}",
+                "losses.f3d_pairs=2000", "losses.f3d_steps=600", "losses.svm_samples=10000", "losses.yaw_steps=300",
+                "model.uv_channels=[32,32,32,16,16]"]
+    assert train(settings, method="stylefaceuv") == 0
+    logs = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [log["step"] for log in logs] == [4, 8, 12, 16]
+    assert logs[-1]["photometric"] < 0.9 * logs[0]["photometric"], logs
+    assert "discriminator" in logs[0] and "r1" in logs[0]  # D learns every 5th step
+    saved = (tmp_path / "style_to_coefficients" / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns
+    assert (tmp_path / "samples" / "step-000016.png").is_file()
+
+    resumed = [item.replace("max_steps=16", "max_steps=20") for item in settings] + ["resume=true"]
+    assert train(resumed, method="stylefaceuv") == 0
+    logs = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert logs[-1]["step"] == 20
+    assert (tmp_path / "style_to_coefficients" / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns == saved
+    export = tmp_path / "export"
+    uv_generator = StyleGAN2Generator.from_pretrained(export)
+    assert uv_generator.image_channels == 4
+    f3d = StyleToCoefficients.from_pretrained(export / "style_to_coefficients")
+    assert f3d.config.hidden_multipliers == [3, 2, 1]
+    assert YawStepMapper.from_pretrained(export / "yaw_step").direction.norm() == pytest.approx(1.0, abs=1e-5)
+    assert "oracle" in (export / "README.md").read_text()

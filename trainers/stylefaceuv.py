@@ -1,4 +1,10 @@
-"""StyleFaceUV's first two training stages (seed 004, Sec. 3.2), as functions of (stylecode, coefficient) pairs.
+"""Training recipe of StyleFaceUV (seed 004) in the shared loop: the three stages of the paper.
+
+Run: ``facehub train stylefaceuv --preset cpu-small model.backbone=PATH_TO_A_STYLEGAN2`` (a ``facehub train
+stylegan2`` export or a converted checkpoint), or ``model.oracle={style_dim: 32}`` for the oracle mode below.
+
+Stages 1 and 2 run once before the loop (their networks are saved in ``output_dir/style_to_coefficients`` and
+``output_dir/yaw_step`` and reused when the run resumes); stage 3 is the loop:
 
 - :func:`fit_style_to_coefficients` (Sec. 3.2.1): F_3D by the L1 distance between predicted and fitted
   coefficients (standardised, so every coefficient weighs alike), Adam with the learning rate decayed by cosine to a
@@ -9,26 +15,54 @@
   has the yaw ``a`` that F_3D reads from it, and F_yaw learns to give ``s`` back from ``(w, a)`` (L1 in units of
   the largest step).
 
-The pairs come from a trained StyleGAN2 (stylecodes, and the face-fitting regressor's reading of their images) or,
-in oracle mode, from :class:`~facehub.trainers.data.stylefaceuv_oracle.OracleStyleGenerator` with exact
-coefficients.
+- the UV generator (:func:`uv_reconstruction_loss`): a StyleGAN2 synthesis network writing diffuse RGB and
+  displacement, initialised from the backbone's synthesis network (the ToRGB layers' fourth channel, displacement,
+  starts at zero), reads a stylecode ``w``; its maps render the face of ``F_3D(w)`` and of the symmetric stylecode
+  ``w_sym = w + F_yaw(w, -yaw(w)) d`` (the same face at the mirrored yaw, drawn by the backbone); the generator
+  minimises eq. 8: for each view ``lambda_rec * L_rec + L_adv`` (``L_rec`` = eq. 5's photometric loss with the
+  visibility weights; the perceptual term of eq. 4 is left out: no VGG-16 weights ship here), the symmetric view
+  weighted by ``lambda_mv``; the discriminator (the backbone's, when the checkpoint has one) learns every
+  ``losses.generator_steps_per_discriminator_step``-th step (5 in the paper) with the logistic loss and R1 (eq. 7),
+  on the backbone's images masked to the rendered face against the renders (both black elsewhere: the renders have
+  no background).
+
+The pairs of stages 1 and 2 come from the backbone (stylecodes of normal draws, and the face-fitting regressor's
+reading of their images) or, in oracle mode, from
+:class:`~facehub.trainers.data.stylefaceuv_oracle.OracleStyleGenerator`, which plays the 2D generator with exact
+coefficients and exact symmetric views.
+
+Logged: ``photometric``, ``photometric_symmetric``, ``generator`` (the adversarial terms), and on discriminator
+steps ``discriminator``, ``real_score``, ``fake_score``, ``r1``. Samples: target, render, symmetric target,
+symmetric render, and the render turned to yaw -30 / 0 / +30. Export:
+:class:`~facehub.modeling.stylefaceuv.StyleFaceUVPipeline` (oracle runs export the three networks alone: there is
+no 2D generator to bundle: the UV generator's folder, with ``style_to_coefficients/`` and ``yaw_step/`` in it).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from facehub.modeling.stylefaceuv import (
     PAPER_FRACTION,
     PAPER_HIDDEN_MULTIPLIERS,
+    DetailedFaceRenderer,
     StyleToCoefficients,
     YawDirection,
     YawStepMapper,
     linear_svm_direction,
 )
+from facehub.trainers.core import StepContext, TrainingConfig, TrainingMethod
+from facehub.trainers.core.config import ConfigError, ConfigSection
 
 
 def _cosine_lr(optimizer: torch.optim.Optimizer, start: float, step: int, steps: int, floor: float = 1e-3) -> None:
@@ -126,3 +160,417 @@ def uv_reconstruction_loss(renderer, uv_generator, styles: torch.Tensor, lam: di
     second = photometric_loss(mirrored.image, symmetric_target, symmetric_weights)
     loss = first + lambda_mv * second
     return loss, {"photometric": float(first.detach()), "photometric_symmetric": float(second.detach())}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The method in the shared loop
+
+logger = logging.getLogger(__name__)
+
+METHOD_NAME = "stylefaceuv"
+SAMPLE_COUNT = 6
+
+
+@dataclass
+class StyleFaceUVModelConfig(ConfigSection):
+    """``model``: the backbone and the three networks.
+
+    Fields:
+        backbone: a StyleGAN2 (``StyleGAN2Pipeline`` folder or id) whose faces become 3D; required unless ``oracle``.
+        oracle: settings of :class:`~facehub.trainers.data.stylefaceuv_oracle.OracleStyleGenerator` (e.g.
+            ``{style_dim: 32}``) to train against the synthetic world instead of a backbone; ``null`` otherwise.
+        f3d_hidden_multipliers: F_3D's hidden widths in units of the stylecode width ((9, 6, 3) in the paper).
+        yaw_hidden_layers: F_yaw's hidden layers.
+        uv_channels: the UV generator's widths at 4, 8, ... px (``null``: the backbone's, so it starts from it).
+        mesh_resolution: the dense mesh's UV raster (:class:`~facehub.modeling.stylefaceuv.DetailedFaceRenderer`).
+    """
+
+    backbone: str | None = None
+    oracle: dict[str, Any] | None = None
+    f3d_hidden_multipliers: list[int] = field(default_factory=lambda: [9, 6, 3])
+    yaw_hidden_layers: int = 2
+    uv_channels: list[int] | None = None
+    mesh_resolution: int = 128
+
+    def __post_init__(self):
+        if (self.backbone is None) == (self.oracle is None):
+            raise ConfigError("Set exactly one of `model.backbone` (a StyleGAN2 export) and `model.oracle` "
+                              "(e.g. {style_dim: 32}).")
+        if not self.f3d_hidden_multipliers or any(int(m) <= 0 for m in self.f3d_hidden_multipliers):
+            raise ConfigError(f"Got {self.f3d_hidden_multipliers} for `model.f3d_hidden_multipliers`; expected "
+                              "positive multipliers ([9, 6, 3] in the paper).")
+        if not 16 <= int(self.mesh_resolution) <= 512:
+            raise ConfigError(f"Got {self.mesh_resolution} for `model.mesh_resolution`; expected 16 to 512.")
+
+
+@dataclass
+class StyleFaceUVLossesConfig(ConfigSection):
+    """``losses``: stages 1-2 and the weights of eq. 4-9 (Sec. 4.1: gamma 10, lambda_mv 0.75, lambda_rec 10).
+
+    Fields:
+        f3d_pairs: (stylecode, coefficients) pairs for F_3D (36,000 in the paper). f3d_steps: its Adam steps.
+        svm_samples: stylecodes whose F_3D yaw places the SVM (200,000 in the paper). svm_fraction: 0.02.
+        yaw_steps: F_yaw's Adam steps. max_yaw_step: the largest step along d F_yaw learns (in W's units).
+        reconstruction_weight: lambda_rec. multiview_weight: lambda_mv. adversarial_weight: on the GAN terms.
+        overlap_weight: the symmetric view's weight on texels the original also sees.
+        r1_gamma: gamma of eq. 7. generator_steps_per_discriminator_step: 5 in the paper.
+    """
+
+    f3d_pairs: int = 36_000
+    f3d_steps: int = 20_000
+    svm_samples: int = 200_000
+    svm_fraction: float = PAPER_FRACTION
+    yaw_steps: int = 5_000
+    max_yaw_step: float = 3.0
+    reconstruction_weight: float = 10.0
+    multiview_weight: float = PAPER_LAMBDA_MV
+    adversarial_weight: float = 1.0
+    overlap_weight: float = 0.5
+    r1_gamma: float = 10.0
+    generator_steps_per_discriminator_step: int = 5
+
+    def __post_init__(self):
+        for name in ("f3d_pairs", "f3d_steps", "svm_samples", "yaw_steps", "generator_steps_per_discriminator_step"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"Got {getattr(self, name)} for `losses.{name}`; it must be at least 1.")
+        if not 0 < self.svm_fraction <= 0.5:
+            raise ConfigError(f"Got {self.svm_fraction} for `losses.svm_fraction`; expected (0, 0.5].")
+        for name in ("reconstruction_weight", "multiview_weight", "adversarial_weight", "overlap_weight", "r1_gamma",
+                     "max_yaw_step"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"Got {getattr(self, name)} for `losses.{name}`; it must be 0 or more.")
+
+
+@dataclass
+class StyleFaceUVTrainingConfig(TrainingConfig):
+    """StyleFaceUV training: the shared fields (Adam 0.001 for G and D, batch 12, as Sec. 4.1) plus
+    :class:`StyleFaceUVModelConfig` and :class:`StyleFaceUVLossesConfig`. ``num_styles``: stylecodes per epoch
+    (seeded draws; the paper renders 38,820 images).
+
+    Presets: ``paper`` and ``cpu-small`` (F_3D at (3, 2, 1) x the width, 4,000 pairs, 20,000 SVM samples, batch 4,
+    a 96 px mesh raster).
+    """
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {"max_steps": 38_820, "train_batch_size": 12, "learning_rate": 0.001, "checkpointing_steps": 2000,
+                  "logging_steps": 50},
+        "cpu-small": {"max_steps": 1000, "train_batch_size": 4, "learning_rate": 0.002, "checkpointing_steps": 250,
+                      "checkpoints_total_limit": 2, "logging_steps": 25, "num_styles": 4000,
+                      "model": {"f3d_hidden_multipliers": [3, 2, 1], "mesh_resolution": 96},
+                      "losses": {"f3d_pairs": 4000, "f3d_steps": 3000, "svm_samples": 20_000, "yaw_steps": 1500,
+                                 "r1_gamma": 0.05}},
+    }
+
+    method: str = METHOD_NAME
+    train_batch_size: int = 12
+    learning_rate: float = 0.001
+    adam_beta1: float = 0.0
+    adam_beta2: float = 0.99
+    max_grad_norm: float | None = None
+    sample_steps: int = 250
+    num_styles: int = 38_820
+    model: StyleFaceUVModelConfig = field(default_factory=lambda: StyleFaceUVModelConfig(oracle={"style_dim": 32}))
+    losses: StyleFaceUVLossesConfig = field(default_factory=StyleFaceUVLossesConfig)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.num_styles < self.train_batch_size:
+            raise ConfigError(f"Got {self.num_styles} for `num_styles`; it must be at least one batch "
+                              f"({self.train_batch_size}).")
+
+
+class StyleSeeds(Dataset):
+    """``num_styles`` normal latents, each a pure function of its index (so a resumed run sees the same ones)."""
+
+    def __init__(self, count: int, width: int, seed: int):
+        self.count, self.width, self.seed = int(count), int(width), int(seed)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + int(index))
+        return {"z": torch.randn(self.width, generator=generator)}
+
+
+class BackboneSource:
+    """A trained StyleGAN2 as the 2D generator: stylecodes, images, and coefficients read by the face-fitting
+    regressor (stage 1's labels)."""
+
+    def __init__(self, source: str):
+        from facehub.modeling.stylegan2 import StyleGAN2Pipeline
+
+        pipe = StyleGAN2Pipeline.from_pretrained(source)
+        self.generator = pipe.image_generator.eval().requires_grad_(False)
+        self.discriminator = pipe.discriminator
+        self.style_dim = int(self.generator.latent_dim)
+        self.resolution = int(self.generator.config.resolution)
+        self._reader = None
+
+    def styles(self, z: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.generator.map(z.to(self.generator.const.device))
+
+    def images(self, styles: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.generator(styles, input_is_w=True, noise_mode="const").images.clamp(-1, 1)
+
+    @torch.no_grad()
+    def coefficients(self, styles: torch.Tensor, batch_size: int = 64) -> dict[str, torch.Tensor]:
+        """What ``facehub/face-fitting``'s regressor reads from the images of ``styles``, through its crop located
+        in two passes from the average face's (as ``facehub eval disco_facegan`` locates it)."""
+        from facehub.modeling.disco_facegan import FactorRenderer
+        from facehub.trainers.losses.imitation import FaceReader
+
+        if self._reader is None:
+            renderer = FactorRenderer(self.resolution)
+            self._reader = FaceReader("facehub/face-fitting", renderer.face_model)
+            neutral = {"identity": torch.zeros(1, 49), "expression": torch.zeros(1, 14),
+                       "lighting": torch.zeros(1, 27), "pose": torch.zeros(1, 3)}
+            self._start = renderer.render(neutral).landmarks68
+        parts: dict[str, list[torch.Tensor]] = {"identity": [], "expression": [], "lighting": [], "pose": []}
+        for chunk in styles.split(batch_size):
+            images = self.images(chunk)
+            first = self._reader.regress(images, self._start.expand(len(images), -1, -1))
+            out = self._reader.regress(images, first["landmarks68"])
+            parts["identity"].append(torch.cat([out["identity"], out["albedo"]], dim=1))
+            parts["expression"].append(out["expression"])
+            parts["lighting"].append(out["lighting"].reshape(len(images), -1))
+            parts["pose"].append(out["rotation"])
+        return {key: torch.cat(value) for key, value in parts.items()}
+
+
+class OracleSource:
+    """:class:`~facehub.trainers.data.stylefaceuv_oracle.OracleStyleGenerator` as the 2D generator (exact answers)."""
+
+    def __init__(self, settings: dict[str, Any], resolution: int | None = None):
+        from facehub.trainers.data.stylefaceuv_oracle import OracleStyleGenerator
+
+        try:
+            self.oracle = OracleStyleGenerator(**settings)
+        except TypeError as err:
+            raise ConfigError(f"`model.oracle` has an unknown setting ({err}); its settings are those of "
+                              "OracleStyleGenerator.") from None
+        self.style_dim, self.resolution = self.oracle.style_dim, self.oracle.image_size
+        self.discriminator = None
+
+    def styles(self, z: torch.Tensor) -> torch.Tensor:
+        return z
+
+    def images(self, styles: torch.Tensor) -> torch.Tensor:
+        return self.oracle.images(styles.cpu()).to(styles.device)
+
+    def coefficients(self, styles: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {k: v.to(styles.device) for k, v in self.oracle.coefficients(styles.cpu()).items()}
+
+
+class StyleFaceUVTraining(TrainingMethod):
+    """StyleFaceUV's three stages in the shared loop; see the module docstring."""
+
+    name = METHOD_NAME
+    config_class = StyleFaceUVTrainingConfig
+    config: StyleFaceUVTrainingConfig
+
+    def __init__(self, config: StyleFaceUVTrainingConfig):
+        super().__init__(config)
+        model = config.model
+        self.source = BackboneSource(model.backbone) if model.backbone else OracleSource(model.oracle)
+        self.renderer = DetailedFaceRenderer(self.source.resolution, model.mesh_resolution)
+        self.f3d: StyleToCoefficients | None = None
+        self.yaw_step: YawStepMapper | None = None
+
+    # -- stages 1 and 2 ------------------------------------------------------------------------------------------
+
+    def _prepare_mappers(self) -> None:
+        from accelerate import PartialState
+
+        folder = Path(self.config.output_dir)
+        losses, state = self.config.losses, PartialState()
+        if (folder / "style_to_coefficients" / "config.json").is_file():
+            self.f3d = StyleToCoefficients.from_pretrained(folder / "style_to_coefficients").eval()
+        else:
+            draws = StyleSeeds(losses.f3d_pairs, self._input_dim(), self.config.seed + 1)
+            styles = self.source.styles(torch.stack([draws[i]["z"] for i in range(len(draws))])).cpu()
+            logger.info("stage 1: F_3D on %d (stylecode, coefficient) pairs", len(styles))
+            lam = {k: v.cpu() for k, v in self.source.coefficients(styles).items()}
+            self.f3d, loss = fit_style_to_coefficients(styles, lam, losses.f3d_steps,
+                                                       hidden_multipliers=self.config.model.f3d_hidden_multipliers,
+                                                       seed=self.config.seed, progress=state.is_main_process)
+            logger.info("stage 1: F_3D's last L1 (standardised coefficients): %.3f", loss)
+            if state.is_main_process:
+                self.f3d.save_pretrained(folder / "style_to_coefficients")
+        if (folder / "yaw_step" / "config.json").is_file():
+            self.yaw_step = YawStepMapper.from_pretrained(folder / "yaw_step").eval()
+        else:
+            draws = StyleSeeds(losses.svm_samples, self._input_dim(), self.config.seed + 2)
+            styles = self.source.styles(torch.stack([draws[i]["z"] for i in range(len(draws))])).cpu()
+            direction = estimate_yaw_direction(self.f3d, styles, losses.svm_fraction)
+            logger.info("stage 2: yaw direction from %d + %d stylecodes (yaw below %.1f / above %.1f degrees), SVM "
+                        "accuracy %.3f", direction.count, direction.count, math.degrees(direction.margin_yaw[0]),
+                        math.degrees(direction.margin_yaw[1]), direction.accuracy)
+            self.yaw_step, loss = fit_yaw_step(self.f3d, direction.direction, styles, losses.max_yaw_step,
+                                               losses.yaw_steps, num_hidden_layers=self.config.model.yaw_hidden_layers,
+                                               seed=self.config.seed, progress=state.is_main_process)
+            logger.info("stage 2: F_yaw's last L1 (in units of the largest step): %.3f", loss)
+            if state.is_main_process:
+                self.yaw_step.save_pretrained(folder / "yaw_step")
+        state.wait_for_everyone()
+        self.f3d.requires_grad_(False)
+        self.yaw_step.requires_grad_(False)
+
+    def _input_dim(self) -> int:
+        generator = getattr(self.source, "generator", None)
+        return int(generator.input_dim) if generator is not None else self.source.style_dim
+
+    # -- the loop's hooks ----------------------------------------------------------------------------------------
+
+    def build_models(self) -> dict[str, torch.nn.Module]:
+        from facehub.modeling.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+
+        backbone = getattr(self.source, "generator", None)
+        resolution = self.source.resolution
+        channels = self.config.model.uv_channels or (list(backbone.config.channels) if backbone is not None
+                                                     else [64] * (int(math.log2(resolution)) - 1))
+        uv_generator = StyleGAN2Generator(resolution=resolution, latent_dim=self.source.style_dim, mapping_layers=1,
+                                          channels=channels, image_channels=4)
+        if backbone is not None:
+            _start_from_backbone(uv_generator, backbone)
+        discriminator = StyleGAN2Discriminator(resolution=resolution, channels=channels)
+        if self.source.discriminator is not None and list(self.source.discriminator.config.channels) == channels:
+            discriminator.load_state_dict(self.source.discriminator.state_dict())
+        return {"uv_generator": uv_generator, "discriminator": discriminator}
+
+    def build_optimizers(self, models):
+        betas = (self.config.adam_beta1, self.config.adam_beta2)
+        return {name: torch.optim.Adam(model.parameters(), lr=self.config.learning_rate, betas=betas)
+                for name, model in models.items()}
+
+    def build_dataset(self) -> StyleSeeds:
+        self._prepare_mappers()
+        return StyleSeeds(self.config.num_styles, self._input_dim(), self.config.seed)
+
+    def _views(self, styles: torch.Tensor):
+        """Stylecodes, coefficients and target images of the original and the symmetric view."""
+        device = styles.device
+        f3d, yaw_step = self.f3d.to(device), self.yaw_step.to(device)
+        lam = {k: v.to(device) for k, v in f3d(styles).items()}
+        if isinstance(self.source, OracleSource):
+            symmetric = self.source.oracle.symmetric(styles.cpu()).to(device)
+        else:
+            symmetric = yaw_step.turn(styles, -lam["pose"][:, 0])
+        symmetric_lam = {k: v.to(device) for k, v in f3d(symmetric).items()}
+        return (styles, lam, self.source.images(styles), symmetric, symmetric_lam, self.source.images(symmetric))
+
+    def training_step(self, batch: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, float]:
+        from facehub.modeling.stylefaceuv.rendering import photometric_loss, symmetric_view_weights, uv_maps
+
+        losses = self.config.losses
+        self.renderer.to(batch["z"].device)
+        with torch.no_grad():
+            styles, lam, target, symmetric, symmetric_lam, symmetric_target = self._views(
+                self.source.styles(batch["z"]))
+        generator = ctx.models["uv_generator"]
+        both = generator(torch.cat([styles, symmetric]), input_is_w=True, noise_mode="random").images
+        diffuse, displacement = uv_maps(both)
+        count = len(styles)
+        original = self.renderer.render(lam, diffuse[:count], displacement[:count])
+        mirrored = self.renderer.render(symmetric_lam, diffuse[count:], displacement[count:])
+        weights, symmetric_weights = symmetric_view_weights(original, mirrored, diffuse.shape[-1],
+                                                            losses.overlap_weight)
+        photometric = photometric_loss(original.image, target, weights)
+        photometric_symmetric = photometric_loss(mirrored.image, symmetric_target, symmetric_weights)
+        renders = torch.cat([original.image, mirrored.image])
+        adversarial = F.softplus(-ctx.frozen("discriminator", renders).scores)
+        adversarial = adversarial[:count].mean() + losses.multiview_weight * adversarial[count:].mean()
+        total = (losses.reconstruction_weight * (photometric + losses.multiview_weight * photometric_symmetric)
+                 + losses.adversarial_weight * adversarial)
+        ctx.optimize("uv_generator", total)
+        logs = {"photometric": photometric.item(), "photometric_symmetric": photometric_symmetric.item(),
+                "generator": adversarial.item()}
+        if ctx.step % losses.generator_steps_per_discriminator_step == 0:
+            from facehub.trainers.stylegan2 import discriminator_step
+
+            masks = torch.cat([original.mask, mirrored.mask]).detach()
+            real = torch.cat([target, symmetric_target]) * masks + (masks - 1.0)  # the face only, black elsewhere
+            logs.update(discriminator_step(ctx, real, renders.detach(), losses.r1_gamma, 1))
+        return logs
+
+    @torch.no_grad()
+    def sample_images(self, models, batch):
+        from facehub.modeling.stylefaceuv.rendering import uv_maps
+
+        generator = models["uv_generator"]
+        device = generator.const.device
+        self.renderer.to(device)
+        draws = StyleSeeds(SAMPLE_COUNT, self._input_dim(), 7)
+        styles = self.source.styles(torch.stack([draws[i]["z"] for i in range(SAMPLE_COUNT)]).to(device))
+        styles, lam, target, symmetric, symmetric_lam, symmetric_target = self._views(styles)
+        diffuse, displacement = uv_maps(generator(torch.cat([styles, symmetric]), input_is_w=True,
+                                                  noise_mode="const").images)
+        rows = {"target": target, "render": self.renderer.render(lam, diffuse[:SAMPLE_COUNT],
+                                                                 displacement[:SAMPLE_COUNT]).image,
+                "symmetric target": symmetric_target,
+                "symmetric render": self.renderer.render(symmetric_lam, diffuse[SAMPLE_COUNT:],
+                                                         displacement[SAMPLE_COUNT:]).image}
+        for yaw in (-30.0, 0.0, 30.0):
+            pose = lam["pose"].clone()
+            pose[:, 0] = math.radians(yaw)
+            rows[f"render yaw {yaw:+.0f}"] = self.renderer.render({**lam, "pose": pose}, diffuse[:SAMPLE_COUNT],
+                                                                  displacement[:SAMPLE_COUNT]).image
+        return rows
+
+    def export(self, models, folder: Path) -> None:
+        from facehub.modeling.stylefaceuv import StyleFaceUVPipeline
+
+        if isinstance(self.source, OracleSource):  # the UV generator at the root, the mappers beside it
+            models["uv_generator"].save_pretrained(folder)
+            for name, model in (("style_to_coefficients", self.f3d), ("yaw_step", self.yaw_step)):
+                model.save_pretrained(Path(folder) / name)
+            return
+        StyleFaceUVPipeline(image_generator=self.source.generator, style_to_coefficients=self.f3d,
+                            yaw_step=self.yaw_step, uv_generator=models["uv_generator"]).save_pretrained(folder)
+
+    def model_card(self) -> dict[str, Any]:
+        model, losses = self.config.model, self.config.losses
+        source = (f"the StyleGAN2 {model.backbone}" if model.backbone else
+                  f"the oracle (the synthetic world as the 2D generator, {model.oracle})")
+        return {
+            "description": (
+                f"StyleFaceUV (seed 004) trained with facehub on {source}: F_3D on {losses.f3d_pairs} (stylecode, "
+                f"coefficient) pairs, the yaw direction by a linear SVM on {losses.svm_samples} stylecodes, F_yaw, "
+                f"and the UV generator (diffuse and displacement maps, a {model.mesh_resolution} px mesh raster) "
+                f"with eq. 5's photometric loss on the original and symmetric views (lambda_mv "
+                f"{losses.multiview_weight}) and the adversarial loss. No perceptual term (no VGG-16 weights here)."
+            ),
+            "tags": ["stylefaceuv", "stylegan2", "3d-face", "uv-map", "3dmm"],
+            "pipeline_tag": "unconditional-image-generation",
+        }
+
+
+def _start_from_backbone(uv_generator, backbone) -> None:
+    """Copy the backbone's synthesis network into the UV generator: every tensor of the same shape, and of each ToRGB
+    tensor that differs in its output channels (3 against 4) the first three (the fourth, displacement, is zero)."""
+    own = uv_generator.state_dict()
+    for key, value in backbone.state_dict().items():
+        if key.startswith("mapping.") or key not in own:
+            continue
+        if own[key].shape == value.shape:
+            own[key] = value.clone()
+            continue
+        differing = [d for d in range(value.ndim) if own[key].shape[d] != value.shape[d]]
+        if key.startswith("to_rgbs.") and own[key].ndim == value.ndim and len(differing) == 1:
+            axis = differing[0]
+            target = torch.zeros_like(own[key])
+            target.narrow(axis, 0, value.shape[axis]).copy_(value)
+            own[key] = target
+    uv_generator.load_state_dict(own)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from facehub.trainers.run import main as run_main
+
+    return run_main(argv, method=METHOD_NAME)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

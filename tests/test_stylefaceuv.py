@@ -273,16 +273,17 @@ def test_pipeline_draws_images_and_textured_faces_that_turn_and_export(f3d, tmp_
 
 @pytest.mark.slow
 def test_training_in_oracle_mode_runs_the_three_stages_resumes_and_exports(tmp_path):
-    """`facehub train stylefaceuv` in oracle mode through the shared loop: stages 1-2 fit and save F_3D and F_yaw,
-    the UV generator's photometric error falls over 16 steps, a resumed run reuses the saved mappers and goes on to
-    step 20, and the export holds the three networks and a card."""
+    """`facehub train stylefaceuv` in oracle mode (with withheld detail) through the shared loop: stages 1-2 fit and
+    save F_3D and F_yaw, the UV generator's photometric error falls over 16 steps, a resumed run reuses the saved
+    mappers and goes on to step 20, the export holds the three networks and a card, and `facehub eval stylefaceuv`
+    reads it (its smallest run: 2 faces at yaw +-30)."""
     import json
 
     from facehub.modeling.stylegan2 import StyleGAN2Generator
     from facehub.trainers.run import main as train
 
     settings = ["--preset", "cpu-small", f"output_dir={tmp_path}", "report_to=none", "max_steps=16", "logging_steps=4",
-                "checkpointing_steps=8", "sample_steps=16", "model.oracle={style_dim: 32, image_size: 64}",
+                "checkpointing_steps=8", "sample_steps=16", "model.oracle={style_dim: 32, image_size: 64, detail: true}",
                 "losses.f3d_pairs=2000", "losses.f3d_steps=600", "losses.svm_samples=10000", "losses.yaw_steps=300",
                 "model.uv_channels=[32,32,32,16,16]"]
     assert train(settings, method="stylefaceuv") == 0
@@ -305,3 +306,13 @@ def test_training_in_oracle_mode_runs_the_three_stages_resumes_and_exports(tmp_p
     assert f3d.config.hidden_multipliers == [3, 2, 1]
     assert YawStepMapper.from_pretrained(export / "yaw_step").direction.norm() == pytest.approx(1.0, abs=1e-5)
     assert "oracle" in (export / "README.md").read_text()
+
+    from facehub.apps.cli import main
+
+    assert main(["eval", "stylefaceuv", "--model", f"tiny={export}", "--faces", "2", "--yaws", "30", "--out",
+                 str(tmp_path / "eval")]) == 0
+    rows = json.loads((tmp_path / "eval" / "results.json").read_text())["rows"]
+    assert [row["name"] for row in rows] == ["tiny", "F_3D only"]
+    assert rows[0]["displacement_error_mm"] >= 0 and rows[0]["zero_map_error_mm"] > 0
+    assert 0 < rows[0]["l1"]["30"] < 128 and 0 <= rows[1]["nme"]["30"] < 50
+    assert (tmp_path / "eval" / "by_yaw.png").is_file() and (tmp_path / "eval" / "sheet.png").is_file()

@@ -18,6 +18,7 @@ METHOD = MethodSpec(
             "yaw_step": "facehub.modeling.stylefaceuv:YawStepMapper",
             "uv_generator": "facehub.modeling.stylegan2:StyleGAN2Generator"},
     training="facehub.trainers.stylefaceuv:StyleFaceUVTraining",
+    evaluation="facehub.trainers.evaluation.stylefaceuv:main",
     pipeline_tag="unconditional-image-generation",
     tags=("stylefaceuv", "stylegan2", "3d-face", "uv-map"),
 )

@@ -14,6 +14,13 @@ The map (a seeded random orthonormal basis ``Q`` of W):
 - identity, expression and lighting: ``tanh`` of fixed random linear maps of the rest of ``w`` (its components
   along ``q_2 ...``), scaled to the spread of real faces' coefficients (identity 0.7, expression 0.5, the first
   lighting band 0.2 around the synthetic world's ambient light).
+
+**Withheld detail** (``detail=True``): what a StyleGAN2 face has and the morphable model cannot express, so that
+the UV maps have something to recover and it can be measured. Each face gets a diffuse map (the morphable model's
+albedo plus a smooth colour pattern, up to ``texture_detail``) and a displacement map (smooth bumps up to
+``detail_mm`` millimetres along the normals), both mixtures of 8 fixed smooth random fields with weights from the
+rest of ``w``; its images are :class:`~facehub.modeling.stylefaceuv.DetailedFaceRenderer` renders of them, and
+:meth:`OracleStyleGenerator.detail_maps` gives the exact maps.
 """
 
 from __future__ import annotations
@@ -39,7 +46,8 @@ class OracleStyleGenerator:
     """
 
     def __init__(self, style_dim: int = 32, image_size: int = 64, max_yaw: float = 45.0, max_pitch: float = 10.0,
-                 seed: int = 0):
+                 seed: int = 0, detail: bool = False, detail_mm: float = 2.0, texture_detail: float = 0.15,
+                 map_size: int = 32, mesh_resolution: int = 96):
         from facehub.modeling.disco_facegan.rendering import FactorRenderer
 
         if style_dim < 4:
@@ -55,6 +63,18 @@ class OracleStyleGenerator:
         self.maps = {name: torch.randn(rest, width, generator=generator) / math.sqrt(rest)
                      for name, width in self.dims.items()}
         self.scales = {"identity": 0.7, "expression": 0.5, "lighting": 0.2}
+        self.detail, self.detail_mm, self.texture_detail = bool(detail), float(detail_mm), float(texture_detail)
+        self.map_size = int(map_size)
+        self.detailed = None
+        if self.detail:
+            from facehub.modeling.stylefaceuv.rendering import DetailedFaceRenderer
+
+            self.detailed = DetailedFaceRenderer(image_size, mesh_resolution, self.renderer.face_model)
+            fields = torch.randn(8, 4, map_size // 4, map_size // 4, generator=generator)
+            fields = torch.nn.functional.interpolate(fields, size=(map_size, map_size), mode="bicubic",
+                                                     align_corners=False)
+            self.fields = fields / fields.flatten(1).abs().amax(dim=1).view(-1, 1, 1, 1)
+            self.detail_map = torch.randn(rest, 8, generator=generator) / math.sqrt(rest)
 
     @property
     def yaw_direction(self) -> torch.Tensor:
@@ -80,12 +100,30 @@ class OracleStyleGenerator:
         out = {"identity": lam["identity"], "expression": lam["expression"], "lighting": lighting, "pose": pose}
         return {f: out[f] for f in FACTORS}
 
+    def detail_maps(self, styles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The exact diffuse (N, 3, T, T) in [0, 1] and displacement (N, 1, T, T, mm) maps of ``detail=True``."""
+        if not self.detail:
+            raise ValueError("This oracle has no withheld detail; build it with detail=True.")
+        lam = self.coefficients(styles)
+        albedo = self.renderer.face_model.albedo(lam["identity"][:, self.renderer.num_identity:])
+        albedo = torch.nn.functional.interpolate(albedo, size=(self.map_size, self.map_size), mode="area")
+        weights = torch.tanh((styles @ self.basis)[:, 2:] @ self.detail_map) / 2.0  # (N, 8)
+        mixed = torch.einsum("nk,kchw->nchw", weights, self.fields)
+        diffuse = (albedo + self.texture_detail * mixed[:, :3]).clamp(0.0, 1.0)
+        return diffuse, self.detail_mm * mixed[:, 3:].clamp(-1.0, 1.0)
+
     def symmetric(self, styles: torch.Tensor) -> torch.Tensor:
         """The stylecodes of the same faces at the mirrored yaw: ``w - 2 (w . d) d``."""
         d = self.yaw_direction
         return styles - 2.0 * (styles @ d)[:, None] * d
 
     @torch.no_grad()
-    def images(self, styles: torch.Tensor) -> torch.Tensor:
-        """(N, 3, S, S) renders in [-1, 1] of the faces of ``styles`` (the 2D generator's images)."""
-        return self.renderer.render(self.coefficients(styles)).image
+    def images(self, styles: torch.Tensor, yaw: float | None = None) -> torch.Tensor:
+        """(N, 3, S, S) renders in [-1, 1] of the faces of ``styles`` (the 2D generator's images); ``yaw``
+        (degrees): the same faces re-rendered at that yaw (the exact turned view)."""
+        lam = self.coefficients(styles)
+        if yaw is not None:
+            lam["pose"][:, 0] = math.radians(float(yaw))
+        if self.detail:
+            return self.detailed.render(lam, *self.detail_maps(styles)).image
+        return self.renderer.render(lam).image

@@ -84,12 +84,17 @@ class Grader:
     starting from the average face's; every figure is then read by the grader alone.
     """
 
-    def __init__(self, renderer, vaes, locator_id: str = "facehub/face-fitting"):
+    def __init__(self, renderer, vaes=None, locator_id: str = "facehub/face-fitting"):
         from facehub.trainers.losses.imitation import FaceReader
 
         self.reader = FaceReader(GRADER_ID, renderer.face_model)
         self.locator = FaceReader(locator_id, renderer.face_model)
-        neutral = {f: getattr(vaes, f"mean_{f}")[None] for f in FACTORS}
+        if vaes is not None:  # the data's average face
+            neutral = {f: getattr(vaes, f"mean_{f}")[None] for f in FACTORS}
+        else:  # the morphable model's mean face, frontal, in ambient light
+            neutral = {"identity": torch.zeros(1, 49), "expression": torch.zeros(1, 14), "pose": torch.zeros(1, 3),
+                       "lighting": torch.zeros(1, 27)}
+            neutral["lighting"][:, 0::9] = 0.925 / 0.886227
         self.crop_landmarks = renderer.render(neutral).landmarks68
 
     @torch.no_grad()
@@ -97,6 +102,11 @@ class Grader:
         """(N, 68, 2) landmarks of aligned faces, by the locator in two passes from the average face's crop."""
         first = self.locator.regress(images, self.crop_landmarks.expand(len(images), -1, -1))
         return self.locator.regress(images, first["landmarks68"])["landmarks68"]
+
+    @torch.no_grad()
+    def read_landmarks(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 68, 2) landmarks the grader reads on aligned faces, through the crop on the located landmarks."""
+        return self.reader.regress(images, self.locate(images))["landmarks68"]
 
     @torch.no_grad()
     def read(self, images: torch.Tensor, batch_size: int = 64) -> dict[str, torch.Tensor]:

@@ -316,3 +316,43 @@ def test_training_in_oracle_mode_runs_the_three_stages_resumes_and_exports(tmp_p
     assert rows[0]["displacement_error_mm"] >= 0 and rows[0]["zero_map_error_mm"] > 0
     assert 0 < rows[0]["l1"]["30"] < 128 and 0 <= rows[1]["nme"]["30"] < 50
     assert (tmp_path / "eval" / "by_yaw.png").is_file() and (tmp_path / "eval" / "sheet.png").is_file()
+
+
+@pytest.mark.slow
+def test_training_on_a_converted_stylegan2_exports_a_pipeline(tmp_path):
+    """Backbone mode on the converted fixture checkpoint (any StyleGAN2 facehub can load): F_3D learns from what the
+    face-fitting regressor reads on the backbone's images, the UV generator starts as the backbone's synthesis
+    network (its ToRGB's first three channels copied, displacement at zero), and the export is a
+    `StyleFaceUVPipeline` that draws the backbone's images and their textured faces."""
+    from pathlib import Path
+
+    from facehub.modeling.stylefaceuv import StyleFaceUVPipeline
+    from facehub.modeling.stylegan2 import StyleGAN2Pipeline, convert_rosinality_checkpoint
+    from facehub.trainers.run import main as train
+    from facehub.trainers.stylefaceuv import _start_from_backbone
+
+    backbone = tmp_path / "backbone"
+    convert_rosinality_checkpoint(Path(__file__).parent / "data" / "stylegan2-rosinality" / "rosinality_tiny_64.pt",
+                                  backbone, w_avg_samples=64)
+    settings = ["--preset", "cpu-small", f"output_dir={tmp_path / 'run'}", "report_to=none", "max_steps=4",
+                "logging_steps=2", "checkpointing_steps=4", "sample_steps=4", f"model.backbone={backbone}",
+                "losses.f3d_pairs=64", "losses.f3d_steps=50", "losses.svm_samples=500", "losses.yaw_steps=50",
+                "num_styles=16"]
+    assert train(settings, method="stylefaceuv") == 0
+    pipe = StyleFaceUVPipeline.from_pretrained(tmp_path / "run" / "export")
+    original = StyleGAN2Pipeline.from_pretrained(backbone).image_generator
+    assert torch.equal(pipe.image_generator.const, original.const)  # the backbone itself is bundled
+    out = pipe(num_images=2, generator=torch.Generator().manual_seed(0), output_type="np")
+    assert out.images[0].shape == (64, 64, 3) and len(out.faces) == 2
+    assert np.asarray(out.faces[0].render(yaw=20.0)).shape == (64, 64, 3)
+
+    from facehub.modeling.stylegan2 import StyleGAN2Generator as Generator
+
+    fresh = Generator(resolution=64, latent_dim=original.latent_dim, mapping_layers=1,
+                      channels=list(original.config.channels), image_channels=4)
+    _start_from_backbone(fresh, original)
+    assert torch.equal(fresh.convs[3].conv.weight, original.convs[3].conv.weight)
+    last = len(fresh.to_rgbs) - 1
+    rgb = dict(fresh.to_rgbs[last].named_parameters())
+    source = dict(original.to_rgbs[last].named_parameters())
+    assert torch.equal(rgb["bias"][:3], source["bias"]) and float(rgb["bias"][3]) == 0.0

@@ -7,12 +7,16 @@ the identity seed and change the expression seed to see the same person smile di
 to turn them.
 
 A pipeline that can embed real faces (``embed`` / ``edit``, DiscoFaceGAN's Sec. 5.2) also edits an uploaded photo:
-the face is embedded, then given the expression or lighting of a seed, or turned, and pasted back.
+the face is embedded, then given the expression or lighting of a seed, or turned, and pasted back. A pipeline whose
+faces are 3D (``out.faces``, StyleFaceUV) shows one of them turned to a yaw and pitch, with its expression or
+lighting from another seed, in a 3D view, with its GLB to download.
 
 Public events (callable with ``gradio_client``): ``/generate``: method, model id, number of faces, seed, truncation,
 expression seed, lighting seed, set-pose flag, yaw, pitch -> a gallery of faces and a status message;
 ``/edit_photo``: method, model id, photo, expression seed, lighting seed, set-pose flag, yaw, pitch -> a gallery
-(the aligned face, its embedding, the edited face, the edited photo) and a status message.
+(the aligned face, its embedding, the edited face, the edited photo) and a status message; ``/face_3d``: method, model
+id, seed, truncation, which face (1-based), yaw, pitch, expression seed, lighting seed -> the generated image and the
+render side by side, the GLB (3D view and download) and a status message.
 """
 
 from __future__ import annotations
@@ -150,6 +154,51 @@ def run_photo_edit(ctx: DemoContext, method: str | None, model_id: str | None, p
     return pictures, html.escape(" ".join(lines), quote=False)
 
 
+def run_face_3d(ctx: DemoContext, method: str | None, model_id: str | None, seed, truncation, which=1, yaw=0.0,
+                pitch=0.0, expression_seed=None, lighting_seed=None,
+                progress=None) -> tuple[np.ndarray | None, str | None, str]:
+    """Draw the faces of ``seed`` and show face ``which`` (1-based) in 3D: the generated image beside the face's
+    render at ``yaw`` / ``pitch`` (with the expression or lighting of another seed's face), and its GLB."""
+    progress = progress or (lambda *args, **kwargs: None)
+    try:
+        seed = _seed(seed, "seed") or 0
+        which = int(which)
+        if not 1 <= which <= MAX_FACES:
+            raise UserFacingError(f"Pick a face from 1 to {MAX_FACES}.")
+        psi = float(truncation)
+        progress(0.1, desc="Loading the model")
+        pipe = load_method_pipeline(ctx, method or "", CAPABILITY, model_id)
+        out = pipe(num_images=which, generator=_generator(seed), truncation_psi=psi, output_type="np")
+        if not getattr(out, "faces", None):
+            raise UserFacingError("This method draws images only; choose StyleFaceUV for 3D faces.")
+        face = out.faces[which - 1]
+        changes, lines = {}, []
+        for key, value in (("expression", expression_seed), ("lighting", lighting_seed)):
+            own = _seed(value, f"{key} seed")
+            if own is not None:
+                other = pipe(num_images=1, generator=_generator(own), output_type="np").faces[0]
+                changes[key] = other.coefficients[key]
+                lines.append(f"{key.capitalize()} of seed {own}'s face.")
+        progress(0.6, desc="Rendering")
+        render = np.asarray(face.render(yaw=float(yaw), pitch=float(pitch), output_type="np", **changes))
+        image = out.images[which - 1]
+        if render.shape != image.shape:
+            from PIL import Image
+
+            render = np.asarray(Image.fromarray(render).resize(image.shape[1::-1]))
+        glb = face.export(ctx.temp_folder("face-3d-") / "face.glb")
+        progress(1.0, desc="Done")
+    except (UserFacingError, ValueError) as err:
+        return None, None, warning_status(str(err))
+    except Exception as err:  # a bug must not show a traceback to the user; the log keeps it
+        logger.exception("3D face failed")
+        return None, None, unexpected_status(err)
+    lines.insert(0, f"Face {which} of seed {seed}: the generated image, then its 3D face rendered at yaw "
+                    f"{float(yaw):+.0f}, pitch {float(pitch):+.0f} (a {face.renderer.num_vertices}-vertex mesh with "
+                    "its diffuse and displacement maps).")
+    return np.concatenate([image, render], axis=1), str(glb), html.escape(" ".join(lines), quote=False)
+
+
 @register_tab("Generate", order=35)
 def build(ctx: DemoContext) -> TabRefresh:
     """Method and model pickers, count, seeds, truncation, pose; a gallery of the faces."""
@@ -204,6 +253,29 @@ def build(ctx: DemoContext) -> TabRefresh:
         return run_photo_edit(ctx, method, model, photo, expression_seed, lighting_seed, set_pose, yaw, pitch,
                               progress)
 
+    with gr.Accordion("3D face (StyleFaceUV: turn a generated face, change its expression and light, download it)",
+                      open=False):
+        with gr.Row():
+            with gr.Column():
+                which = gr.Slider(1, MAX_FACES, value=1, step=1, label="Which face of the seed")
+                face_yaw = gr.Slider(-60, 60, value=30, step=1, label="Yaw of the 3D face (degrees)")
+                face_pitch = gr.Slider(-30, 30, value=0, step=1, label="Pitch of the 3D face (degrees)")
+                face_button = gr.Button("Show in 3D", elem_id="facehub-face-3d-button")
+                gr.Markdown("Uses the method, model, seed and truncation above, and the expression and lighting seeds "
+                            "of the Factors panel.")
+            with gr.Column():
+                side_by_side = gr.Image(label="Generated image | 3D face render", elem_id="facehub-face-3d-image")
+                view = gr.Model3D(label="3D face (drag to turn; the GLB to download)", clear_color=(0.1, 0.1, 0.1, 1.0))
+                face_status = gr.Markdown("Choose StyleFaceUV and press Show in 3D.", elem_id="facehub-face-3d-status")
+
+    def on_face_3d(method, model, seed, truncation, which, yaw, pitch, expression_seed, lighting_seed,
+                   progress=gr.Progress()):  # noqa: B008
+        return run_face_3d(ctx, method, model, seed, truncation, which, yaw, pitch, expression_seed, lighting_seed,
+                           progress)
+
+    face_button.click(on_face_3d, inputs=[method, model, seed, truncation, which, face_yaw, face_pitch,
+                                          expression_seed, lighting_seed],
+                      outputs=[side_by_side, view, face_status], api_name="face_3d", concurrency_id=COMPUTE)
     edit_button.click(on_edit, inputs=[method, model, photo, expression_seed, lighting_seed, set_pose, yaw, pitch],
                       outputs=[edited, edit_status], api_name="edit_photo", concurrency_id=COMPUTE)
     method.change(lambda name: model_picker_update(ctx, CAPABILITY, name), inputs=method, outputs=model,

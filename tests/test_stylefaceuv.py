@@ -291,6 +291,7 @@ def test_training_in_oracle_mode_runs_the_three_stages_resumes_and_exports(tmp_p
     assert [log["step"] for log in logs] == [4, 8, 12, 16]
     assert logs[-1]["photometric"] < 0.9 * logs[0]["photometric"], logs
     assert "discriminator" in logs[0] and "r1" in logs[0]  # D learns every 5th step
+    assert 0 < logs[0]["perceptual"] and 0 < logs[0]["perceptual_symmetric"]  # eq. 4 on dlib-resnet features
     saved = (tmp_path / "style_to_coefficients" / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns
     assert (tmp_path / "samples" / "step-000016.png").is_file()
 

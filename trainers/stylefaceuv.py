@@ -19,9 +19,12 @@ Stages 1 and 2 run once before the loop (their networks are saved in ``output_di
   displacement, initialised from the backbone's synthesis network (the ToRGB layers' fourth channel, displacement,
   starts at zero), reads a stylecode ``w``; its maps render the face of ``F_3D(w)`` and of the symmetric stylecode
   ``w_sym = w + F_yaw(w, -yaw(w)) d`` (the same face at the mirrored yaw, drawn by the backbone); the generator
-  minimises eq. 8: for each view ``lambda_rec * L_rec + L_adv`` (``L_rec`` = eq. 5's photometric loss with the
-  visibility weights; the perceptual term of eq. 4 is left out: no VGG-16 weights ship here), the symmetric view
-  weighted by ``lambda_mv``; the discriminator (the backbone's, when the checkpoint has one) learns every
+  minimises eq. 8: for each view ``lambda_rec * L_rec + L_adv``, the symmetric view weighted by ``lambda_mv``;
+  ``L_rec`` is eq. 4: eq. 5's photometric loss with the visibility weights plus ``lambda_percept`` (0.2) times a
+  perceptual distance between the render and the target masked to the rendered face (VGG-16's weights cannot be
+  downloaded here: the features are the first layers of dlib's face ResNet,
+  :func:`facehub.trainers.losses.perceptual.feature_network`, their mean squared differences averaged over three
+  taps); the discriminator (the backbone's, when the checkpoint has one) learns every
   ``losses.generator_steps_per_discriminator_step``-th step (5 in the paper) with the logistic loss and R1 (eq. 7),
   on the backbone's images masked to the rendered face against the renders (both black elsewhere: the renders have
   no background).
@@ -212,6 +215,8 @@ class StyleFaceUVLossesConfig(ConfigSection):
         svm_samples: stylecodes whose F_3D yaw places the SVM (200,000 in the paper). svm_fraction: 0.02.
         yaw_steps: F_yaw's Adam steps. max_yaw_step: the largest step along d F_yaw learns (in W's units).
         reconstruction_weight: lambda_rec. multiview_weight: lambda_mv. adversarial_weight: on the GAN terms.
+        perceptual_weight: lambda_percept (0.2; 0 leaves the perceptual term out). feature_network: its features
+            (``dlib-resnet``, or ``vgg16`` with ``feature_weights``, a safetensors file of torchvision's vgg16).
         overlap_weight: the symmetric view's weight on texels the original also sees.
         r1_gamma: gamma of eq. 7. generator_steps_per_discriminator_step: 5 in the paper.
     """
@@ -225,6 +230,9 @@ class StyleFaceUVLossesConfig(ConfigSection):
     reconstruction_weight: float = 10.0
     multiview_weight: float = PAPER_LAMBDA_MV
     adversarial_weight: float = 1.0
+    perceptual_weight: float = 0.2
+    feature_network: str = "dlib-resnet"
+    feature_weights: str | None = None
     overlap_weight: float = 0.5
     r1_gamma: float = 10.0
     generator_steps_per_discriminator_step: int = 5
@@ -236,7 +244,7 @@ class StyleFaceUVLossesConfig(ConfigSection):
         if not 0 < self.svm_fraction <= 0.5:
             raise ConfigError(f"Got {self.svm_fraction} for `losses.svm_fraction`; expected (0, 0.5].")
         for name in ("reconstruction_weight", "multiview_weight", "adversarial_weight", "overlap_weight", "r1_gamma",
-                     "max_yaw_step"):
+                     "max_yaw_step", "perceptual_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"Got {getattr(self, name)} for `losses.{name}`; it must be 0 or more.")
 
@@ -378,6 +386,7 @@ class StyleFaceUVTraining(TrainingMethod):
         self.renderer = DetailedFaceRenderer(self.source.resolution, model.mesh_resolution)
         self.f3d: StyleToCoefficients | None = None
         self.yaw_step: YawStepMapper | None = None
+        self.features = None
 
     # -- stages 1 and 2 ------------------------------------------------------------------------------------------
 
@@ -480,18 +489,32 @@ class StyleFaceUVTraining(TrainingMethod):
         photometric = photometric_loss(original.image, target, weights)
         photometric_symmetric = photometric_loss(mirrored.image, symmetric_target, symmetric_weights)
         renders = torch.cat([original.image, mirrored.image])
+        masks = torch.cat([original.mask, mirrored.mask]).detach()
+        real = torch.cat([target, symmetric_target]) * masks + (masks - 1.0)  # the face only, black elsewhere
+        perceptual = perceptual_symmetric = renders.new_zeros(())
+        if losses.perceptual_weight > 0:
+            from facehub.trainers.losses.perceptual import feature_network, feature_reconstruction_loss
+
+            if self.features is None:
+                self.features = feature_network(losses.feature_network, losses.feature_weights)
+            features = self.features.to(renders.device)
+            perceptual = feature_reconstruction_loss(features, real[:count], original.image, reduction="mean")
+            perceptual_symmetric = feature_reconstruction_loss(features, real[count:], mirrored.image,
+                                                               reduction="mean")
         adversarial = F.softplus(-ctx.frozen("discriminator", renders).scores)
         adversarial = adversarial[:count].mean() + losses.multiview_weight * adversarial[count:].mean()
-        total = (losses.reconstruction_weight * (photometric + losses.multiview_weight * photometric_symmetric)
+        reconstruction = photometric + losses.perceptual_weight * perceptual
+        symmetric_reconstruction = photometric_symmetric + losses.perceptual_weight * perceptual_symmetric
+        total = (losses.reconstruction_weight * (reconstruction + losses.multiview_weight * symmetric_reconstruction)
                  + losses.adversarial_weight * adversarial)
         ctx.optimize("uv_generator", total)
         logs = {"photometric": photometric.item(), "photometric_symmetric": photometric_symmetric.item(),
                 "generator": adversarial.item()}
+        if losses.perceptual_weight > 0:
+            logs.update(perceptual=perceptual.item(), perceptual_symmetric=perceptual_symmetric.item())
         if ctx.step % losses.generator_steps_per_discriminator_step == 0:
             from facehub.trainers.stylegan2 import discriminator_step
 
-            masks = torch.cat([original.mask, mirrored.mask]).detach()
-            real = torch.cat([target, symmetric_target]) * masks + (masks - 1.0)  # the face only, black elsewhere
             logs.update(discriminator_step(ctx, real, renders.detach(), losses.r1_gamma, 1))
         return logs
 
@@ -540,7 +563,8 @@ class StyleFaceUVTraining(TrainingMethod):
                 f"coefficient) pairs, the yaw direction by a linear SVM on {losses.svm_samples} stylecodes, F_yaw, "
                 f"and the UV generator (diffuse and displacement maps, a {model.mesh_resolution} px mesh raster) "
                 f"with eq. 5's photometric loss on the original and symmetric views (lambda_mv "
-                f"{losses.multiview_weight}) and the adversarial loss. No perceptual term (no VGG-16 weights here)."
+                f"{losses.multiview_weight}), a perceptual term on {losses.feature_network} features (weight "
+                f"{losses.perceptual_weight}; VGG-16's weights cannot be downloaded here) and the adversarial loss."
             ),
             "tags": ["stylefaceuv", "stylegan2", "3d-face", "uv-map", "3dmm"],
             "pipeline_tag": "unconditional-image-generation",

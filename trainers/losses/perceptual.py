@@ -129,13 +129,19 @@ def feature_network(name: str = "dlib-resnet", weights: str | Path | None = None
     raise ValueError(f"Got {name!r} for the feature network; expected one of {FEATURE_NETWORKS}.")
 
 
-def feature_reconstruction_loss(features: nn.Module, real: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
+def feature_reconstruction_loss(features: nn.Module, real: torch.Tensor, generated: torch.Tensor,
+                                reduction: str = "sum") -> torch.Tensor:
     """Seed 000 eq. 1: ``sum_n ||Phi_n(x) - Phi_n(G(z_x, y_x))||^2``, the squared L2 norm of each tap's difference
-    summed over its elements and over the taps, averaged over the batch. The real image's features carry no
-    gradient."""
+    summed over its elements and over the taps, averaged over the batch. ``reduction="mean"`` averages over each
+    tap's elements and over the taps instead (a perceptual distance of order 1 whatever the image size, as seed 004's
+    eq. 4 weighs it). The real image's features carry no gradient."""
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"Got {reduction!r} for `reduction`; expected 'sum' or 'mean'.")
     with torch.no_grad():
         targets = features(real)
     total = generated.new_zeros(())
-    for target, output in zip(targets, features(generated), strict=True):
-        total = total + (output.float() - target.float()).pow(2).flatten(1).sum(1).mean()
+    outputs = features(generated)
+    for target, output in zip(targets, outputs, strict=True):
+        squared = (output.float() - target.float()).pow(2).flatten(1)
+        total = total + (squared.sum(1).mean() if reduction == "sum" else squared.mean() / len(outputs))
     return total

@@ -391,41 +391,46 @@ class StyleFaceUVTraining(TrainingMethod):
     # -- stages 1 and 2 ------------------------------------------------------------------------------------------
 
     def _prepare_mappers(self) -> None:
+        """Stages 1 and 2: the main process fits F_3D and F_yaw (or finds them saved by this run before) and saves
+        them in ``output_dir``; every process then loads the saved ones."""
         from accelerate import PartialState
 
         folder = Path(self.config.output_dir)
-        losses, state = self.config.losses, PartialState()
+        state = PartialState()
+        if state.is_main_process:
+            self._fit_mappers(folder)
+        state.wait_for_everyone()
+        self.f3d = StyleToCoefficients.from_pretrained(folder / "style_to_coefficients").eval().requires_grad_(False)
+        self.yaw_step = YawStepMapper.from_pretrained(folder / "yaw_step").eval().requires_grad_(False)
+
+    def _fit_mappers(self, folder: Path) -> None:
+        losses = self.config.losses
         if (folder / "style_to_coefficients" / "config.json").is_file():
-            self.f3d = StyleToCoefficients.from_pretrained(folder / "style_to_coefficients").eval()
+            logger.info("stage 1: F_3D from %s (fitted by this run before)", folder / "style_to_coefficients")
+            f3d = StyleToCoefficients.from_pretrained(folder / "style_to_coefficients").eval()
         else:
             draws = StyleSeeds(losses.f3d_pairs, self._input_dim(), self.config.seed + 1)
             styles = self.source.styles(torch.stack([draws[i]["z"] for i in range(len(draws))])).cpu()
             logger.info("stage 1: F_3D on %d (stylecode, coefficient) pairs", len(styles))
             lam = {k: v.cpu() for k, v in self.source.coefficients(styles).items()}
-            self.f3d, loss = fit_style_to_coefficients(styles, lam, losses.f3d_steps,
-                                                       hidden_multipliers=self.config.model.f3d_hidden_multipliers,
-                                                       seed=self.config.seed, progress=state.is_main_process)
+            f3d, loss = fit_style_to_coefficients(styles, lam, losses.f3d_steps,
+                                                  hidden_multipliers=self.config.model.f3d_hidden_multipliers,
+                                                  seed=self.config.seed)
             logger.info("stage 1: F_3D's last L1 (standardised coefficients): %.3f", loss)
-            if state.is_main_process:
-                self.f3d.save_pretrained(folder / "style_to_coefficients")
+            f3d.save_pretrained(folder / "style_to_coefficients")
         if (folder / "yaw_step" / "config.json").is_file():
-            self.yaw_step = YawStepMapper.from_pretrained(folder / "yaw_step").eval()
-        else:
-            draws = StyleSeeds(losses.svm_samples, self._input_dim(), self.config.seed + 2)
-            styles = self.source.styles(torch.stack([draws[i]["z"] for i in range(len(draws))])).cpu()
-            direction = estimate_yaw_direction(self.f3d, styles, losses.svm_fraction)
-            logger.info("stage 2: yaw direction from %d + %d stylecodes (yaw below %.1f / above %.1f degrees), SVM "
-                        "accuracy %.3f", direction.count, direction.count, math.degrees(direction.margin_yaw[0]),
-                        math.degrees(direction.margin_yaw[1]), direction.accuracy)
-            self.yaw_step, loss = fit_yaw_step(self.f3d, direction.direction, styles, losses.max_yaw_step,
-                                               losses.yaw_steps, num_hidden_layers=self.config.model.yaw_hidden_layers,
-                                               seed=self.config.seed, progress=state.is_main_process)
-            logger.info("stage 2: F_yaw's last L1 (in units of the largest step): %.3f", loss)
-            if state.is_main_process:
-                self.yaw_step.save_pretrained(folder / "yaw_step")
-        state.wait_for_everyone()
-        self.f3d.requires_grad_(False)
-        self.yaw_step.requires_grad_(False)
+            logger.info("stage 2: F_yaw from %s (fitted by this run before)", folder / "yaw_step")
+            return
+        draws = StyleSeeds(losses.svm_samples, self._input_dim(), self.config.seed + 2)
+        styles = self.source.styles(torch.stack([draws[i]["z"] for i in range(len(draws))])).cpu()
+        direction = estimate_yaw_direction(f3d, styles, losses.svm_fraction)
+        logger.info("stage 2: yaw direction from %d + %d stylecodes (yaw below %.1f / above %.1f degrees), SVM "
+                    "accuracy %.3f", direction.count, direction.count, math.degrees(direction.margin_yaw[0]),
+                    math.degrees(direction.margin_yaw[1]), direction.accuracy)
+        yaw_step, loss = fit_yaw_step(f3d, direction.direction, styles, losses.max_yaw_step, losses.yaw_steps,
+                                      num_hidden_layers=self.config.model.yaw_hidden_layers, seed=self.config.seed)
+        logger.info("stage 2: F_yaw's last L1 (in units of the largest step): %.3f", loss)
+        yaw_step.save_pretrained(folder / "yaw_step")
 
     def _input_dim(self) -> int:
         generator = getattr(self.source, "generator", None)

@@ -15,9 +15,9 @@ Stages 1 and 2 run once before the loop (their networks are saved in ``output_di
   has the yaw ``a`` that F_3D reads from it, and F_yaw learns to give ``s`` back from ``(w, a)`` (L1 in units of
   the largest step).
 
-- the UV generator (:func:`uv_reconstruction_loss`): a StyleGAN2 synthesis network writing diffuse RGB and
-  displacement, initialised from the backbone's synthesis network (the ToRGB layers' fourth channel, displacement,
-  starts at zero), reads a stylecode ``w``; its maps render the face of ``F_3D(w)`` and of the symmetric stylecode
+- the UV generator (:func:`uv_reconstruction_loss`): a StyleGAN2 synthesis network writing diffuse RGB (a
+  residual over the morphable model's albedo) and displacement, initialised from the backbone's synthesis network
+  with its ToRGB layers at zero (so its maps start as the morphable model's face), reads a stylecode ``w``; its maps render the face of ``F_3D(w)`` and of the symmetric stylecode
   ``w_sym = w + F_yaw(w, -yaw(w)) d`` (the same face at the mirrored yaw, drawn by the backbone); the generator
   minimises eq. 8: for each view ``lambda_rec * L_rec + L_adv``, the symmetric view weighted by ``lambda_mv``;
   ``L_rec`` is eq. 4: eq. 5's photometric loss with the visibility weights plus ``lambda_percept`` (0.2) times a
@@ -149,11 +149,12 @@ def uv_reconstruction_loss(renderer, uv_generator, styles: torch.Tensor, lam: di
         OVERLAP_WEIGHT,
         photometric_loss,
         symmetric_view_weights,
-        uv_maps,
     )
 
     both = uv_generator(torch.cat([styles, symmetric_styles]), input_is_w=True, noise_mode="const").images
-    diffuse, displacement = uv_maps(both, MAX_DISPLACEMENT if max_displacement is None else max_displacement)
+    both_lam = {key: torch.cat([lam[key], symmetric_lam[key]]) for key in lam}
+    diffuse, displacement = renderer.maps(both, both_lam,
+                                          MAX_DISPLACEMENT if max_displacement is None else max_displacement)
     count = len(styles)
     original = renderer.render(lam, diffuse[:count], displacement[:count])
     mirrored = renderer.render(symmetric_lam, diffuse[count:], displacement[count:])
@@ -449,6 +450,7 @@ class StyleFaceUVTraining(TrainingMethod):
                                           channels=channels, image_channels=4)
         if backbone is not None:
             _start_from_backbone(uv_generator, backbone)
+        zero_uv_output(uv_generator)
         discriminator = StyleGAN2Discriminator(resolution=resolution, channels=channels)
         if self.source.discriminator is not None and list(self.source.discriminator.config.channels) == channels:
             discriminator.load_state_dict(self.source.discriminator.state_dict())
@@ -476,7 +478,7 @@ class StyleFaceUVTraining(TrainingMethod):
         return (styles, lam, self.source.images(styles), symmetric, symmetric_lam, self.source.images(symmetric))
 
     def training_step(self, batch: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, float]:
-        from facehub.modeling.stylefaceuv.rendering import photometric_loss, symmetric_view_weights, uv_maps
+        from facehub.modeling.stylefaceuv.rendering import photometric_loss, symmetric_view_weights
 
         losses = self.config.losses
         self.renderer.to(batch["z"].device)
@@ -485,7 +487,8 @@ class StyleFaceUVTraining(TrainingMethod):
                 self.source.styles(batch["z"]))
         generator = ctx.models["uv_generator"]
         both = generator(torch.cat([styles, symmetric]), input_is_w=True, noise_mode="random").images
-        diffuse, displacement = uv_maps(both)
+        diffuse, displacement = self.renderer.maps(both, {key: torch.cat([lam[key], symmetric_lam[key]])
+                                                          for key in lam})
         count = len(styles)
         original = self.renderer.render(lam, diffuse[:count], displacement[:count])
         mirrored = self.renderer.render(symmetric_lam, diffuse[count:], displacement[count:])
@@ -525,16 +528,15 @@ class StyleFaceUVTraining(TrainingMethod):
 
     @torch.no_grad()
     def sample_images(self, models, batch):
-        from facehub.modeling.stylefaceuv.rendering import uv_maps
-
         generator = models["uv_generator"]
         device = generator.const.device
         self.renderer.to(device)
         draws = StyleSeeds(SAMPLE_COUNT, self._input_dim(), 7)
         styles = self.source.styles(torch.stack([draws[i]["z"] for i in range(SAMPLE_COUNT)]).to(device))
         styles, lam, target, symmetric, symmetric_lam, symmetric_target = self._views(styles)
-        diffuse, displacement = uv_maps(generator(torch.cat([styles, symmetric]), input_is_w=True,
-                                                  noise_mode="const").images)
+        diffuse, displacement = self.renderer.maps(
+            generator(torch.cat([styles, symmetric]), input_is_w=True, noise_mode="const").images,
+            {key: torch.cat([lam[key], symmetric_lam[key]]) for key in lam})
         rows = {"target": target, "render": self.renderer.render(lam, diffuse[:SAMPLE_COUNT],
                                                                  displacement[:SAMPLE_COUNT]).image,
                 "symmetric target": symmetric_target,
@@ -577,22 +579,23 @@ class StyleFaceUVTraining(TrainingMethod):
 
 
 def _start_from_backbone(uv_generator, backbone) -> None:
-    """Copy the backbone's synthesis network into the UV generator: every tensor of the same shape, and of each ToRGB
-    tensor that differs in its output channels (3 against 4) the first three (the fourth, displacement, is zero)."""
+    """Copy the backbone's synthesis network (every tensor of the same name and shape but the mapping network's)
+    into the UV generator, as the paper initialises its 3D generator from the StyleGAN2."""
     own = uv_generator.state_dict()
     for key, value in backbone.state_dict().items():
-        if key.startswith("mapping.") or key not in own:
-            continue
-        if own[key].shape == value.shape:
+        if not key.startswith("mapping.") and key in own and own[key].shape == value.shape:
             own[key] = value.clone()
-            continue
-        differing = [d for d in range(value.ndim) if own[key].shape[d] != value.shape[d]]
-        if key.startswith("to_rgbs.") and own[key].ndim == value.ndim and len(differing) == 1:
-            axis = differing[0]
-            target = torch.zeros_like(own[key])
-            target.narrow(axis, 0, value.shape[axis]).copy_(value)
-            own[key] = target
     uv_generator.load_state_dict(own)
+
+
+@torch.no_grad()
+def zero_uv_output(uv_generator) -> None:
+    """Zero the UV generator's ToRGB convolutions and biases: its maps then start as the morphable model's albedo
+    and no displacement (:func:`~facehub.modeling.stylefaceuv.rendering.uv_maps`); the gradients still reach the
+    convolutions (their inputs are not zero)."""
+    for layer in uv_generator.to_rgbs:
+        layer.conv.weight.zero_()
+        layer.bias.zero_()
 
 
 def main(argv: list[str] | None = None) -> int:

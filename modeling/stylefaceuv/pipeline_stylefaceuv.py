@@ -24,7 +24,7 @@ import torch
 from facehub.modeling.modeling_utils import FaceHubPipeline
 from facehub.modeling.pipeline_utils import ImagePipelineOutput, check_output_type, convert_images
 from facehub.modeling.stylefaceuv.modeling_stylefaceuv import StyleToCoefficients, YawStepMapper
-from facehub.modeling.stylefaceuv.rendering import DetailedFaceRenderer, uv_maps
+from facehub.modeling.stylefaceuv.rendering import DetailedFaceRenderer
 from facehub.modeling.stylegan2 import StyleGAN2Generator, tensor_to_uint8
 
 MAX_IMAGES_PER_CALL = 16
@@ -140,8 +140,9 @@ class StyleFaceUVPipeline(FaceHubPipeline):
     def faces(self, styles: torch.Tensor) -> list[TexturedFace]:
         """The textured 3D face of each stylecode."""
         lam = self.style_to_coefficients(styles)
-        diffuse, displacement = uv_maps(self.uv_generator(styles, input_is_w=True, noise_mode="const").images)
         renderer = self.face_renderer()
+        diffuse, displacement = renderer.maps(self.uv_generator(styles, input_is_w=True, noise_mode="const").images,
+                                              lam)
         return [TexturedFace({k: v[i:i + 1] for k, v in lam.items()}, diffuse[i:i + 1], displacement[i:i + 1],
                              renderer) for i in range(len(styles))]
 

@@ -8,11 +8,15 @@ mouth closed) is a vertex, about 7,400 of them with 14,600 triangles (two per 2x
 :mod:`facehub.modeling.geometry.dense_mesh` builds PRN-Dense's meshes), and its position is the barycentric
 combination of the coarse triangle it lies on, so the dense mesh is exactly the morphable model's surface.
 
-**The maps.** The diffuse map (B, 3, T, T) in [0, 1] replaces the morphable model's albedo; the displacement map
-(B, 1, T, T) moves each dense vertex along its normal (in the model's millimetres) before posing:
-``v' = v + D(u, v) n(v)``. :func:`uv_maps` turns the UV generator's 4-channel output into the two: RGB ``(x + 1) / 2``
-clamped, displacement ``max_displacement * tanh(x)`` (the paper's scale is not in our text; ``max_displacement``
-defaults to 5 mm, wrinkles and nasal lines).
+**The maps.** The diffuse map (B, 3, T, T) in [0, 1] takes the place of the morphable model's albedo; the
+displacement map (B, 1, T, T) moves each dense vertex along its normal (in the model's millimetres) before posing:
+``v' = v + D(u, v) n(v)``. :func:`uv_maps` turns the UV generator's 4-channel output into the two. The diffuse map is
+a residual over the morphable model's albedo of F_3D's identity, ``A(alpha) + x_rgb / 2`` clamped (our choice: the
+paper's generator starts from the backbone's weights, whose image-space output means nothing in UV space; with its
+ToRGB layers at zero, ours starts exactly at the morphable model's face and learns only what that lacks; a
+from-scratch map needed far longer to catch up with the albedo in oracle runs). The displacement is
+``max_displacement * tanh(x_d)`` (the paper's scale is not in our text; ``max_displacement`` defaults to 5 mm,
+wrinkles and nasal lines).
 
 **Rendering** (eq. 5's ``I_render``): the displaced mesh is posed and placed by the same similarity as
 :class:`~facehub.modeling.disco_facegan.FactorRenderer` (its five points onto the ArcFace template), rasterised by
@@ -60,11 +64,16 @@ class DetailedRender:
     face_index: torch.Tensor
 
 
-def uv_maps(output: torch.Tensor, max_displacement: float = MAX_DISPLACEMENT) -> tuple[torch.Tensor, torch.Tensor]:
-    """The UV generator's (B, 4, T, T) output -> diffuse map (B, 3, T, T) in [0, 1], displacement (B, 1, T, T) mm."""
+def uv_maps(output: torch.Tensor, base_albedo: torch.Tensor,
+            max_displacement: float = MAX_DISPLACEMENT) -> tuple[torch.Tensor, torch.Tensor]:
+    """The UV generator's (B, 4, T, T) output over a (B, 3, T, T) base albedo -> diffuse map (B, 3, T, T) in
+    [0, 1], displacement (B, 1, T, T) mm (module docstring)."""
     if output.ndim != 4 or output.shape[1] != 4:
         raise ValueError(f"Expected the UV generator's (B, 4, T, T) output; got {tuple(output.shape)}.")
-    diffuse = ((output[:, :3] + 1.0) * 0.5).clamp(0.0, 1.0)
+    if base_albedo.shape[0] != output.shape[0] or base_albedo.shape[1:] != (3, *output.shape[-2:]):
+        raise ValueError(f"The base albedo {tuple(base_albedo.shape)} does not match the output "
+                         f"{tuple(output.shape)}: expected (B, 3, T, T).")
+    diffuse = (base_albedo + 0.5 * output[:, :3]).clamp(0.0, 1.0)
     return diffuse, max_displacement * torch.tanh(output[:, 3:4])
 
 
@@ -126,6 +135,18 @@ class DetailedFaceRenderer(torch.nn.Module):
         """(B, N, 3) the dense mesh of ``S(alpha, beta)`` in the model's frame (on the morphable model's surface)."""
         shape = self.coarse.shape(lam)
         return (shape[:, self.coarse_corners] * self.coarse_weights[None, :, :, None]).sum(dim=2)
+
+    def albedo_map(self, lam: dict[str, torch.Tensor], size: int) -> torch.Tensor:
+        """(B, 3, size, size) the morphable model's albedo of the coefficients' identity, as a UV map."""
+        albedo = self.coarse.face_model.albedo(lam["identity"][:, self.coarse.num_identity:])
+        if albedo.shape[-1] != size:
+            albedo = F.interpolate(albedo, size=(size, size), mode="area" if albedo.shape[-1] > size else "bilinear")
+        return albedo
+
+    def maps(self, output: torch.Tensor, lam: dict[str, torch.Tensor],
+             max_displacement: float = MAX_DISPLACEMENT) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`uv_maps` of the UV generator's output over the albedo of ``lam``'s identity."""
+        return uv_maps(output, self.albedo_map(lam, output.shape[-1]), max_displacement)
 
     def displace(self, vertices: torch.Tensor, displacement: torch.Tensor) -> torch.Tensor:
         """Dense (B, N, 3) vertices moved along their unit normals by the (B, 1, T, T) displacement map (mm)."""

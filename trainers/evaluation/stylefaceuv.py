@@ -79,12 +79,12 @@ def load_oracle_export(path: str | Path):
 @torch.no_grad()
 def evaluate_row(name, oracle, renderer, grader, styles, yaws, f3d, uv_generator=None) -> tuple[Row, dict]:
     """One row's figures (module docstring) and its renders by yaw (for the sheet)."""
-    from facehub.modeling.stylefaceuv.rendering import accessed_texels, uv_maps
+    from facehub.modeling.stylefaceuv.rendering import accessed_texels
 
     row = Row(name)
     lam = f3d(styles)
     if uv_generator is not None:
-        diffuse, displacement = uv_maps(uv_generator(styles, input_is_w=True, noise_mode="const").images)
+        diffuse, displacement = renderer.maps(uv_generator(styles, input_is_w=True, noise_mode="const").images, lam)
         _, exact_displacement = oracle.detail_maps(styles)
         size = exact_displacement.shape[-1]
         predicted = torch.nn.functional.interpolate(displacement, size=(size, size), mode="area")

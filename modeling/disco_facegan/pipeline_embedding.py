@@ -227,7 +227,7 @@ class DiscoFaceGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, Fac
 
     def embed(self, photo: np.ndarray, face, steps: int = EMBED_STEPS):
         """The aligned crop of ``face`` in ``photo``, its read factors and its W+ embedding."""
-        from facehub.modeling.pose_cvaegan.pipeline_pose_cvaegan import aligned_crop
+        from facehub.modeling.faces.alignment import aligned_crop
 
         size = int(self.image_generator.config.resolution)
         aligned = aligned_crop(photo, face.landmarks68, size)
@@ -281,7 +281,7 @@ class DiscoFaceGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, Fac
             pose[:, 0] += math.radians(target[0] - source.yaw)
             pose[:, 1] += math.radians(target[1] - source.pitch)
             changes["pose"] = pose
-        from facehub.modeling.pose_cvaegan.pipeline_pose_cvaegan import paste_aligned_crop
+        from facehub.modeling.faces.compositing import paste_aligned_crop
 
         crop = edit_face(self.image_generator, self.factor_vaes, embedded.embedded, changes)
         image = paste_aligned_crop(embedded.photo, crop, embedded.aligned)
@@ -292,7 +292,7 @@ class DiscoFaceGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, Fac
 
     def _rotate_one(self, photo, yaw, pitch, roll, target_photo, face_index, target_face_index, min_interocular,
                     measure, embed_steps: int = EMBED_STEPS) -> dict:
-        from facehub.modeling.pose_cvaegan.pipeline_pose_cvaegan import paste_aligned_crop
+        from facehub.modeling.faces.compositing import paste_aligned_crop
 
         timings: dict[str, float] = {}
         start = time.perf_counter()

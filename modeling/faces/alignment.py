@@ -110,3 +110,13 @@ def align_face(
     matrix = np.hstack([similarity.scale * similarity.rotation, similarity.translation[:, None]])
     crop = warp_affine(image, matrix, size, border_value)
     return AlignedFace(crop, matrix, invert_affine(matrix), apply_affine(matrix, landmarks68))
+
+
+def aligned_crop(image: np.ndarray, landmarks68: np.ndarray, size: int) -> AlignedFace:
+    """The FaceAnalyzer's aligned crop of a face (its template, no padding) at ``size`` px, the crop E reads in
+    training and here: aligned at twice the size, then area-averaged down, so a small crop does not alias. The
+    returned ``matrix`` / ``inverse`` map the photo to this ``size`` crop and back."""
+    large = align_face(image, landmarks68, size=2 * size)
+    crop = cv2.resize(large.image, (size, size), interpolation=cv2.INTER_AREA)
+    matrix = large.matrix / 2.0  # the crop's pixel corners are those of the large crop halved
+    return AlignedFace(crop, matrix, invert_affine(matrix), apply_affine(matrix, landmarks68))

@@ -13,15 +13,23 @@ swap pastes "the rotated face ... onto the background of the target image", Moni
   continue across the seam;
 - :func:`alpha_blend`: a plain weighted paste with a (feathered) mask;
 - :func:`similarity_swap`: the 2D baseline of face swap (a similarity warp of the source onto the target's
-  landmarks, then the steps above), the row every swap method is compared with in ``facehub eval swap``.
+  landmarks, then the steps above), the row every swap method is compared with in ``facehub eval swap``;
+- :func:`paste_aligned_crop`: a face generated in the aligned crop
+  (:func:`facehub.modeling.faces.alignment.aligned_crop`) pasted back through the crop's inverse with a feathered
+  ellipse (the pose CVAE-GAN's and DiscoFaceGAN's rotations).
 
 Images are (H, W, 3) RGB uint8 arrays in and out; masks are (H, W) arrays, bool or float in [0, 1].
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from facehub.modeling.faces.alignment import AlignedFace
 
 #: A blurred step rises from 0.05 to 0.95 over +-1.645 sigma.
 FEATHER_WIDTH_IN_SIGMAS = 3.29
@@ -181,3 +189,35 @@ def similarity_swap(source: np.ndarray, source_landmarks: np.ndarray, target: np
     inside = hull_mask(dst, (height, width), inset=0.02 * size) > 0.5
     face = transfer_color(warped, target, inside) if color_transfer else warped
     return seamless_blend(face, target, inside)
+
+
+# ---- generated aligned crops back into the photo ------------------------------------------------------------
+
+#: The pasted region in crop units: an ellipse centred at (0.5, 0.55) with radii (0.44, 0.48), feathered over 0.1.
+PASTE_CENTRE = (0.5, 0.55)
+PASTE_RADII = (0.44, 0.48)
+PASTE_FEATHER = 0.1
+
+
+def paste_mask(size: int) -> np.ndarray:
+    """(size, size) float32 alpha of the pasted region in the crop (see :data:`PASTE_CENTRE`)."""
+    ys, xs = (np.mgrid[0:size, 0:size] + 0.5) / size
+    radius = np.sqrt(((xs - PASTE_CENTRE[0]) / PASTE_RADII[0]) ** 2 + ((ys - PASTE_CENTRE[1]) / PASTE_RADII[1]) ** 2)
+    inner = 1.0 - PASTE_FEATHER / min(PASTE_RADII)
+    return np.clip((1.0 - radius) / (1.0 - inner), 0.0, 1.0).astype(np.float32)
+
+
+def paste_aligned_crop(photo: np.ndarray, crop: np.ndarray, aligned: AlignedFace) -> np.ndarray:
+    """A generated aligned ``crop`` (RGB uint8, any size) back in ``photo`` through ``aligned``'s inverse:
+    colour-matched to the photo under the :func:`paste_mask` ellipse and blended with its feathered alpha."""
+    alpha = crop_to_photo(paste_mask(crop.shape[0]), aligned.inverse, photo.shape[:2])
+    pasted = crop_to_photo(crop, aligned.inverse, photo.shape[:2])
+    return alpha_blend(transfer_color(pasted, photo, alpha > 0.5), photo, alpha)
+
+
+def crop_to_photo(crop: np.ndarray, inverse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Warp a crop (H_c, W_c[, C]) into photo pixels of ``shape`` (H, W) with the crop -> photo affine ``inverse``
+    (house coordinates: pixel centres at half-integers); outside the crop is 0."""
+    warp = np.hstack([inverse[:, :2], (inverse[:, 2] + inverse[:, :2] @ np.array([0.5, 0.5]) - 0.5)[:, None]])
+    return cv2.warpAffine(crop, warp, (int(shape[1]), int(shape[0])), flags=cv2.INTER_CUBIC,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)

@@ -1,8 +1,9 @@
 """Face rotation by re-generation with the pose-conditioned CVAE-GAN (seed 000, sections 3 and 4.3).
 
-The face of a photo is aligned (the FaceAnalyzer's crop, :func:`aligned_crop`), encoded by E into ``z_x`` and drawn
-again by G at the requested pose code; the generated crop is colour-matched to the face and pasted back into the
-photo through the crop's inverse similarity with a feathered elliptical mask. Nothing is warped, so nothing tears:
+The face of a photo is aligned (the FaceAnalyzer's crop, :func:`facehub.modeling.faces.alignment.aligned_crop`),
+encoded by E into ``z_x`` and drawn again by G at the requested pose code; the generated crop is colour-matched to
+the face and pasted back into the photo through the crop's inverse similarity with a feathered elliptical mask
+(:func:`facehub.modeling.faces.compositing.paste_aligned_crop`). Nothing is warped, so nothing tears:
 where the photo has no pixels (the far side of a turned face), G draws them from what it learned.
 
 What it can and cannot do: G was trained on faces with |yaw| <= 45 degrees (section 4.1), so poses beyond
@@ -17,13 +18,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 import torch
 
-from facehub.modeling.faces.alignment import AlignedFace, align_face, apply_affine, invert_affine
+from facehub.modeling.faces.alignment import aligned_crop
 from facehub.modeling.faces.analyzer import Face
-from facehub.modeling.faces.compositing import alpha_blend, transfer_color
+from facehub.modeling.faces.compositing import paste_aligned_crop, paste_mask  # noqa: F401  (re-exported)
 from facehub.modeling.modeling_utils import FaceHubPipeline
 from facehub.modeling.pipeline_utils import (
     FacePipelineMixin,
@@ -34,45 +34,6 @@ from facehub.modeling.pipeline_utils import (
     measure_pose,
 )
 from facehub.modeling.pose_cvaegan.modeling_pose_cvaegan import PoseEncoder, PoseGenerator, PosePredictor
-
-#: The pasted region in crop units: an ellipse centred at (0.5, 0.55) with radii (0.44, 0.48), feathered over 0.1.
-PASTE_CENTRE = (0.5, 0.55)
-PASTE_RADII = (0.44, 0.48)
-PASTE_FEATHER = 0.1
-
-
-def aligned_crop(image: np.ndarray, landmarks68: np.ndarray, size: int) -> AlignedFace:
-    """The FaceAnalyzer's aligned crop of a face (its template, no padding) at ``size`` px, the crop E reads in
-    training and here: aligned at twice the size, then area-averaged down, so a small crop does not alias. The
-    returned ``matrix`` / ``inverse`` map the photo to this ``size`` crop and back."""
-    large = align_face(image, landmarks68, size=2 * size)
-    crop = cv2.resize(large.image, (size, size), interpolation=cv2.INTER_AREA)
-    matrix = large.matrix / 2.0  # the crop's pixel corners are those of the large crop halved
-    return AlignedFace(crop, matrix, invert_affine(matrix), apply_affine(matrix, landmarks68))
-
-
-def paste_mask(size: int) -> np.ndarray:
-    """(size, size) float32 alpha of the pasted region in the crop (see :data:`PASTE_CENTRE`)."""
-    ys, xs = (np.mgrid[0:size, 0:size] + 0.5) / size
-    radius = np.sqrt(((xs - PASTE_CENTRE[0]) / PASTE_RADII[0]) ** 2 + ((ys - PASTE_CENTRE[1]) / PASTE_RADII[1]) ** 2)
-    inner = 1.0 - PASTE_FEATHER / min(PASTE_RADII)
-    return np.clip((1.0 - radius) / (1.0 - inner), 0.0, 1.0).astype(np.float32)
-
-
-def paste_aligned_crop(photo: np.ndarray, crop: np.ndarray, aligned: AlignedFace) -> np.ndarray:
-    """A generated aligned ``crop`` (RGB uint8, any size) back in ``photo`` through ``aligned``'s inverse:
-    colour-matched to the photo under the :func:`paste_mask` ellipse and blended with its feathered alpha."""
-    alpha = crop_to_photo(paste_mask(crop.shape[0]), aligned.inverse, photo.shape[:2])
-    pasted = crop_to_photo(crop, aligned.inverse, photo.shape[:2])
-    return alpha_blend(transfer_color(pasted, photo, alpha > 0.5), photo, alpha)
-
-
-def crop_to_photo(crop: np.ndarray, inverse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Warp a crop (H_c, W_c[, C]) into photo pixels of ``shape`` (H, W) with the crop -> photo affine ``inverse``
-    (house coordinates: pixel centres at half-integers); outside the crop is 0."""
-    warp = np.hstack([inverse[:, :2], (inverse[:, 2] + inverse[:, :2] @ np.array([0.5, 0.5]) - 0.5)[:, None]])
-    return cv2.warpAffine(crop, warp, (int(shape[1]), int(shape[0])), flags=cv2.INTER_CUBIC,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 @dataclass

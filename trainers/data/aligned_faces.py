@@ -1,6 +1,6 @@
 """Aligned face crops in memory, for the generative trainers (the pose CVAE-GAN, StyleGAN2 and the methods built on
 it): faces from ``facehub prepare`` folders and from the synthetic face world, each cut with the FaceAnalyzer's
-alignment (:func:`facehub.modeling.pose_cvaegan.aligned_crop`, the crop the rotation pipelines use), resized to the
+alignment (:func:`facehub.modeling.faces.alignment.aligned_crop`, the crop the rotation pipelines use), resized to the
 model's side and kept as uint8 with their pose and, optionally, a per-face label vector.
 """
 
@@ -75,8 +75,8 @@ def aligned_face_table(rows: Iterable[dict], name: str, size: int, max_yaw: floa
     A ``None`` label raises ``ValueError(missing_label)``: the source lacks the labels the trainer asked for."""
     from tqdm.auto import tqdm
 
+    from facehub.modeling.faces.alignment import aligned_crop
     from facehub.modeling.faces.image_io import load_image
-    from facehub.modeling.pose_cvaegan import aligned_crop
 
     crops, poses, labels, landmarks, dropped = [], [], [], [], 0
     for row in tqdm(rows, total=length, desc=f"aligning {name}", unit="face", leave=False, disable=quiet):

@@ -396,3 +396,18 @@ def test_generate_tab_shows_a_generated_face_in_3d(f3d, tmp_path):
         assert "from 1 to 8" in status
     finally:
         ctx.close()
+
+
+def test_train_help_lists_the_settings_and_a_run_needs_one_source(tmp_path, capsys):
+    """`facehub train stylefaceuv --help` lists every key (it builds the default config, which has no source yet),
+    and a run with neither a backbone nor an oracle, or with both, is one line."""
+    from facehub.trainers.core.config import describe_config
+    from facehub.trainers.run import main as train
+    from facehub.trainers.stylefaceuv import StyleFaceUVTrainingConfig
+
+    text = describe_config(StyleFaceUVTrainingConfig)
+    assert "model.backbone" in text and "losses.multiview_weight" in text and "cpu-small:" in text
+    assert train(["--preset", "cpu-small", f"output_dir={tmp_path}"], method="stylefaceuv") == 2
+    assert "Set exactly one of `model.backbone`" in capsys.readouterr().err
+    both = ["--preset", "cpu-small", f"output_dir={tmp_path}", "model.backbone=x", "model.oracle={style_dim: 32}"]
+    assert train(both, method="stylefaceuv") == 2

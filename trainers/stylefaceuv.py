@@ -197,9 +197,6 @@ class StyleFaceUVModelConfig(ConfigSection):
     mesh_resolution: int = 128
 
     def __post_init__(self):
-        if (self.backbone is None) == (self.oracle is None):
-            raise ConfigError("Set exactly one of `model.backbone` (a StyleGAN2 export) and `model.oracle` "
-                              "(e.g. {style_dim: 32}).")
         if not self.f3d_hidden_multipliers or any(int(m) <= 0 for m in self.f3d_hidden_multipliers):
             raise ConfigError(f"Got {self.f3d_hidden_multipliers} for `model.f3d_hidden_multipliers`; expected "
                               "positive multipliers ([9, 6, 3] in the paper).")
@@ -278,7 +275,7 @@ class StyleFaceUVTrainingConfig(TrainingConfig):
     max_grad_norm: float | None = None
     sample_steps: int = 250
     num_styles: int = 38_820
-    model: StyleFaceUVModelConfig = field(default_factory=lambda: StyleFaceUVModelConfig(oracle={"style_dim": 32}))
+    model: StyleFaceUVModelConfig = field(default_factory=StyleFaceUVModelConfig)
     losses: StyleFaceUVLossesConfig = field(default_factory=StyleFaceUVLossesConfig)
 
     def __post_init__(self):
@@ -383,6 +380,9 @@ class StyleFaceUVTraining(TrainingMethod):
     def __init__(self, config: StyleFaceUVTrainingConfig):
         super().__init__(config)
         model = config.model
+        if (model.backbone is None) == (model.oracle is None):
+            raise ConfigError("Set exactly one of `model.backbone` (a StyleGAN2 export or converted checkpoint) and "
+                              "`model.oracle` (e.g. {style_dim: 32, detail: true}).")
         self.source = BackboneSource(model.backbone) if model.backbone else OracleSource(model.oracle)
         self.renderer = DetailedFaceRenderer(self.source.resolution, model.mesh_resolution)
         self.f3d: StyleToCoefficients | None = None

@@ -149,8 +149,8 @@ def test_eval_and_bench_errors_are_one_line(capsys):
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and "obama.jpg, biden.jpg, astronaut.png are not in /no/such/folder" in lines[0]
     assert main(["eval", "--help"]) == 0
-    assert ("One of: depthnet, disco_facegan, face_fitting, pose_cvaegan, prn_dense, rotation (every rotation method), "
-            "swap (every swap method)."
+    assert ("One of: depthnet, disco_facegan, face_fitting, pose_cvaegan, prn_dense, stylefaceuv, rotation (every "
+            "rotation method), swap (every swap method)."
             in " ".join(capsys.readouterr().out.split()))
 
 

@@ -10,14 +10,9 @@ from facehub.modeling.disco_facegan.configuration_disco_facegan import (
     disco_facegan_config,
     factor_dims,
 )
+from facehub.modeling.disco_facegan.factors import factors_from_lambda, generator_input, lambda_from_factors
 from facehub.modeling.disco_facegan.modeling_disco_facegan import FactorVAEs
-from facehub.modeling.disco_facegan.pipeline_disco_facegan import (
-    DiscoFaceGANPipeline,
-    DiscoFaceGANPipelineOutput,
-    factors_from_lambda,
-    generator_input,
-    lambda_from_factors,
-)
+from facehub.modeling.disco_facegan.pipeline_disco_facegan import DiscoFaceGANPipeline, DiscoFaceGANPipelineOutput
 from facehub.modeling.disco_facegan.pipeline_embedding import (
     DiscoFaceGANEditOutput,
     DiscoFaceGANRotationOutput,

@@ -23,13 +23,13 @@ taught to imitate).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from facehub.modeling.disco_facegan.configuration_disco_facegan import FACTOR_KEYS, FACTORS
+from facehub.modeling.disco_facegan.factors import factors_from_lambda, generator_input, lambda_from_factors
 from facehub.modeling.disco_facegan.modeling_disco_facegan import FactorVAEs
 from facehub.modeling.modeling_utils import FaceHubPipeline
 from facehub.modeling.pipeline_utils import ImagePipelineOutput, check_output_type, convert_images
@@ -54,27 +54,6 @@ class DiscoFaceGANPipelineOutput(ImagePipelineOutput):
 
     factors: dict[str, torch.Tensor]
     renders: list | torch.Tensor | None = None
-
-
-def lambda_from_factors(factors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The model-space lambda of public factors: pose degrees -> radians, everything else as it is."""
-    lam = {key: factors[key] for key in FACTORS}
-    lam["pose"] = factors["pose"] * (math.pi / 180.0)
-    return lam
-
-
-def factors_from_lambda(lam: dict[str, torch.Tensor], noise: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Public factors of model-space lambda (pose radians -> degrees) and the noise."""
-    factors = {key: lam[key] for key in FACTORS}
-    factors["pose"] = lam["pose"] * (180.0 / math.pi)
-    factors["noise"] = noise
-    return factors
-
-
-def generator_input(vaes: FactorVAEs, lam: dict[str, torch.Tensor], noise: torch.Tensor) -> torch.Tensor:
-    """The generator's input: each lambda factor standardised by its VAE's data statistics, then the noise."""
-    parts = [vaes.standardise(factor, lam[factor].reshape(len(lam[factor]), -1)) for factor in FACTORS]
-    return torch.cat([*parts, noise], dim=-1)
 
 
 class DiscoFaceGANPipeline(FaceHubPipeline):

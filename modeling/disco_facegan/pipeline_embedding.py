@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from diffusers.utils import BaseOutput
 
 from facehub.modeling.disco_facegan.configuration_disco_facegan import FACTORS
+from facehub.modeling.disco_facegan.factors import generator_input
 from facehub.modeling.disco_facegan.modeling_disco_facegan import FactorVAEs
-from facehub.modeling.disco_facegan.pipeline_disco_facegan import generator_input
 from facehub.modeling.modeling_utils import FaceHubPipeline
 from facehub.modeling.pipeline_utils import (
     FacePipelineMixin,

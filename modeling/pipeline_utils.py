@@ -384,6 +384,15 @@ class RotationPipelineMixin:
                     f"most {limit:g} degrees."
                 )
 
+    def requested_pose(self, face, target_face, yaw: float, pitch: float, roll: float | None) -> Pose:
+        """The pose to turn ``face`` to: ``target_face``'s, checked with :meth:`check_reachable`, or else the asked
+        angles (checked by the call) with the face's own roll when ``roll`` is ``None``."""
+        if target_face is not None:
+            pose = Pose.of(target_face.pose)
+            self.check_reachable(pose.yaw, pose.pitch, pose.roll)
+            return pose
+        return Pose.of((yaw, pitch, Pose.of(face.pose).roll if roll is None else roll))
+
     def __call__(
         self,
         image,

@@ -238,6 +238,23 @@ class DiscoFaceGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, Fac
                               identity_net=self.identity_net())
         return aligned, embedded
 
+    def _check_embeddable(self, face) -> None:
+        """:class:`UnreachablePoseError` for a face turned beyond what the generator learned (:attr:`max_yaw`)."""
+        yaw = Pose.of(face.pose).yaw
+        if abs(yaw) > self.max_yaw:
+            raise UnreachablePoseError(f"The face is turned {yaw:.0f} degrees; the generator knows faces turned at "
+                                       f"most {self.max_yaw:g} degrees, so it cannot embed this one.")
+
+    @staticmethod
+    def _turned_pose(face, embedded: EmbeddedFace, yaw: float, pitch: float) -> torch.Tensor:
+        """The pose factor read from the photo, moved by the change from the face's measured yaw and pitch to the
+        asked ones (degrees; the aligned frame keeps no roll)."""
+        source = Pose.of(face.pose)
+        pose = embedded.factors["pose"].clone()
+        pose[:, 0] += math.radians(yaw - source.yaw)
+        pose[:, 1] += math.radians(pitch - source.pitch)
+        return pose
+
     def embed_photo(self, image, face_index: int = 0, embed_steps: int = EMBED_STEPS,
                     min_interocular: float | None = None) -> EmbeddedPhoto:
         """Embed the ``face_index``-th face (largest first) of ``image`` (array, PIL image or path) for
@@ -248,10 +265,7 @@ class DiscoFaceGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, Fac
         photo = load_image(image)
         interocular = self.default_min_interocular if min_interocular is None else min_interocular
         _, face, _ = self.select_faces(photo, None, face_index, 0, interocular)
-        yaw = Pose.of(face.pose).yaw
-        if abs(yaw) > self.max_yaw:
-            raise UnreachablePoseError(f"The face is turned {yaw:.0f} degrees; the generator knows faces turned at "
-                                       f"most {self.max_yaw:g} degrees, so it cannot embed this one.")
+        self._check_embeddable(face)
         aligned, embedded = self.embed(photo, face, embed_steps)
         return EmbeddedPhoto(photo, face, aligned, embedded)
 
@@ -277,10 +291,7 @@ class DiscoFaceGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, Fac
             source = Pose.of(embedded.face.pose)
             target = (source.yaw if yaw is None else float(yaw), source.pitch if pitch is None else float(pitch))
             self.check_reachable(*target, None)
-            pose = before["pose"].clone()
-            pose[:, 0] += math.radians(target[0] - source.yaw)
-            pose[:, 1] += math.radians(target[1] - source.pitch)
-            changes["pose"] = pose
+            changes["pose"] = self._turned_pose(embedded.face, embedded.embedded, *target)
         from facehub.modeling.faces.compositing import paste_aligned_crop
 
         crop = edit_face(self.image_generator, self.factor_vaes, embedded.embedded, changes)
@@ -298,24 +309,14 @@ class DiscoFaceGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, Fac
         start = time.perf_counter()
         faces, face, target_face = self.select_faces(photo, target_photo, face_index, target_face_index,
                                                      min_interocular)
-        source_pose = Pose.of(face.pose)
-        if target_face is not None:
-            target_pose = Pose.of(target_face.pose)
-            self.check_reachable(target_pose.yaw, target_pose.pitch, target_pose.roll)
-        else:
-            target_pose = Pose.of((yaw, pitch, source_pose.roll if roll is None else roll))
-        if abs(source_pose.yaw) > self.max_yaw:
-            raise UnreachablePoseError(f"The face is turned {source_pose.yaw:.0f} degrees; the generator knows faces "
-                                       f"turned at most {self.max_yaw:g} degrees, so it cannot embed this one.")
+        target_pose = self.requested_pose(face, target_face, yaw, pitch, roll)
+        self._check_embeddable(face)
         timings["analysis"] = time.perf_counter() - start
         start = time.perf_counter()
         aligned, embedded = self.embed(photo, face, embed_steps)
         timings["embedding"] = time.perf_counter() - start
         start = time.perf_counter()
-        # The aligned frame keeps no roll; yaw and pitch move from what the photo's face has to what is asked.
-        pose = embedded.factors["pose"].clone()
-        pose[:, 0] += math.radians(target_pose.yaw - source_pose.yaw)
-        pose[:, 1] += math.radians(target_pose.pitch - source_pose.pitch)
+        pose = self._turned_pose(face, embedded, target_pose.yaw, target_pose.pitch)
         edited = edit_face(self.image_generator, self.factor_vaes, embedded, {"pose": pose})
         timings["editing"] = time.perf_counter() - start
         image = paste_aligned_crop(photo, edited, aligned)

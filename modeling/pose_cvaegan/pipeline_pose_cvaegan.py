@@ -112,11 +112,7 @@ class PoseCVAEGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, Face
         faces, face, target_face = self.select_faces(photo, target_photo, face_index, target_face_index,
                                                      min_interocular)
         source_pose = Pose.of(face.pose)
-        if target_face is not None:
-            target_pose = Pose.of(target_face.pose)
-            self.check_reachable(target_pose.yaw, target_pose.pitch, target_pose.roll)
-        else:
-            target_pose = Pose.of((yaw, pitch, source_pose.roll if roll is None else roll))
+        target_pose = self.requested_pose(face, target_face, yaw, pitch, roll)
         if abs(source_pose.yaw) > 90:
             raise UnreachablePoseError(f"The face is turned {source_pose.yaw:.0f} degrees; the encoder only knows "
                                        "faces turned at most 45 degrees.")

@@ -192,25 +192,26 @@ class DetailedFaceRenderer(torch.nn.Module):
         return DetailedRender(image, out.mask, texel_uv, vertices, landmarks, face_index)
 
 
+def texel_indices(render: DetailedRender, texture_size: int) -> torch.Tensor:
+    """(B, S * S) the flat index of the texel (nearest, on a ``texture_size`` grid) each pixel looks up."""
+    texels = (render.texel_uv.detach() * texture_size).floor().long().clamp(0, texture_size - 1)
+    return (texels[..., 1] * texture_size + texels[..., 0]).flatten(1)
+
+
 def accessed_texels(render: DetailedRender, texture_size: int) -> torch.Tensor:
     """(B, 1, T, T) 1 where a face pixel of ``render`` looks the texel up, else 0."""
     b = render.mask.shape[0]
-    texels = (render.texel_uv.detach() * texture_size).floor().long().clamp(0, texture_size - 1)
-    flat = texels[..., 1] * texture_size + texels[..., 0]  # (B, S, S)
-    on_face = render.mask[:, 0] > 0
+    flat = texel_indices(render, texture_size)
+    on_face = (render.mask[:, 0] > 0).flatten(1)
     seen = torch.zeros(b, texture_size * texture_size, device=render.mask.device)
-    seen.scatter_(1, torch.where(on_face, flat, torch.zeros_like(flat)).reshape(b, -1),
-                  on_face.reshape(b, -1).to(seen.dtype))
+    seen.scatter_(1, torch.where(on_face, flat, torch.zeros_like(flat)), on_face.to(seen.dtype))
     return (seen > 0).to(render.mask.dtype).reshape(b, 1, texture_size, texture_size)
 
 
 def pixel_weights(render: DetailedRender, texel_weights: torch.Tensor) -> torch.Tensor:
     """(B, 1, S, S) each face pixel's texel weight (nearest texel), 0 off the face."""
-    size = texel_weights.shape[-1]
-    texels = (render.texel_uv.detach() * size).floor().long().clamp(0, size - 1)
-    flat = (texels[..., 1] * size + texels[..., 0]).reshape(len(texels), -1)
-    values = texel_weights.reshape(len(texels), -1).gather(1, flat).reshape(render.mask.shape[0], 1,
-                                                                            *render.mask.shape[-2:])
+    flat = texel_indices(render, texel_weights.shape[-1])
+    values = texel_weights.flatten(1).gather(1, flat).reshape(render.mask.shape)
     return values * render.mask
 
 

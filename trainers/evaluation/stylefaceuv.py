@@ -39,6 +39,8 @@ import numpy as np
 import torch
 
 FACES_SEED = 9071
+#: The UV grid on which "seen by the face's own view" is decided (the far-side L1).
+SEEN_TEXELS = 64
 F3D_ONLY = "F_3D only"
 
 
@@ -79,24 +81,22 @@ def load_oracle_export(path: str | Path):
 @torch.no_grad()
 def evaluate_row(name, oracle, renderer, grader, styles, yaws, f3d, uv_generator=None) -> tuple[Row, dict]:
     """One row's figures (module docstring) and its renders by yaw (for the sheet)."""
-    from facehub.modeling.stylefaceuv.rendering import accessed_texels
+    from facehub.modeling.stylefaceuv.rendering import accessed_texels, pixel_weights
 
     row = Row(name)
     lam = f3d(styles)
+    exact_coefficients, exact_maps = oracle.coefficients(styles), oracle.detail_maps(styles)
+    diffuse = displacement = None  # F_3D only: the morphable model's albedo, no displacement
     if uv_generator is not None:
         diffuse, displacement = renderer.maps(uv_generator(styles, input_is_w=True, noise_mode="const").images, lam)
-        _, exact_displacement = oracle.detail_maps(styles)
+        exact_displacement = exact_maps[1]
         size = exact_displacement.shape[-1]
         predicted = torch.nn.functional.interpolate(displacement, size=(size, size), mode="area")
-        face = accessed_texels(oracle.detailed.render(oracle.coefficients(styles), *oracle.detail_maps(styles)),
-                               size) > 0
+        face = accessed_texels(oracle.detailed.render(exact_coefficients, *exact_maps), size) > 0
         row.displacement_error_mm = float((predicted - exact_displacement).abs()[face].mean())
         row.zero_map_error_mm = float(exact_displacement.abs()[face].mean())
-    else:
-        diffuse = renderer.coarse.face_model.albedo(lam["identity"][:, renderer.coarse.num_identity:])
-        displacement = None
     own = renderer.render(lam, diffuse, displacement)
-    own_texels = accessed_texels(own, 64)
+    own_texels = accessed_texels(own, SEEN_TEXELS)
     own_descriptors = grader.descriptors(own.image)
     renders = {}
     for magnitude in yaws:
@@ -105,16 +105,13 @@ def evaluate_row(name, oracle, renderer, grader, styles, yaws, f3d, uv_generator
             turned = {**lam, "pose": lam["pose"].clone()}
             turned["pose"][:, 0] = math.radians(yaw)
             ours = renderer.render(turned, diffuse, displacement)
-            exact_lam = oracle.coefficients(styles)
+            exact_lam = {**exact_coefficients, "pose": exact_coefficients["pose"].clone()}
             exact_lam["pose"][:, 0] = math.radians(yaw)
-            exact = oracle.detailed.render(exact_lam, *oracle.detail_maps(styles))
+            exact = oracle.detailed.render(exact_lam, *exact_maps)
             both = (ours.mask * exact.mask)[:, 0] > 0
             difference = (ours.image - exact.image).abs().mean(dim=1) * 127.5  # grey levels
             values["l1"].append(float(difference[both].mean()))
-            size = own_texels.shape[-1]
-            texels = (ours.texel_uv * size).floor().long().clamp(0, size - 1)
-            seen = own_texels[:, 0].flatten(1).gather(1, (texels[..., 1] * size + texels[..., 0]).flatten(1))
-            far = both & (seen.view_as(both) == 0)
+            far = both & (pixel_weights(ours, own_texels)[:, 0] == 0)
             values["far"].append(float(difference[far].mean()) if far.any() else float("nan"))
             located = grader.read_landmarks(torch.cat([ours.image, exact.image]))
             count = len(styles)

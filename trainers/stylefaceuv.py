@@ -136,14 +136,22 @@ def fit_yaw_step(f3d: StyleToCoefficients, direction: torch.Tensor, styles: torc
 PAPER_LAMBDA_MV = 0.75
 
 
-def uv_reconstruction_loss(renderer, uv_generator, styles: torch.Tensor, lam: dict[str, torch.Tensor],
-                           target: torch.Tensor, symmetric_styles: torch.Tensor,
-                           symmetric_lam: dict[str, torch.Tensor], symmetric_target: torch.Tensor,
-                           lambda_mv: float = PAPER_LAMBDA_MV, overlap_weight: float | None = None,
-                           max_displacement: float | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """Eq. 5 on both views, combined as eq. 8: ``L(original) + lambda_mv * L(symmetric)``, each view rendered with
-    the UV maps the generator draws from its own stylecode, weighted by :func:`~facehub.modeling.stylefaceuv.
-    rendering.symmetric_view_weights`. Returns the loss and its parts."""
+@dataclass
+class TwoViews:
+    """Both views rendered with the maps the UV generator draws from their own stylecodes, and eq. 5 on each,
+    weighted by :func:`~facehub.modeling.stylefaceuv.rendering.symmetric_view_weights`."""
+
+    original: Any
+    mirrored: Any
+    photometric: torch.Tensor
+    photometric_symmetric: torch.Tensor
+
+
+def render_two_views(renderer, uv_generator, styles: torch.Tensor, lam: dict[str, torch.Tensor], target: torch.Tensor,
+                     symmetric_styles: torch.Tensor, symmetric_lam: dict[str, torch.Tensor],
+                     symmetric_target: torch.Tensor, overlap_weight: float | None = None,
+                     max_displacement: float | None = None, noise_mode: str = "const") -> TwoViews:
+    """The original and the symmetric view of each face, rendered and scored by eq. 5 (see :class:`TwoViews`)."""
     from facehub.modeling.stylefaceuv.rendering import (
         MAX_DISPLACEMENT,
         OVERLAP_WEIGHT,
@@ -151,7 +159,7 @@ def uv_reconstruction_loss(renderer, uv_generator, styles: torch.Tensor, lam: di
         symmetric_view_weights,
     )
 
-    both = uv_generator(torch.cat([styles, symmetric_styles]), input_is_w=True, noise_mode="const").images
+    both = uv_generator(torch.cat([styles, symmetric_styles]), input_is_w=True, noise_mode=noise_mode).images
     both_lam = {key: torch.cat([lam[key], symmetric_lam[key]]) for key in lam}
     diffuse, displacement = renderer.maps(both, both_lam,
                                           MAX_DISPLACEMENT if max_displacement is None else max_displacement)
@@ -160,10 +168,22 @@ def uv_reconstruction_loss(renderer, uv_generator, styles: torch.Tensor, lam: di
     mirrored = renderer.render(symmetric_lam, diffuse[count:], displacement[count:])
     weights, symmetric_weights = symmetric_view_weights(
         original, mirrored, diffuse.shape[-1], OVERLAP_WEIGHT if overlap_weight is None else overlap_weight)
-    first = photometric_loss(original.image, target, weights)
-    second = photometric_loss(mirrored.image, symmetric_target, symmetric_weights)
-    loss = first + lambda_mv * second
-    return loss, {"photometric": float(first.detach()), "photometric_symmetric": float(second.detach())}
+    return TwoViews(original, mirrored, photometric_loss(original.image, target, weights),
+                    photometric_loss(mirrored.image, symmetric_target, symmetric_weights))
+
+
+def uv_reconstruction_loss(renderer, uv_generator, styles: torch.Tensor, lam: dict[str, torch.Tensor],
+                           target: torch.Tensor, symmetric_styles: torch.Tensor,
+                           symmetric_lam: dict[str, torch.Tensor], symmetric_target: torch.Tensor,
+                           lambda_mv: float = PAPER_LAMBDA_MV, overlap_weight: float | None = None,
+                           max_displacement: float | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Eq. 5 on both views (:func:`render_two_views`), combined as eq. 8: ``L(original) + lambda_mv *
+    L(symmetric)``. Returns the loss and its parts."""
+    views = render_two_views(renderer, uv_generator, styles, lam, target, symmetric_styles, symmetric_lam,
+                             symmetric_target, overlap_weight, max_displacement)
+    loss = views.photometric + lambda_mv * views.photometric_symmetric
+    return loss, {"photometric": float(views.photometric.detach()),
+                  "photometric_symmetric": float(views.photometric_symmetric.detach())}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -298,6 +318,10 @@ class StyleSeeds(Dataset):
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + int(index))
         return {"z": torch.randn(self.width, generator=generator)}
 
+    def latents(self) -> torch.Tensor:
+        """(count, width) every latent, in order."""
+        return torch.stack([self[i]["z"] for i in range(len(self))])
+
 
 class BackboneSource:
     """A trained StyleGAN2 as the 2D generator: stylecodes, images, and coefficients read by the face-fitting
@@ -411,7 +435,7 @@ class StyleFaceUVTraining(TrainingMethod):
             f3d = StyleToCoefficients.from_pretrained(folder / "style_to_coefficients").eval()
         else:
             draws = StyleSeeds(losses.f3d_pairs, self._input_dim(), self.config.seed + 1)
-            styles = self.source.styles(torch.stack([draws[i]["z"] for i in range(len(draws))])).cpu()
+            styles = self.source.styles(draws.latents()).cpu()
             logger.info("stage 1: F_3D on %d (stylecode, coefficient) pairs", len(styles))
             lam = {k: v.cpu() for k, v in self.source.coefficients(styles).items()}
             f3d, loss = fit_style_to_coefficients(styles, lam, losses.f3d_steps,
@@ -423,7 +447,7 @@ class StyleFaceUVTraining(TrainingMethod):
             logger.info("stage 2: F_yaw from %s (fitted by this run before)", folder / "yaw_step")
             return
         draws = StyleSeeds(losses.svm_samples, self._input_dim(), self.config.seed + 2)
-        styles = self.source.styles(torch.stack([draws[i]["z"] for i in range(len(draws))])).cpu()
+        styles = self.source.styles(draws.latents()).cpu()
         direction = estimate_yaw_direction(f3d, styles, losses.svm_fraction)
         logger.info("stage 2: yaw direction from %d + %d stylecodes (yaw below %.1f / above %.1f degrees), SVM "
                     "accuracy %.3f", direction.count, direction.count, math.degrees(direction.margin_yaw[0]),
@@ -478,24 +502,16 @@ class StyleFaceUVTraining(TrainingMethod):
         return (styles, lam, self.source.images(styles), symmetric, symmetric_lam, self.source.images(symmetric))
 
     def training_step(self, batch: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, float]:
-        from facehub.modeling.stylefaceuv.rendering import photometric_loss, symmetric_view_weights
-
         losses = self.config.losses
         self.renderer.to(batch["z"].device)
         with torch.no_grad():
             styles, lam, target, symmetric, symmetric_lam, symmetric_target = self._views(
                 self.source.styles(batch["z"]))
-        generator = ctx.models["uv_generator"]
-        both = generator(torch.cat([styles, symmetric]), input_is_w=True, noise_mode="random").images
-        diffuse, displacement = self.renderer.maps(both, {key: torch.cat([lam[key], symmetric_lam[key]])
-                                                          for key in lam})
+        views = render_two_views(self.renderer, ctx.models["uv_generator"], styles, lam, target, symmetric,
+                                 symmetric_lam, symmetric_target, losses.overlap_weight, noise_mode="random")
+        original, mirrored = views.original, views.mirrored
+        photometric, photometric_symmetric = views.photometric, views.photometric_symmetric
         count = len(styles)
-        original = self.renderer.render(lam, diffuse[:count], displacement[:count])
-        mirrored = self.renderer.render(symmetric_lam, diffuse[count:], displacement[count:])
-        weights, symmetric_weights = symmetric_view_weights(original, mirrored, diffuse.shape[-1],
-                                                            losses.overlap_weight)
-        photometric = photometric_loss(original.image, target, weights)
-        photometric_symmetric = photometric_loss(mirrored.image, symmetric_target, symmetric_weights)
         renders = torch.cat([original.image, mirrored.image])
         masks = torch.cat([original.mask, mirrored.mask]).detach()
         real = torch.cat([target, symmetric_target]) * masks + (masks - 1.0)  # the face only, black elsewhere
@@ -532,7 +548,7 @@ class StyleFaceUVTraining(TrainingMethod):
         device = generator.const.device
         self.renderer.to(device)
         draws = StyleSeeds(SAMPLE_COUNT, self._input_dim(), 7)
-        styles = self.source.styles(torch.stack([draws[i]["z"] for i in range(SAMPLE_COUNT)]).to(device))
+        styles = self.source.styles(draws.latents().to(device))
         styles, lam, target, symmetric, symmetric_lam, symmetric_target = self._views(styles)
         diffuse, displacement = self.renderer.maps(
             generator(torch.cat([styles, symmetric]), input_is_w=True, noise_mode="const").images,

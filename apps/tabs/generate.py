@@ -67,6 +67,17 @@ def _generator(seed: int):
     return torch.Generator().manual_seed(seed)
 
 
+def _seeded_factors(pipe, count: int, expression_seed, lighting_seed) -> tuple[dict, list[str]]:
+    """The expression and lighting factors of the seeds given (``count`` rows each), and a status line for each."""
+    factors, lines = {}, []
+    for key, value in (("expression", expression_seed), ("lighting", lighting_seed)):
+        own = _seed(value, f"{key} seed")
+        if own is not None:
+            factors[key] = pipe.sample_factors(count, generator=_generator(own))[key]
+            lines.append(f"{key.capitalize()} from seed {own}.")
+    return factors, lines
+
+
 def run_generation(ctx: DemoContext, method: str | None, model_id: str | None, count, seed, truncation,
                    expression_seed=None, lighting_seed=None, set_pose: bool = False, yaw=0.0, pitch=0.0,
                    progress=None) -> tuple[list[np.ndarray], str]:
@@ -87,11 +98,9 @@ def run_generation(ctx: DemoContext, method: str | None, model_id: str | None, c
         lines = [f"{count} face(s), seed {seed}, truncation {psi:g}."]
         if hasattr(pipe, "sample_factors"):
             factors = pipe.sample_factors(count, generator=_generator(seed))
-            for key, value in (("expression", expression_seed), ("lighting", lighting_seed)):
-                own = _seed(value, f"{key} seed")
-                if own is not None:
-                    factors[key] = pipe.sample_factors(count, generator=_generator(own))[key]
-                    lines.append(f"{key.capitalize()} from seed {own}.")
+            seeded, seeded_lines = _seeded_factors(pipe, count, expression_seed, lighting_seed)
+            factors.update(seeded)
+            lines += seeded_lines
             if set_pose:
                 options.update(yaw=float(yaw), pitch=float(pitch))
             out = pipe(factors=factors, **options)
@@ -125,13 +134,7 @@ def run_photo_edit(ctx: DemoContext, method: str | None, model_id: str | None, p
         pipe = load_method_pipeline(ctx, method or "", CAPABILITY, model_id)
         if not hasattr(pipe, "embed"):
             raise UserFacingError("This method cannot embed a photo; choose DiscoFaceGAN.")
-        changes: dict = {}
-        lines = []
-        for key, value in (("expression", expression_seed), ("lighting", lighting_seed)):
-            own = _seed(value, f"{key} seed")
-            if own is not None:
-                changes[key] = pipe.sample_factors(1, generator=_generator(own))[key]
-                lines.append(f"{key.capitalize()} from seed {own}.")
+        changes, lines = _seeded_factors(pipe, 1, expression_seed, lighting_seed)
         if set_pose:
             changes.update(yaw=float(yaw), pitch=float(pitch))
             lines.append(f"Turned to yaw {float(yaw):+.0f}, pitch {float(pitch):+.0f} (asked).")

@@ -411,3 +411,47 @@ def test_train_help_lists_the_settings_and_a_run_needs_one_source(tmp_path, caps
     assert "Set exactly one of `model.backbone`" in capsys.readouterr().err
     both = ["--preset", "cpu-small", f"output_dir={tmp_path}", "model.backbone=x", "model.oracle={style_dim: 32}"]
     assert train(both, method="stylefaceuv") == 2
+
+
+def test_a_disco_facegan_bundle_is_a_backbone_drawn_through_its_factor_prior(tmp_path):
+    """DiscoFaceGAN's generator is a StyleGAN2 whose z is the factor prior (seed 002, Sec. 3.1): as a StyleFaceUV
+    backbone, one normal draw is decoded by the factor VAEs (not fed raw), so the backbone's image of a draw is the
+    DiscoFaceGAN image of the factors decoded from it; the factor VAEs travel with the StyleFaceUV bundle, and its
+    seeded draws are the backbone's. Any other bundle is refused by name."""
+    from facehub.modeling.disco_facegan import DiscoFaceGANPipeline
+    from facehub.modeling.disco_facegan.factors import factors_from_lambda
+    from facehub.modeling.modeling_utils import CheckpointError
+    from facehub.modeling.stylefaceuv import StyleFaceUVPipeline
+    from facehub.modeling.stylefaceuv.backbone import load_backbone
+    from facehub.modeling.stylegan2 import StyleGAN2Generator
+
+    backbone = load_backbone("facehub/disco-facegan")
+    vaes = backbone.factor_vaes
+    assert backbone.latent_width == sum(vaes.latent_dims.values()) + 125 - sum(vaes.factor_dims.values())
+    z = torch.randn(3, backbone.latent_width, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        mine = backbone.generator(backbone.styles(z), input_is_w=True, noise_mode="const").images
+    lam, start = {}, 0
+    for factor, width in vaes.latent_dims.items():
+        lam[factor] = vaes.decode(factor, z[:, start:start + width])
+        start += width
+    disco = DiscoFaceGANPipeline.from_pretrained("facehub/disco-facegan")
+    theirs = disco(factors=factors_from_lambda(lam, z[:, start:]), output_type="pt").images
+    assert torch.allclose(mine, theirs, atol=1e-5)
+    plain = torch.randn(3, 125, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():  # a plain StyleGAN2's draw (z fed raw) is another face
+        raw = backbone.generator(plain, noise_mode="const").images
+    assert float((raw - theirs).abs().mean()) > 0.05
+
+    uv = StyleGAN2Generator(resolution=64, latent_dim=128, mapping_layers=1, channels=[32, 32, 32, 32, 32],
+                            image_channels=4)
+    StyleFaceUVPipeline(image_generator=backbone.generator,
+                        style_to_coefficients=StyleToCoefficients(style_dim=128, hidden_multipliers=[1, 1, 1]),
+                        yaw_step=YawStepMapper(style_dim=128), uv_generator=uv,
+                        factor_vaes=vaes).save_pretrained(tmp_path / "bundle")
+    pipe = StyleFaceUVPipeline.from_pretrained(tmp_path / "bundle")
+    assert pipe.factor_vaes is not None
+    draws = torch.randn(2, backbone.latent_width, generator=torch.Generator().manual_seed(9))
+    assert torch.allclose(pipe.styles(2, generator=torch.Generator().manual_seed(9)), backbone.styles(draws))
+    with pytest.raises(CheckpointError, match="not StyleGAN2Pipeline"):
+        load_backbone("facehub/prn-dense")

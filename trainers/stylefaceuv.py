@@ -200,7 +200,8 @@ class StyleFaceUVModelConfig(ConfigSection):
     """``model``: the backbone and the three networks.
 
     Fields:
-        backbone: a StyleGAN2 (``StyleGAN2Pipeline`` folder or id) whose faces become 3D; required unless ``oracle``.
+        backbone: a StyleGAN2 (``StyleGAN2Pipeline`` folder or id, or a ``DiscoFaceGANPipeline`` bundle, whose
+            generator is drawn through its factor prior) whose faces become 3D; required unless ``oracle``.
         oracle: settings of :class:`~facehub.trainers.data.stylefaceuv_oracle.OracleStyleGenerator` (e.g.
             ``{style_dim: 32}``) to train against the synthetic world instead of a backbone; ``null`` otherwise.
         f3d_hidden_multipliers: F_3D's hidden widths in units of the stylecode width ((9, 6, 3) in the paper).
@@ -324,22 +325,22 @@ class StyleSeeds(Dataset):
 
 
 class BackboneSource:
-    """A trained StyleGAN2 as the 2D generator: stylecodes, images, and coefficients read by the face-fitting
-    regressor (stage 1's labels)."""
+    """A trained StyleGAN2 as the 2D generator (a plain one or DiscoFaceGAN's: :mod:`facehub.modeling.stylefaceuv.
+    backbone`): stylecodes, images, and coefficients read by the face-fitting regressor (stage 1's labels)."""
 
     def __init__(self, source: str):
-        from facehub.modeling.stylegan2 import StyleGAN2Pipeline
+        from facehub.modeling.stylefaceuv.backbone import load_backbone
 
-        pipe = StyleGAN2Pipeline.from_pretrained(source)
-        self.generator = pipe.image_generator.eval().requires_grad_(False)
-        self.discriminator = pipe.discriminator
+        self.backbone = load_backbone(source)
+        self.generator = self.backbone.generator
+        self.discriminator = self.backbone.discriminator
+        self.latent_width = self.backbone.latent_width
         self.style_dim = int(self.generator.latent_dim)
         self.resolution = int(self.generator.config.resolution)
         self._reader = None
 
     def styles(self, z: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self.generator.map(z.to(self.generator.const.device))
+        return self.backbone.styles(z)
 
     def images(self, styles: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -458,8 +459,7 @@ class StyleFaceUVTraining(TrainingMethod):
         yaw_step.save_pretrained(folder / "yaw_step")
 
     def _input_dim(self) -> int:
-        generator = getattr(self.source, "generator", None)
-        return int(generator.input_dim) if generator is not None else self.source.style_dim
+        return int(getattr(self.source, "latent_width", self.source.style_dim))
 
     # -- the loop's hooks ----------------------------------------------------------------------------------------
 
@@ -574,7 +574,8 @@ class StyleFaceUVTraining(TrainingMethod):
                 model.save_pretrained(Path(folder) / name)
             return
         StyleFaceUVPipeline(image_generator=self.source.generator, style_to_coefficients=self.f3d,
-                            yaw_step=self.yaw_step, uv_generator=models["uv_generator"]).save_pretrained(folder)
+                            yaw_step=self.yaw_step, uv_generator=models["uv_generator"],
+                            factor_vaes=self.source.backbone.factor_vaes).save_pretrained(folder)
 
     def model_card(self) -> dict[str, Any]:
         model, losses = self.config.model, self.config.losses

@@ -21,8 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facehub.modeling.disco_facegan import FactorVAEs
 from facehub.modeling.modeling_utils import FaceHubPipeline
 from facehub.modeling.pipeline_utils import ImagePipelineOutput, check_output_type, convert_images
+from facehub.modeling.stylefaceuv.backbone import StyleBackbone
 from facehub.modeling.stylefaceuv.modeling_stylefaceuv import StyleToCoefficients, YawStepMapper
 from facehub.modeling.stylefaceuv.rendering import DetailedFaceRenderer
 from facehub.modeling.stylegan2 import StyleGAN2Generator, tensor_to_uint8
@@ -109,12 +111,13 @@ class StyleFaceUVPipeline(FaceHubPipeline):
     """A StyleGAN2 and the three networks that make its faces 3D (module docstring)."""
 
     model_cpu_offload_seq = "image_generator->style_to_coefficients->uv_generator"
+    _optional_components = ["factor_vaes"]
 
     def __init__(self, image_generator: StyleGAN2Generator, style_to_coefficients: StyleToCoefficients,
-                 yaw_step: YawStepMapper, uv_generator: StyleGAN2Generator):
+                 yaw_step: YawStepMapper, uv_generator: StyleGAN2Generator, factor_vaes: FactorVAEs | None = None):
         super().__init__()
         self.register_modules(image_generator=image_generator, style_to_coefficients=style_to_coefficients,
-                              yaw_step=yaw_step, uv_generator=uv_generator)
+                              yaw_step=yaw_step, uv_generator=uv_generator, factor_vaes=factor_vaes)
         self._renderer: DetailedFaceRenderer | None = None
 
     def face_renderer(self) -> DetailedFaceRenderer:
@@ -126,15 +129,13 @@ class StyleFaceUVPipeline(FaceHubPipeline):
     @torch.no_grad()
     def styles(self, num_images: int, generator: torch.Generator | None = None,
                truncation_psi: float = 1.0) -> torch.Tensor:
-        """(N, latent_dim) stylecodes ``w`` of ``num_images`` normal draws."""
+        """(N, latent_dim) stylecodes ``w`` of ``num_images`` normal draws (through DiscoFaceGAN's factor prior when
+        the backbone is one: :mod:`~facehub.modeling.stylefaceuv.backbone`)."""
         if not 1 <= int(num_images) <= MAX_IMAGES_PER_CALL:
             raise ValueError(f"Got {num_images} for `num_images`; expected 1 to {MAX_IMAGES_PER_CALL}.")
-        model = self.image_generator
-        z = torch.randn(int(num_images), model.input_dim, generator=generator).to(model.const.device)
-        w = model.map(z)
-        if truncation_psi != 1.0:
-            w = model.w_avg + float(truncation_psi) * (w - model.w_avg)
-        return w
+        backbone = StyleBackbone(self.image_generator, factor_vaes=self.factor_vaes)
+        z = torch.randn(int(num_images), backbone.latent_width, generator=generator)
+        return backbone.styles(z, truncation_psi)
 
     @torch.no_grad()
     def faces(self, styles: torch.Tensor) -> list[TexturedFace]:

@@ -5,9 +5,9 @@ optimisation (Abdal et al., Image2StyleGAN), and a factor is edited by adding th
 ``i`` from ``a`` to ``b`` causes (eq. 10), computed with the photo's own factors: ``a`` is what the face-fitting
 regressor reads from the photo (the paper's R-Net), ``b`` the same with the factor changed.
 
-- :func:`embed_face`: the starting point is ``w`` of the photo's read factors (noise 0) for every layer; Adam then
-  minimises the mean squared pixel error on the aligned crop plus ``identity_weight`` times ``1 - cos`` of dlib's
-  identity descriptors, for ``steps`` steps. Returns an :class:`EmbeddedFace`.
+- :func:`embed_face`: the starting point is ``w`` of the photo's read factors (noise 0) for every layer; the shared
+  inversion (:mod:`facehub.modeling.stylegan2.inversion`: pixel error plus dlib's identity term, in W+) takes it
+  from there. Returns an :class:`EmbeddedFace`.
 - :func:`edit_face`: ``G_syn(w+ + w(lambda_b) - w(lambda_a))`` as an aligned crop.
 - :class:`DiscoFaceGANRotationPipeline`: the rotation contract (``pipe(photo, yaw=30.0)``): embed, edit the pose,
   colour-match and paste the edited crop back with a feathered ellipse. Loads the ``facehub/disco-facegan`` bundle.
@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers.utils import BaseOutput
 
 from facehub.modeling.disco_facegan.configuration_disco_facegan import FACTORS
@@ -42,15 +41,10 @@ from facehub.modeling.pipeline_utils import (
     measure_pose,
 )
 from facehub.modeling.stylegan2 import StyleGAN2Generator, tensor_to_uint8
+from facehub.modeling.stylegan2.inversion import EMBED_LEARNING_RATE, EMBED_STEPS, IDENTITY_WEIGHT, invert
 
 #: The regressor that reads a photo's factors (the paper's R-Net), an embedded default.
 READER_ID = "facehub/face-fitting"
-EMBED_STEPS = 60
-EMBED_LEARNING_RATE = 0.02
-IDENTITY_WEIGHT = 0.1
-#: Side the aligned face is resized to for dlib's descriptor during the embedding (its own chips are 150 px; 112 costs
-#: half as much and the embedding only needs the direction of the descriptor to hold).
-IDENTITY_CHIP = 112
 
 
 @dataclass
@@ -124,36 +118,13 @@ def _styles(generator: StyleGAN2Generator, vaes: FactorVAEs, lam: dict[str, torc
 def embed_face(generator: StyleGAN2Generator, vaes: FactorVAEs, crop: np.ndarray, factors: dict[str, torch.Tensor],
                steps: int = EMBED_STEPS, learning_rate: float = EMBED_LEARNING_RATE,
                identity_weight: float = IDENTITY_WEIGHT, identity_net=None) -> EmbeddedFace:
-    """Optimise W+ to reproduce the aligned ``crop`` (RGB uint8 at the generator's resolution); see the module
-    docstring."""
-    target = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+    """Optimise W+ to reproduce the aligned ``crop`` (RGB uint8 at the generator's resolution) from the styles of the
+    photo's read ``factors`` (:func:`~facehub.modeling.stylegan2.inversion.invert`; module docstring)."""
     with torch.no_grad():
-        start = _styles(generator, vaes, factors)[:, None].expand(-1, generator.num_ws, -1).clone()
-    w_plus = start.requires_grad_(True)
-    optimizer = torch.optim.Adam([w_plus], lr=learning_rate)
-    noise = generator.noise_maps(1, "const")
-    target_identity = None
-    if identity_net is not None and identity_weight > 0:
-        with torch.no_grad():
-            target_identity = identity_net(_chips(target))
-    loss = torch.zeros(())
-    for _ in range(int(steps)):
-        image = generator.synthesize(w_plus, noise)
-        loss = F.mse_loss(image, target)
-        if target_identity is not None:
-            loss = loss + identity_weight * (1 - F.cosine_similarity(identity_net(_chips(image)), target_identity)).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    with torch.no_grad():
-        reconstruction = generator.synthesize(w_plus, noise)
-    return EmbeddedFace(w_plus.detach(), {k: v.detach() for k, v in factors.items()}, crop,
-                        tensor_to_uint8(reconstruction)[0], float(loss.detach()))
-
-
-def _chips(images: torch.Tensor) -> torch.Tensor:
-    return F.interpolate((images.clamp(-1, 1) + 1.0) * 127.5, size=(IDENTITY_CHIP, IDENTITY_CHIP), mode="bilinear",
-                         align_corners=False)
+        start = _styles(generator, vaes, factors)
+    found = invert(generator, crop, start, "w+", steps, learning_rate, identity_weight, identity_net)
+    return EmbeddedFace(found.styles, {k: v.detach() for k, v in factors.items()}, crop, found.reconstruction,
+                        found.loss)
 
 
 @torch.no_grad()

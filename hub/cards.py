@@ -21,7 +21,7 @@ import json
 import os
 import pkgutil
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +50,15 @@ class ModelFolderInfo:
         is_pipeline: ``True`` for a pipeline bundle (one subfolder per component).
         components: for a pipeline, component name -> class name (``{"depth_net": "DepthNetModel"}``).
         method: the method folder the classes come from (``depthnet``), when it can be told.
+        component_methods: for a pipeline, component name -> the method folder its class comes from (a bundle may
+            carry another method's network: StyleFaceUV on a DiscoFaceGAN backbone holds its ``FactorVAEs``).
     """
 
     class_name: str
     is_pipeline: bool
     components: dict[str, str]
     method: str | None
+    component_methods: dict[str, str | None] = field(default_factory=dict)
 
 
 def check_model_folder(folder: str | os.PathLike) -> Path:
@@ -119,16 +122,17 @@ def describe_model_folder(folder: str | os.PathLike) -> ModelFolderInfo:
     if (path / PIPELINE_INDEX_NAME).is_file():
         index = _read_json(path / PIPELINE_INDEX_NAME)
         components: dict[str, str] = {}
-        method = None
+        component_methods: dict[str, str | None] = {}
         for name, spec in index.items():
             if name.startswith("_") or not isinstance(spec, list) or len(spec) != 2 or spec[1] is None:
                 continue
             components[name] = str(spec[1])
-            method = method or _method_of_module(str(spec[0] or ""))
+            component_methods[name] = _method_of_module(str(spec[0] or ""))
         class_name = index.get("_class_name")
         if not class_name:
             raise NotAModelFolderError(f"{path / PIPELINE_INDEX_NAME} has no _class_name; re-export the pipeline.")
-        return ModelFolderInfo(str(class_name), True, components, method or _method_defining(str(class_name)))
+        method = _method_defining(str(class_name)) or next((m for m in component_methods.values() if m), None)
+        return ModelFolderInfo(str(class_name), True, components, method, component_methods)
     config = _read_json(path / CONFIG_NAME)
     class_name = config.get("_class_name")
     if not class_name:
@@ -284,13 +288,15 @@ def render_model_card(
         "```",
     ]
     if info.components:
-        name, cls = next(iter(info.components.items()))
+        # a component of the method's own package when there is one (a bundle may carry another method's network)
+        name = next((n for n, m in info.component_methods.items() if m == method), next(iter(info.components)))
+        cls, package = info.components[name], info.component_methods.get(name) or method
         lines += [
             "",
             "One component on its own:",
             "",
             "```python",
-            f"from facehub.modeling.{method} import {cls}" if method else f"# import {cls} from facehub.modeling",
+            f"from facehub.modeling.{package} import {cls}" if package else f"# import {cls} from facehub.modeling",
             "",
             f'{name} = {cls}.from_pretrained("{repo_id}", subfolder="{name}")',
             "```",

@@ -21,10 +21,25 @@ Rows: every ``--model`` (e.g. ``full=...`` and the ablation ``no-symmetric=...``
 and no displacement (what the paper's Fig. 1 shows before the UV maps). Writes ``results.json``, ``by_yaw.png``
 (L1 and far-side L1 against yaw) and ``sheet.png`` (exact, then each row, at every yaw, for four faces).
 
+A ``--model`` that is a ``StyleFaceUVPipeline`` bundle on a real backbone (``facehub/stylefaceuv``, or the export
+of a ``model.backbone=...`` run) has no exact answer; the evaluation then measures, for ``--faces`` seeded faces of
+the bundle, against the backbone's own image of each stylecode:
+
+- **image L1** (grey levels, on the render's face pixels) between the 3D face rendered at the pose F_3D reads and
+  the StyleGAN2 image; **image NME** (%) and **id d image** (dlib distance) between that render pasted over the
+  image and the image itself, read by the evaluation-only regressor;
+- **identity across views**: dlib distance between the render at +-``a`` and at the face's own pose;
+- **F_yaw** (eq. 2): the StyleGAN2 image of ``w + F_yaw(w, a) d``: the error of the yaw the regressor reads on it
+  against ``a`` (degrees; beside it the **unturned** error, the original image's yaw against ``a``), and its dlib
+  distance to the original image (the same face turned in 2D).
+
+Rows: the bundle and its **F_3D only** row (the same coefficients, the morphable model's albedo, no displacement).
+
 Usage::
 
     facehub eval stylefaceuv --model full=runs/sfuv/export [--model no-symmetric=runs/sfuv-nosym/export]
         [--faces 24] [--yaws 15,30,45] [--out runs/eval-stylefaceuv]
+    facehub eval stylefaceuv --model default=facehub/stylefaceuv [--faces 24] [--yaws 15,30]
 """
 
 from __future__ import annotations
@@ -76,6 +91,82 @@ def load_oracle_export(path: str | Path):
     return (StyleGAN2Generator.from_pretrained(path).eval(),
             StyleToCoefficients.from_pretrained(path / "style_to_coefficients").eval(),
             YawStepMapper.from_pretrained(path / "yaw_step").eval(), oracle)
+
+
+@dataclass
+class BundleRow:
+    name: str
+    image_l1: float = float("nan")
+    image_nme: float = float("nan")
+    image_identity: float = float("nan")
+    identity_across_views: dict[str, float] = field(default_factory=dict)
+    turn_yaw_error: dict[str, float] = field(default_factory=dict)
+    unturned_yaw_error: dict[str, float] = field(default_factory=dict)
+    turn_identity: dict[str, float] = field(default_factory=dict)
+
+
+@torch.no_grad()
+def evaluate_bundle(name, pipe, grader, styles, yaws, use_uv_maps: bool = True) -> tuple[BundleRow, dict]:
+    """One row of the bundle mode (module docstring) and its renders by yaw (for the sheet)."""
+    row = BundleRow(name)
+    renderer = pipe.face_renderer()
+    lam = pipe.style_to_coefficients(styles)
+    diffuse = displacement = None
+    if use_uv_maps:
+        diffuse, displacement = renderer.maps(pipe.uv_generator(styles, input_is_w=True, noise_mode="const").images,
+                                              lam)
+    images = pipe.image_generator(styles, input_is_w=True, noise_mode="const").images.clamp(-1, 1)
+    own = renderer.render(lam, diffuse, displacement)
+    on_face = own.mask[:, 0] > 0
+    row.image_l1 = float(((own.image - images).abs().mean(dim=1) * 127.5)[on_face].mean())
+    pasted = own.image * own.mask + images * (1 - own.mask)
+    located = grader.read_landmarks(torch.cat([pasted, images]))
+    count = len(styles)
+    row.image_nme = float((located[:count] - located[count:]).norm(dim=-1).mean() / images.shape[-1] * 100)
+    image_descriptors = grader.descriptors(images)
+    row.image_identity = float((grader.descriptors(pasted) - image_descriptors).norm(dim=1).mean())
+    own_descriptors = grader.descriptors(own.image)
+    own_yaw = grader.read(images)["pose"][:, 0]
+    renders = {0.0: (own.image[:4], images[:4])}
+    for magnitude in yaws:
+        views, yaw_errors, unturned, turn_identity = [], [], [], []
+        for yaw in (-magnitude, magnitude):
+            turned = {**lam, "pose": lam["pose"].clone()}
+            turned["pose"][:, 0] = math.radians(yaw)
+            ours = renderer.render(turned, diffuse, displacement)
+            views.append(float((grader.descriptors(ours.image) - own_descriptors).norm(dim=1).mean()))
+            target = torch.full((count,), math.radians(yaw))
+            moved = pipe.image_generator(pipe.yaw_step.turn(styles, target), input_is_w=True,
+                                         noise_mode="const").images.clamp(-1, 1)
+            read = grader.read(moved)["pose"][:, 0]
+            yaw_errors.append(float((read - target).abs().mean()) * 180.0 / math.pi)
+            unturned.append(float((own_yaw - target).abs().mean()) * 180.0 / math.pi)
+            turn_identity.append(float((grader.descriptors(moved) - image_descriptors).norm(dim=1).mean()))
+            renders[yaw] = (ours.image[:4], moved[:4])
+        key = f"{magnitude:g}"
+        row.identity_across_views[key] = float(np.mean(views))
+        row.turn_yaw_error[key], row.turn_identity[key] = float(np.mean(yaw_errors)), float(np.mean(turn_identity))
+        row.unturned_yaw_error[key] = float(np.mean(unturned))
+    return row, renders
+
+
+def bundle_table(rows: list[BundleRow], yaws: list[float]) -> str:
+    lines = [f"{'row':<16}{'image L1':>9}{'image NME %':>12}{'id d image':>11}"
+             + "".join(f"{'id d views ' + format(y, 'g'):>15}" for y in yaws)
+             + "".join(f"{'F_yaw err ' + format(y, 'g'):>14}{'unturned ' + format(y, 'g'):>13}"
+                       f"{'F_yaw id d ' + format(y, 'g'):>15}" for y in yaws)]
+    for row in rows:
+        line = f"{row.name:<16}{row.image_l1:>9.2f}{row.image_nme:>12.2f}{row.image_identity:>11.3f}"
+        line += "".join(f"{row.identity_across_views[f'{y:g}']:>15.3f}" for y in yaws)
+        line += "".join(f"{row.turn_yaw_error[f'{y:g}']:>14.1f}{row.unturned_yaw_error[f'{y:g}']:>13.1f}"
+                        f"{row.turn_identity[f'{y:g}']:>15.3f}" for y in yaws)
+        lines.append(line)
+    lines.append("image L1 (grey levels): the render at F_3D's pose against the StyleGAN2 image on the face; NME and "
+                 "id d image: that render pasted over the image, against the image; id d views: the render at "
+                 "+-yaw against the render at the face's own pose; F_yaw err (degrees) and id d: the StyleGAN2 "
+                 "image of w + F_yaw(w, a) d against the yaw a and the original image, beside the original image's own "
+                 "yaw error against a (unturned; F_yaw does not depend on the UV maps: the same in both rows). Read by facehub/face-fitting-eval and dlib.")
+    return "\n".join(lines)
 
 
 @torch.no_grad()
@@ -150,7 +241,6 @@ def _plots(rows: list[Row], yaws: list[float], renders: dict, out: Path) -> None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from PIL import Image
 
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for row in rows:
@@ -164,9 +254,17 @@ def _plots(rows: list[Row], yaws: list[float], renders: dict, out: Path) -> None
     figure.tight_layout()
     figure.savefig(out / "by_yaw.png", dpi=100)
     plt.close(figure)
+    _save_sheet(renders, out)
+
+
+def _save_sheet(renders: dict, out: Path) -> None:
+    """``sheet.png``: four faces down; across, by yaw, the reference of the first row (the exact renders, or the
+    backbone's images and F_yaw's turns), then each row's renders."""
+    from PIL import Image
+
     first = next(iter(renders.values()))
     yaw_keys = sorted(first)
-    tiles = [torch.cat([first[y][1] for y in yaw_keys], dim=-1)]  # exact
+    tiles = [torch.cat([first[y][1] for y in yaw_keys], dim=-1)]
     tiles += [torch.cat([renders[name][y][0] for y in yaw_keys], dim=-1) for name in renders]
     sheet = torch.cat([torch.cat(list(t), dim=-2) for t in tiles], dim=-1)  # faces down, rows across
     array = ((sheet.clamp(-1, 1) + 1) * 127.5).byte().permute(1, 2, 0).numpy()
@@ -179,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     from facehub.trainers.evaluation.disco_facegan import Grader
 
     parser = argparse.ArgumentParser(prog="facehub eval stylefaceuv", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", action="append", required=True, help="label=export of an oracle-mode run")
+    parser.add_argument("--model", action="append", required=True,
+                        help="label=export of an oracle-mode run, or label=a StyleFaceUVPipeline bundle (id or folder)")
     parser.add_argument("--faces", type=int, default=24)
     parser.add_argument("--yaws", default="15,30,45", help="comma-separated |yaw| in degrees")
     parser.add_argument("--out", default="runs/eval-stylefaceuv")
@@ -189,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--faces must be at least 1 and every --yaws in (0, 60]")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    bundles = [spec for spec in args.model if _is_bundle(spec.rpartition("=")[2])]
+    if bundles:
+        if len(bundles) != len(args.model):
+            parser.error("compare oracle-mode exports with each other, and bundles on a backbone with each other")
+        return _main_bundles(bundles, args.faces, yaws, out)
     models = []
     for spec in args.model:
         label, _, path = spec.rpartition("=")
@@ -210,4 +314,44 @@ def main(argv: list[str] | None = None) -> int:
                                                   "rows": [asdict(r) for r in rows]}, indent=1))
     _plots(rows, yaws, renders, out)
     print(f"results: {out / 'results.json'}; plots: {out / 'by_yaw.png'}, {out / 'sheet.png'}")
+    return 0
+
+
+def _is_bundle(path: str) -> bool:
+    """Whether ``path`` is a saved ``StyleFaceUVPipeline`` (an oracle-mode export is the UV generator alone)."""
+    from facehub.hub.resolver import resolve
+
+    try:
+        folder = resolve(path)
+    except Exception:  # noqa: BLE001 - not resolvable here: let the oracle loader say what is wrong with it
+        return False
+    return (Path(folder) / "model_index.json").is_file()
+
+
+def _main_bundles(specs: list[str], faces: int, yaws: list[float], out: Path) -> int:
+    from facehub.modeling.stylefaceuv import StyleFaceUVPipeline
+    from facehub.modeling.stylefaceuv.backbone import StyleBackbone
+    from facehub.trainers.evaluation.disco_facegan import Grader
+
+    rows, renders = [], {}
+    grader = None
+    for spec in specs:
+        label, _, path = spec.rpartition("=")
+        label = label or path
+        pipe = StyleFaceUVPipeline.from_pretrained(path)
+        if grader is None:
+            from facehub.modeling.disco_facegan import FactorRenderer
+
+            grader = Grader(FactorRenderer(int(pipe.image_generator.config.resolution)))
+        backbone = StyleBackbone(pipe.image_generator, factor_vaes=pipe.factor_vaes)
+        styles = backbone.styles(torch.randn(faces, backbone.latent_width,
+                                             generator=torch.Generator().manual_seed(FACES_SEED)))
+        for name, use_uv_maps in ((label, True), (f"{label}: {F3D_ONLY}", False)):
+            row, renders[name] = evaluate_bundle(name, pipe, grader, styles, yaws, use_uv_maps)
+            rows.append(row)
+    print(bundle_table(rows, yaws))
+    (out / "results.json").write_text(json.dumps({"faces": faces, "yaws": yaws, "mode": "bundle",
+                                                  "rows": [asdict(r) for r in rows]}, indent=1))
+    _save_sheet(renders, out)
+    print(f"results: {out / 'results.json'}; sheet: {out / 'sheet.png'}")
     return 0

@@ -11,6 +11,7 @@ from facehub.modeling.stylefaceuv.modeling_stylefaceuv import (
     StyleToCoefficients,
     YawStepMapper,
 )
+from facehub.modeling.stylefaceuv.pipeline_rotation import StyleFaceUVRotationOutput, StyleFaceUVRotationPipeline
 from facehub.modeling.stylefaceuv.pipeline_stylefaceuv import (
     StyleFaceUVPipeline,
     StyleFaceUVPipelineOutput,
@@ -45,6 +46,8 @@ __all__ = [
     "SCENE_FACTORS",
     "StyleFaceUVPipeline",
     "StyleFaceUVPipelineOutput",
+    "StyleFaceUVRotationOutput",
+    "StyleFaceUVRotationPipeline",
     "StyleToCoefficients",
     "TexturedFace",
     "YawDirection",

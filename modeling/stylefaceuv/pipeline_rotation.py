@@ -1,0 +1,133 @@
+"""StyleFaceUV's rotation of a face in a photo through the rotation contract (seed 004, Sec. 3.2.2, eq. 2).
+
+The photo's face is embedded into the StyleGAN2's W by optimisation (:mod:`facehub.modeling.stylegan2.inversion`, a
+single stylecode: F_3D and F_yaw read one ``w``), then moved along the yaw direction, ``w' = w + F_yaw(w, a) d``, so
+the backbone draws the same face at the yaw ``a``; the turned crop is colour-matched and pasted back into the photo.
+``a`` is the yaw F_3D reads from ``w`` moved by the change the call asks for (from the FaceAnalyzer's measure of the
+photo to the requested yaw), as DiscoFaceGAN's pose edit does. F_yaw moves the yaw only: the pitch stays the face's
+own, and ``achieved_pose`` (measured on the result) says so.
+
+Faces the backbone can draw (its own generated images) embed closely; a miniature backbone reproduces a real photo
+only roughly, and the turned face is then its reconstruction, not the person.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from facehub.modeling.disco_facegan import FactorVAEs
+from facehub.modeling.modeling_utils import FaceHubPipeline
+from facehub.modeling.pipeline_utils import (
+    FacePipelineMixin,
+    Pose,
+    RotationPipelineMixin,
+    RotationPipelineOutput,
+    UnreachablePoseError,
+    measure_pose,
+)
+from facehub.modeling.stylefaceuv.modeling_stylefaceuv import StyleToCoefficients, YawStepMapper
+from facehub.modeling.stylegan2 import StyleGAN2Generator, tensor_to_uint8
+from facehub.modeling.stylegan2.inversion import EMBED_STEPS, invert
+
+
+@dataclass
+class StyleFaceUVRotationOutput(RotationPipelineOutput):
+    """:class:`~facehub.modeling.pipeline_utils.RotationPipelineOutput` plus the StyleGAN2's crops.
+
+    Attributes:
+        crops: the turned aligned crop that was pasted; reconstructions: the embedding's own crop (how close the
+            backbone came to the photo before turning).
+        styles: the embedded stylecode (1, latent_dim), for :class:`~facehub.modeling.stylefaceuv.
+            StyleFaceUVPipeline` (``pipe(styles=out.styles)`` gives its textured 3D face).
+        face / output_face: the face that was turned and the face found again on the result.
+        num_faces: faces found in the photo. timings: seconds per stage (``analysis``, ``embedding``, ``turning``).
+    """
+
+    crops: np.ndarray | list[np.ndarray] | None = None
+    reconstructions: np.ndarray | list[np.ndarray] | None = None
+    styles: torch.Tensor | list[torch.Tensor] | None = None
+    face: Any = None
+    target_face: Any = None
+    output_face: Any = None
+    num_faces: int | list[int] = 0
+    timings: dict[str, float] | list[dict[str, float]] = field(default_factory=dict)
+
+
+class StyleFaceUVRotationPipeline(RotationPipelineMixin, FacePipelineMixin, FaceHubPipeline):
+    """Turn the face in a photo by embedding it in W and stepping along the yaw direction (module docstring).
+
+    ``pipe = StyleFaceUVRotationPipeline.from_pretrained("facehub/stylefaceuv")``; ``pipe(photo, yaw=20.0)``.
+    Option ``embed_steps`` (default 60): optimisation steps of the embedding.
+    """
+
+    loads_bundles_of = ("StyleFaceUVPipeline",)
+    model_cpu_offload_seq = "image_generator->style_to_coefficients->yaw_step"
+    _optional_components = ["uv_generator", "factor_vaes"]
+    max_yaw = 45.0
+    unreachable_reason = "the yaw direction is learned from the backbone's own faces, which turn about 45 degrees at most"
+    output_class = StyleFaceUVRotationOutput
+    rotation_options = ("embed_steps",)
+
+    def __init__(self, image_generator: StyleGAN2Generator, style_to_coefficients: StyleToCoefficients,
+                 yaw_step: YawStepMapper, uv_generator: StyleGAN2Generator | None = None,
+                 factor_vaes: FactorVAEs | None = None):
+        super().__init__()
+        self.register_modules(image_generator=image_generator, style_to_coefficients=style_to_coefficients,
+                              yaw_step=yaw_step, uv_generator=uv_generator, factor_vaes=factor_vaes)
+
+    def identity_net(self):
+        from facehub.modeling.faces.identity import DlibFaceDescriptor
+
+        return DlibFaceDescriptor().network  # shared by every descriptor of the model file
+
+    def embed(self, photo: np.ndarray, face, steps: int = EMBED_STEPS):
+        """The aligned crop of ``face`` in ``photo`` and its single-stylecode embedding, started from ``w_avg``."""
+        from facehub.modeling.faces.alignment import aligned_crop
+
+        generator = self.image_generator
+        aligned = aligned_crop(photo, face.landmarks68, int(generator.config.resolution))
+        found = invert(generator, aligned.image, generator.w_avg.detach().reshape(1, -1), "w", steps,
+                       identity_net=self.identity_net())
+        return aligned, found
+
+    @torch.no_grad()
+    def turned_styles(self, styles: torch.Tensor, yaw_change: float) -> torch.Tensor:
+        """Eq. 2 for a change of ``yaw_change`` degrees from the yaw F_3D reads from ``styles``."""
+        read = self.style_to_coefficients(styles)["pose"][:, 0]
+        return self.yaw_step.turn(styles, read + math.radians(float(yaw_change)))
+
+    def _rotate_one(self, photo, yaw, pitch, roll, target_photo, face_index, target_face_index, min_interocular,
+                    measure, embed_steps: int = EMBED_STEPS) -> dict:
+        from facehub.modeling.faces.compositing import paste_aligned_crop
+
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        faces, face, target_face = self.select_faces(photo, target_photo, face_index, target_face_index,
+                                                     min_interocular)
+        target_pose = self.requested_pose(face, target_face, yaw, pitch, roll)
+        source_yaw = Pose.of(face.pose).yaw
+        if abs(source_yaw) > self.max_yaw:
+            raise UnreachablePoseError(f"The face is turned {source_yaw:.0f} degrees; {self.unreachable_reason}, so "
+                                       "this one cannot be embedded.")
+        timings["analysis"] = time.perf_counter() - start
+        start = time.perf_counter()
+        aligned, found = self.embed(photo, face, embed_steps)
+        timings["embedding"] = time.perf_counter() - start
+        start = time.perf_counter()
+        turned = self.turned_styles(found.styles, target_pose.yaw - source_yaw)
+        with torch.no_grad():
+            crop = tensor_to_uint8(self.image_generator(turned, input_is_w=True, noise_mode="const").images)[0]
+        timings["turning"] = time.perf_counter() - start
+        image = paste_aligned_crop(photo, crop, aligned)
+        output_face = achieved_pose = None
+        if measure:
+            output_face, achieved_pose = measure_pose(self.find_faces, image, face.bbox)
+        return {"image": image, "requested_pose": target_pose, "achieved_pose": achieved_pose, "crops": crop,
+                "reconstructions": found.reconstruction, "styles": found.styles.cpu(), "face": face,
+                "target_face": target_face, "output_face": output_face, "num_faces": len(faces), "timings": timings}

@@ -25,7 +25,8 @@ from facehub.hub.push import PushError, push_to_hub
 def test_builtin_methods_and_capabilities():
     assert methods.names() == ["cyclegan", "depthnet", "disco_facegan", "face_fitting", "pose_cvaegan", "prn_dense",
                                "stylefaceuv", "stylegan2"]
-    assert methods.available("rotation") == ["depthnet", "disco_facegan", "face_fitting", "pose_cvaegan", "prn_dense"]
+    assert methods.available("rotation") == ["depthnet", "disco_facegan", "face_fitting", "pose_cvaegan", "prn_dense",
+                                             "stylefaceuv"]
     assert methods.available("swap") == ["depthnet", "face_fitting", "prn_dense"]
     assert methods.available("reconstruction") == ["face_fitting", "prn_dense"]
     assert methods.available("generation") == ["disco_facegan", "stylefaceuv", "stylegan2"]

@@ -455,3 +455,54 @@ def test_a_disco_facegan_bundle_is_a_backbone_drawn_through_its_factor_prior(tmp
     assert torch.allclose(pipe.styles(2, generator=torch.Generator().manual_seed(9)), backbone.styles(draws))
     with pytest.raises(CheckpointError, match="not StyleGAN2Pipeline"):
         load_backbone("facehub/prn-dense")
+
+
+def test_the_embedded_default_keeps_the_contract_and_turns_a_generated_face(tmp_path):
+    """The issue's contract on `facehub/stylefaceuv` (no network): images, textured faces that render at any yaw and
+    export to GLB; its UV maps bring the render nearer the StyleGAN2 image than the morphable albedo does; and the
+    registry's rotation turns a face the backbone drew (upscaled into a photo) the way it is asked."""
+    import trimesh
+    from PIL import Image
+
+    from facehub import methods
+    from facehub.modeling.stylefaceuv import StyleFaceUVPipeline
+
+    pipe = StyleFaceUVPipeline.from_pretrained("facehub/stylefaceuv")
+    out = pipe(num_images=2, generator=torch.Generator().manual_seed(0))
+    again = pipe(num_images=2, generator=torch.Generator().manual_seed(0), output_type="np")
+    assert out.images[0].size == (64, 64) and np.array_equal(np.asarray(out.images[0]), again.images[0])
+    face = out.faces[0]
+    front, turned = np.asarray(face.render(yaw=0.0)), np.asarray(face.render(yaw=30.0, pitch=0.0))
+    assert front.shape == (64, 64, 3) and np.abs(front.astype(int) - turned).mean() > 3
+    scene = trimesh.load(face.export(tmp_path / "face.glb"))
+    assert sum(len(g.vertices) for g in scene.geometry.values()) == len(face.vertices)
+
+    renderer = pipe.face_renderer()  # the render at F_3D's own pose against the image, with and without the maps
+    lam = pipe.style_to_coefficients(out.styles)
+    with torch.no_grad():
+        maps = renderer.maps(pipe.uv_generator(out.styles, input_is_w=True, noise_mode="const").images, lam)
+        image = pipe.image_generator(out.styles, input_is_w=True, noise_mode="const").images.clamp(-1, 1)
+        textured, plain = renderer.render(lam, *maps), renderer.render(lam)
+    on_face = textured.mask[:, 0] > 0
+    textured_l1 = float((textured.image - image).abs().mean(1)[on_face].mean() * 127.5)
+    plain_l1 = float((plain.image - image).abs().mean(1)[on_face].mean() * 127.5)
+    assert textured_l1 < 0.7 * plain_l1, (textured_l1, plain_l1)
+
+    photo = np.asarray(out.images[0].resize((256, 256), Image.BICUBIC))
+    photo = np.pad(photo, ((64, 64), (64, 64), (0, 0)), mode="edge")
+    rotate = methods.load("stylefaceuv", "rotation")
+    left, right = (rotate(photo, yaw=yaw, output_type="np") for yaw in (-20.0, 20.0))
+    assert left.images[0].shape == photo.shape and left.requested_pose.yaw == -20.0
+    assert right.achieved_pose.yaw - left.achieved_pose.yaw > 10.0, (left.achieved_pose, right.achieved_pose)
+    assert np.array_equal(left.reconstructions, right.reconstructions)  # one embedding, whichever way it turns
+
+    import json
+
+    from facehub.trainers.evaluation.stylefaceuv import main as evaluate
+
+    assert evaluate(["--model", "default=facehub/stylefaceuv", "--faces", "4", "--yaws", "30",
+                     "--out", str(tmp_path / "eval")]) == 0
+    ours, baseline = json.loads((tmp_path / "eval" / "results.json").read_text())["rows"]
+    assert baseline["name"] == "default: F_3D only" and ours["image_l1"] < baseline["image_l1"]
+    assert ours["turn_yaw_error"]["30"] < ours["unturned_yaw_error"]["30"]  # F_yaw turns towards the asked yaw
+    assert (tmp_path / "eval" / "sheet.png").is_file()

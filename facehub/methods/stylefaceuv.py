@@ -11,8 +11,9 @@ METHOD = MethodSpec(
     summary="reads morphable-model coefficients from a StyleGAN2 stylecode (F_3D), finds the yaw direction in W, and "
     "generates diffuse and displacement UV maps so each generated face becomes a textured 3D face that turns, "
     "relights and re-expresses.",
-    capabilities={"generation": "facehub.modeling.stylefaceuv:StyleFaceUVPipeline"},
-    default_model=None,
+    capabilities={"generation": "facehub.modeling.stylefaceuv:StyleFaceUVPipeline",
+                  "rotation": "facehub.modeling.stylefaceuv:StyleFaceUVRotationPipeline"},
+    default_model="facehub/stylefaceuv",
     models={"image_generator": "facehub.modeling.stylegan2:StyleGAN2Generator",
             "style_to_coefficients": "facehub.modeling.stylefaceuv:StyleToCoefficients",
             "yaw_step": "facehub.modeling.stylefaceuv:YawStepMapper",

@@ -10,6 +10,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.facehub-installed
 HOST   ?= 127.0.0.1
 PORT   ?= 7860
+# Test workers: one per core of the 2-core machines the suite is sized for; each takes whole test files.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint install browser clean
 
@@ -34,7 +36,7 @@ demo: $(STAMP)
 	$(BIN)/facehub demo --host $(HOST) --port $(PORT)
 
 test: $(STAMP) browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -22,7 +22,7 @@ import math
 import threading
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -310,6 +310,29 @@ class RotationPipelineOutput(ImagePipelineOutput):
             f"`{type(self).__name__}.measured_pose` is deprecated; use `.achieved_pose`.", FutureWarning, stacklevel=2
         )
         return self.achieved_pose
+
+
+@dataclass
+class GeneratedCropRotationOutput(RotationPipelineOutput):
+    """:class:`RotationPipelineOutput` of a method that draws the turned face as an aligned crop and pastes it back
+    (the pose CVAE-GAN, DiscoFaceGAN, StyleFaceUV).
+
+    Attributes:
+        crops: the generated aligned crop that was pasted (RGB uint8, the generator's size).
+        reconstructions: the generator's own crop of the face before turning (how much of the face it keeps).
+        face: the :class:`~facehub.modeling.faces.Face` that was turned; target_face: the target photo's face, when
+            one was given; output_face: the face found again on the result (``None`` when none is found or
+            ``measure=False``).
+        num_faces: faces found in the photo. timings: seconds per stage (each method names its stages).
+    """
+
+    crops: np.ndarray | list[np.ndarray] | None = None
+    reconstructions: np.ndarray | list[np.ndarray] | None = None
+    face: Any = None
+    target_face: Any = None
+    output_face: Any = None
+    num_faces: int | list[int] = 0
+    timings: dict[str, float] | list[dict[str, float]] = field(default_factory=dict)
 
 
 def face_nearest(faces: list, box) -> Any:

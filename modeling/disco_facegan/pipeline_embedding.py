@@ -32,16 +32,22 @@ from facehub.modeling.disco_facegan.modeling_disco_facegan import FactorVAEs
 from facehub.modeling.modeling_utils import FaceHubPipeline
 from facehub.modeling.pipeline_utils import (
     FacePipelineMixin,
+    GeneratedCropRotationOutput,
     Pose,
     RotationPipelineMixin,
-    RotationPipelineOutput,
     UnreachablePoseError,
     check_output_type,
     convert_images,
     measure_pose,
 )
 from facehub.modeling.stylegan2 import StyleGAN2Generator, tensor_to_uint8
-from facehub.modeling.stylegan2.inversion import EMBED_LEARNING_RATE, EMBED_STEPS, IDENTITY_WEIGHT, invert
+from facehub.modeling.stylegan2.inversion import (
+    EMBED_LEARNING_RATE,
+    EMBED_STEPS,
+    IDENTITY_WEIGHT,
+    dlib_identity_net,
+    invert,
+)
 
 #: The regressor that reads a photo's factors (the paper's R-Net), an embedded default.
 READER_ID = "facehub/face-fitting"
@@ -142,24 +148,10 @@ def edit_face(generator: StyleGAN2Generator, vaes: FactorVAEs, embedded: Embedde
 
 
 @dataclass
-class DiscoFaceGANRotationOutput(RotationPipelineOutput):
-    """:class:`~facehub.modeling.pipeline_utils.RotationPipelineOutput` plus the generator's crops.
-
-    Attributes:
-        crops: the edited aligned crop that was pasted; reconstructions: the embedding's own crop (how close the
-            generator came to the photo before any edit).
-        face: the :class:`~facehub.modeling.faces.Face` that was turned; target_face: the target photo's face, when
-            one was given; output_face: the face found again on the result.
-        num_faces: faces found in the photo. timings: seconds per stage (``analysis``, ``embedding``, ``editing``).
-    """
-
-    crops: np.ndarray | list[np.ndarray] | None = None
-    reconstructions: np.ndarray | list[np.ndarray] | None = None
-    face: Any = None
-    target_face: Any = None
-    output_face: Any = None
-    num_faces: int | list[int] = 0
-    timings: dict[str, float] | list[dict[str, float]] = field(default_factory=dict)
+class DiscoFaceGANRotationOutput(GeneratedCropRotationOutput):
+    """:class:`~facehub.modeling.pipeline_utils.GeneratedCropRotationOutput`: ``crops`` is the edited crop that was
+    pasted, ``reconstructions`` the embedding's own crop; ``timings`` has ``analysis``, ``embedding`` and
+    ``editing``."""
 
 
 class DiscoFaceGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, FaceHubPipeline):
@@ -191,11 +183,6 @@ class DiscoFaceGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, Fac
             self._reader.requires_grad_(False)
         return self._reader
 
-    def identity_net(self):
-        from facehub.modeling.faces.identity import DlibFaceDescriptor
-
-        return DlibFaceDescriptor().network  # shared by every descriptor of the model file
-
     def embed(self, photo: np.ndarray, face, steps: int = EMBED_STEPS):
         """The aligned crop of ``face`` in ``photo``, its read factors and its W+ embedding."""
         from facehub.modeling.faces.alignment import aligned_crop
@@ -206,7 +193,7 @@ class DiscoFaceGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, Fac
         with torch.no_grad():
             factors = read_factors(self.reader(), crop, torch.from_numpy(aligned.landmarks68[None]).float())
         embedded = embed_face(self.image_generator, self.factor_vaes, aligned.image, factors, steps,
-                              identity_net=self.identity_net())
+                              identity_net=dlib_identity_net())
         return aligned, embedded
 
     def _check_embeddable(self, face) -> None:

@@ -16,20 +16,19 @@ scaled up to the face's size in the photo, so it is blurrier than the photo arou
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from facehub.modeling.faces.alignment import aligned_crop
-from facehub.modeling.faces.analyzer import Face
 from facehub.modeling.faces.compositing import paste_aligned_crop, paste_mask  # noqa: F401  (re-exported)
 from facehub.modeling.modeling_utils import FaceHubPipeline
 from facehub.modeling.pipeline_utils import (
     FacePipelineMixin,
+    GeneratedCropRotationOutput,
     Pose,
     RotationPipelineMixin,
-    RotationPipelineOutput,
     UnreachablePoseError,
     measure_pose,
 )
@@ -37,27 +36,11 @@ from facehub.modeling.pose_cvaegan.modeling_pose_cvaegan import PoseEncoder, Pos
 
 
 @dataclass
-class PoseCVAEGANRotationOutput(RotationPipelineOutput):
-    """What :class:`PoseCVAEGANRotationPipeline` returns: :class:`~facehub.modeling.pipeline_utils.RotationPipelineOutput` plus the generator's own crops.
-
-    Attributes:
-        crops: the generated aligned crop at the requested pose (RGB uint8, the generator's size).
-        reconstructions: the same face re-generated at its own pose, ``G(z_x, y_x)``: how much of the face the
-            latent keeps.
-        face: the :class:`~facehub.modeling.faces.Face` that was turned.
-        target_face: the target photo's face, when one was given.
-        output_face: the face found again on the result (``None`` when none is found or ``measure=False``).
-        num_faces: faces found in the photo.
-        timings: seconds per stage (``analysis``, ``generation``, ``paste``, ``measure``).
-    """
-
-    crops: np.ndarray | list[np.ndarray] | None = None
-    reconstructions: np.ndarray | list[np.ndarray] | None = None
-    face: Face | list[Face] | None = None
-    target_face: Face | list[Face | None] | None = None
-    output_face: Face | list[Face | None] | None = None
-    num_faces: int | list[int] = 0
-    timings: dict[str, float] | list[dict[str, float]] = field(default_factory=dict)
+class PoseCVAEGANRotationOutput(GeneratedCropRotationOutput):
+    """What :class:`PoseCVAEGANRotationPipeline` returns (:class:`~facehub.modeling.pipeline_utils.
+    GeneratedCropRotationOutput`): ``crops`` is the generated crop at the requested pose, ``reconstructions`` the
+    same face re-generated at its own pose, ``G(z_x, y_x)``; ``timings`` has ``analysis``, ``generation``,
+    ``paste`` and ``measure``."""
 
 
 class PoseCVAEGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, FaceHubPipeline):

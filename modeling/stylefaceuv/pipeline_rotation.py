@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -25,38 +24,25 @@ from facehub.modeling.disco_facegan import FactorVAEs
 from facehub.modeling.modeling_utils import FaceHubPipeline
 from facehub.modeling.pipeline_utils import (
     FacePipelineMixin,
+    GeneratedCropRotationOutput,
     Pose,
     RotationPipelineMixin,
-    RotationPipelineOutput,
     UnreachablePoseError,
     measure_pose,
 )
 from facehub.modeling.stylefaceuv.modeling_stylefaceuv import StyleToCoefficients, YawStepMapper
 from facehub.modeling.stylegan2 import StyleGAN2Generator, tensor_to_uint8
-from facehub.modeling.stylegan2.inversion import EMBED_STEPS, invert
+from facehub.modeling.stylegan2.inversion import EMBED_STEPS, dlib_identity_net, invert
 
 
 @dataclass
-class StyleFaceUVRotationOutput(RotationPipelineOutput):
-    """:class:`~facehub.modeling.pipeline_utils.RotationPipelineOutput` plus the StyleGAN2's crops.
+class StyleFaceUVRotationOutput(GeneratedCropRotationOutput):
+    """:class:`~facehub.modeling.pipeline_utils.GeneratedCropRotationOutput` (``crops``: the turned crop that was
+    pasted; ``reconstructions``: the embedding's own crop; ``timings``: ``analysis``, ``embedding``, ``turning``)
+    plus ``styles``, the embedded stylecode (1, latent_dim), for :class:`~facehub.modeling.stylefaceuv.
+    StyleFaceUVPipeline` (``pipe(styles=out.styles)`` gives its textured 3D face)."""
 
-    Attributes:
-        crops: the turned aligned crop that was pasted; reconstructions: the embedding's own crop (how close the
-            backbone came to the photo before turning).
-        styles: the embedded stylecode (1, latent_dim), for :class:`~facehub.modeling.stylefaceuv.
-            StyleFaceUVPipeline` (``pipe(styles=out.styles)`` gives its textured 3D face).
-        face / output_face: the face that was turned and the face found again on the result.
-        num_faces: faces found in the photo. timings: seconds per stage (``analysis``, ``embedding``, ``turning``).
-    """
-
-    crops: np.ndarray | list[np.ndarray] | None = None
-    reconstructions: np.ndarray | list[np.ndarray] | None = None
     styles: torch.Tensor | list[torch.Tensor] | None = None
-    face: Any = None
-    target_face: Any = None
-    output_face: Any = None
-    num_faces: int | list[int] = 0
-    timings: dict[str, float] | list[dict[str, float]] = field(default_factory=dict)
 
 
 class StyleFaceUVRotationPipeline(RotationPipelineMixin, FacePipelineMixin, FaceHubPipeline):
@@ -81,11 +67,6 @@ class StyleFaceUVRotationPipeline(RotationPipelineMixin, FacePipelineMixin, Face
         self.register_modules(image_generator=image_generator, style_to_coefficients=style_to_coefficients,
                               yaw_step=yaw_step, uv_generator=uv_generator, factor_vaes=factor_vaes)
 
-    def identity_net(self):
-        from facehub.modeling.faces.identity import DlibFaceDescriptor
-
-        return DlibFaceDescriptor().network  # shared by every descriptor of the model file
-
     def embed(self, photo: np.ndarray, face, steps: int = EMBED_STEPS):
         """The aligned crop of ``face`` in ``photo`` and its single-stylecode embedding, started from ``w_avg``."""
         from facehub.modeling.faces.alignment import aligned_crop
@@ -93,7 +74,7 @@ class StyleFaceUVRotationPipeline(RotationPipelineMixin, FacePipelineMixin, Face
         generator = self.image_generator
         aligned = aligned_crop(photo, face.landmarks68, int(generator.config.resolution))
         found = invert(generator, aligned.image, generator.w_avg.detach().reshape(1, -1), "w", steps,
-                       identity_net=self.identity_net())
+                       identity_net=dlib_identity_net())
         return aligned, found
 
     @torch.no_grad()

@@ -38,6 +38,14 @@ class Inversion:
     loss: float
 
 
+def dlib_identity_net():
+    """dlib's face-recognition ResNet (differentiable, in torch), the identity term's network; one instance is shared
+    by every descriptor of the model file."""
+    from facehub.modeling.faces.identity import DlibFaceDescriptor
+
+    return DlibFaceDescriptor().network
+
+
 def identity_chips(images: torch.Tensor) -> torch.Tensor:
     """Images in [-1, 1] as 0-255 chips of :data:`IDENTITY_CHIP` px, the identity network's input."""
     return F.interpolate((images.clamp(-1, 1) + 1.0) * 127.5, size=(IDENTITY_CHIP, IDENTITY_CHIP), mode="bilinear",

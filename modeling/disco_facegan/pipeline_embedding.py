@@ -18,7 +18,6 @@ regressor reads from the photo (the paper's R-Net), ``b`` the same with the fact
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,10 +34,8 @@ from facehub.modeling.pipeline_utils import (
     GeneratedCropRotationOutput,
     Pose,
     RotationPipelineMixin,
-    UnreachablePoseError,
     check_output_type,
     convert_images,
-    measure_pose,
 )
 from facehub.modeling.stylegan2 import StyleGAN2Generator, tensor_to_uint8
 from facehub.modeling.stylegan2.inversion import (
@@ -48,6 +45,7 @@ from facehub.modeling.stylegan2.inversion import (
     dlib_identity_net,
     invert,
 )
+from facehub.modeling.stylegan2.pipeline_inversion_rotation import InversionRotationMixin
 
 #: The regressor that reads a photo's factors (the paper's R-Net), an embedded default.
 READER_ID = "facehub/face-fitting"
@@ -154,7 +152,7 @@ class DiscoFaceGANRotationOutput(GeneratedCropRotationOutput):
     ``editing``."""
 
 
-class DiscoFaceGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, FaceHubPipeline):
+class DiscoFaceGANRotationPipeline(InversionRotationMixin, RotationPipelineMixin, FacePipelineMixin, FaceHubPipeline):
     """Turn the face in a photo by embedding it and editing its pose factor (module docstring).
 
     ``pipe = DiscoFaceGANRotationPipeline.from_pretrained("facehub/disco-facegan")``;
@@ -163,11 +161,10 @@ class DiscoFaceGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, Fac
 
     loads_bundles_of = ("DiscoFaceGANPipeline",)
     model_cpu_offload_seq = "factor_vaes->image_generator"
-    max_yaw = 45.0
     max_pitch = 30.0
     unreachable_reason = "the generator learned poses from training faces turned at most about 45 degrees"
     output_class = DiscoFaceGANRotationOutput
-    rotation_options = ("embed_steps",)
+    turn_stage = "editing"
 
     def __init__(self, image_generator: StyleGAN2Generator, factor_vaes: FactorVAEs):
         super().__init__()
@@ -196,13 +193,6 @@ class DiscoFaceGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, Fac
                               identity_net=dlib_identity_net())
         return aligned, embedded
 
-    def _check_embeddable(self, face) -> None:
-        """:class:`UnreachablePoseError` for a face turned beyond what the generator learned (:attr:`max_yaw`)."""
-        yaw = Pose.of(face.pose).yaw
-        if abs(yaw) > self.max_yaw:
-            raise UnreachablePoseError(f"The face is turned {yaw:.0f} degrees; the generator knows faces turned at "
-                                       f"most {self.max_yaw:g} degrees, so it cannot embed this one.")
-
     @staticmethod
     def _turned_pose(face, embedded: EmbeddedFace, yaw: float, pitch: float) -> torch.Tensor:
         """The pose factor read from the photo, moved by the change from the face's measured yaw and pitch to the
@@ -223,7 +213,7 @@ class DiscoFaceGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, Fac
         photo = load_image(image)
         interocular = self.default_min_interocular if min_interocular is None else min_interocular
         _, face, _ = self.select_faces(photo, None, face_index, 0, interocular)
-        self._check_embeddable(face)
+        self.check_embeddable(face)
         aligned, embedded = self.embed(photo, face, embed_steps)
         return EmbeddedPhoto(photo, face, aligned, embedded)
 
@@ -259,28 +249,7 @@ class DiscoFaceGANRotationPipeline(RotationPipelineMixin, FacePipelineMixin, Fac
                                       reconstruction=embedded.embedded.reconstruction,
                                       factors={**after, "pose": after["pose"] * (180.0 / math.pi)})
 
-    def _rotate_one(self, photo, yaw, pitch, roll, target_photo, face_index, target_face_index, min_interocular,
-                    measure, embed_steps: int = EMBED_STEPS) -> dict:
-        from facehub.modeling.faces.compositing import paste_aligned_crop
-
-        timings: dict[str, float] = {}
-        start = time.perf_counter()
-        faces, face, target_face = self.select_faces(photo, target_photo, face_index, target_face_index,
-                                                     min_interocular)
-        target_pose = self.requested_pose(face, target_face, yaw, pitch, roll)
-        self._check_embeddable(face)
-        timings["analysis"] = time.perf_counter() - start
-        start = time.perf_counter()
-        aligned, embedded = self.embed(photo, face, embed_steps)
-        timings["embedding"] = time.perf_counter() - start
-        start = time.perf_counter()
-        pose = self._turned_pose(face, embedded, target_pose.yaw, target_pose.pitch)
-        edited = edit_face(self.image_generator, self.factor_vaes, embedded, {"pose": pose})
-        timings["editing"] = time.perf_counter() - start
-        image = paste_aligned_crop(photo, edited, aligned)
-        output_face = achieved_pose = None
-        if measure:
-            output_face, achieved_pose = measure_pose(self.find_faces, image, face.bbox)
-        return {"image": image, "requested_pose": target_pose, "achieved_pose": achieved_pose, "crops": edited,
-                "reconstructions": embedded.reconstruction, "face": face, "target_face": target_face,
-                "output_face": output_face, "num_faces": len(faces), "timings": timings}
+    def turned_crop(self, face, embedding: EmbeddedFace, target_pose: Pose) -> tuple[np.ndarray, dict]:
+        """Eq. 11 with the pose factor moved to ``target_pose`` (:class:`InversionRotationMixin` does the rest)."""
+        pose = self._turned_pose(face, embedding, target_pose.yaw, target_pose.pitch)
+        return edit_face(self.image_generator, self.factor_vaes, embedding, {"pose": pose}), {}

@@ -14,7 +14,6 @@ only roughly, and the turned face is then its reconstruction, not the person.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,12 +26,11 @@ from facehub.modeling.pipeline_utils import (
     GeneratedCropRotationOutput,
     Pose,
     RotationPipelineMixin,
-    UnreachablePoseError,
-    measure_pose,
 )
 from facehub.modeling.stylefaceuv.modeling_stylefaceuv import StyleToCoefficients, YawStepMapper
 from facehub.modeling.stylegan2 import StyleGAN2Generator, tensor_to_uint8
-from facehub.modeling.stylegan2.inversion import EMBED_STEPS, dlib_identity_net, invert
+from facehub.modeling.stylegan2.inversion import EMBED_STEPS, Inversion, dlib_identity_net, invert
+from facehub.modeling.stylegan2.pipeline_inversion_rotation import InversionRotationMixin
 
 
 @dataclass
@@ -45,7 +43,7 @@ class StyleFaceUVRotationOutput(GeneratedCropRotationOutput):
     styles: torch.Tensor | list[torch.Tensor] | None = None
 
 
-class StyleFaceUVRotationPipeline(RotationPipelineMixin, FacePipelineMixin, FaceHubPipeline):
+class StyleFaceUVRotationPipeline(InversionRotationMixin, RotationPipelineMixin, FacePipelineMixin, FaceHubPipeline):
     """Turn the face in a photo by embedding it in W and stepping along the yaw direction (module docstring).
 
     ``pipe = StyleFaceUVRotationPipeline.from_pretrained("facehub/stylefaceuv")``; ``pipe(photo, yaw=20.0)``.
@@ -55,10 +53,8 @@ class StyleFaceUVRotationPipeline(RotationPipelineMixin, FacePipelineMixin, Face
     loads_bundles_of = ("StyleFaceUVPipeline",)
     model_cpu_offload_seq = "image_generator->style_to_coefficients->yaw_step"
     _optional_components = ["uv_generator", "factor_vaes"]
-    max_yaw = 45.0
     unreachable_reason = "the yaw direction is learned from the backbone's own faces, which turn about 45 degrees at most"
     output_class = StyleFaceUVRotationOutput
-    rotation_options = ("embed_steps",)
 
     def __init__(self, image_generator: StyleGAN2Generator, style_to_coefficients: StyleToCoefficients,
                  yaw_step: YawStepMapper, uv_generator: StyleGAN2Generator | None = None,
@@ -83,32 +79,9 @@ class StyleFaceUVRotationPipeline(RotationPipelineMixin, FacePipelineMixin, Face
         read = self.style_to_coefficients(styles)["pose"][:, 0]
         return self.yaw_step.turn(styles, read + math.radians(float(yaw_change)))
 
-    def _rotate_one(self, photo, yaw, pitch, roll, target_photo, face_index, target_face_index, min_interocular,
-                    measure, embed_steps: int = EMBED_STEPS) -> dict:
-        from facehub.modeling.faces.compositing import paste_aligned_crop
-
-        timings: dict[str, float] = {}
-        start = time.perf_counter()
-        faces, face, target_face = self.select_faces(photo, target_photo, face_index, target_face_index,
-                                                     min_interocular)
-        target_pose = self.requested_pose(face, target_face, yaw, pitch, roll)
-        source_yaw = Pose.of(face.pose).yaw
-        if abs(source_yaw) > self.max_yaw:
-            raise UnreachablePoseError(f"The face is turned {source_yaw:.0f} degrees; {self.unreachable_reason}, so "
-                                       "this one cannot be embedded.")
-        timings["analysis"] = time.perf_counter() - start
-        start = time.perf_counter()
-        aligned, found = self.embed(photo, face, embed_steps)
-        timings["embedding"] = time.perf_counter() - start
-        start = time.perf_counter()
-        turned = self.turned_styles(found.styles, target_pose.yaw - source_yaw)
+    def turned_crop(self, face, embedding: Inversion, target_pose: Pose) -> tuple[np.ndarray, dict]:
+        """Eq. 2 from the face's measured yaw to the asked one (:class:`InversionRotationMixin` does the rest)."""
+        turned = self.turned_styles(embedding.styles, target_pose.yaw - Pose.of(face.pose).yaw)
         with torch.no_grad():
             crop = tensor_to_uint8(self.image_generator(turned, input_is_w=True, noise_mode="const").images)[0]
-        timings["turning"] = time.perf_counter() - start
-        image = paste_aligned_crop(photo, crop, aligned)
-        output_face = achieved_pose = None
-        if measure:
-            output_face, achieved_pose = measure_pose(self.find_faces, image, face.bbox)
-        return {"image": image, "requested_pose": target_pose, "achieved_pose": achieved_pose, "crops": crop,
-                "reconstructions": found.reconstruction, "styles": found.styles.cpu(), "face": face,
-                "target_face": target_face, "output_face": output_face, "num_faces": len(faces), "timings": timings}
+        return crop, {"styles": embedding.styles.cpu()}

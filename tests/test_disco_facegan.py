@@ -198,29 +198,43 @@ def test_pipeline_factor_contract():
 
 
 @pytest.mark.slow
-def test_the_schedule_lowers_the_imitative_losses_below_the_adversarial_only_row(tmp_path):
-    """Table 1's rows at test scale: the same 32 px generator, data, seed, factor VAEs and step count, trained
+def test_the_schedule_lowers_the_imitative_losses_and_raises_ds_over_the_adversarial_only_row(tmp_path):
+    """Table 1's rows at test scale: the same 64 px generator, start, data, seed, factor VAEs and 50 steps, trained
     adversarially only (no pixel or imitative loss) and with the paper's schedule (pixel loss, eq. 2-5, then eq. 6-8
-    as well, resumed for the last steps). The scheduled run logs each phase in turn, saves its VAEs and exports a
-    pipeline that `facehub eval disco_facegan` reads. On the same factors, its faces are where the render puts them: its landmark (eq. 3),
-    lighting (eq. 4) and skin-colour (eq. 5) losses, read by the training regressor, are well below the
-    adversarial-only run's (measured: 0.004 / 0.13 / 0.15 against 0.028 / 0.17 / 0.19).
+    as well, resumed for the last steps).
 
-    What this budget cannot show: a DS difference. Neither 32 px run draws a face yet, so the grader's DS of both
-    is noise; the 2,000-step rows on the default's card are where DS and control are compared."""
+    Both start from the shipped default's synthesis network and mapping, with the mapping's first layer (which reads
+    the factors) fresh, so that they draw faces the grader can read from the first step; runs from scratch draw no
+    face within a test's budget. What is compared is what the losses teach that layer.
+
+    - The scheduled run logs each phase in turn, saves its VAEs and exports a pipeline.
+    - On the same factors its faces are where the render puts them: its landmark (eq. 3), lighting (eq. 4) and
+      skin-colour (eq. 5) losses, read by the training regressor, are well below the adversarial-only run's.
+    - `facehub eval disco_facegan` (eq. 9, graded by the evaluation-only regressor, 8 groups of 4) scores its DS of
+      lighting well above the adversarial-only row's, and its yaw control error well below it (measured: DS 2.94
+      against 0.33; yaw error 14.2 against 37.5 degrees, the render 5.9).
+
+    What this budget cannot show: DS of identity, expression and pose. At 8-10 groups their order flips between runs
+    with small changes (50 or 60 steps, a pixel phase or none, the thread count: identity 8.2 against 9.6 here, 14.6
+    against 2.4 in another), while the lighting DS and the yaw error kept their order in all five runs tried; the
+    default's card has the 2,000-step rows.
+    """
     import shutil
 
     from facehub.modeling.disco_facegan import generator_input
+    from facehub.modeling.stylegan2 import StyleGAN2Pipeline
     from facehub.trainers.losses.imitation import FaceReader, colour_loss, landmark_loss, lighting_loss
     from facehub.trainers.run import main as train
 
-    settings = {"report_to": "none", "max_steps": 80, "train_batch_size": 8, "logging_steps": 10,
-                "checkpointing_steps": 80, "sample_steps": 80, "losses.vae_steps": 300, "losses.contrastive_from": 0,
-                "model.resolution": 32, "model.latent_dim": 32, "model.mapping_layers": 2,
-                "model.channels": "[32,32,16,16]", "data.synthetic.num_identities": 64,
-                "data.synthetic.image_size": 64, "seed": 0}
-    arms = {"imitative": {"losses.pixel_steps": 30},
-            "adversarial": {"losses.pixel_weight": 0.0, "losses.pixel_steps": 81}}
+    start = tmp_path / "start"
+    StyleGAN2Pipeline(image_generator=DiscoFaceGANPipeline.from_pretrained("facehub/disco-facegan").image_generator
+                      ).save_pretrained(start)
+    settings = {"report_to": "none", "max_steps": 50, "train_batch_size": 8, "logging_steps": 10,
+                "checkpointing_steps": 50, "sample_steps": 50, "losses.vae_steps": 1000, "losses.contrastive_from": 0,
+                "model.synthesis_from": start, "data.synthetic.num_identities": 64, "data.synthetic.image_size": 64,
+                "seed": 0}
+    arms = {"imitative": {"losses.pixel_steps": 10},
+            "adversarial": {"losses.pixel_weight": 0.0, "losses.pixel_steps": 51}}
     for name, extra in arms.items():
         if name == "adversarial":  # the same factor VAEs: the run reuses those in its output_dir
             shutil.copytree(tmp_path / "imitative" / "factor_vaes", tmp_path / name / "factor_vaes")
@@ -230,15 +244,15 @@ def test_the_schedule_lowers_the_imitative_losses_below_the_adversarial_only_row
     adversarial_logs = (tmp_path / "adversarial" / "metrics.jsonl").read_text()
     assert "landmark" not in adversarial_logs  # it never left the (weightless) pixel phase
     logs = [json.loads(line) for line in (tmp_path / "imitative" / "metrics.jsonl").read_text().splitlines()]
-    assert [log["step"] for log in logs] == list(range(10, 81, 10))
-    assert "pixel" in logs[0] and "landmark" not in logs[0]  # steps 0-29
-    assert "landmark" in logs[3] and "expression_contrastive" not in logs[-1]  # steps 30-79
+    assert [log["step"] for log in logs] == list(range(10, 51, 10))
+    assert "pixel" in logs[0] and "landmark" not in logs[0]  # steps 0-9
+    assert "landmark" in logs[1] and "expression_contrastive" not in logs[-1]  # steps 10-59
     assert all(math.isfinite(v) for log in logs for v in log.values())
     card = (tmp_path / "imitative" / "export" / "README.md").read_text()
     assert "hair-segmentation" in card and "facehub/face-fitting" in card
 
     pipes = {name: DiscoFaceGANPipeline.from_pretrained(tmp_path / name / "export") for name in arms}
-    renderer = FactorRenderer(32)
+    renderer = FactorRenderer(64)
     reader = FaceReader("facehub/face-fitting", renderer.face_model)
     generator = torch.Generator().manual_seed(5)
     lam = pipes["imitative"].factor_vaes.sample(32, generator=generator)
@@ -249,29 +263,34 @@ def test_the_schedule_lowers_the_imitative_losses_below_the_adversarial_only_row
         for name, pipe in pipes.items():
             images = pipe.image_generator(generator_input(pipe.factor_vaes, lam, noise), noise_mode="const").images
             read = reader.regress(images, render.landmarks68)
-            losses[name] = {"landmark": float(landmark_loss(read["landmarks68"], render.landmarks68, 32)),
+            losses[name] = {"landmark": float(landmark_loss(read["landmarks68"], render.landmarks68, 64)),
                             "lighting": float(lighting_loss(read["lighting"], lam["lighting"])),
                             "colour": float(colour_loss(images, render.image, render.mask))}
     assert losses["imitative"]["landmark"] < 0.5 * losses["adversarial"]["landmark"], losses
     assert losses["imitative"]["lighting"] < 0.9 * losses["adversarial"]["lighting"], losses
     assert losses["imitative"]["colour"] < 0.9 * losses["adversarial"]["colour"], losses
+
+    # Table 1 in miniature: `facehub eval disco_facegan` (README) on both exports
+    from facehub.apps.cli import main
+
+    assert main(["eval", "disco_facegan", "--model", f"imitative={tmp_path / 'imitative' / 'export'}",
+                 "--model", f"adversarial={tmp_path / 'adversarial' / 'export'}", "--groups", "8",
+                 "--per-group", "4", "--pairs", "4", "--others", "4", "--out", str(tmp_path / "eval")]) == 0
+    rows = {row["name"]: row for row in json.loads((tmp_path / "eval" / "results.json").read_text())["rows"]}
+    assert list(rows) == ["imitative", "adversarial", "renderer (ceiling)"]
+    ours, theirs = rows["imitative"], rows["adversarial"]
+    assert ours["disentanglement"]["lighting"] > 1.5 * theirs["disentanglement"]["lighting"], (ours, theirs)
+    assert ours["control"]["yaw_error_deg"] < 0.75 * theirs["control"]["yaw_error_deg"]
+
     # the contrastive phase (eq. 6-8): the imitative run resumed from its last checkpoint for 4 more steps
-    argv = ["--config", str(tmp_path / "imitative" / "config.yaml"), "resume=true", "max_steps=84", "logging_steps=2",
-            "losses.contrastive_from=80"]
+    argv = ["--config", str(tmp_path / "imitative" / "config.yaml"), "resume=true", "max_steps=54", "logging_steps=2",
+            "losses.contrastive_from=50"]
     assert train(argv, method="disco_facegan") == 0
     logs = [json.loads(line) for line in (tmp_path / "imitative" / "metrics.jsonl").read_text().splitlines()]
-    assert [log["step"] for log in logs[-2:]] == [82, 84]
+    assert [log["step"] for log in logs[-2:]] == [52, 54]
     assert "expression_contrastive" in logs[-1] and "illumination_identity" in logs[-1]
     assert all(math.isfinite(v) for v in logs[-1].values())
 
-    # `facehub eval disco_facegan` (README) on the export, at its smallest
-    from facehub.apps.cli import main
-
-    assert main(["eval", "disco_facegan", "--model", f"tiny={tmp_path / 'imitative' / 'export'}", "--groups", "2",
-                 "--per-group", "2", "--pairs", "1", "--others", "2", "--out", str(tmp_path / "eval")]) == 0
-    rows = json.loads((tmp_path / "eval" / "results.json").read_text())["rows"]
-    assert [row["name"] for row in rows] == ["tiny", "renderer (ceiling)"]
-    assert set(rows[0]["disentanglement"]) == {"identity", "expression", "lighting", "pose"}
 
 def test_generate_tab_draws_seeded_faces_and_changes_one_factor(tmp_path):
     """The demo's Generate tab through the registry: DiscoFaceGAN with factor seeds and a set pose, and a converted

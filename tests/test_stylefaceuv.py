@@ -453,7 +453,7 @@ def test_a_disco_facegan_bundle_is_a_backbone_drawn_through_its_factor_prior(tmp
     assert pipe.factor_vaes is not None
     draws = torch.randn(2, backbone.latent_width, generator=torch.Generator().manual_seed(9))
     assert torch.allclose(pipe.styles(2, generator=torch.Generator().manual_seed(9)), backbone.styles(draws))
-    with pytest.raises(CheckpointError, match="not StyleGAN2Pipeline"):
+    with pytest.raises(CheckpointError, match="cannot be a StyleFaceUV backbone.*saved by FaceReconstructionPipeline"):
         load_backbone("facehub/prn-dense")
 
 

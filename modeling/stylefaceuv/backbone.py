@@ -21,7 +21,7 @@ import torch
 from facehub.hub.resolver import resolve
 from facehub.modeling.disco_facegan import DiscoFaceGANPipeline, FactorVAEs
 from facehub.modeling.disco_facegan.factors import generator_input_of_prior, prior_width
-from facehub.modeling.modeling_utils import PIPELINE_INDEX_NAME, check_class
+from facehub.modeling.modeling_utils import PIPELINE_INDEX_NAME, CheckpointError, check_class
 from facehub.modeling.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator, StyleGAN2Pipeline
 
 DISCO_FACEGAN_BUNDLE = "DiscoFaceGANPipeline"
@@ -63,7 +63,13 @@ def load_backbone(source: str) -> StyleBackbone:
     """The backbone saved at ``source`` (a folder or an embedded / Hub id): a ``StyleGAN2Pipeline`` folder, or a
     ``DiscoFaceGANPipeline`` bundle (its generator and factor VAEs)."""
     folder = resolve(source)
-    saved = check_class(folder / PIPELINE_INDEX_NAME, StyleGAN2Pipeline.__name__, (DISCO_FACEGAN_BUNDLE,))
+    index = folder / PIPELINE_INDEX_NAME
+    try:
+        saved = check_class(index, StyleGAN2Pipeline.__name__, (DISCO_FACEGAN_BUNDLE,))
+    except CheckpointError as err:
+        raise CheckpointError(f"{source} cannot be a StyleFaceUV backbone: it must be a {StyleGAN2Pipeline.__name__} "
+                              f"folder (a `facehub train stylegan2` export or `facehub convert stylegan2` output) or "
+                              f"a {DISCO_FACEGAN_BUNDLE} bundle. {err}") from None
     if saved.get("_class_name") == DISCO_FACEGAN_BUNDLE:
         pipe = DiscoFaceGANPipeline.from_pretrained(folder)
         return StyleBackbone(pipe.image_generator.eval().requires_grad_(False), None,

@@ -24,7 +24,7 @@ from facehub.modeling.disco_facegan.factors import generator_input_of_prior, pri
 from facehub.modeling.modeling_utils import PIPELINE_INDEX_NAME, CheckpointError, check_class
 from facehub.modeling.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator, StyleGAN2Pipeline
 
-DISCO_FACEGAN_BUNDLE = "DiscoFaceGANPipeline"
+DISCO_FACEGAN_BUNDLE = DiscoFaceGANPipeline.__name__
 
 
 @dataclass

@@ -10,7 +10,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.facehub-installed
 HOST   ?= 127.0.0.1
 PORT   ?= 7860
-# Test workers: one per core of the 2-core machines the suite is sized for; each takes whole test files.
+# Test workers: one per core of the 2-core machines the suite is sized for; each takes whole test files and runs
+# torch on one thread (the workers already fill the cores; the multi-process tests set their own threads).
 TEST_WORKERS ?= 2
 
 .PHONY: demo test lint install browser clean
@@ -36,7 +37,7 @@ demo: $(STAMP)
 	$(BIN)/facehub demo --host $(HOST) --port $(PORT)
 
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

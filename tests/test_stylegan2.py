@@ -276,3 +276,27 @@ def test_two_process_training_separates_real_from_generated(tmp_path):
     card = (tmp_path / "export" / "README.md").read_text()
     assert "G_ema" in card and "synthetic face world" in card
     shutil.rmtree(tmp_path / "checkpoints", ignore_errors=True)
+
+
+def test_inversion_finds_the_styles_of_a_drawn_crop(converted):
+    """The shared embedding (Image2StyleGAN's optimisation, without the identity term here): a crop the generator
+    drew from a known ``w`` is reproduced from ``w_avg`` much better than the start in W (one stylecode), and better
+    still in W+ (one per layer; measured on the fixture's random-weight generator: mean error 59 grey levels at the
+    start, 30 in W, 17 in W+); a crop of another size is refused."""
+    from facehub.modeling.stylegan2 import tensor_to_uint8
+    from facehub.modeling.stylegan2.inversion import invert
+
+    generator = converted[1].image_generator
+    with torch.no_grad():
+        w = generator.map(torch.randn(1, generator.input_dim, generator=torch.Generator().manual_seed(3)))
+        crop = tensor_to_uint8(generator(w, input_is_w=True, noise_mode="const").images)[0]
+        start = tensor_to_uint8(generator(generator.w_avg[None], input_is_w=True, noise_mode="const").images)[0]
+    error = {"start": np.abs(start.astype(float) - crop).mean()}
+    for space in ("w", "w+"):
+        found = invert(generator, crop, generator.w_avg.reshape(1, -1), space, steps=80, learning_rate=0.05)
+        assert found.styles.shape == ((1, generator.latent_dim) if space == "w" else (1, generator.num_ws,
+                                                                                       generator.latent_dim))
+        error[space] = np.abs(found.reconstruction.astype(float) - crop).mean()
+    assert error["w"] < 0.6 * error["start"] and error["w+"] < 0.8 * error["w"], error
+    with pytest.raises(ValueError, match="this generator draws"):
+        invert(generator, crop[:-1], generator.w_avg.reshape(1, -1))

@@ -356,19 +356,10 @@ class BackboneSource:
         if self._reader is None:
             renderer = FactorRenderer(self.resolution)
             self._reader = FaceReader("facehub/face-fitting", renderer.face_model)
-            neutral = {"identity": torch.zeros(1, 49), "expression": torch.zeros(1, 14),
-                       "lighting": torch.zeros(1, 27), "pose": torch.zeros(1, 3)}
-            self._start = renderer.render(neutral).landmarks68
-        parts: dict[str, list[torch.Tensor]] = {"identity": [], "expression": [], "lighting": [], "pose": []}
-        for chunk in styles.split(batch_size):
-            images = self.images(chunk)
-            first = self._reader.regress(images, self._start.expand(len(images), -1, -1))
-            out = self._reader.regress(images, first["landmarks68"])
-            parts["identity"].append(torch.cat([out["identity"], out["albedo"]], dim=1))
-            parts["expression"].append(out["expression"])
-            parts["lighting"].append(out["lighting"].reshape(len(images), -1))
-            parts["pose"].append(out["rotation"])
-        return {key: torch.cat(value) for key, value in parts.items()}
+            self._start = renderer.mean_face_landmarks()
+        reads = [self._reader.as_lambda(self._reader.read_located(self.images(chunk), self._start))
+                 for chunk in styles.split(batch_size)]
+        return {key: torch.cat([read[key] for read in reads]) for key in reads[0]}
 
 
 class OracleSource:
@@ -383,6 +374,7 @@ class OracleSource:
             raise ConfigError(f"`model.oracle` has an unknown setting ({err}); its settings are those of "
                               "OracleStyleGenerator.") from None
         self.style_dim, self.resolution = self.oracle.style_dim, self.oracle.image_size
+        self.latent_width = self.style_dim  # the oracle's stylecodes are its normal draws
         self.discriminator = None
 
     def styles(self, z: torch.Tensor) -> torch.Tensor:
@@ -459,7 +451,7 @@ class StyleFaceUVTraining(TrainingMethod):
         yaw_step.save_pretrained(folder / "yaw_step")
 
     def _input_dim(self) -> int:
-        return int(getattr(self.source, "latent_width", self.source.style_dim))
+        return int(self.source.latent_width)
 
     # -- the loop's hooks ----------------------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facehub.modeling.disco_facegan.configuration_disco_facegan import FACTORS
+from facehub.modeling.disco_facegan.configuration_disco_facegan import FACTORS, factor_dims
 
 
 @dataclass
@@ -106,6 +106,13 @@ class FactorRenderer(torch.nn.Module):
             return torch.cat([planar, scale[:, None, None] * posed[..., 2:]], dim=-1)
 
         return place, landmarks
+
+    @torch.no_grad()
+    def mean_face_landmarks(self) -> torch.Tensor:
+        """(1, 68, 2) the 68 landmarks of the morphable model's mean face, frontal, neutral, in the aligned frame:
+        where a reader's crop starts on a face it has not located yet."""
+        lam = {factor: torch.zeros(1, width) for factor, width in factor_dims().items()}
+        return self.aligned_frame(lam)[1]
 
     @torch.no_grad()
     def rasterize(self, vertices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -90,18 +90,14 @@ class Grader:
         self.reader = FaceReader(GRADER_ID, renderer.face_model)
         self.locator = FaceReader(locator_id, renderer.face_model)
         if vaes is not None:  # the data's average face
-            neutral = {f: getattr(vaes, f"mean_{f}")[None] for f in FACTORS}
-        else:  # the morphable model's mean face, frontal, in ambient light
-            neutral = {"identity": torch.zeros(1, 49), "expression": torch.zeros(1, 14), "pose": torch.zeros(1, 3),
-                       "lighting": torch.zeros(1, 27)}
-            neutral["lighting"][:, 0::9] = 0.925 / 0.886227
-        self.crop_landmarks = renderer.render(neutral).landmarks68
+            self.crop_landmarks = renderer.aligned_frame({f: getattr(vaes, f"mean_{f}")[None] for f in FACTORS})[1]
+        else:  # the morphable model's mean face
+            self.crop_landmarks = renderer.mean_face_landmarks()
 
     @torch.no_grad()
     def locate(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 68, 2) landmarks of aligned faces, by the locator in two passes from the average face's crop."""
-        first = self.locator.regress(images, self.crop_landmarks.expand(len(images), -1, -1))
-        return self.locator.regress(images, first["landmarks68"])["landmarks68"]
+        return self.locator.read_located(images, self.crop_landmarks)["landmarks68"]
 
     @torch.no_grad()
     def read_landmarks(self, images: torch.Tensor) -> torch.Tensor:
@@ -112,15 +108,9 @@ class Grader:
     def read(self, images: torch.Tensor, batch_size: int = 64) -> dict[str, torch.Tensor]:
         """Estimated lambda (pose radians) of (N, 3, S, S) aligned faces in [-1, 1], read by the grader through the
         crop on the located landmarks."""
-        parts: dict[str, list[torch.Tensor]] = {f: [] for f in FACTORS}
-        for start in range(0, len(images), batch_size):
-            chunk = images[start:start + batch_size]
-            out = self.reader.regress(chunk, self.locate(chunk))
-            parts["identity"].append(torch.cat([out["identity"], out["albedo"]], dim=1))
-            parts["expression"].append(out["expression"])
-            parts["lighting"].append(out["lighting"])
-            parts["pose"].append(out["rotation"])
-        return {f: torch.cat(v) for f, v in parts.items()}
+        reads = [self.reader.as_lambda(self.reader.regress(chunk, self.locate(chunk)))
+                 for chunk in images.split(batch_size)]
+        return {f: torch.cat([read[f] for read in reads]) for f in FACTORS}
 
     @torch.no_grad()
     def descriptors(self, images: torch.Tensor) -> torch.Tensor:

@@ -57,6 +57,19 @@ class FaceReader:
                 "lighting": out.lighting.reshape(len(images), 27), "rotation": out.rotation,
                 "landmarks68": in_pixels}
 
+    def read_located(self, images: torch.Tensor, start: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`regress` in two passes, for faces whose landmarks are not known: the crop on ``start`` ((1 or B,
+        68, 2), e.g. the average face's), then the crop on the landmarks that first pass found."""
+        first = self.regress(images, start.expand(len(images), -1, -1))
+        return self.regress(images, first["landmarks68"])
+
+    @staticmethod
+    def as_lambda(read: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A reading of :meth:`regress` as DiscoFaceGAN's lambda: identity (shape and albedo), expression, lighting
+        (27 SH values) and pose (radians)."""
+        return {"identity": torch.cat([read["identity"], read["albedo"]], dim=1), "expression": read["expression"],
+                "lighting": read["lighting"], "pose": read["rotation"]}
+
     def identity_features(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 128) identity features ``f_id`` of (B, 3, S, S) images in [-1, 1]: dlib's descriptor of the image
         resized to its 150 px chip, minus :attr:`identity_centre`.

@@ -62,6 +62,7 @@ from facehub.modeling.stylefaceuv import (
     StyleToCoefficients,
     YawDirection,
     YawStepMapper,
+    at_yaw,
     linear_svm_direction,
 )
 from facehub.trainers.core import StepContext, TrainingConfig, TrainingMethod
@@ -551,9 +552,7 @@ class StyleFaceUVTraining(TrainingMethod):
                 "symmetric render": self.renderer.render(symmetric_lam, diffuse[SAMPLE_COUNT:],
                                                          displacement[SAMPLE_COUNT:]).image}
         for yaw in (-30.0, 0.0, 30.0):
-            pose = lam["pose"].clone()
-            pose[:, 0] = math.radians(yaw)
-            rows[f"render yaw {yaw:+.0f}"] = self.renderer.render({**lam, "pose": pose}, diffuse[:SAMPLE_COUNT],
+            rows[f"render yaw {yaw:+.0f}"] = self.renderer.render(at_yaw(lam, yaw), diffuse[:SAMPLE_COUNT],
                                                                   displacement[:SAMPLE_COUNT]).image
         return rows
 

@@ -33,6 +33,7 @@ weight is its texel's.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -231,6 +232,13 @@ def photometric_loss(rendered: torch.Tensor, target: torch.Tensor, weights: torc
     distance = (rendered - target).square().sum(dim=1, keepdim=True).add(1e-12).sqrt()
     count = (weights > 0).flatten(1).sum(dim=1).clamp(min=1)
     return ((distance * weights).flatten(1).sum(dim=1) / count).mean()
+
+
+def at_yaw(lam: dict[str, torch.Tensor], yaw: float) -> dict[str, torch.Tensor]:
+    """The same coefficients turned to ``yaw`` degrees (pitch and roll kept)."""
+    pose = lam["pose"].clone()
+    pose[:, 0] = math.radians(float(yaw))
+    return {**lam, "pose": pose}
 
 
 def mirrored_yaw(lam: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -53,6 +53,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facehub.modeling.stylefaceuv.rendering import at_yaw
+
 FACES_SEED = 9071
 #: The UV grid on which "seen by the face's own view" is decided (the far-side L1).
 SEEN_TEXELS = 64
@@ -131,9 +133,7 @@ def evaluate_bundle(name, pipe, grader, styles, yaws, use_uv_maps: bool = True) 
     for magnitude in yaws:
         views, yaw_errors, unturned, turn_identity = [], [], [], []
         for yaw in (-magnitude, magnitude):
-            turned = {**lam, "pose": lam["pose"].clone()}
-            turned["pose"][:, 0] = math.radians(yaw)
-            ours = renderer.render(turned, diffuse, displacement)
+            ours = renderer.render(at_yaw(lam, yaw), diffuse, displacement)
             views.append(float((grader.descriptors(ours.image) - own_descriptors).norm(dim=1).mean()))
             target = torch.full((count,), math.radians(yaw))
             moved = pipe.image_generator(pipe.yaw_step.turn(styles, target), input_is_w=True,
@@ -193,12 +193,8 @@ def evaluate_row(name, oracle, renderer, grader, styles, yaws, f3d, uv_generator
     for magnitude in yaws:
         values = {key: [] for key in ("l1", "far", "nme", "exact", "views")}
         for yaw in (-magnitude, magnitude):
-            turned = {**lam, "pose": lam["pose"].clone()}
-            turned["pose"][:, 0] = math.radians(yaw)
-            ours = renderer.render(turned, diffuse, displacement)
-            exact_lam = {**exact_coefficients, "pose": exact_coefficients["pose"].clone()}
-            exact_lam["pose"][:, 0] = math.radians(yaw)
-            exact = oracle.detailed.render(exact_lam, *exact_maps)
+            ours = renderer.render(at_yaw(lam, yaw), diffuse, displacement)
+            exact = oracle.detailed.render(at_yaw(exact_coefficients, yaw), *exact_maps)
             both = (ours.mask * exact.mask)[:, 0] > 0
             difference = (ours.image - exact.image).abs().mean(dim=1) * 127.5  # grey levels
             values["l1"].append(float(difference[both].mean()))

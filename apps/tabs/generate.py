@@ -67,14 +67,16 @@ def _generator(seed: int):
     return torch.Generator().manual_seed(seed)
 
 
-def _seeded_factors(pipe, count: int, expression_seed, lighting_seed) -> tuple[dict, list[str]]:
-    """The expression and lighting factors of the seeds given (``count`` rows each), and a status line for each."""
+def _seeded_factors(draw, expression_seed, lighting_seed,
+                    wording: str = "{Key} from seed {seed}.") -> tuple[dict, list[str]]:
+    """The expression and lighting of the seeds given, each taken from ``draw(generator)`` (the factors drawn with
+    that seed), and a status line for each."""
     factors, lines = {}, []
     for key, value in (("expression", expression_seed), ("lighting", lighting_seed)):
         own = _seed(value, f"{key} seed")
         if own is not None:
-            factors[key] = pipe.sample_factors(count, generator=_generator(own))[key]
-            lines.append(f"{key.capitalize()} from seed {own}.")
+            factors[key] = draw(_generator(own))[key]
+            lines.append(wording.format(Key=key.capitalize(), seed=own))
     return factors, lines
 
 
@@ -98,7 +100,8 @@ def run_generation(ctx: DemoContext, method: str | None, model_id: str | None, c
         lines = [f"{count} face(s), seed {seed}, truncation {psi:g}."]
         if hasattr(pipe, "sample_factors"):
             factors = pipe.sample_factors(count, generator=_generator(seed))
-            seeded, seeded_lines = _seeded_factors(pipe, count, expression_seed, lighting_seed)
+            seeded, seeded_lines = _seeded_factors(lambda g: pipe.sample_factors(count, generator=g),
+                                                   expression_seed, lighting_seed)
             factors.update(seeded)
             lines += seeded_lines
             if set_pose:
@@ -134,7 +137,8 @@ def run_photo_edit(ctx: DemoContext, method: str | None, model_id: str | None, p
         pipe = load_method_pipeline(ctx, method or "", CAPABILITY, model_id)
         if not hasattr(pipe, "embed"):
             raise UserFacingError("This method cannot embed a photo; choose DiscoFaceGAN.")
-        changes, lines = _seeded_factors(pipe, 1, expression_seed, lighting_seed)
+        changes, lines = _seeded_factors(lambda g: pipe.sample_factors(1, generator=g), expression_seed,
+                                         lighting_seed)
         if set_pose:
             changes.update(yaw=float(yaw), pitch=float(pitch))
             lines.append(f"Turned to yaw {float(yaw):+.0f}, pitch {float(pitch):+.0f} (asked).")
@@ -175,13 +179,8 @@ def run_face_3d(ctx: DemoContext, method: str | None, model_id: str | None, seed
         if not getattr(out, "faces", None):
             raise UserFacingError("This method draws images only; choose StyleFaceUV for 3D faces.")
         face = out.faces[which - 1]
-        changes, lines = {}, []
-        for key, value in (("expression", expression_seed), ("lighting", lighting_seed)):
-            own = _seed(value, f"{key} seed")
-            if own is not None:
-                other = pipe(num_images=1, generator=_generator(own), output_type="np").faces[0]
-                changes[key] = other.coefficients[key]
-                lines.append(f"{key.capitalize()} of seed {own}'s face.")
+        changes, lines = _seeded_factors(lambda g: pipe(num_images=1, generator=g, output_type="np").faces[0]
+                                         .coefficients, expression_seed, lighting_seed, "{Key} of seed {seed}'s face.")
         progress(0.6, desc="Rendering")
         render = np.asarray(face.render(yaw=float(yaw), pitch=float(pitch), output_type="np", **changes))
         image = out.images[which - 1]

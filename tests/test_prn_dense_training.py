@@ -17,13 +17,15 @@ import pytest
 import torch
 
 from facehub.modeling.geometry.landmarks68 import landmarks68_from_mesh
-from facehub.modeling.geometry.rotations import rotation_matrix
+from facehub.modeling.geometry.procrustes import umeyama
+from facehub.modeling.geometry.rotations import euler_from_rotation_matrix, rotation_matrix
 from facehub.modeling.geometry.topology import mirror_vertex_map
 from facehub.modeling.geometry.uv_maps import uv_position_map_to_mesh
 from facehub.modeling.prn_dense import FaceReconstructionPipeline, PRNDenseModel, crop_units_to_image_positions
 from facehub.trainers.core import load_config, train
 from facehub.trainers.data.aflw2000 import (
     AFLW2000FormatError,
+    facehub_pose,
     find_aflw2000_samples,
     read_aflw2000_sample,
 )
@@ -70,6 +72,43 @@ def _write_aflw_sample(folder, stem: str, landmarks: np.ndarray, pose_radians: t
         "roi": np.array([[1, 1, 100, 120]]),
     })
     return image
+
+
+def _3ddfa_rotation(pitch: float, yaw: float, roll: float) -> np.ndarray:
+    """3DDFA's MATLAB ``RotationMatrix(phi, gamma, theta)`` (radians), written out entry by entry as the fitting code
+    that made AFLW2000-3D builds it: ``R = Rx * Ry * Rz`` with ``Rx = [1 0 0; 0 c s; 0 -s c]``,
+    ``Ry = [c 0 -s; 0 1 0; s 0 c]``, ``Rz = [c s 0; -s c 0; 0 0 1]``, applied to a model whose y axis points up."""
+    cx, sx, cy, sy, cz, sz = np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw), np.cos(roll), np.sin(roll)
+    rx = np.array([[1, 0, 0], [0, cx, sx], [0, -sx, cx]])
+    ry = np.array([[cy, 0, -sy], [0, 1, 0], [sy, 0, cy]])
+    rz = np.array([[cz, sz, 0], [-sz, cz, 0], [0, 0, 1]])
+    return rx @ ry @ rz
+
+
+def test_the_benchmark_pose_is_read_as_the_rotation_of_its_stored_landmarks(tmp_path):
+    """The pose MAE compares facehub's (yaw, pitch, roll) with the benchmark's: the conversion must describe the
+    rotation that moved the stored 3D landmarks, which a Procrustes fit recovers from the points alone. Angle by
+    angle with the yaw's sign flipped (the evaluation's old reading) is right only for one angle at a time."""
+    head = np.random.default_rng(3).normal(0.0, 40.0, size=(68, 3))  # a head in facehub's frame (y down, z out)
+    height = 300.0
+    for pose_radians in [(0.0, 0.5, 0.0), (0.3, 0.0, 0.0), (0.0, 0.0, 0.2), (0.25, -1.2, 0.35), (-0.2, 1.4, -0.4)]:
+        up = head * [1.0, -1.0, 1.0]  # the model frame of 3DDFA: y up
+        stored = 1.3 * up @ _3ddfa_rotation(*pose_radians).T + [150.0, 140.0, 20.0]
+        stored[:, 1] = height + 1.0 - stored[:, 1]  # MATLAB's image: y down, 1-based
+        _write_aflw_sample(tmp_path, "image00001", stored, pose_radians)
+        sample = read_aflw2000_sample(tmp_path / "image00001.mat")
+        fitted = umeyama(head, sample.landmarks68)
+        assert fitted.scale == pytest.approx(1.3)
+        np.testing.assert_allclose(rotation_matrix(*sample.facehub_pose), fitted.rotation, atol=1e-9)
+        np.testing.assert_allclose(sample.facehub_pose, euler_from_rotation_matrix(fitted.rotation), atol=1e-6)
+        pitch, yaw, roll = np.rad2deg(pose_radians)
+        assert sample.pose == pytest.approx((yaw, pitch, roll))  # as stored
+        sign_flipped = np.array([-yaw, pitch, roll])
+        if np.count_nonzero(pose_radians) == 1:
+            np.testing.assert_allclose(sample.facehub_pose, sign_flipped, atol=1e-9)
+        else:  # a turned face tilted in its own frame: its roll is not facehub's roll
+            assert np.abs(np.asarray(sample.facehub_pose) - sign_flipped).max() > 5.0
+    assert facehub_pose(10.0, -30.0, 0.0) == pytest.approx((30.0, 10.0, 0.0))  # no roll: the same two turns
 
 
 def test_aflw2000_reader_on_a_written_mat(tmp_path):

@@ -20,8 +20,16 @@ default ``pixel_origin="matlab"`` subtracts 0.5 from x and y. ``"zero_based"`` (
 convention) adds 0.5, and ``"corner"`` keeps the values. On a 200-pixel face half a pixel is 0.25% NME, so the
 choice shows in the second decimal of Table 2.
 
-Pose signs. The angles are returned as the file stores them, converted to degrees; only ``|yaw|`` is used (for the
-yaw bins of Table 2), so their sign convention (3DDFA's) never meets facehub's (:mod:`.rotations`).
+Pose. ``AFLW2000Sample.pose`` gives the angles as the file stores them, in degrees; Table 2's yaw bins use its
+``|yaw|``. Those angles are Euler angles of another composition than facehub's, so they cannot be compared with a
+facehub pose angle by angle. 3DDFA's MATLAB ``RotationMatrix(pitch, yaw, roll)`` (re-implemented in face3d as
+``angle2matrix_3ddfa``) is ``R = Rx(-pitch) @ Ry(-yaw) @ Rz(-roll)``, i.e. ``(Rz(roll) @ Ry(yaw) @ Rx(pitch)).T``,
+applied to a model whose y axis points up: roll turns the head first, in its own frame, then yaw, then pitch.
+facehub composes ``Rz(roll) @ Rx(pitch) @ Ry(yaw)`` in a y-down frame: yaw first, roll last, in the image plane.
+For small angles the two differ only in the sign of yaw; on the benchmark's faces turned past 60 degrees the stored
+pitch and roll differ from facehub's reading of the same rotation by 24 and 17 degrees (medians over the half in
+../shared/data), and facehub's reading is the one a Procrustes fit of the stored 3D landmarks agrees with. :func:`facehub_pose` converts through the
+rotation matrix; ``AFLW2000Sample.facehub_pose`` is the result.
 """
 
 from __future__ import annotations
@@ -61,6 +69,12 @@ class AFLW2000Sample:
     @property
     def yaw(self) -> float:
         return self.pose[0]
+
+    @property
+    def facehub_pose(self) -> tuple[float, float, float]:
+        """The same head rotation as facehub's (yaw, pitch, roll) in degrees (:func:`facehub_pose`)."""
+        yaw, pitch, roll = self.pose
+        return facehub_pose(pitch, yaw, roll)
 
 
 def image_for_annotation(mat_path: Path) -> Path | None:
@@ -103,6 +117,29 @@ def read_aflw2000_annotation(mat_path: str | Path, pixel_origin: str = "matlab")
     pitch, yaw, roll = np.rad2deg(pose[:3])
     return {"landmarks68": landmarks, "pose_degrees": np.array([yaw, pitch, roll]), "translation": pose[3:6].copy(),
             "scale": np.float64(pose[6])}
+
+
+def facehub_pose(pitch: float, yaw: float, roll: float) -> tuple[float, float, float]:
+    """facehub's (yaw, pitch, roll) in degrees of the rotation that ``Pose_Para``'s (pitch, yaw, roll) in degrees
+    describe (see the module docstring).
+
+    The stored rotation, ``(Rz(roll) @ Ry(yaw) @ Rx(pitch)).T`` in a y-up frame, is carried into facehub's y-down
+    frame by conjugation with ``diag(1, -1, 1)`` and read back with
+    :func:`facehub.modeling.geometry.rotations.euler_from_rotation_matrix`. The basic rotations are written out here
+    (right-handed, as in :mod:`facehub.modeling.geometry.rotations`) because their order is 3DDFA's, not facehub's.
+    """
+    from facehub.modeling.geometry.rotations import euler_from_rotation_matrix
+
+    def about(axis: int, degrees: float) -> np.ndarray:
+        c, s = np.cos(np.deg2rad(degrees)), np.sin(np.deg2rad(degrees))
+        i, j = [k for k in range(3) if k != axis]
+        matrix = np.eye(3)
+        matrix[i, i], matrix[i, j], matrix[j, i], matrix[j, j] = c, -s, s, c
+        return matrix if axis != 1 else matrix.T  # about y: [[c, 0, s], [0, 1, 0], [-s, 0, c]]
+
+    stored = (about(2, roll) @ about(1, yaw) @ about(0, pitch)).T
+    flip_y = np.diag([1.0, -1.0, 1.0])
+    return euler_from_rotation_matrix(flip_y @ stored @ flip_y)
 
 
 def read_aflw2000_sample(path: str | Path, pixel_origin: str = "matlab") -> AFLW2000Sample:

@@ -13,8 +13,8 @@ Usage::
   ones, with the mean face (all coefficients at the prior mean, ambient light, frontal pose) as the baseline row;
 - an AFLW2000-3D folder (``imageNNNNN.jpg`` + ``.mat``): the paper's table, 68-point NME / ``sqrt(w * h)`` of the
   ground-truth box by ``|yaw|`` bin ``[0, 30)``, ``[30, 60)``, ``[60, 90]`` (angles wrapped, past 90 in the last
-  bin), the mean of the bins, faces found (%) and pose MAE (degrees; the benchmark's yaw is mirrored into facehub's
-  convention);
+  bin), the mean of the bins, faces found (%) and pose MAE (degrees; the benchmark's rotation read as facehub's
+  yaw, pitch and roll: :func:`facehub.trainers.data.aflw2000.facehub_pose`);
 - a folder of prepared photos (agreement with MediaPipe's landmarks, which are its ground truth).
 
 Rows, all on the same faces:

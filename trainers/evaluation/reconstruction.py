@@ -35,9 +35,6 @@ from facehub.modeling.geometry.procrustes import Similarity, umeyama
 YAW_BINS: tuple[tuple[float, float], ...] = ((0.0, 30.0), (30.0, 60.0), (60.0, 90.0))
 YAW_BIN_LABELS = ("[0, 30)", "[30, 60)", "[60, 90]")
 COEFFICIENT_GROUPS = ("identity", "expression", "albedo", "lighting")
-#: facehub's (yaw, pitch, roll) from AFLW2000-3D's ``Pose_Para`` angles (3DDFA's signs): its yaw is mirrored. Checked
-#: on 19 faces of the benchmark against the FaceAnalyzer's pose: yaw signs opposite on every face, pitch and roll alike.
-AFLW2000_POSE_SIGNS = (-1.0, 1.0, 1.0)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -238,8 +235,8 @@ def open_evaluation_data(folder: str | Path, limit: int | None = None,
         def aflw_faces() -> Iterator[EvaluationFace]:
             for path in annotations:
                 sample = read_aflw2000_sample(path, pixel_origin=pixel_origin)
-                pose = tuple(float(sign * angle) for sign, angle in zip(AFLW2000_POSE_SIGNS, sample.pose, strict=True))
-                yield EvaluationFace(sample.image, sample.landmarks68, sample.yaw, None, sample.source, pose)
+                yield EvaluationFace(sample.image, sample.landmarks68, sample.yaw, None, sample.source,
+                                     sample.facehub_pose)
 
         return EvaluationData("aflw2000-3d", f"AFLW2000-3D ({folder})", len(annotations), aflw_faces())
     return _prepared_data(folder, limit, every)

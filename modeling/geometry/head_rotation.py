@@ -15,7 +15,9 @@ neck stay where they were. This module follows the two ideas of the anchors the 
 - **Rendering the complete face** (Zhou et al., "Rotate-and-Render", CVPR 2020): the dense face mesh, textured with
   the texture completed by left-right symmetry, is drawn in the same z-buffer, in front of the grid's face layer.
   Parts of the face the photo does not show (the far cheek of a turned face) come from their mirror texels, and
-  surfaces that turn away are hidden by the z-buffer instead of folding over the visible ones.
+  surfaces that turn away are hidden by the z-buffer instead of folding over the visible ones. Parts it shows well
+  are drawn from the photo itself, at the point each came from (:data:`PHOTO_VISIBILITY`), so the face keeps the
+  photo's resolution however large it is; the two blend over the texels seen at a grazing angle.
 
 The z-buffer is :func:`~facehub.modeling.geometry.zbuffer.rasterize_zbuffer` (tens of milliseconds for ~70k
 triangles at 512 px). Grid triangles wholly inside the face are left out (the face mesh draws the face), and every
@@ -283,16 +285,23 @@ def rotate_head(
     start = time.perf_counter()
     on_face = seen >= num_grid
     on_grid_tri = (seen >= 0) & ~on_face
-    source = interpolate(np.vstack([grid_points[:, :2], np.zeros((len(moved_face), 2))]), triangles, seen, weights)
+    # Where each drawn pixel was in the photo: a grid point's own position, a face point's position before the turn.
+    source = interpolate(np.vstack([grid_points[:, :2], dense_vertices[:, :2]]), triangles, seen, weights)
     uv = interpolate(np.vstack([np.zeros((len(moved_grid), 2)), dense.uvs]), triangles, seen, weights)
     from_photo = cv2.remap(image, (source[..., 0] - 0.5).astype(np.float32), (source[..., 1] - 0.5).astype(np.float32),
                            cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     texture = np.ascontiguousarray(dense.texture)
     size = texture.shape[0]
-    from_texture = cv2.remap(texture, (uv[..., 0] * size - 0.5).astype(np.float32),
-                             (uv[..., 1] * size - 0.5).astype(np.float32), cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_REPLICATE)
-    region = np.where(on_face[..., None], from_texture, from_photo)
+    texel_x, texel_y = (uv[..., 0] * size - 0.5).astype(np.float32), (uv[..., 1] * size - 0.5).astype(np.float32)
+    from_texture = cv2.remap(texture, texel_x, texel_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    # The face's seen texels are the photo resampled into UV space at the texture's resolution; drawn from the photo
+    # itself they keep its full resolution. The texture (completed by symmetry) draws what the photo did not see.
+    visibility = np.ascontiguousarray(reconstruction.texture_completion_at(size).visibility, dtype=np.float32)
+    seen_weight = cv2.remap(visibility, texel_x, texel_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    from_photo_weight = np.clip((seen_weight - PHOTO_VISIBILITY[0]) / (PHOTO_VISIBILITY[1] - PHOTO_VISIBILITY[0]),
+                                0.0, 1.0)[..., None]
+    face_colour = from_photo_weight * from_photo + (1.0 - from_photo_weight) * from_texture
+    region = np.where(on_face[..., None], np.clip(face_colour + 0.5, 0, 255).astype(np.uint8), from_photo)
     grid_of = np.where(on_grid_tri, seen, 0)
     holes = (seen < 0) | (on_grid_tri & stretched[grid_of])
     folded = culled & ~on_face
@@ -317,6 +326,11 @@ def rotate_head(
         mirrored_fraction=float(mirrored.sum()) / area, timings=timings,
     )
 
+
+#: Texel visibility (:func:`~facehub.modeling.geometry.texture_completion.texel_visibility`) from which a face pixel
+#: starts to be drawn from the photo rather than from the completed texture, and from which it is drawn from the photo
+#: alone. Above 0.9 the completed texture is the photo's own colour (its Poisson re-solve covers only the texels below).
+PHOTO_VISIBILITY = (0.5, 0.9)
 
 #: An ellipsoid point counts as seen in the photo when its normal's cosine with the view direction is above this.
 SEEN_COSINE = 0.2

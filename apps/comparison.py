@@ -3,7 +3,7 @@ with the same measured figures. Used by the demo's Compare tab and by ``facehub 
 
 Per capability (a method appears by declaring it in its ``MethodSpec``; nothing else is edited):
 
-- **rotation**, at the requested yaw (pitch 0): the result, the pose the face analyzer measures on it
+- **rotation**, at the requested yaw (the face's own pitch and roll): the result, the pose the face analyzer measures on it
   (``achieved_pose``), the dlib identity distance of its face to the input face, the time;
 - **reconstruction**: the photo with the method's 68 landmarks drawn, its pose, the landmark agreement with the
   face analyzer (NME against the analyzer's 68 points, % of the face size), the time;
@@ -113,7 +113,7 @@ def compare(photo: np.ndarray, target: np.ndarray | None = None, *, yaw: float =
 
     Args:
         photo, target: RGB uint8 arrays (``target``: the swap's target photo; no swap rows without it).
-        yaw: the rotation request (pitch 0, the face's roll kept).
+        yaw: the rotation request (the face's own pitch and roll kept).
         load: ``(method, capability) -> pipeline``; default ``methods.load`` on each method's embedded default
             (the demo passes its model cache).
         progress: ``(fraction, text)`` callback.
@@ -151,7 +151,7 @@ def compare(photo: np.ndarray, target: np.ndarray | None = None, *, yaw: float =
         start = time.perf_counter()
         try:
             if capability == "rotation":
-                out = load(name, capability)(photo, yaw=yaw, pitch=0.0, output_type="np")
+                out = load(name, capability)(photo, yaw=yaw, output_type="np")  # its own pitch and roll
                 row.image = np.asarray(out.images[0])
                 achieved = out.achieved_pose
                 found = face_nearest(analyzer()(row.image), face.bbox)

@@ -113,7 +113,7 @@ class HeadRotationMixin(RotationPipelineMixin):
     pose_feedback: int = 2
     rotation_options = ("pose_feedback",)
 
-    def __call__(self, image, yaw: float = 0.0, pitch: float = 0.0, roll: float | None = None, *,
+    def __call__(self, image, yaw: float = 0.0, pitch: float | None = None, roll: float | None = None, *,
                  pose_feedback: int | None = None, **kwargs):
         """:meth:`RotationPipelineMixin.__call__ <facehub.modeling.pipeline_utils.RotationPipelineMixin.__call__>`,
         plus ``pose_feedback`` (0-4, default :attr:`pose_feedback`): corrective re-renders towards the requested
@@ -137,7 +137,9 @@ class HeadRotationMixin(RotationPipelineMixin):
             self.check_reachable(yaw, pitch, roll)
         reconstruction = self.reconstruct_faces(photo, [face], compute_depth=False, **self.reconstruction_settings)[0]
         current = tuple(float(a) for a in reconstruction.pose)
-        requested = Pose.of((yaw, pitch, current[2] if roll is None else roll))
+        # pitch=None keeps the face's own: the geometry is not pitched, and the feedback aims at the pitch the face
+        # analyzer read on the photo (the frame it measures the result in).
+        requested = Pose.of((yaw, face.pose[1] if pitch is None else pitch, current[2] if roll is None else roll))
         timings["reconstruction"] = time.perf_counter() - start
 
         def render(pose):
@@ -156,7 +158,7 @@ class HeadRotationMixin(RotationPipelineMixin):
                 return float("inf")
             return max(abs(achieved.yaw - requested.yaw), abs(achieved.pitch - requested.pitch))
 
-        rendered = requested
+        rendered = requested if pitch is not None else Pose.of((requested.yaw, current[1], requested.roll))
         best = (*render(rendered), rendered)
         # Secant steps on yaw and pitch: the first through (face's pose, geometry's pose) and the first render, each
         # next one through the last two renders.

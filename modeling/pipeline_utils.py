@@ -122,9 +122,10 @@ class Pose(NamedTuple):
         return f"yaw {self.yaw:+.1f}, pitch {self.pitch:+.1f}, roll {self.roll:+.1f}"
 
 
-def check_pose_angles(yaw: float, pitch: float, roll: float | None) -> None:
-    """Raise :class:`UnreachablePoseError` unless every given angle is a finite number of degrees."""
-    for name, value in (("yaw", yaw), ("pitch", pitch), ("roll", 0.0 if roll is None else roll)):
+def check_pose_angles(yaw: float, pitch: float | None, roll: float | None) -> None:
+    """Raise :class:`UnreachablePoseError` unless every given angle is a finite number of degrees (``None`` for
+    pitch or roll: the face's own, nothing to check)."""
+    for name, value in (("yaw", yaw), ("pitch", 0.0 if pitch is None else pitch), ("roll", 0.0 if roll is None else roll)):
         try:
             finite = math.isfinite(float(value))
         except (TypeError, ValueError):
@@ -397,30 +398,32 @@ class RotationPipelineMixin:
     #: Keyword options of this method's call beyond the contract's, passed on to :meth:`_rotate_one`.
     rotation_options: tuple[str, ...] = ()
 
-    def check_reachable(self, yaw: float, pitch: float, roll: float | None) -> None:
-        """Raise :class:`UnreachablePoseError` for a non-finite angle or one beyond ``max_yaw`` / ``max_pitch``."""
+    def check_reachable(self, yaw: float, pitch: float | None, roll: float | None) -> None:
+        """Raise :class:`UnreachablePoseError` for a non-finite angle or one beyond ``max_yaw`` / ``max_pitch``
+        (``pitch=None``, the face's own, is not checked)."""
         check_pose_angles(yaw, pitch, roll)
         for name, value, limit in (("yaw", yaw, self.max_yaw), ("pitch", pitch, self.max_pitch)):
-            if abs(value) > limit:
+            if value is not None and abs(value) > limit:
                 raise UnreachablePoseError(
                     f"{name}={value:g} degrees cannot be reached: {self.unreachable_reason}, so |{name}| must be at "
                     f"most {limit:g} degrees."
                 )
 
-    def requested_pose(self, face, target_face, yaw: float, pitch: float, roll: float | None) -> Pose:
+    def requested_pose(self, face, target_face, yaw: float, pitch: float | None, roll: float | None) -> Pose:
         """The pose to turn ``face`` to: ``target_face``'s, checked with :meth:`check_reachable`, or else the asked
-        angles (checked by the call) with the face's own roll when ``roll`` is ``None``."""
+        angles (checked by the call) with the face's own pitch and roll where they are ``None``."""
         if target_face is not None:
             pose = Pose.of(target_face.pose)
             self.check_reachable(pose.yaw, pose.pitch, pose.roll)
             return pose
-        return Pose.of((yaw, pitch, Pose.of(face.pose).roll if roll is None else roll))
+        own = Pose.of(face.pose)
+        return Pose.of((yaw, own.pitch if pitch is None else pitch, own.roll if roll is None else roll))
 
     def __call__(
         self,
         image,
         yaw: float = 0.0,
-        pitch: float = 0.0,
+        pitch: float | None = None,
         roll: float | None = None,
         *,
         target_image=None,
@@ -436,8 +439,11 @@ class RotationPipelineMixin:
 
         Args:
             image: one image (RGB uint8 array, PIL image or path) or a list of them.
-            yaw, pitch, roll: target pose in degrees (house convention); ``roll=None`` keeps the face's roll.
-                Ignored when ``target_image`` is given.
+            yaw, pitch, roll: target pose in degrees (house convention); ``pitch=None`` (the default) and
+                ``roll=None`` keep the face's own: ``pipe(photo, yaw=30.0)`` turns the head and does not nod it
+                (many portraits read 5-20 degrees of downward pitch; levelling them changes the face more than the
+                turn does). ``pipe(photo, yaw=0.0, pitch=0.0, roll=0.0)`` frontalizes. Ignored when
+                ``target_image`` is given.
             target_image: a photo whose face's pose to copy instead; for a list ``image``, one photo for all or a
                 list of the same length.
             face_index, target_face_index: which face of each photo (0 = the largest).

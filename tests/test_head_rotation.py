@@ -64,7 +64,9 @@ def test_face_fitting_rotation_honours_the_contract_and_measures_the_result(fitt
     photo = load_image(PHOTOS / "astronaut.png")
     out = fitting_rotation(photo, yaw=25.0, output_type="np")
     assert out.images[0].shape == photo.shape
-    assert out.requested_pose == pytest.approx((25.0, 0.0, out.reconstruction.pose[2]))
+    # No pitch asked: the face keeps its own (the analyzer's reading on the photo), and the geometry is not pitched.
+    assert out.requested_pose == pytest.approx((25.0, out.face.pose[1], out.reconstruction.pose[2]))
+    assert abs(out.face.pose[1]) > 1.0
     assert isinstance(out.achieved_pose, Pose) and out.achieved_pose == tuple(out.output_face.pose)
     # Measured on the result, never the request copied: astronaut.png's face reads about -1 -> +25 (the geometry
     # turned further, `rendered_pose`, since a re-rendered face reads as less turned than its mesh).
@@ -73,7 +75,8 @@ def test_face_fitting_rotation_honours_the_contract_and_measures_the_result(fitt
     assert out.rendered_pose.yaw > out.achieved_pose.yaw
     assert out.folded_fraction == 0.0 and 0.0 <= out.culled_fraction < 0.1
     geometric = fitting_rotation(photo, yaw=25.0, pose_feedback=0, output_type="np")
-    assert geometric.rendered_pose == geometric.requested_pose
+    # The geometry turned by the request alone, about the reconstruction's own pitch and roll.
+    assert geometric.rendered_pose == pytest.approx((25.0, *geometric.reconstruction.pose[1:]))
     assert abs(geometric.achieved_pose.yaw - 25.0) > abs(out.achieved_pose.yaw - 25.0)
     with pytest.raises(UnreachablePoseError, match="yaw=95 degrees cannot be reached"):
         fitting_rotation(photo, yaw=95.0)

@@ -207,7 +207,7 @@ class FaceRotationPipeline(RotationPipelineMixin, DepthNetPipelineMixin, FaceHub
             target_rotation = target_face.head_pose.transform.rotation
             target_keypoints = keypoints_in_frame_of(target_face, face)
         else:
-            target_pose = Pose.of((yaw, pitch, face.pose[2] if roll is None else roll))
+            target_pose = self.requested_pose(face, None, yaw, pitch, roll)
             target_rotation = rotation_matrix(*target_pose)
             target_keypoints = posed_keypoints(face, *target_pose)
         self._check_rotation(face, target_rotation, target_pose)

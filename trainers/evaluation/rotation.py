@@ -1,10 +1,11 @@
 """``facehub eval rotation``: every registered rotation method on a folder of photos, measured the same way.
 
 For each photo's largest face, each method of ``methods.available("rotation")`` (or those given with ``--method``)
-and each requested pose (yaw in ``--yaws`` with pitch 0 and the face's own roll, and the frontal pose
-``yaw = pitch = roll = 0``, "frontalize"):
+and each requested pose (yaw in ``--yaws`` with the face's own pitch and roll, as ``pipe(photo, yaw=...)`` asks,
+and the frontal pose ``yaw = pitch = roll = 0``, "frontalize"):
 
-- **achieved-pose error**: ``|yaw_measured - yaw_requested|`` (and pitch), the pose measured on the result by the
+- **achieved-pose error**: ``|yaw_measured - yaw_requested|`` (and pitch, against the requested pose's), the pose
+  measured on the result by the
   :class:`~facehub.modeling.faces.FaceAnalyzer` (the contract's ``achieved_pose``); a result on which no face is
   found counts as *lost*, a refusal (:class:`~facehub.modeling.pipeline_utils.UnreachablePoseError`) as *refused*;
 - **identity distance**: dlib ResNet distance (the analyzer's 128-D descriptor; same person below 0.6) between the
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", action="append", metavar="NAME[=ID]",
                         help="Rotation method (and checkpoint) to measure; repeat for several (default: every one).")
     parser.add_argument("--yaws", default=",".join(f"{y:g}" for y in DEFAULT_YAWS),
-                        help="Requested yaws in degrees, comma-separated (pitch 0, the face's roll).")
+                        help="Requested yaws in degrees, comma-separated (the face's own pitch and roll).")
     parser.add_argument("--no-frontalize", action="store_true", help="Leave out the frontal request (0, 0, 0).")
     parser.add_argument("--limit", type=int, help="Use the first N photos only.")
     parser.add_argument("--sheet", type=int, default=6, help="Photos on each method's contact sheet (default 6).")
@@ -248,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     yaws = [float(v) for v in args.yaws.split(",") if v.strip()]
     photos = list_photos(args.images, args.limit)
     chosen = parse_methods(args.method, "rotation")
-    requests: list[tuple[str, tuple[float, float, float | None]]] = [(f"yaw {y:+g}", (y, 0.0, None)) for y in yaws]
+    requests: list[tuple[str, tuple[float, float | None, float | None]]] = [(f"yaw {y:+g}", (y, None, None)) for y in yaws]
     if not args.no_frontalize:
         requests.append((FRONTALIZE, (0.0, 0.0, 0.0)))
     analyzer = FaceAnalyzer(compute_embedding=True)
@@ -288,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                     row.append((result, f"{request}: no face"))
                 else:
                     trial.yaw_error = abs(achieved.yaw - yaw)
-                    trial.pitch_error = abs(achieved.pitch - pitch)
+                    trial.pitch_error = abs(achieved.pitch - out.requested_pose.pitch)
                     found = face_nearest(analyzer(result), face.bbox)
                     trial.identity_distance = identity_distance(found, face)
                     row.append((result, f"{yaw:+.0f} -> {achieved.yaw:+.0f}"))

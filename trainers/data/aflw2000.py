@@ -123,21 +123,14 @@ def facehub_pose(pitch: float, yaw: float, roll: float) -> tuple[float, float, f
     """facehub's (yaw, pitch, roll) in degrees of the rotation that ``Pose_Para``'s (pitch, yaw, roll) in degrees
     describe (see the module docstring).
 
-    The stored rotation, ``(Rz(roll) @ Ry(yaw) @ Rx(pitch)).T`` in a y-up frame, is carried into facehub's y-down
-    frame by conjugation with ``diag(1, -1, 1)`` and read back with
-    :func:`facehub.modeling.geometry.rotations.euler_from_rotation_matrix`. The basic rotations are written out here
-    (right-handed, as in :mod:`facehub.modeling.geometry.rotations`) because their order is 3DDFA's, not facehub's.
+    The stored rotation, ``(Rz(roll) @ Ry(yaw) @ Rx(pitch)).T`` in a y-up frame (each factor facehub's one-axis
+    :func:`~facehub.modeling.geometry.rotations.rotation_matrix`, composed in 3DDFA's order), is carried into
+    facehub's y-down frame by conjugation with ``diag(1, -1, 1)`` and read back with
+    :func:`~facehub.modeling.geometry.rotations.euler_from_rotation_matrix`.
     """
-    from facehub.modeling.geometry.rotations import euler_from_rotation_matrix
+    from facehub.modeling.geometry.rotations import euler_from_rotation_matrix, rotation_matrix
 
-    def about(axis: int, degrees: float) -> np.ndarray:
-        c, s = np.cos(np.deg2rad(degrees)), np.sin(np.deg2rad(degrees))
-        i, j = [k for k in range(3) if k != axis]
-        matrix = np.eye(3)
-        matrix[i, i], matrix[i, j], matrix[j, i], matrix[j, j] = c, -s, s, c
-        return matrix if axis != 1 else matrix.T  # about y: [[c, 0, s], [0, 1, 0], [-s, 0, c]]
-
-    stored = (about(2, roll) @ about(1, yaw) @ about(0, pitch)).T
+    stored = (rotation_matrix(0.0, 0.0, roll) @ rotation_matrix(yaw, 0.0, 0.0) @ rotation_matrix(0.0, pitch, 0.0)).T
     flip_y = np.diag([1.0, -1.0, 1.0])
     return euler_from_rotation_matrix(flip_y @ stored @ flip_y)
 

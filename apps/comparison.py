@@ -3,8 +3,8 @@ with the same measured figures. Used by the demo's Compare tab and by ``facehub 
 
 Per capability (a method appears by declaring it in its ``MethodSpec``; nothing else is edited):
 
-- **rotation**, at the requested yaw (the face's own pitch and roll): the result, the pose the face analyzer measures on it
-  (``achieved_pose``), the dlib identity distance of its face to the input face, the time;
+- **rotation**, at the requested yaw (the face's own pitch and roll): the result, the pose the face analyzer
+  measures on it (``achieved_pose``), the dlib identity distance of its face to the input face, the time;
 - **reconstruction**: the photo with the method's 68 landmarks drawn, its pose, the landmark agreement with the
   face analyzer (NME against the analyzer's 68 points, % of the face size), the time;
 - **swap** (with a second photo, the target): the result, identity distance to the source and to the target, the

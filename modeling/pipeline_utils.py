@@ -125,7 +125,8 @@ class Pose(NamedTuple):
 def check_pose_angles(yaw: float, pitch: float | None, roll: float | None) -> None:
     """Raise :class:`UnreachablePoseError` unless every given angle is a finite number of degrees (``None`` for
     pitch or roll: the face's own, nothing to check)."""
-    for name, value in (("yaw", yaw), ("pitch", 0.0 if pitch is None else pitch), ("roll", 0.0 if roll is None else roll)):
+    for name, value in (("yaw", yaw), ("pitch", 0.0 if pitch is None else pitch),
+                        ("roll", 0.0 if roll is None else roll)):
         try:
             finite = math.isfinite(float(value))
         except (TypeError, ValueError):

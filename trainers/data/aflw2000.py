@@ -28,8 +28,8 @@ applied to a model whose y axis points up: roll turns the head first, in its own
 facehub composes ``Rz(roll) @ Rx(pitch) @ Ry(yaw)`` in a y-down frame: yaw first, roll last, in the image plane.
 For small angles the two differ only in the sign of yaw; on the benchmark's faces turned past 60 degrees the stored
 pitch and roll differ from facehub's reading of the same rotation by 24 and 17 degrees (medians over the half in
-../shared/data), and facehub's reading is the one a Procrustes fit of the stored 3D landmarks agrees with. :func:`facehub_pose` converts through the
-rotation matrix; ``AFLW2000Sample.facehub_pose`` is the result.
+../shared/data), and facehub's reading is the one a Procrustes fit of the stored 3D landmarks agrees with.
+:func:`facehub_pose` converts through the rotation matrix; ``AFLW2000Sample.facehub_pose`` is the result.
 """
 
 from __future__ import annotations

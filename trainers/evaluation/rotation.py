@@ -5,9 +5,9 @@ and each requested pose (yaw in ``--yaws`` with the face's own pitch and roll, a
 and the frontal pose ``yaw = pitch = roll = 0``, "frontalize"):
 
 - **achieved-pose error**: ``|yaw_measured - yaw_requested|`` (and pitch, against the requested pose's), the pose
-  measured on the result by the
-  :class:`~facehub.modeling.faces.FaceAnalyzer` (the contract's ``achieved_pose``); a result on which no face is
-  found counts as *lost*, a refusal (:class:`~facehub.modeling.pipeline_utils.UnreachablePoseError`) as *refused*;
+  measured on the result by the :class:`~facehub.modeling.faces.FaceAnalyzer` (the contract's ``achieved_pose``);
+  a result on which no face is found counts as *lost*, a refusal
+  (:class:`~facehub.modeling.pipeline_utils.UnreachablePoseError`) as *refused*;
 - **identity distance**: dlib ResNet distance (the analyzer's 128-D descriptor; same person below 0.6) between the
   face on the result and the input face;
 - **fold-over fraction**: share of the re-drawn pixels that show a surface from behind (the output's
@@ -249,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     yaws = [float(v) for v in args.yaws.split(",") if v.strip()]
     photos = list_photos(args.images, args.limit)
     chosen = parse_methods(args.method, "rotation")
-    requests: list[tuple[str, tuple[float, float | None, float | None]]] = [(f"yaw {y:+g}", (y, None, None)) for y in yaws]
+    requests: list[tuple[str, tuple[float, float | None, float | None]]] = [
+        (f"yaw {y:+g}", (y, None, None)) for y in yaws]
     if not args.no_frontalize:
         requests.append((FRONTALIZE, (0.0, 0.0, 0.0)))
     analyzer = FaceAnalyzer(compute_embedding=True)

@@ -21,7 +21,7 @@ with its measured yaw) to ``--out``.
 
 Usage::
 
-    facehub eval rotation --images tests/data/photos [--method NAME[=ID] ...] [--yaws -60,-45,-30,-15,15,30,45,60]
+    facehub eval rotation --images tests/data/photos [--method NAME[=ID] ...] [--yaws=-60,-45,-30,-15,15,30,45,60]
         [--limit N] [--sheet 6] [--out DIR]
 """
 
@@ -235,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", action="append", metavar="NAME[=ID]",
                         help="Rotation method (and checkpoint) to measure; repeat for several (default: every one).")
     parser.add_argument("--yaws", default=",".join(f"{y:g}" for y in DEFAULT_YAWS),
-                        help="Requested yaws in degrees, comma-separated (the face's own pitch and roll).")
+                        help="Requested yaws in degrees, comma-separated (the face's own pitch and roll); "
+                             "write --yaws=-60,60 when the first is negative.")
     parser.add_argument("--no-frontalize", action="store_true", help="Leave out the frontal request (0, 0, 0).")
     parser.add_argument("--limit", type=int, help="Use the first N photos only.")
     parser.add_argument("--sheet", type=int, default=6, help="Photos on each method's contact sheet (default 6).")

@@ -57,6 +57,52 @@ def fitting_rotation():
     return methods.load("face_fitting", "rotation")
 
 
+def test_the_faces_rim_is_set_back_along_the_viewing_ray():
+    """Points keep their x, y (so their photo colour); depth falls by rim_depth * ((r - start) / (1 - start))**2 mm
+    past ``rim_start`` of the way out, in pixels through the similarity's scale, whatever the face's pose."""
+    from facehub.modeling.geometry.head_rotation import HeadProxy, _outline_ellipse, set_back_rim
+    from facehub.modeling.geometry.procrustes import Similarity
+
+    half_width, half_height, (cx, cy) = _outline_ellipse()
+    assert 60.0 < half_width < 80.0 and 75.0 < half_height < 95.0  # the mean face's outline, in mm
+    model_points = np.array([[cx, cy, 20.0],                                # the centre: not moved
+                             [cx + 0.5 * half_width, cy, 0.0],             # inside rim_start: not moved
+                             [cx + 0.775 * half_width, cy, -30.0],         # r = 0.775: a quarter of rim_depth
+                             [cx, cy - half_height, -40.0],                # the outline's top: all of it
+                             [cx - 1.2 * half_width, cy, -60.0]])          # beyond the outline: more
+    similarity = Similarity(2.5, rotation_matrix(25.0, -10.0, 5.0), np.array([300.0, 280.0, 0.0]))
+    pixels = similarity.apply(model_points)
+    proxy = HeadProxy(rim_depth=30.0, rim_start=0.55)
+    moved = set_back_rim(pixels, similarity, proxy)
+    np.testing.assert_array_equal(moved[:, :2], pixels[:, :2])
+    expected_mm = 30.0 * np.array([0.0, 0.0, 0.25, 1.0, (0.65 / 0.45) ** 2])
+    np.testing.assert_allclose(pixels[:, 2] - moved[:, 2], 2.5 * expected_mm, atol=1e-9)
+    np.testing.assert_array_equal(set_back_rim(pixels, similarity, HeadProxy(rim_depth=0.0)), pixels)
+
+
+def test_a_face_whose_rim_is_set_back_reads_as_turned_further(fitting_rotation):
+    """Turned by the same geometric angle, astronaut.png's face reads more turned once the rim of its face mesh is
+    set back (module docstring of head_rotation): +-35 degrees read as +20 / -16 without it, +24.5 / -20 with it."""
+    from facehub.modeling.faces.image_io import load_image
+    from facehub.modeling.geometry.head_rotation import HeadProxy
+
+    photo = load_image(PHOTOS / "astronaut.png")
+    read = {}
+    try:
+        for rim in (0.0, HeadProxy().rim_depth):
+            fitting_rotation.head_proxy = HeadProxy(rim_depth=rim)
+            for yaw in (35.0, -35.0):
+                out = fitting_rotation(photo, yaw=yaw, pose_feedback=0, output_type="np")
+                read[rim, yaw] = out.achieved_pose.yaw - out.face.pose[0]
+                assert out.folded_fraction == 0.0 and out.culled_fraction < 0.1
+    finally:
+        fitting_rotation.head_proxy = None
+    print("astronaut.png turned by +-35, read:", {key: round(value, 1) for key, value in read.items()})
+    for yaw in (35.0, -35.0):
+        assert np.sign(yaw) * (read[HeadProxy().rim_depth, yaw] - read[0.0, yaw]) > 3.0
+        assert abs(read[HeadProxy().rim_depth, yaw]) < abs(yaw) + 5.0  # turned further, not past the geometry
+
+
 def test_face_fitting_rotation_honours_the_contract_and_measures_the_result(fitting_rotation):
     from facehub.modeling.faces.image_io import load_image
     from facehub.modeling.pipeline_utils import Pose, UnreachablePoseError
@@ -121,7 +167,8 @@ def test_a_synthetic_face_turned_in_3d_matches_the_exact_render_better_than_the_
 
     world = SyntheticFaceWorld(SyntheticWorldConfig(image_size=192, face_width=0.4))
     warp = methods.load("depthnet", "rotation")
-    fitting_rotation.head_proxy = HeadProxy(pivot=(0.0, 0.0, 0.0))
+    # The world's faces are the morphable model's own surface, rim included: nothing to set back.
+    fitting_rotation.head_proxy = HeadProxy(pivot=(0.0, 0.0, 0.0), rim_depth=0.0)
     try:
         for identity in (1, 2):
             source = np.asarray(world.render_face(identity)["image"])

@@ -19,6 +19,12 @@ neck stay where they were. This module follows the two ideas of the anchors the 
   are drawn from the photo itself, at the point each came from (:data:`PHOTO_VISIBILITY`), so the face keeps the
   photo's resolution however large it is; the two blend over the texels seen at a grazing angle.
 
+**The face's rim.** The face mesh ends where MediaPipe's face oval does, in front of the ears, and the depth it
+gives that edge is a network's guess from one view. It is too shallow: turned, the far cheek stays too wide and the
+face reads less turned than its geometry. The rim is set back along the viewing ray (:func:`set_back_rim`,
+:attr:`HeadProxy.rim_depth`), smoothly from part of the way out, so every point keeps the colour it has in the photo;
+the rest of the head then joins the deeper edge.
+
 The z-buffer is :func:`~facehub.modeling.geometry.zbuffer.rasterize_zbuffer` (tens of milliseconds for ~70k
 triangles at 512 px). Grid triangles wholly inside the face are left out (the face mesh draws the face), and every
 triangle whose winding flipped is culled: it would show a surface from behind, a fold-over. A pixel that no drawn
@@ -33,6 +39,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -60,6 +67,11 @@ class HeadProxy:
         face_offset: the grid's face layer is drawn this far (mm) behind the face mesh, so the mesh wins the
             z-buffer where both are.
         max_stretch: grid triangles whose area grows more than this factor are inpainted instead of stretched.
+        rim_depth: how far (mm) the face mesh's outer edge is set back along the viewing ray (module docstring,
+            *the face's rim*); 0 keeps the reconstruction's depth. The default was chosen with ``facehub eval
+            rotation`` on development photos: the measured yaw nearest the request for the least loss of identity.
+        rim_start: where the setting back begins, as a fraction of the way from the face's centre to its edge; it
+            grows with the square of the distance past this point.
     """
 
     centre: tuple[float, float, float] = (0.0, -46.0, -85.0)
@@ -70,6 +82,8 @@ class HeadProxy:
     grid_points: int = 160
     face_offset: float = 4.0
     max_stretch: float = 4.0
+    rim_depth: float = 20.0
+    rim_start: float = 0.55
 
 
 @dataclass
@@ -134,6 +148,37 @@ def rotate_points(points: np.ndarray, pivot: np.ndarray, rotation: np.ndarray,
     v = points - pivot
     cos, sin = np.cos(theta)[:, None], np.sin(theta)[:, None]
     return pivot + v * cos + np.cross(axis, v) * sin + axis * (v @ axis)[:, None] * (1.0 - cos)
+
+
+def set_back_rim(points: np.ndarray, similarity: Similarity, proxy: HeadProxy) -> np.ndarray:
+    """(N, 3) face points in pixels with the face's rim set back along the viewing ray (module docstring).
+
+    Where a point lies, as a fraction ``r`` of the way from the centre of the mean shape's outline to its edge
+    (an ellipse fitted to the mean shape's extent in its own frame), its depth falls by
+    ``rim_depth * ((r - rim_start) / (1 - rim_start))**2`` millimetres (converted to pixels by the similarity's
+    scale); x and y are unchanged, so every point keeps the photo's colour it had.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if proxy.rim_depth <= 0.0:
+        return points
+    half_width, half_height, centre = _outline_ellipse()
+    local = similarity.inverse().apply(points)
+    r = np.hypot((local[:, 0] - centre[0]) / half_width, (local[:, 1] - centre[1]) / half_height)
+    fall = np.clip((r - proxy.rim_start) / (1.0 - proxy.rim_start), 0.0, None) ** 2
+    moved = points.copy()
+    moved[:, 2] -= proxy.rim_depth * similarity.scale * fall
+    return moved
+
+
+@lru_cache(maxsize=1)
+def _outline_ellipse() -> tuple[float, float, tuple[float, float]]:
+    """Half width, half height and centre (x, y) of the morphable model's mean shape, in its frame (mm)."""
+    from facehub.modeling.geometry.morphable import MorphableFaceModel
+
+    mean = MorphableFaceModel.default().mean_shape.numpy().astype(np.float64)
+    low, high = mean[:, :2].min(axis=0), mean[:, :2].max(axis=0)
+    centre = (low + high) / 2.0
+    return float(high[0] - low[0]) / 2.0, float(high[1] - low[1]) / 2.0, (float(centre[0]), float(centre[1]))
 
 
 def _ellipsoid_front(xy: np.ndarray, similarity: Similarity, centre, radii) -> tuple[np.ndarray, np.ndarray]:
@@ -219,7 +264,7 @@ def rotate_head(
 
     # Layer 1, the face: the dense mesh's z at the grid points (rasterised on the grid itself).
     dense = reconstruction.dense_mesh(openings="closed", subdivision=1, texture="completed")
-    dense_vertices = np.asarray(dense.vertices, dtype=np.float64)
+    dense_vertices = set_back_rim(np.asarray(dense.vertices, dtype=np.float64), similarity, proxy)
     on_grid = (dense_vertices[:, :2] - [x0, y0]) / step + 0.5
     index, bary = rasterize_zbuffer(on_grid, dense_vertices[:, 2], dense.triangles, (ny, nx))
     face = index >= 0

@@ -5,9 +5,9 @@
 :func:`~facehub.modeling.geometry.head_rotation.rotate_head` (layered depth, z-buffer, texture completed by
 symmetry), and measure the result with the face analyzer.
 
-**Pose feedback.** A re-rendered face keeps the photo's shading, so it reads as less turned than its geometry: the
-face analyzer (nearly unbiased on real photos up to 45 degrees of yaw: slope 0.95 against AFLW2000-3D's ground
-truth) reads a mesh turned by 30 degrees as 17-24 degrees, and the exact synthetic render at 30 degrees as 16-24.
+**Pose feedback.** A re-rendered face reads as less turned than its geometry: the face analyzer, nearly unbiased on
+real photos up to 45 degrees of yaw, reads even the synthetic world's exact renders as turned about a third less
+(the rim the renderer sets back, :mod:`~facehub.modeling.geometry.head_rotation`, closes part of the gap).
 What a user asks for is how the face looks, so with ``pose_feedback=2`` (the default) the rendered angle is
 corrected up to twice, by secant steps on yaw and pitch: the first through the face's measured and reconstructed
 pose and the first render's measurement, each next one through the last two renders (the gain between rendered and

@@ -13,7 +13,7 @@ neck stay where they were. This module follows the two ideas of the anchors the 
   background (the head centre's depth). The rotation fades from the full angle on the head to none over a band
   around it (:attr:`HeadProxy.band`), each vertex turned about the head's pivot by its fraction of the angle.
 - **Rendering the complete face** (Zhou et al., "Rotate-and-Render", CVPR 2020): the dense face mesh, textured with
-  the texture completed by left-right symmetry, is drawn in the same z-buffer, in front of the grid's face layer.
+  the texture completed by left-right symmetry, is drawn over the grid (*the face over the head*, below).
   Parts of the face the photo does not show (the far cheek of a turned face) come from their mirror texels, and
   surfaces that turn away are hidden by the z-buffer instead of folding over the visible ones. Parts it shows well
   are drawn from the photo itself, at the point each came from (:data:`PHOTO_VISIBILITY`), so the face keeps the
@@ -24,6 +24,13 @@ gives that edge is a network's guess from one view. It is too shallow: turned, t
 face reads less turned than its geometry. The rim is set back along the viewing ray (:func:`set_back_rim`,
 :attr:`HeadProxy.rim_depth`), smoothly from part of the way out, so every point keeps the colour it has in the photo;
 the rest of the head then joins the deeper edge.
+
+**The face over the head.** The face mesh is drawn as a layer over the grid: its own z-buffer decides which of its
+parts are seen, but the head proxy never hides it. The proxy's depths are a guess, and where they are wrong they
+would cover the face: beyond the far cheek of a turned face the photo shows background, which the ellipsoid carries
+as the side of the head and, turned back towards the camera, swings in front of the cheek the face mesh reveals
+(the face was torn in two there, half of it the background's colour). Its edge fades into what lies around it over
+a few millimetres (:attr:`HeadProxy.feather`).
 
 The z-buffer is :func:`~facehub.modeling.geometry.zbuffer.rasterize_zbuffer` (tens of milliseconds for ~70k
 triangles at 512 px). Grid triangles wholly inside the face are left out (the face mesh draws the face), and every
@@ -64,14 +71,14 @@ class HeadProxy:
         margin: the rendered region is the head's box grown by this many ``radii[0]`` on every side (at least the
             band).
         grid_points: grid points along the longer side of the rendered region (the step is at least 1 pixel).
-        face_offset: the grid's face layer is drawn this far (mm) behind the face mesh, so the mesh wins the
-            z-buffer where both are.
         max_stretch: grid triangles whose area grows more than this factor are inpainted instead of stretched.
         rim_depth: how far (mm) the face mesh's outer edge is set back along the viewing ray (module docstring,
             *the face's rim*); 0 keeps the reconstruction's depth. The default was chosen with ``facehub eval
             rotation`` on development photos: the measured yaw nearest the request for the least loss of identity.
         rim_start: where the setting back begins, as a fraction of the way from the face's centre to its edge; it
             grows with the square of the distance past this point.
+        feather: the drawn face fades into what lies around it over this many millimetres inside its outline (an
+            anti-aliased silhouette instead of a cut-out edge); 0 draws a hard edge.
     """
 
     centre: tuple[float, float, float] = (0.0, -46.0, -85.0)
@@ -80,10 +87,10 @@ class HeadProxy:
     band: float = 0.6
     margin: float = 0.75
     grid_points: int = 160
-    face_offset: float = 4.0
     max_stretch: float = 4.0
     rim_depth: float = 20.0
     rim_start: float = 0.55
+    feather: float = 3.0
 
 
 @dataclass
@@ -281,7 +288,7 @@ def rotate_head(
     reach = np.clip(weight / 0.25, 0.0, 1.0)
     centre_z = similarity.apply(np.asarray(proxy.centre, np.float64)[None])[0, 2]
     z = np.where(head, head_z + offset * reach, centre_z)
-    z = np.where(face, face_z - proxy.face_offset * scale, z)
+    z = np.where(face, face_z, z)
     inside = face | head
 
     # Layer 3, the background: the head centre's depth; the rotation fades to none across the band.
@@ -317,7 +324,10 @@ def rotate_head(
     face_front = front_facing(moved_face, face_triangles, reference=dense_vertices)
     drawn_grid = grid_triangles[~flipped]
     stretched = stretched[~flipped]
-    points = np.vstack([moved_grid, moved_face])
+    # The face mesh is a layer over the grid: lifted above every grid depth, it keeps its own order (its z-buffer
+    # hides what of the face turns behind the nose or cheek) but is never hidden by the head proxy (module docstring).
+    lift = max(moved_grid[:, 2].max() - moved_face[:, 2].min() + 1.0, 0.0)
+    points = np.vstack([moved_grid, moved_face + [0.0, 0.0, lift]])
     triangles = np.vstack([drawn_grid, face_triangles[face_front] + len(moved_grid)])
     rw, rh = x1 - x0, y1 - y0
     seen, weights = rasterize_zbuffer(points[:, :2] - [x0, y0], points[:, 2], triangles, (rh, rw))
@@ -359,6 +369,8 @@ def rotate_head(
         rest = holes & ~mirrored
         if rest.any():
             region = cv2.inpaint(np.ascontiguousarray(region), rest.astype(np.uint8) * 255, 3, cv2.INPAINT_TELEA)
+    if proxy.feather > 0.0 and on_face.any():
+        region = _feather_edge(region, on_face, proxy.feather * scale)
     out = image.copy()
     out[y0:y1, x0:x1] = region
     face_mask = np.zeros((h, w), dtype=bool)
@@ -428,6 +440,31 @@ def _head_texture_fill(region: np.ndarray, holes: np.ndarray, image: np.ndarray,
     region[rows[index], cols[index]] = colours
     filled[rows[index], cols[index]] = True
     return region, filled
+
+
+def _feather_edge(region: np.ndarray, layer: np.ndarray, width: float) -> np.ndarray:
+    """``region`` with the pixels of ``layer`` (H, W bool, a layer drawn over the rest) faded into what lies around
+    it over ``width`` pixels inside its edge: the colours just outside, spread inwards by normalised convolution,
+    show through in proportion to the nearness of the edge (an anti-aliased silhouette instead of a cut-out)."""
+    import cv2
+
+    inside = cv2.distanceTransform(layer.astype(np.uint8), cv2.DIST_L2, 5)
+    alpha = np.clip(inside / max(width, 1e-6), 0.0, 1.0)
+    edge = layer & (alpha < 1.0)
+    if not edge.any() or layer.all():
+        return region
+    sigma = max(width, 1.0)
+    k = int(2 * round(3 * sigma) + 1)
+    outside = (~layer).astype(np.float32)
+    weight = cv2.GaussianBlur(outside, (k, k), sigma, borderType=cv2.BORDER_REPLICATE)
+    total = cv2.GaussianBlur(region.astype(np.float32) * outside[..., None], (k, k), sigma,
+                             borderType=cv2.BORDER_REPLICATE)
+    around = total / np.maximum(weight, 1e-6)[..., None]
+    blend = np.where(weight > 1e-3, alpha, 1.0)[..., None]
+    out = region.copy()
+    mixed = blend * region.astype(np.float32) + (1.0 - blend) * around
+    out[edge] = np.clip(mixed[edge] + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 def _bilinear(image: np.ndarray, xy: np.ndarray) -> np.ndarray:

@@ -209,6 +209,9 @@ def test_capability_tabs_list_the_methods_of_the_registry(tmp_path, monkeypatch)
     assert offered == sorted(sorted(names) for names in expected.values())
     titles = {value: label for picker in pickers for label, value in picker.choices}
     assert titles["relight_test"] == "Relight (test method)" and titles["depthnet"] == methods.get("depthnet").title
+    # The Rotate tab starts on the 3D rotation (the rotation evaluation's most accurate method).
+    rotation_picker = next(p for p in pickers if sorted(v for _, v in p.choices) == sorted(expected["rotation"]))
+    assert rotation_picker.value == "face_fitting"
 
 
 def test_every_capability_tab_offers_example_photos():

@@ -134,6 +134,15 @@ def method_choices(capability: str) -> list[tuple[str, str]]:
     return [(methods.get(name).title, name) for name in methods.available(capability)]
 
 
+def starting_method(capability: str, preferred: str | None = None) -> str | None:
+    """The method a picker for ``capability`` starts on: ``preferred`` when it is registered with that capability,
+    else the first registered one (``None``: none is)."""
+    from facehub import methods
+
+    available = methods.available(capability)
+    return preferred if preferred in available else (available[0] if available else None)
+
+
 def model_choices(ctx: DemoContext, method: str, capability: str) -> list[str]:
     """Ids of the offered models (``ctx.offered_models()``) that ``method``'s pipeline for ``capability`` loads:
     saved by that class or by one in its ``loads_bundles_of``. The method's default comes first, then the other

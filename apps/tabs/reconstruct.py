@@ -40,6 +40,7 @@ from facehub.apps.tabs.common import (
     photo_upload,
     pose_text,
     read_upload,
+    starting_method,
     unexpected_status,
     warning_status,
 )
@@ -132,10 +133,7 @@ def coefficients_summary(reconstruction, head: int = 10) -> dict:
 def default_method() -> str | None:
     """:data:`DEFAULT_METHOD` when it is registered for reconstruction, else the first method that is (``None``: none
     is)."""
-    from facehub import methods
-
-    available = methods.available(CAPABILITY)
-    return DEFAULT_METHOD if DEFAULT_METHOD in available else (available[0] if available else None)
+    return starting_method(CAPABILITY, DEFAULT_METHOD)
 
 
 def reconstruct(ctx: DemoContext, photo, model_id: str | None, method: str | None = None, progress=None,

@@ -161,15 +161,20 @@ def real_demo():
 
     from facehub.apps.demo import launch
     from facehub.apps.registry import DemoContext
+    from facehub.hub import resolver
 
     port = free_port()
     ctx = DemoContext(device="cpu")
-    demo = launch(host="127.0.0.1", port=port, ctx=ctx, block=False)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
-        ctx.close()
+    with pytest.MonkeyPatch.context() as patch:
+        # demo_server, alive for this whole file, points the embedded defaults at test models; this demo serves the
+        # package's own.
+        patch.setattr(resolver, "EMBEDDED_DEFAULTS_DIR", Path(resolver.__file__).resolve().parent / "defaults")
+        demo = launch(host="127.0.0.1", port=port, ctx=ctx, block=False)
+        try:
+            yield f"http://127.0.0.1:{port}/"
+        finally:
+            demo.close()
+            ctx.close()
 
 
 def test_an_example_photo_rotates_and_says_what_was_measured(real_demo, tmp_path):

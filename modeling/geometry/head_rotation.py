@@ -204,13 +204,15 @@ def _ellipsoid_front(xy: np.ndarray, similarity: Similarity, centre, radii) -> t
 
 
 def _smooth_fill(values: np.ndarray, known: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised convolution: ``values`` known where ``known`` spread smoothly over the grid; also the weight."""
+    """Normalised convolution: ``values`` (H, W) or (H, W, C) known where ``known`` (H, W) spread smoothly over the
+    grid; also the (H, W) weight."""
     import cv2
 
     k = int(2 * round(3 * sigma) + 1)
     weight = cv2.GaussianBlur(known.astype(np.float64), (k, k), sigma, borderType=cv2.BORDER_REPLICATE)
-    total = cv2.GaussianBlur(np.where(known, values, 0.0), (k, k), sigma, borderType=cv2.BORDER_REPLICATE)
-    return total / np.maximum(weight, 1e-9), weight
+    channels = (...,) if values.ndim == known.ndim else (..., None)
+    total = cv2.GaussianBlur(np.where(known[channels], values, 0.0), (k, k), sigma, borderType=cv2.BORDER_REPLICATE)
+    return total / np.maximum(weight, 1e-9)[channels], weight
 
 
 def rotate_head(
@@ -453,16 +455,10 @@ def _feather_edge(region: np.ndarray, layer: np.ndarray, width: float) -> np.nda
     edge = layer & (alpha < 1.0)
     if not edge.any() or layer.all():
         return region
-    sigma = max(width, 1.0)
-    k = int(2 * round(3 * sigma) + 1)
-    outside = (~layer).astype(np.float32)
-    weight = cv2.GaussianBlur(outside, (k, k), sigma, borderType=cv2.BORDER_REPLICATE)
-    total = cv2.GaussianBlur(region.astype(np.float32) * outside[..., None], (k, k), sigma,
-                             borderType=cv2.BORDER_REPLICATE)
-    around = total / np.maximum(weight, 1e-6)[..., None]
+    around, weight = _smooth_fill(region.astype(np.float64), ~layer, sigma=max(width, 1.0))
     blend = np.where(weight > 1e-3, alpha, 1.0)[..., None]
     out = region.copy()
-    mixed = blend * region.astype(np.float32) + (1.0 - blend) * around
+    mixed = blend * region.astype(np.float64) + (1.0 - blend) * around
     out[edge] = np.clip(mixed[edge] + 0.5, 0, 255).astype(np.uint8)
     return out
 

@@ -314,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="facehub eval pose_cvaegan", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="pose_cvaegan checkpoint (default: the embedded default)")
     parser.add_argument("--identities", type=int, default=16, help="held-out synthetic identities")
-    parser.add_argument("--yaws", default=",".join(f"{y:g}" for y in DEFAULT_YAWS), help="requested yaws, degrees, comma-separated; "
-                        "write --yaws=-45,45 when the first is negative")
+    parser.add_argument("--yaws", default=",".join(f"{y:g}" for y in DEFAULT_YAWS),
+                        help="requested yaws, degrees, comma-separated; write --yaws=-45,45 when the first is negative")
     parser.add_argument("--input-yaw", type=float, default=30.0, help="inputs are turned at most this much")
     parser.add_argument("--images", default=None, help="a folder of real photos to measure too")
     parser.add_argument("--limit", type=int, default=None, help="at most this many photos")

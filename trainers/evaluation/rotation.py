@@ -5,7 +5,8 @@ and each requested pose (yaw in ``--yaws`` with the face's own pitch and roll, a
 and the frontal pose ``yaw = pitch = roll = 0``, "frontalize"):
 
 - **achieved-pose error**: ``|yaw_measured - yaw_requested|`` (and pitch, against the requested pose's), the pose
-  measured on the result by the :class:`~facehub.modeling.faces.FaceAnalyzer` (the contract's ``achieved_pose``);
+  measured on the result by the :class:`~facehub.modeling.faces.FaceAnalyzer` (the contract's ``achieved_pose``;
+  how far its yaw follows real heads, bin by bin: ``benchmarks/accuracy_face_analyzer.py --aflw-labels``);
   a result on which no face is found counts as *lost*, a refusal
   (:class:`~facehub.modeling.pipeline_utils.UnreachablePoseError`) as *refused*;
 - **identity distance**: dlib ResNet distance (the analyzer's 128-D descriptor; same person below 0.6) between the

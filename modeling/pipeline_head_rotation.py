@@ -8,12 +8,15 @@ symmetry), and measure the result with the face analyzer.
 **Pose feedback.** A re-rendered face reads as less turned than its geometry: the face analyzer, nearly unbiased on
 real photos up to 45 degrees of yaw, reads even the synthetic world's exact renders as turned about a third less
 (the rim the renderer sets back, :mod:`~facehub.modeling.geometry.head_rotation`, closes part of the gap).
-What a user asks for is how the face looks, so with ``pose_feedback=2`` (the default) the rendered angle is
-corrected up to twice, by secant steps on yaw and pitch: the first through the face's measured and reconstructed
-pose and the first render's measurement, each next one through the last two renders (the gain between rendered and
-measured change clipped to [0.4, 1.5], the rendered change at most 1.4 times the requested one); it stops once the measured pose is within 2 degrees of the request, and the
-render whose measured pose is nearest the request is returned. ``rendered_pose`` says which angle the geometry was
-turned to; ``achieved_pose`` is always the measurement. ``pose_feedback=0`` renders the geometric angle alone.
+What a user asks for is how the face looks, so with ``pose_feedback=3`` (the default) the rendered angle is
+corrected up to three times, by secant steps on yaw and pitch: the first through the face's measured and
+reconstructed pose and the first render's measurement, each next one through the last two renders (the gain between
+rendered and measured change clipped to [0.4, 1.5], the rendered change at most 1.4 times the requested one). It
+stops once the measured pose is within 2 degrees of the request, and the render whose measured pose is nearest the
+request is returned, nearest meaning the smallest angle ``sqrt(d_yaw**2 + d_pitch**2)``: the analyzer's pitch
+drifts as a face turns, and comparing the larger of the two errors alone would keep a render turned 5 degrees short
+over one a degree short whose pitch drifted 6. ``rendered_pose`` says which angle the geometry was turned to;
+``achieved_pose`` is always the measurement. ``pose_feedback=0`` renders the geometric angle alone.
 """
 
 from __future__ import annotations
@@ -40,6 +43,14 @@ MAX_POSE_FEEDBACK = 4
 #: Largest |yaw| and |pitch| (degrees) the feedback may render to.
 MAX_RENDERED_YAW = 85.0
 MAX_RENDERED_PITCH = 60.0
+
+
+def pose_error(achieved: Pose | None, requested: Pose) -> float:
+    """How far a measured pose is from the request, in degrees: ``sqrt(d_yaw**2 + d_pitch**2)`` (the roll is not
+    steered); infinite when nothing was measured."""
+    if achieved is None:
+        return float("inf")
+    return float(np.hypot(achieved.yaw - requested.yaw, achieved.pitch - requested.pitch))
 
 
 @dataclass
@@ -110,7 +121,7 @@ class HeadRotationMixin(RotationPipelineMixin):
     default_min_interocular = 0.0
     reconstruction_settings: dict = {}
     head_proxy = None
-    pose_feedback: int = 2
+    pose_feedback: int = 3
     rotation_options = ("pose_feedback",)
 
     def __call__(self, image, yaw: float = 0.0, pitch: float | None = None, roll: float | None = None, *,
@@ -154,9 +165,7 @@ class HeadRotationMixin(RotationPipelineMixin):
             return result, found, achieved
 
         def error(achieved) -> float:
-            if achieved is None:
-                return float("inf")
-            return max(abs(achieved.yaw - requested.yaw), abs(achieved.pitch - requested.pitch))
+            return pose_error(achieved, requested)
 
         rendered = requested if pitch is not None else Pose.of((requested.yaw, current[1], requested.roll))
         best = (*render(rendered), rendered)

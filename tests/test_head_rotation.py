@@ -98,6 +98,21 @@ def test_the_drawn_face_fades_into_what_lies_around_it_over_the_feather_width():
     assert row[0] == pytest.approx(20 + (200 - 20) / 3.0, abs=8.0)
 
 
+def test_the_feedback_keeps_the_render_nearest_the_request_by_yaw_and_pitch_together():
+    """The measurements of a development photo's three renders asked for yaw +45 at its own pitch -9.4: the analyzer's
+    pitch drifts as the face turns. By the larger of the two errors the first render (5 degrees short) would be kept;
+    by their root-sum-square, the third (half a degree short, its pitch 6 off)."""
+    from facehub.modeling.pipeline_head_rotation import pose_error
+    from facehub.modeling.pipeline_utils import Pose
+
+    requested = Pose.of((45.0, -9.4, -4.2))
+    renders = [Pose.of((39.9, -5.3, -9.8)), Pose.of((44.0, -3.3, -9.9)), Pose.of((45.5, -3.4, -10.2))]
+    errors = [pose_error(r, requested) for r in renders]
+    assert errors == pytest.approx([np.hypot(5.1, 4.1), np.hypot(1.0, 6.1), np.hypot(0.5, 6.0)], abs=1e-6)
+    assert int(np.argmin(errors)) == 2
+    assert pose_error(None, requested) == float("inf")  # a render on which no face was found is never kept
+
+
 def test_a_face_whose_rim_is_set_back_reads_as_turned_further(fitting_rotation):
     """Turned by the same geometric angle, astronaut.png's face reads more turned once the rim of its face mesh is
     set back (module docstring of head_rotation): +-35 degrees read as +20 / -16 without it, +24.5 / -20 with it."""

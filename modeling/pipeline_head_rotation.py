@@ -16,7 +16,10 @@ stops once the measured pose is within 2 degrees of the request, and the render 
 request is returned, nearest meaning the smallest angle ``sqrt(d_yaw**2 + d_pitch**2)``: the analyzer's pitch
 drifts as a face turns, and comparing the larger of the two errors alone would keep a render turned 5 degrees short
 over one a degree short whose pitch drifted 6. ``rendered_pose`` says which angle the geometry was turned to;
-``achieved_pose`` is always the measurement. ``pose_feedback=0`` renders the geometric angle alone.
+``achieved_pose`` is always the measurement. ``pose_feedback=0`` renders the geometric angle alone. A face more
+than twice :data:`FEEDBACK_FACE_WIDTH` wide is tried in the photo resized to that width
+(:class:`~facehub.modeling.geometry.head_rotation.ScaledReconstruction`), and the chosen pose is drawn and measured
+once at full size: a large portrait then costs about one full-size render instead of four.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ POSE_TOLERANCE = 2.0
 MAX_OVERTURN = 1.4
 #: Most corrective re-renders a call may ask for.
 MAX_POSE_FEEDBACK = 4
+#: For a face more than twice this wide (pixels), the feedback's trial renders are drawn in the photo resized so that
+#: the face is this wide, and only the render returned is drawn at the photo's own size: a render's cost grows with
+#: the face's area, and the trials are only measured.
+FEEDBACK_FACE_WIDTH = 256.0
 #: Largest |yaw| and |pitch| (degrees) the feedback may render to.
 MAX_RENDERED_YAW = 85.0
 MAX_RENDERED_PITCH = 60.0
@@ -137,7 +144,7 @@ class HeadRotationMixin(RotationPipelineMixin):
 
     def _rotate_one(self, photo, yaw, pitch, roll, target_photo, face_index, target_face_index, min_interocular,
                     measure, pose_feedback: int) -> dict:
-        from facehub.modeling.geometry.head_rotation import rotate_head
+        from facehub.modeling.geometry.head_rotation import ScaledReconstruction, rotate_head
 
         timings: dict[str, float] = {"render": 0.0, "measure": 0.0}
         start = time.perf_counter()
@@ -153,14 +160,28 @@ class HeadRotationMixin(RotationPipelineMixin):
         requested = Pose.of((yaw, face.pose[1] if pitch is None else pitch, current[2] if roll is None else roll))
         timings["reconstruction"] = time.perf_counter() - start
 
-        def render(pose):
+        # The trial renders of a large face are drawn in a resized photo (only their measurement is used).
+        trial = (photo, reconstruction, face.bbox)
+        width = float(face.bbox[2] - face.bbox[0])
+        if measure and pose_feedback > 0 and width > 2.0 * FEEDBACK_FACE_WIDTH:
+            import cv2
+
+            h, w = photo.shape[:2]
+            factor = FEEDBACK_FACE_WIDTH / width
+            size = (max(int(round(w * factor)), 1), max(int(round(h * factor)), 1))
+            factor = size[0] / w
+            trial = (cv2.resize(photo, size, interpolation=cv2.INTER_AREA),
+                     ScaledReconstruction(reconstruction, factor), tuple(float(v) * factor for v in face.bbox))
+
+        def render(pose, full: bool = False):
+            image, rec, box = (photo, reconstruction, face.bbox) if full else trial
             began = time.perf_counter()
-            result = rotate_head(photo, reconstruction, *pose, proxy=self.head_proxy)
+            result = rotate_head(image, rec, *pose, proxy=self.head_proxy)
             timings["render"] += time.perf_counter() - began
             found, achieved = None, None
             if measure:
                 began = time.perf_counter()
-                found, achieved = measure_pose(self.find_faces, result.image, face.bbox)
+                found, achieved = measure_pose(self.find_faces, result.image, box)
                 timings["measure"] += time.perf_counter() - began
             return result, found, achieved
 
@@ -191,6 +212,8 @@ class HeadRotationMixin(RotationPipelineMixin):
             points.append((tuple(again[2]), tuple(step)))
             if error(again[2]) < error(best[2]):
                 best = again
+        if trial[0] is not photo:  # the chosen pose, drawn and measured at the photo's own size
+            best = (*render(best[3], full=True), best[3])
         result, output_face, achieved, rendered = best
         if not measure:
             timings.pop("measure")

@@ -163,6 +163,40 @@ def test_face_fitting_rotation_honours_the_contract_and_measures_the_result(fitt
         fitting_rotation(photo, yaw=10.0, pose_feedback=9)
 
 
+def test_a_large_face_is_tried_at_a_smaller_size_and_drawn_once_at_its_own(fitting_rotation, monkeypatch):
+    """obama.jpg's head enlarged 2.2 times (a face about 520 px wide): the feedback's trial renders are drawn in the
+    photo resized to a face FEEDBACK_FACE_WIDTH wide, and only the pose it chose is drawn at full size and measured
+    there, so the returned image, its measured pose and the face found on it all belong to the full-size render."""
+    import cv2
+
+    from facehub.modeling.faces.image_io import load_image
+    from facehub.modeling.geometry import head_rotation
+    from facehub.modeling.pipeline_head_rotation import FEEDBACK_FACE_WIDTH
+
+    head = load_image(PHOTOS / "obama.jpg")[0:560, 210:770]  # the face is at x 372-610, y 125-418
+    large = cv2.resize(head, None, fx=2.2, fy=2.2, interpolation=cv2.INTER_CUBIC)
+    drawn = []
+    original = head_rotation.rotate_head
+
+    def recording(image, reconstruction, *args, **kwargs):
+        drawn.append((image.shape[:2], float(np.ptp(np.asarray(reconstruction.vertices)[:, 0]))))
+        return original(image, reconstruction, *args, **kwargs)
+
+    monkeypatch.setattr(head_rotation, "rotate_head", recording)
+    out = fitting_rotation(large, yaw=25.0, output_type="np")
+    width = out.face.bbox[2] - out.face.bbox[0]
+    print(f"face {width:.0f} px wide; drawn at {[shape for shape, _ in drawn]}; reads {out.achieved_pose}")
+    assert width > 2 * FEEDBACK_FACE_WIDTH
+    assert len(drawn) >= 2 and drawn[-1][0] == large.shape[:2]
+    for shape, mesh_width in drawn[:-1]:
+        assert shape[1] == pytest.approx(large.shape[1] * FEEDBACK_FACE_WIDTH / width, abs=1)
+        assert mesh_width == pytest.approx(drawn[-1][1] * shape[1] / large.shape[1], rel=1e-3)
+    assert out.images[0].shape == large.shape
+    assert out.achieved_pose == tuple(out.output_face.pose)
+    assert out.output_face.bbox[2] - out.output_face.bbox[0] > 2 * FEEDBACK_FACE_WIDTH  # found on the full size
+    assert abs(out.achieved_pose.yaw - 25.0) < 5.0
+
+
 def test_a_head_turned_by_no_angle_gives_back_the_photos_face_at_its_own_resolution(fitting_rotation):
     """The face's seen part is drawn from the photo, not from its UV texture resampled at the texture's side: turned
     to its own pose, a large face comes back nearly as it was, with its fine detail (drawn from the 256 px texture

@@ -45,7 +45,7 @@ how much was filled and culled.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -175,6 +175,25 @@ def set_back_rim(points: np.ndarray, similarity: Similarity, proxy: HeadProxy) -
     moved = points.copy()
     moved[:, 2] -= proxy.rim_depth * similarity.scale * fall
     return moved
+
+
+class ScaledReconstruction:
+    """A reconstruction as seen in its photo resized by ``factor``: what :func:`rotate_head` reads of it (the
+    468-vertex mesh, the pose, the dense mesh, the completed texture's visibility) with every pixel position and depth
+    scaled; the UV textures are the original's, which no resizing of the photo changes."""
+
+    def __init__(self, reconstruction, factor: float):
+        self.reconstruction, self.factor = reconstruction, float(factor)
+        self.vertices = np.asarray(reconstruction.vertices, dtype=np.float64) * self.factor
+        self.pose = reconstruction.pose
+
+    def dense_mesh(self, **kwargs):
+        dense = self.reconstruction.dense_mesh(**kwargs)
+        vertices = np.asarray(dense.vertices)
+        return replace(dense, vertices=(vertices * self.factor).astype(vertices.dtype))
+
+    def texture_completion_at(self, size: int | None = None):
+        return self.reconstruction.texture_completion_at(size)
 
 
 @lru_cache(maxsize=1)

@@ -19,7 +19,7 @@ over one a degree short whose pitch drifted 6. ``rendered_pose`` says which angl
 ``achieved_pose`` is always the measurement. ``pose_feedback=0`` renders the geometric angle alone. A face more
 than twice :data:`FEEDBACK_FACE_WIDTH` wide is tried in the photo resized to that width
 (:class:`~facehub.modeling.geometry.head_rotation.ScaledReconstruction`), and the chosen pose is drawn and measured
-once at full size: a large portrait then costs about one full-size render instead of four.
+once at full size: a large portrait then costs one full-size render instead of up to four.
 """
 
 from __future__ import annotations
@@ -185,16 +185,13 @@ class HeadRotationMixin(RotationPipelineMixin):
                 timings["measure"] += time.perf_counter() - began
             return result, found, achieved
 
-        def error(achieved) -> float:
-            return pose_error(achieved, requested)
-
         rendered = requested if pitch is not None else Pose.of((requested.yaw, current[1], requested.roll))
         best = (*render(rendered), rendered)
         # Secant steps on yaw and pitch: the first through (face's pose, geometry's pose) and the first render, each
         # next one through the last two renders.
         points = [(tuple(face.pose), current), (tuple(best[2]), tuple(rendered))] if best[2] is not None else []
         for _ in range(pose_feedback if measure else 0):
-            if best[2] is None or error(best[2]) <= POSE_TOLERANCE or len(points) < 2:
+            if best[2] is None or pose_error(best[2], requested) <= POSE_TOLERANCE or len(points) < 2:
                 break
             (m0, r0), (m1, r1) = points[-2], points[-1]
             corrected = [r1[k] + (requested[k] - m1[k]) / _gain(m1[k], m0[k], r1[k], r0[k]) for k in (0, 1)]
@@ -210,7 +207,7 @@ class HeadRotationMixin(RotationPipelineMixin):
             if again[2] is None:
                 break
             points.append((tuple(again[2]), tuple(step)))
-            if error(again[2]) < error(best[2]):
+            if pose_error(again[2], requested) < pose_error(best[2], requested):
                 best = again
         if trial[0] is not photo:  # the chosen pose, drawn and measured at the photo's own size
             best = (*render(best[3], full=True), best[3])

@@ -474,11 +474,19 @@ def _feather_edge(region: np.ndarray, layer: np.ndarray, width: float) -> np.nda
     edge = layer & (alpha < 1.0)
     if not edge.any() or layer.all():
         return region
-    around, weight = _smooth_fill(region.astype(np.float64), ~layer, sigma=max(width, 1.0))
-    blend = np.where(weight > 1e-3, alpha, 1.0)[..., None]
+    # The spread colours are needed on the edge only: blur the edge's box grown by the kernel's reach (what lies
+    # beyond it cannot reach the edge, so the values there are those of the whole region's blur).
+    sigma = max(width, 1.0)
+    reach = int(2 * round(3 * sigma) + 1)
+    rows, cols = np.nonzero(edge)
+    r0, r1 = max(rows.min() - reach, 0), min(rows.max() + reach + 1, region.shape[0])
+    c0, c1 = max(cols.min() - reach, 0), min(cols.max() + reach + 1, region.shape[1])
+    box = np.s_[r0:r1, c0:c1]
+    around, weight = _smooth_fill(region[box].astype(np.float64), ~layer[box], sigma=sigma)
+    blend = np.where(weight > 1e-3, alpha[box], 1.0)[..., None]
+    mixed = blend * region[box].astype(np.float64) + (1.0 - blend) * around
     out = region.copy()
-    mixed = blend * region.astype(np.float64) + (1.0 - blend) * around
-    out[edge] = np.clip(mixed[edge] + 0.5, 0, 255).astype(np.uint8)
+    out[box][edge[box]] = np.clip(mixed[edge[box]] + 0.5, 0, 255).astype(np.uint8)
     return out
 
 

@@ -121,6 +121,13 @@ def interpolate(attributes: np.ndarray, triangles: np.ndarray, face_index: np.nd
                 barycentric: np.ndarray) -> np.ndarray:
     """(V, C) vertex attributes -> (H, W, C) values at the pixels of :func:`rasterize_zbuffer` (0 where none)."""
     attributes = np.asarray(attributes)
-    corners = np.asarray(triangles)[np.maximum(face_index, 0)]  # (H, W, 3)
-    values = (attributes[corners] * barycentric[..., None]).sum(axis=-2)
-    return np.where((face_index >= 0)[..., None], values, 0.0).astype(np.float32)
+    out = np.zeros((*face_index.shape, attributes.shape[-1]), dtype=np.float32)
+    covered = face_index >= 0
+    if covered.any():  # only the covered pixels: a whole-photo (H, W, 3, C) gather would cost seconds at 2k px
+        corners = np.asarray(triangles)[face_index[covered]]  # (N, 3)
+        weights = barycentric[covered]
+        values = attributes[corners[:, 0]] * weights[:, 0:1]
+        for k in (1, 2):
+            values = values + attributes[corners[:, k]] * weights[:, k:k + 1]
+        out[covered] = values
+    return out

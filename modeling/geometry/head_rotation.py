@@ -222,12 +222,17 @@ def _ellipsoid_front(xy: np.ndarray, similarity: Similarity, centre, radii) -> t
     return t, hit
 
 
+def _gaussian_kernel_size(sigma: float) -> int:
+    """Side of the Gaussian kernel :func:`_smooth_fill` blurs with (three sigmas each way)."""
+    return int(2 * round(3 * sigma) + 1)
+
+
 def _smooth_fill(values: np.ndarray, known: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """Normalised convolution: ``values`` (H, W) or (H, W, C) known where ``known`` (H, W) spread smoothly over the
     grid; also the (H, W) weight."""
     import cv2
 
-    k = int(2 * round(3 * sigma) + 1)
+    k = _gaussian_kernel_size(sigma)
     weight = cv2.GaussianBlur(known.astype(np.float64), (k, k), sigma, borderType=cv2.BORDER_REPLICATE)
     channels = (...,) if values.ndim == known.ndim else (..., None)
     total = cv2.GaussianBlur(np.where(known[channels], values, 0.0), (k, k), sigma, borderType=cv2.BORDER_REPLICATE)
@@ -477,7 +482,7 @@ def _feather_edge(region: np.ndarray, layer: np.ndarray, width: float) -> np.nda
     # The spread colours are needed on the edge only: blur the edge's box grown by the kernel's reach (what lies
     # beyond it cannot reach the edge, so the values there are those of the whole region's blur).
     sigma = max(width, 1.0)
-    reach = int(2 * round(3 * sigma) + 1)
+    reach = _gaussian_kernel_size(sigma)
     rows, cols = np.nonzero(edge)
     r0, r1 = max(rows.min() - reach, 0), min(rows.max() + reach + 1, region.shape[0])
     c0, c1 = max(cols.min() - reach, 0), min(cols.max() + reach + 1, region.shape[1])

@@ -23,7 +23,7 @@ def profiles():
                                                     background_plane=True, seed=3))
     found = []
     for identity in (1, 2):
-        render = world.render_face(identity, pose=(75.0, 0.0, 0.0))
+        render = world.render_face(identity, pose=world.model.head_pose((75.0, 0.0, 0.0)))  # the model turned 75
         image = np.asarray(render["image"])
         assert FaceAnalyzer(compute_embedding=False)(image) == []
         found.append((image, np.asarray(render["landmarks68"])[:, :2]))

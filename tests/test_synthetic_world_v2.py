@@ -30,13 +30,22 @@ def digest(row: dict) -> str:
 
 def test_old_rows_are_byte_for_byte_unchanged():
     """Digests of rows rendered before v2 existed: with every v2 option off a row must not change by one bit
-    (the PRN-Dense trainer, the DepthNet pairs and `facehub prepare --synthetic` read these rows)."""
+    (the PRN-Dense trainer, the DepthNet pairs and `facehub prepare --synthetic` read these rows). The ``pose``
+    column alone has changed since: it holds the head pose of the model's rotation (the FaceAnalyzer's frame,
+    ``MorphableFaceModel.head_pose``), not the rotation's own angles, which are those the rows were drawn with."""
     small = SyntheticFaceWorld(SyntheticWorldConfig(num_identities=2, views_per_identity=2, image_size=64, uv_size=32,
                                                     seed=1))
     assert not small.config.variation
-    assert digest(small[3]) == "917b8c082e02fad95950fb6a2c0d61a573d0c6bdcf6ba3bc8aa271af014768a4"
     default = SyntheticFaceWorld()
-    assert digest(default[0]) == "8abaecdb03b3fada181110c962a46c0adfa89b633a441db8ceedd0e2956aeaf9"
+    drawn = {"small": [8.621389811805837, -17.237782295565818, -13.28910630262586],  # the rows' old pose column
+             "default": [-24.20788107270416, 8.924357881847333, -8.78634996150603]}
+    for name, row, expected in (("small", small[3], "dde8e83fe03f26b055beb4173699a1288a38dc04930b2ecc783695a0932575d9"),
+                                ("default", default[0],
+                                 "c9a101a1df826b8a714032ecb1885e931f99a0e82c0e1e81fc04ea5bbc97d710")):
+        pose = row.pop("pose")
+        assert digest(row) == expected
+        np.testing.assert_allclose(small.model.rotation_for_head_pose(pose), drawn[name], atol=1e-9)
+        np.testing.assert_allclose(pose, small.model.head_pose(drawn[name]), atol=1e-12)
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +82,9 @@ def test_flow_of_a_translation_is_the_shift(world):
 
 
 def test_flow_marks_points_that_turn_away_and_carries_the_texture(world):
-    a = world.render_face(3, pose=(0, 0, 0))
-    b = world.render_face(3, pose=(65, 0, 0))
+    # a turn about the model's own vertical axis (head poses are the model's rotation times its rest pose)
+    a = world.render_face(3, pose=world.model.head_pose((0, 0, 0)))
+    b = world.render_face(3, pose=world.model.head_pose((65, 0, 0)))
     flow, valid = world.flow(a, b)
     shown = a["segmentation"] == FACE
     centre_x = a["center"][0]
@@ -136,7 +146,7 @@ def test_withheld_deformation_is_outside_the_prior():
     full_span = model_span(world.model)
     for scale, floor in ((0.03, 0.9), (0.0, None)):
         w = SyntheticFaceWorld(SyntheticWorldConfig(image_size=SIZE, seed=2, withheld_scale=scale))
-        row = w.render_face(5)
+        row = w.render_face(5, pose=w.model.head_pose((0, 0, 0)))  # the model at rest
         model_frame = (row["vertices"] - [*row["center"], 0.0]) / row["scale"]
         model_frame -= model_frame.mean(axis=0)
         flat = model_frame.ravel()

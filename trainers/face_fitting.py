@@ -160,12 +160,13 @@ class FaceRegressorLossesConfig(ConfigSection):
 def exact_camera(model, shape_coefficients: np.ndarray, expression_coefficients: np.ndarray, pose,
                  dense: np.ndarray) -> tuple[np.ndarray, float]:
     """The translation (3,) and scale (pixels per model unit) that pose the model's shape onto a row's mesh
-    (``dense = s R (S - mean S) + t``; least squares in s, exact for synthetic rows)."""
+    (``dense = s R (S - mean S) + t`` with ``R`` the rotation for the row's head ``pose``; least squares in s, exact
+    for synthetic rows)."""
     from facehub.modeling.geometry.rotations import rotation_matrix
 
     shape = model.shape(torch.as_tensor(shape_coefficients, dtype=torch.float32)[None],
                         torch.as_tensor(expression_coefficients, dtype=torch.float32)[None])[0].double().numpy()
-    posed = (shape - shape.mean(axis=0)) @ rotation_matrix(*pose).T
+    posed = (shape - shape.mean(axis=0)) @ rotation_matrix(*model.rotation_for_head_pose(pose)).T
     dense = np.asarray(dense, np.float64)[: len(shape)]
     centred = dense - dense.mean(axis=0)
     return dense.mean(axis=0), float((centred * posed).sum() / (posed * posed).sum())
@@ -196,7 +197,7 @@ class CoefficientFaces(Dataset):
                 self.rows.append({
                     "image": np.asarray(row["image"], np.uint8),
                     "landmarks68": np.asarray(row["landmarks68"], np.float64)[:, :2],
-                    "pose": np.asarray(row["pose"], np.float64),
+                    "rotation": np.asarray(self.model.rotation_for_head_pose(row["pose"]), np.float64),
                     "identity": np.asarray(row["shape_coefficients"], np.float32),
                     "expression": np.asarray(row["expression_coefficients"], np.float32),
                     "albedo": np.asarray(row["albedo_coefficients"], np.float32),
@@ -233,7 +234,7 @@ class CoefficientFaces(Dataset):
             "expression": torch.from_numpy(row["expression"]),
             "albedo": torch.from_numpy(row["albedo"]),
             "lighting": torch.from_numpy(row["lighting"]),
-            "rotation": torch.from_numpy(np.deg2rad(row["pose"])).float(),
+            "rotation": torch.from_numpy(np.deg2rad(row["rotation"])).float(),
             "translation": torch.from_numpy(centre).float(),
             "log_scale": torch.tensor(math.log(row["scale"] * zoom / size), dtype=torch.float32),
             "landmarks68": torch.from_numpy(landmarks).float(),

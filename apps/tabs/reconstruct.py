@@ -111,8 +111,9 @@ def export_downloads(reconstruction, folder: Path, openings: str = "closed") -> 
 
 
 def coefficients_summary(reconstruction, head: int = 10) -> dict:
-    """What the coefficients panel shows: a fit's pose, scale, translation, lighting and the first ``head`` values
-    of each coefficient group (with its length), rounded; a note for methods without coefficients."""
+    """What the coefficients panel shows: a fit's head pose (the FaceAnalyzer's frame, as every method reports it)
+    and its model rotation, scale, translation, lighting and the first ``head`` values of each coefficient group (with
+    its length), rounded; a note for methods without coefficients."""
     coefficients = getattr(reconstruction, "coefficients", None)
     if coefficients is None:
         return {"note": "This method regresses a mesh, not morphable-model coefficients; pick face fitting for them."}
@@ -120,7 +121,8 @@ def coefficients_summary(reconstruction, head: int = 10) -> dict:
     def values(array, digits: int = 3) -> list:
         return np.round(np.asarray(array, np.float64), digits).tolist()
 
-    summary = {"pose (yaw, pitch, roll), degrees": values(coefficients.rotation, 1),
+    summary = {"head pose (yaw, pitch, roll), degrees": values(reconstruction.pose, 1),
+               "model rotation (yaw, pitch, roll), degrees": values(coefficients.rotation, 1),
                "scale (pixels per model unit)": round(float(coefficients.scale), 4),
                "translation (x, y, z), pixels": values(coefficients.translation, 1)}
     for name in ("identity", "expression", "albedo"):

@@ -85,7 +85,9 @@ class FaceCoefficients:
         albedo: (K_tex,) albedo coefficients ``delta``.
         lighting: (3, 9) SH coefficients ``gamma`` per colour channel, Ramamoorthi & Hanrahan's order
             (:func:`facehub.modeling.geometry.morphable.sh_basis`).
-        rotation: (yaw, pitch, roll) degrees, house convention.
+        rotation: (yaw, pitch, roll) degrees, house convention: the model's rotation ``R``. The head pose it gives
+            (the reconstruction's ``pose``, in the FaceAnalyzer's frame) is
+            :meth:`~facehub.modeling.geometry.morphable.MorphableFaceModel.head_pose` of it.
         translation: (3,) pixels: where the shape's centroid lands in the photo (z in the landmarks' depth frame).
         scale: pixels per model unit (the default model is in mm).
     """
@@ -492,7 +494,7 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
         triangles=np.asarray(topology.triangles).copy(),
         colors=sample_image(photo, mesh[:, :2]),
         landmarks68=model.landmarks68(vertices[None])[0].numpy().astype(np.float32),
-        pose=coefficients.rotation,
+        pose=model.head_pose(coefficients.rotation),
         uv_position_map=uv_map,
         uvs=np.asarray(topology.uvs, np.float32).copy(),
         texture=photo_texture,

@@ -386,7 +386,7 @@ def fitted_face_from_coefficients(image, coefficients, *, face=None, model=None,
                    "albedo_prior": 0.5 * float(np.square(c.albedo).sum())})
     return FittedFace(
         vertices=mesh, triangles=np.asarray(topology.triangles).copy(), colors=sample_image(photo, mesh[:, :2]),
-        landmarks68=landmarks, pose=tuple(float(a) for a in c.rotation), uv_position_map=uv_map,
+        landmarks68=landmarks, pose=model.head_pose(c.rotation), uv_position_map=uv_map,
         uvs=np.asarray(topology.uvs, np.float32).copy(), texture=texture,
         image_to_crop=np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]) if image_to_crop is None else np.asarray(image_to_crop),
         crop_size=int(crop_size or max(photo.shape[:2])), depth=depth, face_mask=face_mask,

@@ -5,6 +5,10 @@ Conventions (the one place they are written down):
 - Image coordinates are pixels, x to the right, y down, origin at the top-left corner of the top-left pixel.
 - Depth ``z`` grows towards the camera, in the same units as x and y.
 - Public angles are degrees; functions taking radians say so in their name (``*_rad``).
+- Head poses (``(yaw, pitch, roll)``, :mod:`.rotations`) are read in one frame, the FaceAnalyzer's: pose 0 is its
+  canonical frontal face (:mod:`facehub.modeling.faces.canonical`). A morphable model's rotation coefficients
+  become a head pose through :meth:`MorphableFaceModel.head_pose`, so a reconstruction's ``pose``, the synthetic
+  world's and ``Face.pose`` agree on one head.
 
 Importing this package loads neither PyTorch3D nor MediaPipe; the modules that need them import them lazily.
 """

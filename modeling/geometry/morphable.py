@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from facehub.modeling.geometry.procrustes import umeyama
+from facehub.modeling.geometry.rotations import euler_from_rotation_matrix, rotation_matrix
 from facehub.modeling.geometry.topology import DEFAULT_MODEL_FILE, orient_towards_camera
 
 SH_BAND_CONSTANTS = (math.pi, 2.0 * math.pi / 3.0, math.pi / 4.0)  # A_0, A_1, A_2 (Ramamoorthi & Hanrahan, eq. 8)
@@ -119,6 +121,45 @@ class MorphableFaceModel(nn.Module):
     def landmarks68(self, vertices: torch.Tensor) -> torch.Tensor:
         """(B, 68, 3) iBUG landmarks of (B, V, 3) vertices."""
         return torch.einsum("lv,bvd->bld", self.landmark_weights, vertices)
+
+    # ---------------------------------------------------------------- head pose
+    @property
+    def rest_pose_rotation(self) -> np.ndarray:
+        """(3, 3) float64 rotation ``F``: the model's rest orientation (rotation coefficients 0) as a head pose.
+
+        Head poses (``Face.pose``, a reconstruction's ``pose``, the rotation contract's requested and achieved poses)
+        are read in one frame, the FaceAnalyzer's: a similarity fit of its canonical frontal face
+        (:mod:`facehub.modeling.faces.canonical`, level eyes and the forehead-chin line in the image plane). The
+        model's rest pose was made frontal by its own rule (the mean shape's area-weighted normal,
+        :mod:`.build_face_model`), which differs from that by a few degrees of pitch. ``F`` is the rotation of the
+        same similarity fit of the canonical face onto the mean shape, so a face the model poses with rotation ``R``
+        has the head pose ``R @ F`` (:meth:`head_pose`) whatever its coefficients, and the FaceAnalyzer's estimator
+        reads the posed mean shape at exactly that pose. A model whose vertices are not MediaPipe's 468 (a Basel
+        Face Model) keeps its own frame (``F`` = identity).
+        """
+        cached = getattr(self, "_rest_pose_rotation", None)
+        if cached is None:
+            cached = np.eye(3)
+            if self.mean_shape.shape[0] == 468:
+                from facehub.modeling.faces.canonical import canonical_face
+
+                fit = umeyama(canonical_face()[:468], self.mean_shape.double().numpy(), with_scale=True)
+                cached = np.asarray(fit.rotation, np.float64)
+            self._rest_pose_rotation = cached
+        return cached
+
+    def head_pose(self, rotation) -> tuple[float, float, float]:
+        """(yaw, pitch, roll) degrees of the head the model poses with rotation coefficients ``rotation`` ((yaw,
+        pitch, roll) degrees, ``R = rotation_matrix(*rotation)``): the Euler angles of ``R @ F``
+        (:attr:`rest_pose_rotation`)."""
+        return euler_from_rotation_matrix(rotation_matrix(*np.asarray(rotation, np.float64)[:3])
+                                          @ self.rest_pose_rotation)
+
+    def rotation_for_head_pose(self, pose) -> tuple[float, float, float]:
+        """The rotation coefficients ((yaw, pitch, roll) degrees) that pose the model's head at ``pose`` (degrees):
+        the inverse of :meth:`head_pose`."""
+        return euler_from_rotation_matrix(rotation_matrix(*np.asarray(pose, np.float64)[:3])
+                                          @ self.rest_pose_rotation.T)
 
     # ---------------------------------------------------------------- files
     def save(self, path: str | Path) -> None:

@@ -15,12 +15,15 @@ from facehub.modeling.geometry.rotations import euler_from_rotation_matrix, rota
 
 
 def pose_from_mesh(vertices: np.ndarray, reference: np.ndarray | None = None) -> tuple[float, float, float]:
-    """(yaw, pitch, roll) degrees of a (468, 3) mesh (house frame): Umeyama of the frontal ``reference`` (default:
-    the default model's mean shape) onto it, then :func:`euler_from_rotation_matrix`."""
+    """(yaw, pitch, roll) degrees of a (468, 3) mesh (house frame): Umeyama of the frontal ``reference`` onto it,
+    then :func:`euler_from_rotation_matrix`. The default reference is the default model's mean shape at head pose 0
+    (turned by :attr:`~.morphable.MorphableFaceModel.rest_pose_rotation`), so the angles are head poses in the
+    FaceAnalyzer's frame."""
     if reference is None:
         from facehub.modeling.geometry.morphable import MorphableFaceModel
 
-        reference = MorphableFaceModel.default().mean_shape.numpy()
+        model = MorphableFaceModel.default()
+        reference = model.mean_shape.double().numpy() @ model.rest_pose_rotation
     return euler_from_rotation_matrix(umeyama(reference, np.asarray(vertices)[: len(reference)]).rotation)
 
 

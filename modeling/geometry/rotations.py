@@ -9,6 +9,9 @@ What the signs mean for a face looking at the camera (its nose tip at +z):
 - yaw > 0: the face turns towards the image's right (the subject's own left); the nose tip moves to +x.
 - pitch > 0: the face looks up; the nose tip moves to -y (up in the image).
 - roll > 0: the head tilts clockwise in the image; a point on the image's right moves down (+y).
+
+Pose 0, the frontal head, is the FaceAnalyzer's canonical face for every method's ``pose`` (the frame is stated in
+:mod:`facehub.modeling.geometry`).
 """
 
 from __future__ import annotations

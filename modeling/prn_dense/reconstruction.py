@@ -115,7 +115,8 @@ class FaceReconstruction:
         triangles: (852, 3) int64 vertex indices, fronts towards the camera.
         colors: (468, 3) uint8 RGB of the photo at each vertex.
         landmarks68: (68, 3) float32 iBUG 300-W landmarks (x, y in pixels, z towards the camera).
-        pose: (yaw, pitch, roll) degrees (house convention, :mod:`facehub.modeling.geometry.rotations`).
+        pose: (yaw, pitch, roll) degrees (house convention, :mod:`facehub.modeling.geometry.rotations`), in the
+            FaceAnalyzer's frame (``Face.pose`` of the same head reads the same).
         uv_position_map: (U, U, 3) float32 positions of the UV pixels (seed 003 eq. 10), in photo pixels.
         uvs: (468, 2) float32 vertex UVs in [0, 1]^2 (``v`` downwards, like image rows).
         texture: (U, U, 3) uint8 UV texture: the photo at each UV pixel's (x, y).

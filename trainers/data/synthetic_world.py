@@ -9,7 +9,10 @@ coefficients and the identity. Rows follow :func:`facehub.trainers.data.schema.s
 ``facehub prepare`` plus those extra columns, so a trainer reads photos and synthetic faces alike.
 
 All coordinates are pixels of the rendered image (x right, y down, z towards the camera, measured from the face's
-deepest vertex, so the depth image is positive on the face and 0 elsewhere); pose is (yaw, pitch, roll) in degrees, the rotation applied to the model's frontal mean face.
+deepest vertex, so the depth image is positive on the face and 0 elsewhere). ``pose`` is the head pose (yaw, pitch,
+roll) in degrees, in the frame the FaceAnalyzer reads poses in: the model's rotation ``R`` gives the head pose
+:meth:`~facehub.modeling.geometry.MorphableFaceModel.head_pose` (``R`` times the model's rest pose), and
+:meth:`~facehub.modeling.geometry.MorphableFaceModel.rotation_for_head_pose` reads ``R`` back from a row.
 
 Synthetic world v2:
 
@@ -45,7 +48,8 @@ class SyntheticWorldConfig:
         num_identities, views_per_identity: the world holds ``num_identities * views_per_identity`` rows.
         image_size: side of the rendered images in pixels; uv_size: side of the UV position maps.
         seed: everything is a pure function of it.
-        max_yaw, max_pitch, max_roll: poses are uniform in [-max, max] degrees.
+        max_yaw, max_pitch, max_roll: the model's rotation angles are uniform in [-max, max] degrees (a row's
+            ``pose`` is the head pose they give, a few degrees of pitch away: module docstring).
         identity_scale, expression_scale, albedo_scale: standard deviations of the model coefficients (the model's
             bases are scaled so 1.0 is its own spread).
         face_width: face width as a fraction of the image (with +-10% jitter); shift: framing jitter, fraction.
@@ -154,7 +158,7 @@ class SyntheticFaceWorld:
 
         c, m, size = self.config, self.model, self.config.image_size
         rng = np.random.default_rng([c.seed, identity, view, 1])
-        pose = rng.uniform(-1, 1, size=3) * [c.max_yaw, c.max_pitch, c.max_roll]
+        rotation = rng.uniform(-1, 1, size=3) * [c.max_yaw, c.max_pitch, c.max_roll]
         expression = torch.from_numpy(rng.normal(scale=c.expression_scale, size=(1, m.num_expression))).float()
         scale = c.face_width * size * rng.uniform(0.9, 1.1) / self._mean_width
         centre = size / 2 + rng.uniform(-c.shift, c.shift, size=2) * size
@@ -163,7 +167,7 @@ class SyntheticFaceWorld:
         lighting[:, 1:4] = rng.normal(scale=0.25, size=3)  # one white directional light (first SH band)
         lighting[:, 4:] = rng.normal(scale=0.05, size=(3, 5))
         backdrop = background(rng, size)
-        row, _ = self._render_scene(identity, pose, expression, scale, centre, lighting, backdrop, size,
+        row, _ = self._render_scene(identity, rotation, expression, scale, centre, lighting, backdrop, size,
                                     source=f"synthetic:seed={c.seed}:identity={identity}:view={view}",
                                     plane_rng=np.random.default_rng([c.seed, identity, view, 2]))
         return row
@@ -175,7 +179,8 @@ class SyntheticFaceWorld:
         """Render ``identity`` at a chosen pose, expression and lighting with everything else fixed.
 
         Args:
-            pose: (yaw, pitch, roll) degrees. expression: (K_exp,) coefficients; None = neutral (zeros).
+            pose: (yaw, pitch, roll) degrees, the head pose (module docstring). expression: (K_exp,) coefficients;
+                None = neutral (zeros).
             lighting: (3, 9) or (27,) SH coefficients; None = ambient light of irradiance 1 (the image is the
                 albedo).
             image_size: side in pixels (default: the config's). scale: pixels per model unit (default: the face
@@ -207,7 +212,7 @@ class SyntheticFaceWorld:
         backdrop = background(rng, size)
         pose = np.asarray(pose, np.float64)
         row, extras = self._render_scene(
-            identity, pose, expression, scale, centre, lighting, backdrop, size,
+            identity, np.asarray(m.rotation_for_head_pose(pose)), expression, scale, centre, lighting, backdrop, size,
             source=f"synthetic:seed={c.seed}:identity={identity}:pose={tuple(float(a) for a in pose)}:"
                    f"background={background_key}",
             plane_rng=np.random.default_rng([c.seed, identity, 3, background_key, 2]), extras=True)
@@ -275,7 +280,7 @@ class SyntheticFaceWorld:
 
         return FaceRenderer(size)
 
-    def _render_scene(self, identity, pose, expression, scale, centre, lighting, backdrop, size, *, source,
+    def _render_scene(self, identity, rotation_angles, expression, scale, centre, lighting, backdrop, size, *, source,
                       plane_rng, extras=False):
         from facehub.modeling.geometry.render import OrthographicCamera
         from facehub.modeling.geometry.uv_maps import mesh_to_uv_position_map
@@ -290,7 +295,7 @@ class SyntheticFaceWorld:
         model_vertices = vertices  # model frame, before centring: the layers are built on it
         mean = vertices.mean(dim=0)
         vertices = vertices - mean
-        rotation = torch.from_numpy(rotation_matrix(*pose))
+        rotation = torch.from_numpy(rotation_matrix(*rotation_angles))
         pixels = scale * vertices @ rotation.T  # z towards the camera, pixels, centred on the face
         pixels[:, :2] += torch.from_numpy(centre)
         z_shift = pixels[:, 2].min()
@@ -365,7 +370,7 @@ class SyntheticFaceWorld:
             "image": image,
             "landmarks68": landmarks3d[:, :2].copy(),
             "dense_landmarks": dense,
-            "pose": [float(a) for a in pose],
+            "pose": [float(a) for a in m.head_pose(rotation_angles)],
             "embedding": [0.0] * 128,
             "identity": identity,
             "identity_name": f"synthetic-{identity:05d}",

@@ -154,8 +154,14 @@ def test_face_fitting_rotation_honours_the_contract_and_measures_the_result(fitt
     assert out.rendered_pose.yaw > out.achieved_pose.yaw
     assert out.folded_fraction == 0.0 and 0.0 <= out.culled_fraction < 0.1
     geometric = fitting_rotation(photo, yaw=25.0, pose_feedback=0, output_type="np")
-    # The geometry turned by the request alone, about the reconstruction's own pitch and roll.
-    assert geometric.rendered_pose == pytest.approx((25.0, *geometric.reconstruction.pose[1:]))
+    # The geometry turned by the request alone, about the reconstructed head's own vertical axis (the morphable
+    # model's frame), and reported as a head pose in the analyzer's frame like every other pose.
+    from facehub.modeling.geometry.morphable import MorphableFaceModel
+
+    model = MorphableFaceModel.default()
+    rotation = model.rotation_for_head_pose(geometric.reconstruction.pose)
+    assert geometric.rendered_pose == pytest.approx(model.head_pose((25.0, *rotation[1:])), abs=1e-6)
+    assert geometric.rendered_pose.yaw == pytest.approx(25.0, abs=1.0)
     assert abs(geometric.achieved_pose.yaw - 25.0) > abs(out.achieved_pose.yaw - 25.0)
     with pytest.raises(UnreachablePoseError, match="yaw=95 degrees cannot be reached"):
         fitting_rotation(photo, yaw=95.0)

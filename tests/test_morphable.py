@@ -89,6 +89,22 @@ def test_from_bfm_mat_2009_layout(tmp_path):
     v, t = m.mean_shape.numpy(), m.triangles.numpy()
     assert (np.cross(v[t[:, 1]] - v[t[:, 0]], v[t[:, 2]] - v[t[:, 0]])[:, 2] > 0).all()
     np.testing.assert_allclose(m.albedo_mean.numpy(), 128 / 255, rtol=1e-6)
+    # Not MediaPipe's 468 vertices: no canonical face to compare with, so its rotation is its head pose.
+    np.testing.assert_array_equal(m.rest_pose_rotation, np.eye(3))
+    assert m.head_pose((20.0, -5.0, 3.0)) == pytest.approx((20.0, -5.0, 3.0), abs=1e-9)
+
+
+def test_the_default_models_rest_pose_is_read_pitched_up_by_the_analyzers_estimator(model):
+    """Head poses are read in the FaceAnalyzer's frame; the model's rest pose (its area-weighted normal along the
+    view) is 3.3 degrees up in it, so rotation coefficients and head poses differ by that turn, both ways."""
+    from facehub.modeling.faces.pose import estimate_head_pose
+
+    rest = model.head_pose((0.0, 0.0, 0.0))
+    assert rest == pytest.approx(estimate_head_pose(model.mean_shape.double().numpy()).angles, abs=1e-9)
+    assert 2.5 < rest[1] < 4.0 and abs(rest[0]) < 0.5 and abs(rest[2]) < 0.5
+    for rotation in ((0.0, 0.0, 0.0), (40.0, -15.0, 10.0), (-70.0, 20.0, -5.0)):
+        pose = model.head_pose(rotation)
+        assert model.rotation_for_head_pose(pose) == pytest.approx(rotation, abs=1e-9)
 
 
 def test_from_bfm_mat_deep3d_layout(tmp_path):

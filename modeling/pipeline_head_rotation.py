@@ -25,9 +25,9 @@ once at full size: a large portrait then costs one full-size render instead of u
 ``pose``) are head poses in the face analyzer's frame. The renders are posed in the default morphable model's frame
 (:meth:`~facehub.modeling.geometry.morphable.MorphableFaceModel.rotation_for_head_pose`), so a yaw request turns the
 head about the reconstructed head's own vertical axis, which the analyzer sees tilted back 3.3 degrees. Turning
-about the analyzer's vertical axis instead drifted the measured pitch further as the head turned: on 24 development
-photos the morphable-model fit's rotation met the yaw within 5 degrees up to 45 in 96% of requests instead of 98%, and
-within 10 degrees at 60 in 46% instead of 56%.
+about the analyzer's vertical axis instead drifted the measured pitch further as the head turned, and the
+morphable-model fit's rotation met the yaw targets of ``facehub eval rotation`` less often on development photos, at
+45 and 60 degrees.
 """
 
 from __future__ import annotations

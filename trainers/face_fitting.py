@@ -157,16 +157,16 @@ class FaceRegressorLossesConfig(ConfigSection):
 # Data
 
 
-def exact_camera(model, shape_coefficients: np.ndarray, expression_coefficients: np.ndarray, pose,
+def exact_camera(model, shape_coefficients: np.ndarray, expression_coefficients: np.ndarray, rotation,
                  dense: np.ndarray) -> tuple[np.ndarray, float]:
     """The translation (3,) and scale (pixels per model unit) that pose the model's shape onto a row's mesh
-    (``dense = s R (S - mean S) + t`` with ``R`` the rotation for the row's head ``pose``; least squares in s, exact
-    for synthetic rows)."""
+    (``dense = s R (S - mean S) + t`` with ``R = rotation_matrix(*rotation)``, the model's rotation for the row's head
+    pose; least squares in s, exact for synthetic rows)."""
     from facehub.modeling.geometry.rotations import rotation_matrix
 
     shape = model.shape(torch.as_tensor(shape_coefficients, dtype=torch.float32)[None],
                         torch.as_tensor(expression_coefficients, dtype=torch.float32)[None])[0].double().numpy()
-    posed = (shape - shape.mean(axis=0)) @ rotation_matrix(*model.rotation_for_head_pose(pose)).T
+    posed = (shape - shape.mean(axis=0)) @ rotation_matrix(*rotation).T
     dense = np.asarray(dense, np.float64)[: len(shape)]
     centred = dense - dense.mean(axis=0)
     return dense.mean(axis=0), float((centred * posed).sum() / (posed * posed).sum())
@@ -192,12 +192,13 @@ class CoefficientFaces(Dataset):
         for table in tables:
             for index in range(len(table)):
                 row = table[index]
+                rotation = np.asarray(self.model.rotation_for_head_pose(row["pose"]), np.float64)
                 translation, scale = exact_camera(self.model, row["shape_coefficients"],
-                                                  row["expression_coefficients"], row["pose"], row["dense_landmarks"])
+                                                  row["expression_coefficients"], rotation, row["dense_landmarks"])
                 self.rows.append({
                     "image": np.asarray(row["image"], np.uint8),
                     "landmarks68": np.asarray(row["landmarks68"], np.float64)[:, :2],
-                    "rotation": np.asarray(self.model.rotation_for_head_pose(row["pose"]), np.float64),
+                    "rotation": rotation,
                     "identity": np.asarray(row["shape_coefficients"], np.float32),
                     "expression": np.asarray(row["expression_coefficients"], np.float32),
                     "albedo": np.asarray(row["albedo_coefficients"], np.float32),

@@ -15,7 +15,7 @@ from facehub.modeling.geometry.topology import (
     uv_orientation,
     uv_region_masks,
 )
-from facehub.modeling.geometry.uv_maps import mesh_to_uv_position_map, uv_position_map_to_mesh
+from facehub.modeling.geometry.uv_maps import mesh_to_uv_position_map, mirror_uv_position_map, uv_position_map_to_mesh
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,34 @@ def test_uv_map_exact_on_triangles(topo, mean_shape):
     affine = (topo.uvs @ np.array([[2.0], [-3.0]], dtype=np.float32) + 1.0).astype(np.float32)
     lin_map = mesh_to_uv_position_map(affine, 128, fill_band=0)[..., 0]
     np.testing.assert_allclose(lin_map[rows, cols], 2.0 * (cols + 0.5) / 128 - 3.0 * (rows + 0.5) / 128 + 1.0, atol=1e-4)
+
+
+def test_mirror_uv_position_map_reads_a_face_from_its_mirror_images_map(topo, mean_shape):
+    """The map of a posed face's mirror image (vertex i shown where its partner m[i] is, x -> W - x), mirrored back,
+    is the face's own map: to bilinear-interpolation error on the mesh, where the naive flip of the map's columns is
+    off by the layout's asymmetry (up to 1.5% of the map's width)."""
+    from facehub.modeling.geometry.rotations import rotation_matrix
+    from facehub.modeling.geometry.topology import mirror_vertex_map
+    from facehub.modeling.geometry.uv_maps import rasterize_uv
+
+    width = 256.0
+    face = mean_shape.astype(np.float64) @ rotation_matrix(30.0, 10.0, 5.0).T * 0.8 + [128.0, 120.0, 0.0]
+    mirror_image = face[mirror_vertex_map()] * [-1.0, 1.0, 1.0] + [width, 0.0, 0.0]
+    covered = rasterize_uv(topo.uvs, topo.triangles, 128).covered
+    truth = mesh_to_uv_position_map(face, 128)
+    flipped_map = mesh_to_uv_position_map(mirror_image, 128, fill_band=40)
+    back = mirror_uv_position_map(flipped_map, width)
+    error = np.abs(back - truth)[covered]
+    assert error.mean() < 0.02 and error.max() < 1.0  # pixels, on a face about 110 pixels wide
+    naive = flipped_map[:, ::-1].copy()
+    naive[..., 0] = width - naive[..., 0]
+    assert np.abs(naive - truth)[covered].mean() > 10 * error.mean()
+    # The 468 vertices read off the map are those read off the face's own map (a crop of side 1 as well: x -> 1 - x).
+    read_back = np.abs(uv_position_map_to_mesh(back) - uv_position_map_to_mesh(truth)).mean()
+    assert read_back < 0.05, read_back
+    assert np.abs(uv_position_map_to_mesh(naive) - uv_position_map_to_mesh(truth)).mean() > 5 * read_back
+    unit = mirror_uv_position_map(flipped_map / width, 1.0)
+    np.testing.assert_allclose(unit * width, back, atol=1e-3)
 
 
 def test_conversions_are_differentiable(mean_shape):

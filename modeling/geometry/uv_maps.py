@@ -161,3 +161,46 @@ def uv_position_map_to_mesh(
     if squeeze:
         out = out[0]
     return out.numpy() if as_numpy else out
+
+
+def mirror_uv_position_map(flipped_map: np.ndarray, width: float, topology: FaceTopology | None = None) -> np.ndarray:
+    """The UV position map of a face, read from the map of the same face seen in the image flipped left-right.
+
+    Flipping an image takes pixel column ``j`` to ``W - 1 - j``, so x to ``W - x`` (pixel centres at ``j + 0.5``), and
+    shows each surface point as its mirror partner (:func:`~facehub.modeling.geometry.topology.mirror_vertex_map`):
+    the face's point at UV ``p`` is, in the flipped image, the point at the partner's UV ``sigma(p)``. ``sigma`` is
+    piecewise linear: a point with barycentric weights ``w`` in triangle ``(a, b, c)`` of the layout goes to
+    ``w . (uv[m[a]], uv[m[b]], uv[m[c]])`` (the layout is only nearly symmetric, so ``sigma`` is not ``u -> 1 - u``;
+    pixels beyond the band around the footprint use that symmetric guess).
+
+    Args:
+        flipped_map: (S, S, C >= 1) map predicted on the flipped image; channel 0 is x.
+        width: the flipped image's width in the map's x units (a crop's side for a crop-space map).
+        topology: mesh topology (default: the MediaPipe 468-vertex mesh).
+
+    Returns:
+        (S, S, C) float32: the map of the unflipped face, in the unflipped image's units.
+    """
+    import cv2
+
+    from facehub.modeling.geometry.topology import mirror_vertex_map
+
+    topology = topology or FaceTopology.default()
+    size = int(flipped_map.shape[0])
+    key = ("mirror", hashlib.sha1(np.ascontiguousarray(topology.uvs, dtype=np.float64).tobytes()).hexdigest(), size)
+    if key not in _RASTER_CACHE:
+        raster = rasterize_uv(topology.uvs, topology.triangles, size, fill_band=4)
+        partner_uvs = np.asarray(topology.uvs, np.float64)[mirror_vertex_map()]
+        valid = raster.face_index >= 0
+        corners = topology.triangles[np.where(valid, raster.face_index, 0)]  # (S, S, 3)
+        mirrored = (partner_uvs[corners] * raster.barycentric[..., None]).sum(axis=-2)
+        centres = (np.arange(size) + 0.5) / size
+        u, v = np.meshgrid(centres, centres)
+        mirrored = np.where(valid[..., None], mirrored, np.stack([1.0 - u, v], axis=-1))
+        _RASTER_CACHE[key] = (mirrored * size - 0.5).astype(np.float32)  # continuous pixel index for cv2.remap
+    sample = _RASTER_CACHE[key]
+    flipped_map = np.ascontiguousarray(flipped_map, dtype=np.float32)
+    out = cv2.remap(flipped_map, sample[..., 0], sample[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = out.reshape(flipped_map.shape)
+    out[..., 0] = width - out[..., 0]
+    return out

@@ -403,9 +403,13 @@ def test_short_training_run_lowers_nme_on_held_out_faces(worlds, tmp_path, one_t
     # `facehub eval prn_dense` on the exported model writes the table's files
     out = tmp_path / "eval"
     assert prn_eval.main(["--data", str(worlds / "held_out"), "--model", str(tmp_path / "run" / "export"),
-                          "--out", str(out), "--no-mediapipe"]) == 0
+                          "--out", str(out), "--no-mediapipe", "--single-pass"]) == 0
     results = json.loads((out / "eval_results.json").read_text())
     assert results["task"] == "face-alignment" and results["dataset"] == "facehub-synthetic-world"
     assert results["metrics"]["nme_all_faces"] == pytest.approx(rows["trained"].nme.all_faces, rel=1e-3)
     assert (out / "nme_by_yaw.png").stat().st_size > 10_000
-    assert json.loads((out / "results.json").read_text())["rows"][0]["counts"] == rows["trained"].nme.counts
+    table = json.loads((out / "results.json").read_text())["rows"]
+    assert table[0]["counts"] == rows["trained"].nme.counts
+    # --single-pass adds the model predicting once (no flip test) on the same faces: another reading, same count.
+    assert table[1]["label"].endswith("(one pass)") and table[1]["counts"] == table[0]["counts"]
+    assert table[1]["all_faces"] != pytest.approx(table[0]["all_faces"], rel=1e-4)

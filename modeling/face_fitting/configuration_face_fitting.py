@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
 import torch
 from diffusers import ModelMixin  # noqa: F401  (diffusers' loader looks ModelMixin up in this module)
 from diffusers.configuration_utils import register_to_config
@@ -58,6 +59,8 @@ class FaceFittingConfig:
             :class:`~facehub.modeling.face_fitting.FaceFittingPipeline` when the bundle has a regressor. The default,
             60, is the edge of the last yaw bin of the AFLW2000-3D protocol, the bin where the regressor alone beats
             the fit (9.2 against 10.4% NME on ../shared/data's half, which was also used to choose it).
+        regressor_flip_test: the regressor also reads each crop mirrored and averages the face's rigid placement
+            (:mod:`~facehub.modeling.face_fitting.modeling_face_regressor`, *flip test*); ``False`` reads once.
     """
 
     pose_iterations: int = 30
@@ -76,6 +79,7 @@ class FaceFittingConfig:
     texture_size: int = 128
     complete_texture: bool = True
     regressor_beyond_yaw: float | None = 60.0
+    regressor_flip_test: bool = True
 
     def __post_init__(self):
         for name in ("pose_iterations", "shape_iterations", "appearance_iterations"):
@@ -93,6 +97,9 @@ class FaceFittingConfig:
                      "crop_margin", "appearance_learning_rate"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"Got {getattr(self, name)} for `{name}`; it must be >= 0.")
+        for name in ("complete_texture", "regressor_flip_test"):
+            if not isinstance(getattr(self, name), bool | np.bool_):
+                raise ValueError(f"Got {getattr(self, name)!r} for `{name}`; it must be true or false (a boolean).")
         if self.regressor_beyond_yaw is not None and not 0 <= self.regressor_beyond_yaw <= 90:
             raise ValueError(f"Got {self.regressor_beyond_yaw} for `regressor_beyond_yaw`; use degrees in [0, 90] or "
                              "None (fit every face).")
@@ -154,6 +161,7 @@ class FaceFitter(FaceHubModel):
         texture_size: int = _DEFAULTS.texture_size,
         complete_texture: bool = _DEFAULTS.complete_texture,
         regressor_beyond_yaw: float | None = _DEFAULTS.regressor_beyond_yaw,
+        regressor_flip_test: bool = _DEFAULTS.regressor_flip_test,
         face_model: str = "default",
     ):
         super().__init__()

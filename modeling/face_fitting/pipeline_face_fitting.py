@@ -72,16 +72,18 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         return [face if hasattr(face, "landmarks68") or np.asarray(face).shape[0] != weights.shape[1]
                 else weights @ np.asarray(face, np.float64)[:, :2] for face in faces]
 
-    def regress(self, image, faces) -> list:
+    def regress(self, image, faces, flip_test: bool | None = None) -> list:
         """The ``regressor``'s :class:`~facehub.modeling.face_fitting.FaceCoefficients` of given faces (one forward
-        pass each); a one-line ``ValueError`` when the bundle has no regressor."""
+        pass each, two with the flip test: default the fitter's ``regressor_flip_test``); a one-line ``ValueError``
+        when the bundle has no regressor."""
         if getattr(self, "regressor", None) is None:
             raise ValueError("This face-fitting bundle has no coefficient regressor; load one that has "
                              "(facehub/face-fitting) or call with refine=True to fit from the mean face.")
         import numpy as np
 
         model = self.fitter.face_model
-        coefficients = self.regressor.predict(image, self._crop_landmarks(faces), face_model=model)
+        flip_test = self.fitter.fitting_config.regressor_flip_test if flip_test is None else flip_test
+        coefficients = self.regressor.predict(image, self._crop_landmarks(faces), face_model=model, flip_test=flip_test)
         for coefficient, face in zip(coefficients, faces, strict=True):
             dense = np.asarray(getattr(face, "dense_landmarks", face), np.float64)
             if dense.ndim == 2 and dense.shape[1] == 3:  # the fit's depth frame: the landmarks' mean depth
@@ -93,7 +95,7 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         """Whether a face the analyzer missed can be reconstructed from a box alone: with a regressor only."""
         return getattr(self, "regressor", None) is not None
 
-    def _locate(self, photo, boxes: list) -> list:
+    def _locate(self, photo, boxes: list, flip_test: bool) -> list:
         """The 68 landmarks (photo pixels) the regressor reads from a crop around each
         :class:`~facehub.modeling.faces.profile_detection.FaceBox`: the first of two passes."""
         import numpy as np
@@ -104,7 +106,7 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
                              "regressor, and this face-fitting bundle has none; load one that has (facehub/face-fitting).")
         model = self.fitter.face_model
         located = []
-        for coefficients in self.regressor.predict(photo, boxes, face_model=model):
+        for coefficients in self.regressor.predict(photo, boxes, face_model=model, flip_test=flip_test):
             landmarks = model.landmarks68(torch.from_numpy(posed_mesh(coefficients, model))[None])[0].numpy()
             located.append(landmarks[:, :2].astype(np.float64))
         return located
@@ -141,7 +143,7 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         if boxed:
             if initial is not None:
                 raise ValueError("`initial` cannot be combined with FaceBox faces; give landmarks to start a fit from.")
-            located = self._locate(photo, [faces[i] for i in boxed])
+            located = self._locate(photo, [faces[i] for i in boxed], settings.regressor_flip_test)
             from_boxes = self.reconstruct_faces(photo, located, compute_depth=compute_depth, refine=False, **overrides)
             rest = [i for i in range(len(faces)) if i not in set(boxed)]
             fitted = self.reconstruct_faces(photo, [faces[i] for i in rest], compute_depth=compute_depth,
@@ -153,7 +155,7 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         beyond = settings.regressor_beyond_yaw
         if refine and initial is None and beyond is not None and getattr(self, "regressor", None) is not None and faces:
             # Near-profiles keep the regressor's reading (FaceFittingConfig.regressor_beyond_yaw).
-            predicted = self.regress(photo, faces)
+            predicted = self.regress(photo, faces, settings.regressor_flip_test)
             turned = [i for i, c in enumerate(predicted) if abs(float(c.rotation[0])) > beyond]
             if turned:
                 kept = [i for i in range(len(faces)) if i not in set(turned)]
@@ -168,7 +170,7 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
             if start == "regressor":
                 initial = predicted
         if initial is None and (start == "regressor" or not refine):
-            initial = self.regress(photo, faces)
+            initial = self.regress(photo, faces, settings.regressor_flip_test)
         starts = [None] * len(faces) if initial is None else list(initial)
         if len(starts) != len(faces):
             raise ValueError(f"Got {len(starts)} initial coefficient sets for {len(faces)} faces; pass one per face "

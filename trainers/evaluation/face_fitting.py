@@ -143,14 +143,16 @@ class FaceFittingEvaluation:
         }
 
 
-def regressor_alone(pipeline):
+def regressor_alone(pipeline, fit_settings: dict | None = None):
     """``(image, face) -> FittedFace``: a face-fitting checkpoint's coefficient regressor with no optimisation
-    (``reconstruct_faces(..., refine=False)``), or ``None`` when the checkpoint has no regressor."""
+    (``reconstruct_faces(..., refine=False)``, with the run's fit settings, e.g. ``regressor_flip_test``), or ``None``
+    when the checkpoint has no regressor."""
     if getattr(pipeline, "regressor", None) is None:
         return None
+    settings = dict(fit_settings or {})
 
     def predict(image, face):
-        return pipeline.reconstruct_faces(image, [face], compute_depth=False, refine=False)[0]
+        return pipeline.reconstruct_faces(image, [face], compute_depth=False, refine=False, **settings)[0]
 
     return predict
 
@@ -192,7 +194,7 @@ def evaluate(fittings: dict, data: EvaluationData, others: dict | None = None, f
 
         runners[label] = fit
         from_boxes[label] = pipe.reconstructs_from_boxes
-        alone = regressor_alone(pipe)
+        alone = regressor_alone(pipe, fit_settings)
         if alone is not None:
             runners[f"{label}: regressor alone"] = alone
             from_boxes[f"{label}: regressor alone"] = True
@@ -274,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="Evaluate N faces only (after --every).")
     parser.add_argument("--every", type=int, default=1, help="Keep every K-th face (a spread-out quick sample).")
     parser.add_argument("--fit", action="append", type=_setting, default=[], metavar="KEY=VALUE",
-                        help="Fit setting for this run (a FaceFittingConfig field), e.g. appearance_iterations=0.")
+                        help="Fit setting for this run (a FaceFittingConfig field; the value is read as JSON), e.g. "
+                        "appearance_iterations=0 or regressor_flip_test=false.")
     parser.add_argument("--no-analyzer", action="store_true", help="Leave out the FaceAnalyzer's reference row.")
     parser.add_argument("--no-box-detector", action="store_true",
                         help="Do not hand faces the FaceAnalyzer misses to the methods as fallback detector boxes.")

@@ -124,7 +124,8 @@ class Grader:
         return face_nearest(self.analyzer(image), box)
 
     def yaw(self, image: np.ndarray, face) -> float:
-        (coefficients,) = self.regressor.regress(image, [face])
+        # One reading, no flip test: the grader reads as it did when the model card's figures were measured.
+        (coefficients,) = self.regressor.regress(image, [face], flip_test=False)
         return float(coefficients.rotation[0])
 
 

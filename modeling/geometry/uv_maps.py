@@ -183,24 +183,38 @@ def mirror_uv_position_map(flipped_map: np.ndarray, width: float, topology: Face
     """
     import cv2
 
+    topology = topology or FaceTopology.default()
+    sample = _mirror_sampling(topology, int(flipped_map.shape[0]))
+    flipped_map = np.ascontiguousarray(flipped_map, dtype=np.float32)
+    out = cv2.remap(flipped_map, sample[..., 0], sample[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = out.reshape(flipped_map.shape)
+    out[..., 0] = width - out[..., 0]
+    return out
+
+
+_MIRROR_CACHE: dict[tuple, np.ndarray] = {}
+
+
+def _mirror_sampling(topology: FaceTopology, size: int) -> np.ndarray:
+    """(S, S, 2) float32 (column, row) in a ``size`` map of each pixel's mirror point ``sigma(p)``
+    (:func:`mirror_uv_position_map`), cached per layout and size."""
     from facehub.modeling.geometry.topology import mirror_vertex_map
 
-    topology = topology or FaceTopology.default()
-    size = int(flipped_map.shape[0])
-    key = ("mirror", hashlib.sha1(np.ascontiguousarray(topology.uvs, dtype=np.float64).tobytes()).hexdigest(), size)
-    if key not in _RASTER_CACHE:
+    key = (hashlib.sha1(np.ascontiguousarray(topology.uvs, dtype=np.float64).tobytes()).hexdigest(), size)
+    if key not in _MIRROR_CACHE:
+        partner = mirror_vertex_map()
+        if len(partner) != topology.num_vertices:
+            raise ValueError(f"The mirror map pairs the default model's {len(partner)} vertices; this topology has "
+                             f"{topology.num_vertices}.")
         raster = rasterize_uv(topology.uvs, topology.triangles, size, fill_band=4)
-        partner_uvs = np.asarray(topology.uvs, np.float64)[mirror_vertex_map()]
+        partner_uvs = np.asarray(topology.uvs, np.float64)[partner]
         valid = raster.face_index >= 0
         corners = topology.triangles[np.where(valid, raster.face_index, 0)]  # (S, S, 3)
         mirrored = (partner_uvs[corners] * raster.barycentric[..., None]).sum(axis=-2)
         centres = (np.arange(size) + 0.5) / size
         u, v = np.meshgrid(centres, centres)
         mirrored = np.where(valid[..., None], mirrored, np.stack([1.0 - u, v], axis=-1))
-        _RASTER_CACHE[key] = (mirrored * size - 0.5).astype(np.float32)  # continuous pixel index for cv2.remap
-    sample = _RASTER_CACHE[key]
-    flipped_map = np.ascontiguousarray(flipped_map, dtype=np.float32)
-    out = cv2.remap(flipped_map, sample[..., 0], sample[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    out = out.reshape(flipped_map.shape)
-    out[..., 0] = width - out[..., 0]
-    return out
+        if len(_MIRROR_CACHE) >= 8:
+            _MIRROR_CACHE.pop(next(iter(_MIRROR_CACHE)))
+        _MIRROR_CACHE[key] = (mirrored * size - 0.5).astype(np.float32)  # continuous pixel index, as cv2.remap reads
+    return _MIRROR_CACHE[key]

@@ -12,17 +12,17 @@ face_crop_transform`, the same at training and inference) and predicts, in the c
 - ``log_scale``: log of the scale in crop sides per model unit.
 
 Each output is ``offset + spread * raw`` of the network's raw output (fixed constants, :data:`OUTPUT_NORMALISATION`),
-so every group is of unit order for the loss.
+so every group is of unit order for the loss. :meth:`FaceCoefficientRegressor.predict` maps the prediction back to
+the photo as :class:`~facehub.modeling.face_fitting.FaceCoefficients` (the fitting's layout), which
+:func:`~facehub.modeling.face_fitting.fit_face` takes as its start and :func:`fitted_face_from_coefficients` turns
+into a reconstruction without any optimisation.
 
 **Flip test** (:meth:`FaceCoefficientRegressor.predict`, ours: Deep3DFaceRecon predicts once). The crop is also read
 mirrored, and the face's rigid placement (rotation, translation, scale) is the mean of the two readings, the
 mirrored one taken back by :func:`unmirror_placement`; identity, expression, albedo and lighting are the direct
 reading's (mirroring expression through the model's basis as well changed nothing measurable). The two readings'
 errors are partly independent, so the landmarks and pose come out nearer the truth (the model card gives the
-figures). :meth:`FaceCoefficientRegressor.predict` maps the prediction back to
-the photo as :class:`~facehub.modeling.face_fitting.FaceCoefficients` (the fitting's layout), which
-:func:`~facehub.modeling.face_fitting.fit_face` takes as its start and :func:`fitted_face_from_coefficients` turns
-into a reconstruction without any optimisation.
+figures).
 
 Presets (:data:`FACE_REGRESSOR_PRESETS`): ``paper`` (ResNet-50 widths and depths, bottleneck blocks, 224 px, as
 Deep3DFaceRecon), ``cpu-small`` (four basic-block stages at 96 px, a few ms per face on one CPU core) and

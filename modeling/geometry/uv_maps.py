@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facehub.modeling.geometry.topology import FaceTopology
+from facehub.modeling.geometry.topology import FaceTopology, mirror_vertex_map
 
 
 @dataclass(frozen=True, eq=False)
@@ -198,8 +198,6 @@ _MIRROR_CACHE: dict[tuple, np.ndarray] = {}
 def _mirror_sampling(topology: FaceTopology, size: int) -> np.ndarray:
     """(S, S, 2) float32 (column, row) in a ``size`` map of each pixel's mirror point ``sigma(p)``
     (:func:`mirror_uv_position_map`), cached per layout and size."""
-    from facehub.modeling.geometry.topology import mirror_vertex_map
-
     key = (hashlib.sha1(np.ascontiguousarray(topology.uvs, dtype=np.float64).tobytes()).hexdigest(), size)
     if key not in _MIRROR_CACHE:
         partner = mirror_vertex_map()

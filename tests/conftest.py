@@ -61,3 +61,24 @@ def demo_server(tmp_path_factory):
             yield DemoServer(url=f"http://127.0.0.1:{port}/", ctx=ctx, defaults_dir=defaults)
         finally:
             demo.close()
+
+
+@pytest.fixture(scope="session")
+def faces_of_test_photos():
+    """``[(file name, RGB image, its largest Face)]`` for every photo in tests/data/photos that shows a face (six;
+    chelsea.jpg is a cat), found once by the FaceAnalyzer (no identity descriptor)."""
+    from facehub.modeling.faces import FaceAnalyzer, load_image
+
+    analyzer = FaceAnalyzer(compute_embedding=False)
+    found = []
+    try:
+        for path in sorted((Path(__file__).parent / "data" / "photos").iterdir()):
+            if path.suffix not in (".jpg", ".png"):
+                continue
+            image = load_image(path)
+            faces = analyzer(image)
+            if faces:
+                found.append((path.name, image, faces[0]))
+    finally:
+        analyzer.close()
+    return found

@@ -280,36 +280,22 @@ def test_unmirror_placement_is_the_placement_of_the_mirror_image():
     torch.testing.assert_close(back.log_scale, log_scale)
 
 
-def test_the_regressors_flip_test_reads_the_test_photos_nearer_the_analyzer():
+def test_the_regressors_flip_test_reads_the_test_photos_nearer_the_analyzer(faces_of_test_photos):
     """With the flip test (the default, ``regressor_flip_test``) the default regressor's 68 landmarks are nearer the
     FaceAnalyzer's on the six test photos with a face (mean 1.96% of the face size against 2.21% reading once) and so
     is its yaw (mean difference 1.7 against 2.6 degrees). Shape and appearance are the direct reading's."""
-    from pathlib import Path
-
-    from facehub.modeling.faces import FaceAnalyzer, load_image
-
     pipe = FaceFittingPipeline.from_pretrained("facehub/face-fitting")
-    analyzer = FaceAnalyzer(compute_embedding=False)
     errors, yaws = {True: [], False: []}, {True: [], False: []}
-    try:
-        for path in sorted((Path(__file__).parent / "data" / "photos").iterdir()):
-            if path.suffix not in (".jpg", ".png"):
-                continue
-            image = load_image(path)
-            faces = analyzer(image)
-            if not faces:  # chelsea.jpg, a cat
-                continue
-            reference = np.asarray(faces[0].landmarks68)[:, :2]
-            size = float(np.sqrt(np.prod(np.ptp(reference, axis=0))))
-            read = {}
-            for flip in (True, False):
-                (read[flip],) = pipe.reconstruct_faces(image, faces[:1], compute_depth=False, refine=False,
-                                                       texture_size=32, regressor_flip_test=flip)
-                errors[flip].append(np.linalg.norm(read[flip].landmarks68[:, :2] - reference, axis=1).mean() / size)
-                yaws[flip].append(abs(read[flip].pose[0] - faces[0].pose[0]))
-            np.testing.assert_array_equal(read[True].coefficients.identity, read[False].coefficients.identity)
-    finally:
-        analyzer.close()
+    for _, image, face in faces_of_test_photos:
+        reference = np.asarray(face.landmarks68)[:, :2]
+        size = float(np.sqrt(np.prod(np.ptp(reference, axis=0))))
+        read = {}
+        for flip in (True, False):
+            (read[flip],) = pipe.reconstruct_faces(image, [face], compute_depth=False, refine=False,
+                                                   texture_size=32, regressor_flip_test=flip)
+            errors[flip].append(np.linalg.norm(read[flip].landmarks68[:, :2] - reference, axis=1).mean() / size)
+            yaws[flip].append(abs(read[flip].pose[0] - face.pose[0]))
+        np.testing.assert_array_equal(read[True].coefficients.identity, read[False].coefficients.identity)
     print("NME flip", np.round(errors[True], 4), "once", np.round(errors[False], 4))
     print("yaw difference flip", np.round(yaws[True], 1), "once", np.round(yaws[False], 1))
     assert len(errors[True]) == 6
@@ -317,4 +303,4 @@ def test_the_regressors_flip_test_reads_the_test_photos_nearer_the_analyzer():
     assert np.mean(yaws[True]) < 0.8 * np.mean(yaws[False])  # measured 0.64
     # A setting that is not a boolean (the string "False" of a command line) is refused, not read as true.
     with pytest.raises(ValueError, match="regressor_flip_test.*boolean"):
-        pipe.reconstruct_faces(image, faces[:1], refine=False, regressor_flip_test="False")
+        pipe.reconstruct_faces(image, [face], refine=False, regressor_flip_test="False")

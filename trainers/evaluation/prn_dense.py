@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                  for model_id in args.model or [DEFAULT_MODEL_ID]}
     if args.single_pass:
         for model_id in list(pipelines):
-            once = FaceReconstructionPipeline.from_pretrained(model_id)
+            once = FaceReconstructionPipeline(prn=pipelines[model_id].prn)  # the same network, not loaded again
             once.flip_test = False
             pipelines[f"{model_id} (one pass)"] = once
     data = open_evaluation_data(args.data, limit=args.limit, pixel_origin=args.pixel_origin)

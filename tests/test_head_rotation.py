@@ -3,6 +3,7 @@ synthetic face turned against the world's exact render, and fold-over detection 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -229,6 +230,64 @@ def test_a_head_turned_by_no_angle_gives_back_the_photos_face_at_its_own_resolut
     print(f"obama2.jpg turned by 0: L1 on the face {difference:.2f}, detail kept {kept:.2f}")
     assert difference < 2.5
     assert detail(same.image) > 0.6 * detail(photo)
+
+
+def test_a_large_region_is_drawn_at_the_render_size_and_brought_back_with_the_photos_detail(fitting_rotation,
+                                                                                           monkeypatch):
+    """A head region longer than ``max_render_side`` is rasterised at that size and brought to the photo's with the
+    photo's fine detail along the warp: against drawing it all at full size (about 5x the time here), the same picture
+    (measured 44 dB over the region on obama2.jpg enlarged 2.5x and turned 30 degrees), the same face outline, the
+    photo untouched outside the region, and a face turned by no angle back nearly as it was, at full resolution."""
+    import cv2
+
+    from facehub.modeling.faces.image_io import load_image
+    from facehub.modeling.geometry import head_rotation, zbuffer
+
+    photo = load_image(PHOTOS / "obama2.jpg")
+    large = cv2.resize(photo, None, fx=2.5, fy=2.5, interpolation=cv2.INTER_CUBIC)
+    face = fitting_rotation.find_faces(large)[0]
+    reconstruction = fitting_rotation.reconstruct_faces(large, [face], compute_depth=False,
+                                                        **fitting_rotation.reconstruction_settings)[0]
+    yaw, pitch = reconstruction.pose[:2]
+    sizes = []
+    original = zbuffer.rasterize_zbuffer
+
+    def recording(points, depth, triangles, size, **kwargs):
+        sizes.append(tuple(size))
+        return original(points, depth, triangles, size, **kwargs)
+
+    monkeypatch.setattr(head_rotation, "rasterize_zbuffer", recording)
+    proxy = head_rotation.HeadProxy()
+    reduced = head_rotation.rotate_head(large, reconstruction, yaw + 30.0, pitch, proxy=proxy)
+    assert max(max(size) for size in sizes) <= proxy.max_render_side + 1
+    sizes.clear()
+    full = head_rotation.rotate_head(large, reconstruction, yaw + 30.0, pitch, proxy=replace(proxy, max_render_side=None))
+    x0, y0, x1, y1 = full.region
+    assert max(max(size) for size in sizes) == max(x1 - x0, y1 - y0) > 1.4 * proxy.max_render_side
+    assert np.abs(np.subtract(reduced.region, full.region)).max() <= 2
+    error = (reduced.image.astype(float) - full.image)[y0:y1, x0:x1]
+    psnr = 10 * np.log10(255.0 ** 2 / np.square(error).mean())
+    agreement = (reduced.face_mask == full.face_mask).mean()
+    print(f"region {x1 - x0}x{y1 - y0}: PSNR {psnr:.1f} dB against the full-size drawing, face mask agreement "
+          f"{agreement:.4f}, timings {reduced.timings}")
+    assert psnr > 38.0
+    assert agreement > 0.999
+    outside = np.ones(large.shape[:2], dtype=bool)
+    rx0, ry0, rx1, ry1 = reduced.region
+    outside[ry0:ry1, rx0:rx1] = False
+    np.testing.assert_array_equal(reduced.image[outside], large[outside])
+
+    same = head_rotation.rotate_head(large, reconstruction, yaw, pitch, proxy=proxy)
+    face_pixels = same.face_mask
+
+    def detail(image):
+        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(float)
+        return float(cv2.Laplacian(grey, cv2.CV_64F)[face_pixels].var())
+
+    difference = float(np.abs(same.image.astype(float) - large)[face_pixels].mean())
+    print(f"turned by 0: L1 on the face {difference:.2f}, detail kept {detail(same.image) / detail(large):.2f}")
+    assert difference < 2.5
+    assert detail(same.image) > 0.8 * detail(large)
 
 
 def test_a_synthetic_face_turned_in_3d_matches_the_exact_render_better_than_the_warp(fitting_rotation):

@@ -40,6 +40,15 @@ uncovered behind the head, the side of the head the photo never saw), takes the 
 seen there, from the photo or, where the photo did not see it, from its mirror point across the head's mid-plane
 (the symmetric completion carried over to hair and ears); what is left is inpainted. :class:`HeadRotation` reports
 how much was filled and culled.
+
+**Large photos.** Drawing costs time in proportion to the region's pixels: a face 1,600 px wide in a 20-megapixel photo
+took about a minute. A region longer than :attr:`HeadProxy.max_render_side` is drawn in the photo resized to that
+size. Every drawn pixel there knows the point of the photo it shows and how much of its colour came from the photo at
+that point (the grid and the face's seen part: all of it; the completed texture and inpainted holes: none). At the
+photo's size each pixel is the resized drawing plus, in that proportion, the photo's fine detail at its point: the
+full-size photo there less the resized photo there (a two-band blend along the warp, as in Laplacian-pyramid
+blending). So faces keep their resolution, and only the edges where one surface hides another are placed at the
+drawing's resolution.
 """
 
 from __future__ import annotations
@@ -79,6 +88,9 @@ class HeadProxy:
             grows with the square of the distance past this point.
         feather: the drawn face fades into what lies around it over this many millimetres inside its outline (an
             anti-aliased silhouette instead of a cut-out edge); 0 draws a hard edge.
+        max_render_side: the longest side, in pixels, at which the region is drawn; a larger region (a large face in a
+            large photo) is drawn at this size and brought back to the photo's own with the photo's fine detail (module
+            docstring, *large photos*). ``None`` draws every region at its own size.
     """
 
     centre: tuple[float, float, float] = (0.0, -46.0, -85.0)
@@ -91,6 +103,7 @@ class HeadProxy:
     rim_depth: float = 20.0
     rim_start: float = 0.55
     feather: float = 3.0
+    max_render_side: int | None = 1024
 
 
 @dataclass
@@ -264,22 +277,32 @@ def rotate_head(
 
     proxy = proxy or HeadProxy()
     image = np.ascontiguousarray(np.asarray(image, dtype=np.uint8)[..., :3])
-    h, w = image.shape[:2]
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    vertices = np.asarray(reconstruction.vertices, dtype=np.float64)
-    similarity = head_similarity(vertices)
     current = tuple(float(a) for a in (current_pose if current_pose is not None else reconstruction.pose))
     target = (float(yaw), float(pitch), current[2] if roll is None else float(roll))
-    delta = rotation_matrix(*target) @ rotation_matrix(*current).T
-    scale = similarity.scale
-    pivot = similarity.apply(np.asarray(proxy.pivot, np.float64)[None])[0]
+    vertices = np.asarray(reconstruction.vertices, dtype=np.float64)
+    x0, y0, x1, y1 = _head_region(image.shape[:2], vertices, head_similarity(vertices), proxy)
+    side = max(x1 - x0, y1 - y0)
+    if proxy.max_render_side is None or side <= proxy.max_render_side:
+        return _draw_head(image, reconstruction, current, target, proxy).result
+    # Large photos (module docstring): drawn in the photo resized so that the region's longer side fits.
+    h, w = image.shape[:2]
+    factor = proxy.max_render_side / side
+    size = (max(int(round(w * factor)), 1), max(int(round(h * factor)), 1))
+    small_image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    drawn = _draw_head(small_image, ScaledReconstruction(reconstruction, size[0] / w), current, target, proxy,
+                       with_sources=True)
+    return _at_photo_size(image, small_image, drawn)
 
-    # The region: the head's box (ellipsoid corners and the face), grown by the margin and clipped to the photo.
+
+def _head_region(shape: tuple[int, int], vertices: np.ndarray, similarity: Similarity,
+                 proxy: HeadProxy) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) pixels re-rendered: the head's box (ellipsoid corners and the face), grown by the margin and
+    clipped to the photo of ``shape`` (H, W)."""
+    h, w = shape
     signs = np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T
     corners = similarity.apply(np.asarray(proxy.centre) + signs * np.asarray(proxy.radii))
     box_points = np.vstack([corners[:, :2], vertices[:, :2]])
-    grow = max(proxy.margin, proxy.band) * proxy.radii[0] * scale
+    grow = max(proxy.margin, proxy.band) * proxy.radii[0] * similarity.scale
     low, high = box_points.min(axis=0) - grow, box_points.max(axis=0) + grow
     centre = (low + high) / 2.0
     if not (np.isfinite(centre).all() and 0 <= centre[0] < w and 0 <= centre[1] < h):
@@ -287,7 +310,34 @@ def rotate_head(
     half = np.maximum((high - low) / 2.0, 8.0)  # a collapsed reconstruction still gets a region to draw
     x0, y0 = np.floor(centre - half).astype(int)
     x1, y1 = np.ceil(centre + half).astype(int)
-    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    return max(int(x0), 0), max(int(y0), 0), min(int(x1), w), min(int(y1), h)
+
+
+@dataclass
+class _DrawnHead:
+    """:func:`_draw_head`'s result and, when asked, where each region pixel's colour came from: ``sources`` (H, W, 2)
+    the photo position it shows (pixel centres at half-integers) and ``photo_weight`` (H, W) the share of its colour
+    drawn from the photo there (module docstring, *large photos*)."""
+
+    result: HeadRotation
+    sources: np.ndarray | None = None
+    photo_weight: np.ndarray | None = None
+
+
+def _draw_head(image: np.ndarray, reconstruction, current: tuple[float, float, float],
+               target: tuple[float, float, float], proxy: HeadProxy, with_sources: bool = False) -> _DrawnHead:
+    """:func:`rotate_head` at the photo's own size."""
+    import cv2
+
+    h, w = image.shape[:2]
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    vertices = np.asarray(reconstruction.vertices, dtype=np.float64)
+    similarity = head_similarity(vertices)
+    delta = rotation_matrix(*target) @ rotation_matrix(*current).T
+    scale = similarity.scale
+    pivot = similarity.apply(np.asarray(proxy.pivot, np.float64)[None])[0]
+    x0, y0, x1, y1 = _head_region((h, w), vertices, similarity, proxy)
     step = max(1.0, max(x1 - x0, y1 - y0) / proxy.grid_points)
     nx, ny = int(np.ceil((x1 - x0) / step)) + 1, int(np.ceil((y1 - y0) / step)) + 1
     gx = np.minimum(x0 + np.arange(nx) * step, x1)
@@ -387,27 +437,89 @@ def rotate_head(
     holes = (seen < 0) | (on_grid_tri & stretched[grid_of])
     folded = culled & ~on_face
     mirrored = np.zeros_like(holes)
+    photo_weight = np.where(on_face, from_photo_weight[..., 0], 1.0) * ~holes if with_sources else None
     if holes.any():
         # Holes inside the face's outline (its culled back faces) are inpainted from the face around them; the others
         # show the head proxy.
-        region, mirrored = _head_texture_fill(region, holes & ~face_outline, image, similarity, delta, pivot, proxy,
-                                              (x0, y0), face_in_photo)
+        region, mirrored, mirrored_from = _head_texture_fill(region, holes & ~face_outline, image, similarity, delta,
+                                                             pivot, proxy, (x0, y0), face_in_photo)
+        if with_sources and mirrored.any():
+            source[mirrored] = mirrored_from
+            photo_weight[mirrored] = 1.0
         rest = holes & ~mirrored
         if rest.any():
             region = cv2.inpaint(np.ascontiguousarray(region), rest.astype(np.uint8) * 255, 3, cv2.INPAINT_TELEA)
     if proxy.feather > 0.0 and on_face.any():
-        region = _feather_edge(region, on_face, proxy.feather * scale)
+        if with_sources:  # the photo's share fades with the colours: one more channel through the same blend
+            weight_channel = np.clip(photo_weight * 255.0 + 0.5, 0, 255).astype(np.uint8)[..., None]
+            feathered = _feather_edge(np.concatenate([region, weight_channel], axis=-1), on_face, proxy.feather * scale)
+            region, photo_weight = feathered[..., :3], feathered[..., 3] / 255.0
+        else:
+            region = _feather_edge(region, on_face, proxy.feather * scale)
     out = image.copy()
     out[y0:y1, x0:x1] = region
     face_mask = np.zeros((h, w), dtype=bool)
     face_mask[y0:y1, x0:x1] = on_face
     timings["shade"] = time.perf_counter() - start
     area = float(rw * rh)
-    return HeadRotation(
+    result = HeadRotation(
         image=out, rotation=delta, current_pose=current, target_pose=target, region=(x0, y0, x1, y1),
         face_mask=face_mask, filled_fraction=float(holes.sum()) / area, culled_fraction=float(folded.sum()) / area,
         mirrored_fraction=float(mirrored.sum()) / area, timings=timings,
     )
+    if not with_sources:
+        return _DrawnHead(result)
+    return _DrawnHead(result, source.astype(np.float32), photo_weight.astype(np.float32))
+
+
+def _upsample(values: np.ndarray, grid: tuple[np.ndarray, np.ndarray], nearest: bool = False) -> np.ndarray:
+    """``values`` read at the (fractional) pixel positions ``grid`` = (x, y), bilinearly or at the nearest pixel."""
+    import cv2
+
+    interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    return cv2.remap(values, grid[0], grid[1], interpolation, borderMode=cv2.BORDER_REPLICATE)
+
+
+#: Rows of the full-size region composed at a time by :func:`_at_photo_size` (bounds its memory on huge photos).
+_COMPOSE_ROWS = 512
+
+
+def _at_photo_size(image: np.ndarray, small_image: np.ndarray, drawn: _DrawnHead) -> HeadRotation:
+    """The head drawn in ``small_image`` (``image`` resized) brought to ``image``'s size: the drawing upsampled, plus
+    the photo's fine detail at each pixel's source, in the share its colour took from the photo (module docstring,
+    *large photos*)."""
+    import cv2
+
+    start = time.perf_counter()
+    small = drawn.result
+    h, w = image.shape[:2]
+    fx, fy = small_image.shape[1] / w, small_image.shape[0] / h
+    sx0, sy0, sx1, sy1 = small.region
+    x0, y0 = int(np.floor(sx0 / fx)), int(np.floor(sy0 / fy))
+    x1, y1 = min(int(np.ceil(sx1 / fx)), w), min(int(np.ceil(sy1 / fy)), h)
+    drawing = np.ascontiguousarray(small.image[sy0:sy1, sx0:sx1])
+    on_face = np.ascontiguousarray(small.face_mask[sy0:sy1, sx0:sx1]).astype(np.uint8)
+    # Where each full-size pixel centre falls in the small region's pixel grid (cv2.remap's convention: centres at
+    # whole numbers).
+    map_x = ((np.arange(x0, x1) + 0.5) * fx - 0.5 - sx0).astype(np.float32)
+    out, face_mask = image.copy(), np.zeros((h, w), dtype=bool)
+    for top in range(y0, y1, _COMPOSE_ROWS):
+        rows = np.arange(top, min(top + _COMPOSE_ROWS, y1))
+        grid = np.meshgrid(map_x, ((rows + 0.5) * fy - 0.5 - sy0).astype(np.float32))
+        sources = _upsample(drawn.sources, grid)  # small-photo positions
+        weight = _upsample(drawn.photo_weight, grid)[..., None]
+        fine = cv2.remap(image, sources[..., 0] / fx - 0.5, sources[..., 1] / fy - 0.5, cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REFLECT)
+        coarse = cv2.remap(small_image, sources[..., 0] - 0.5, sources[..., 1] - 0.5, cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REFLECT)
+        colour = _upsample(drawing, grid).astype(np.float32) + weight * (fine.astype(np.float32)
+                                                                        - coarse.astype(np.float32))
+        out[rows[0]:rows[-1] + 1, x0:x1] = np.clip(colour + 0.5, 0, 255).astype(np.uint8)
+        face_mask[rows[0]:rows[-1] + 1, x0:x1] = _upsample(on_face, grid, nearest=True).astype(bool)
+    timings = dict(small.timings, full_size=time.perf_counter() - start)
+    return replace(small, image=out, region=(x0, y0, x1, y1), face_mask=face_mask, timings=timings)
+
+
 
 
 #: Texel visibility (:func:`~facehub.modeling.geometry.texture_completion.texel_visibility`) from which a face pixel
@@ -421,12 +533,13 @@ SEEN_COSINE = 0.2
 
 def _head_texture_fill(region: np.ndarray, holes: np.ndarray, image: np.ndarray, similarity: Similarity,
                        rotation: np.ndarray, pivot: np.ndarray, proxy: HeadProxy, origin,
-                       face_in_photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                       face_in_photo: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fill ``holes`` (region pixels) that show the turned head ellipsoid with the photo's colour of that point of
     the head, or of its mirror point across the head's mid-plane when the photo did not see it (the symmetric
     completion of the face, carried over to hair and ears). Points whose colour would come from the face in the photo
     (``face_in_photo``, region pixels) are left to inpainting: the ellipsoid passes through the face, and its colours
-    there belong to the face mesh, not to the head. Returns the region and the pixels filled."""
+    there belong to the face mesh, not to the head. Returns the region, the pixels filled and (N, 2) the photo
+    positions their colours came from, in the order of ``np.nonzero(filled)``."""
 
     rows, cols = np.nonzero(holes)
     xy = np.column_stack([cols + origin[0] + 0.5, rows + origin[1] + 0.5])
@@ -436,7 +549,7 @@ def _head_texture_fill(region: np.ndarray, holes: np.ndarray, image: np.ndarray,
     z, hit = _ellipsoid_front(xy, turned, proxy.centre, proxy.radii)
     filled = np.zeros_like(holes)
     if not hit.any():
-        return region, filled
+        return region, filled, np.zeros((0, 2))
     surface = turned.inverse().apply(np.column_stack([xy[hit], z[hit]]))  # model frame, the head at rest
     radii = np.square(np.asarray(proxy.radii, np.float64))
     centre = np.asarray(proxy.centre, np.float64)
@@ -459,13 +572,13 @@ def _head_texture_fill(region: np.ndarray, holes: np.ndarray, image: np.ndarray,
     on_face[in_region] = face_in_photo[local[in_region, 1], local[in_region, 0]]
     usable &= ~on_face
     if not usable.any():
-        return region, filled
+        return region, filled, np.zeros((0, 2))
     colours = _bilinear(image, pixels[usable])
     index = np.flatnonzero(hit)[usable]
     region = region.copy()
     region[rows[index], cols[index]] = colours
     filled[rows[index], cols[index]] = True
-    return region, filled
+    return region, filled, pixels[usable]
 
 
 def _feather_edge(region: np.ndarray, layer: np.ndarray, width: float) -> np.ndarray:

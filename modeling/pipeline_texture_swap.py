@@ -17,6 +17,9 @@ background are kept):
 5. **Blend**: Reinhard colour transfer to the target's skin inside the mask, then Poisson blending
    (:mod:`facehub.modeling.faces.compositing`), as the DepthNet swap does.
 
+Steps 3-5 work in the box of the drawn face grown by the mask's blur and a margin (:func:`~facehub.modeling.geometry.
+texture_swap.swap_box`): the result is the same as over the whole photo, and a large photo costs what its face does.
+
 ``measure=True`` finds the face on the result and reports its identity distances (dlib's 128-D descriptor, same
 person below 0.6) to the source and the target faces.
 """
@@ -123,7 +126,7 @@ class TextureSwapMixin:
             seamless_blend,
             transfer_color,
         )
-        from facehub.modeling.geometry.texture_swap import render_uv_texture, swap_outline
+        from facehub.modeling.geometry.texture_swap import render_uv_texture, swap_box, swap_outline
 
         timings: dict[str, float] = {}
         start = time.perf_counter()
@@ -141,20 +144,28 @@ class TextureSwapMixin:
         mesh = geometry.dense_mesh(openings="closed", subdivision=1, texture="photo")
         timings["reconstruction"] = time.perf_counter() - start
 
+        # Every step below works in the box of the drawn face: nothing outside it changes (module docstring).
         start = time.perf_counter()
-        rendered, covered = render_uv_texture(target.shape[:2], mesh.vertices, mesh.triangles, mesh.uvs, texture)
         landmarks = np.asarray(geometry.landmarks68)[:, :2]
         size = face_size(landmarks)
-        mask = hull_mask(swap_outline(landmarks), target.shape[:2], inset=FACE_MASK_INSET * size,
-                         feather=FACE_MASK_FEATHER * size) * covered
+        vertices = np.asarray(mesh.vertices, np.float64)
+        x0, y0, x1, y1 = swap_box(np.vstack([vertices[:, :2], swap_outline(landmarks)]), size, target.shape[:2])
+        box = np.s_[y0:y1, x0:x1]
+        crop = np.ascontiguousarray(target[box])
+        drawn, covered = render_uv_texture(crop.shape[:2], vertices - [x0, y0, 0.0], mesh.triangles, mesh.uvs,
+                                           texture)
+        crop_mask = hull_mask(swap_outline(landmarks) - [x0, y0], crop.shape[:2], inset=FACE_MASK_INSET * size,
+                              feather=FACE_MASK_FEATHER * size) * covered
         timings["render"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        image = target.copy()
-        hard = mask > 0.5
+        image, rendered, warped = target.copy(), np.zeros_like(target), target.copy()
+        mask = np.zeros(target.shape[:2], dtype=np.float32)
+        rendered[box], mask[box], warped[box] = drawn, crop_mask, alpha_blend(drawn, crop, crop_mask)
+        hard = crop_mask > 0.5
         if hard.any():
-            face = transfer_color(rendered, target, hard) if color_transfer else rendered
-            image = seamless_blend(face, target, hard)
+            face = transfer_color(drawn, crop, hard) if color_transfer else drawn
+            image[box] = seamless_blend(face, crop, hard)
         timings["blend"] = time.perf_counter() - start
 
         measurements = {"output_face": None, "distance_to_source": None, "distance_to_target": None,
@@ -166,7 +177,7 @@ class TextureSwapMixin:
         return {
             "image": image,
             "rendered": rendered,
-            "warped": alpha_blend(rendered, target, mask),
+            "warped": warped,
             "mask": mask,
             "faces": SourceTarget(source_face, target_face),
             "num_faces": SourceTarget(len(source_faces), len(target_faces)),

@@ -76,6 +76,44 @@ def test_the_targets_glasses_leave_no_fragments_inside_the_swapped_face(fitting_
     assert inside.sum() > 100 and (change > 20).mean() > 0.8 and change.mean() > 40
 
 
+def test_the_swap_works_in_the_faces_box_and_gives_what_the_whole_photo_would(fitting_swap):
+    """Steps 3-5 run in :func:`swap_box` only, so a large photo costs what its face does: the result, the drawing,
+    the mask and the pasted face equal those of the same steps over the whole photo, to the last level."""
+    from facehub.modeling.faces.compositing import (
+        FACE_MASK_FEATHER,
+        FACE_MASK_INSET,
+        alpha_blend,
+        face_size,
+        hull_mask,
+        seamless_blend,
+        transfer_color,
+    )
+    from facehub.modeling.faces.image_io import load_image
+    from facehub.modeling.geometry.texture_swap import render_uv_texture, swap_box, swap_outline
+
+    source, target = load_image(PHOTOS / "obama.jpg"), load_image(PHOTOS / "biden.jpg")
+    out = fitting_swap(source, target, output_type="np")
+    geometry = fitting_swap.swap_geometry(target, *out.reconstructions)
+    mesh = geometry.dense_mesh(openings="closed", subdivision=1, texture="photo")
+    texture = out.reconstructions.source.dense_mesh(openings="closed", subdivision=1, texture="completed").texture
+    rendered, covered = render_uv_texture(target.shape[:2], mesh.vertices, mesh.triangles, mesh.uvs, texture)
+    landmarks = np.asarray(geometry.landmarks68)[:, :2]
+    size = face_size(landmarks)
+    mask = hull_mask(swap_outline(landmarks), target.shape[:2], inset=FACE_MASK_INSET * size,
+                     feather=FACE_MASK_FEATHER * size) * covered
+    whole = seamless_blend(transfer_color(rendered, target, mask > 0.5), target, mask > 0.5)
+    np.testing.assert_array_equal(out.images[0], whole)
+    np.testing.assert_array_equal(out.rendered, rendered)
+    np.testing.assert_array_equal(out.mask, mask)
+    np.testing.assert_array_equal(out.warped, alpha_blend(rendered, target, mask))
+    x0, y0, x1, y1 = swap_box(np.vstack([np.asarray(mesh.vertices)[:, :2], swap_outline(landmarks)]), size,
+                              target.shape[:2])
+    changed = np.argwhere((out.images[0] != target).any(axis=-1))
+    assert changed[:, 0].min() >= y0 and changed[:, 0].max() < y1 and changed[:, 1].min() >= x0
+    assert changed[:, 1].max() < x1
+    assert (x1 - x0) * (y1 - y0) < 0.5 * target.shape[0] * target.shape[1]  # the box is the face's, not the photo
+
+
 def test_swap_and_rotation_evaluations_and_the_comparison_run_every_method(tmp_path, capsys):
     from facehub.apps.cli import main
     from facehub.apps.comparison import compare

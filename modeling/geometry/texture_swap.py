@@ -5,7 +5,8 @@ texel means the same point of the face on any two faces: the source's texture (c
 its photo hid are there too) can be drawn on the target's mesh, in the target's photo, at the target's pose and
 expression. :func:`render_uv_texture` z-buffers the mesh (:func:`~facehub.modeling.geometry.zbuffer.
 rasterize_zbuffer`), culls the triangles that face away (so no surface is seen from behind) and samples the texture
-bilinearly; :func:`swap_outline` outlines the part of the face a swap replaces.
+bilinearly; :func:`swap_outline` outlines the part of the face a swap replaces, and :func:`swap_box` the part of the photo it can
+change.
 """
 
 from __future__ import annotations
@@ -53,3 +54,23 @@ def swap_outline(landmarks68: np.ndarray, brow_lift: float = 0.25) -> np.ndarray
     brows = np.arange(17, 27)
     points[brows] += (points[brows] - points[30]) * brow_lift
     return points
+
+
+def swap_box(points: np.ndarray, face_size: float, shape: tuple[int, int],
+             margin: float = 0.1) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) pixels of an image of ``shape`` (H, W) that a swap drawing ``points`` (N, 2: the mesh and the
+    mask's outline) can change: their box grown by ``margin`` times ``face_size`` and 4 pixels, beyond the reach of
+    the face mask's feathering blur (4 sigma, 5% of the face size) and of the Poisson solve's border, clipped to the
+    image."""
+    h, w = int(shape[0]), int(shape[1])
+    points = np.asarray(points, np.float64)[:, :2]
+    points = points[np.isfinite(points).all(axis=1)]
+    if len(points) == 0:
+        return 0, 0, w, h
+    grow = margin * face_size + 4.0
+    low, high = points.min(axis=0) - grow, points.max(axis=0) + grow
+    x0, y0 = (max(int(np.floor(v)), 0) for v in low)
+    x1, y1 = min(int(np.ceil(high[0])), w), min(int(np.ceil(high[1])), h)
+    if x1 <= x0 or y1 <= y0:
+        return 0, 0, w, h
+    return x0, y0, x1, y1

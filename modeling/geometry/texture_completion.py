@@ -75,6 +75,11 @@ def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
 
 
+#: :func:`texel_visibility` draws its z-buffer with at least this many pixels per texel across the face, and no more
+#: than the photo's own.
+ZBUFFER_PIXELS_PER_TEXEL = 4.0
+
+
 def texel_visibility(
     vertices: np.ndarray,
     size: int,
@@ -104,14 +109,18 @@ def texel_visibility(
     cosine = normals[..., 2] / np.maximum(np.linalg.norm(normals, axis=-1), 1e-12)
     weight = np.clip((cosine - GRAZING_COSINE) / (FULL_VISIBILITY_COSINE - GRAZING_COSINE), 0.0, 1.0)
 
-    x0, y0 = (int(a) - 1 for a in np.floor(vertices[:, :2].min(axis=0)))
-    x1, y1 = (int(a) + 2 for a in np.ceil(vertices[:, :2].max(axis=0)))
-    face_index, barycentric = rasterize_tiled(vertices, triangles, (x0, y0, x1, y1))
+    # The z-buffer is drawn in pixels of the photo, or of a quarter texel where the face is larger than that (a
+    # large face in a large photo): finer pixels would cost time and change no texel's reading.
+    scale = min(1.0, ZBUFFER_PIXELS_PER_TEXEL * size / max(float(np.ptp(vertices[:, :2], axis=0).max()), 1.0))
+    drawn = vertices * [scale, scale, 1.0]
+    x0, y0 = (int(a) - 1 for a in np.floor(drawn[:, :2].min(axis=0)))
+    x1, y1 = (int(a) + 2 for a in np.ceil(drawn[:, :2].max(axis=0)))
+    face_index, barycentric = rasterize_tiled(drawn, triangles, (x0, y0, x1, y1))
     zbuffer = np.where(face_index >= 0, (vertices[triangles[np.maximum(face_index, 0)], 2] * barycentric).sum(-1),
                        -np.inf)
     # The z-buffer value at each texel's pixel (nearest pixel centre).
-    cols = np.clip(np.floor(positions[..., 0]).astype(int) - x0, 0, zbuffer.shape[1] - 1)
-    rows = np.clip(np.floor(positions[..., 1]).astype(int) - y0, 0, zbuffer.shape[0] - 1)
+    cols = np.clip(np.floor(positions[..., 0] * scale).astype(int) - x0, 0, zbuffer.shape[1] - 1)
+    rows = np.clip(np.floor(positions[..., 1] * scale).astype(int) - y0, 0, zbuffer.shape[0] - 1)
     tolerance = depth_tolerance * float(np.ptp(vertices[:, 0]) or 1.0)
     unoccluded = positions[..., 2] >= zbuffer[rows, cols] - tolerance
     if image_shape is not None:

@@ -120,14 +120,19 @@ def rasterize_zbuffer(
 def interpolate(attributes: np.ndarray, triangles: np.ndarray, face_index: np.ndarray,
                 barycentric: np.ndarray) -> np.ndarray:
     """(V, C) vertex attributes -> (H, W, C) values at the pixels of :func:`rasterize_zbuffer` (0 where none)."""
+    # One channel at a time from a (F, 3) table of each triangle's corner values: three 1-D lookups by the pixel's
+    # triangle, instead of gathering (H, W, 3, C) corner arrays (seconds at a few megapixels).
     attributes = np.asarray(attributes)
-    out = np.zeros((*face_index.shape, attributes.shape[-1]), dtype=np.float32)
-    covered = face_index >= 0
-    if covered.any():  # only the covered pixels: a whole-photo (H, W, 3, C) gather would cost seconds at 2k px
-        corners = np.asarray(triangles)[face_index[covered]]  # (N, 3)
-        weights = barycentric[covered]
-        values = attributes[corners[:, 0]] * weights[:, 0:1]
+    flat = np.asarray(face_index).reshape(-1)
+    covered = flat >= 0
+    weights = np.asarray(barycentric).reshape(-1, 3)
+    seen = np.maximum(flat, 0)
+    table = attributes[np.asarray(triangles)]  # (F, 3, C)
+    out = np.zeros((flat.size, attributes.shape[-1]), dtype=np.float32)
+    for channel in range(attributes.shape[-1]):
+        corners = table[:, :, channel]
+        values = np.take(corners[:, 0], seen) * weights[:, 0]
         for k in (1, 2):
-            values = values + attributes[corners[:, k]] * weights[:, k:k + 1]
-        out[covered] = values
-    return out
+            values += np.take(corners[:, k], seen) * weights[:, k]
+        out[:, channel] = np.where(covered, values, 0.0)
+    return out.reshape(*np.shape(face_index), attributes.shape[-1])

@@ -212,6 +212,30 @@ def test_seamless_blend_stays_in_place_and_only_inside_the_mask(photo):
     assert np.abs(unchanged - background).max() <= 2, "blending an image into itself changes it by rounding only"
 
 
+def test_a_crop_pasted_back_changes_only_its_footprint_as_a_whole_photo_paste_would(photo, analyzer):
+    """``paste_aligned_crop`` works in the box the crop covers: the same picture as warping, colour-matching and
+    blending over the whole photo (up to a level on the few pixels where OpenCV's fixed-point warp rounds the other
+    way), and nothing outside that box changes."""
+    from facehub.modeling.faces.alignment import aligned_crop
+    from facehub.modeling.faces.compositing import alpha_blend, crop_to_photo, paste_aligned_crop, paste_mask
+
+    image = photo("obama.jpg")
+    aligned = aligned_crop(image, analyzer(image)[0].landmarks68, size=64)
+    crop = np.ascontiguousarray(aligned.image[:, ::-1])  # another face than the photo's: its mirror image
+    alpha = crop_to_photo(paste_mask(64), aligned.inverse, image.shape[:2])
+    pasted = crop_to_photo(crop, aligned.inverse, image.shape[:2])
+    whole = alpha_blend(transfer_color(pasted, image, alpha > 0.5), image, alpha).astype(int)
+    out = paste_aligned_crop(image, crop, aligned)
+    difference = np.abs(out - whole).max(axis=-1)
+    assert difference.max() <= 2 and (difference > 0).mean() < 1e-3
+    changed = (out != image).any(axis=-1)
+    assert changed.sum() > 10_000
+    rows, cols = np.nonzero(alpha > 0)
+    inside = np.zeros_like(changed)
+    inside[rows.min() - 3:rows.max() + 4, cols.min() - 3:cols.max() + 4] = True
+    assert not (changed & ~inside).any()
+
+
 # --- face swap (section 3.3) ---------------------------------------------------------------------------------------
 
 

@@ -209,10 +209,25 @@ def paste_mask(size: int) -> np.ndarray:
 
 def paste_aligned_crop(photo: np.ndarray, crop: np.ndarray, aligned: AlignedFace) -> np.ndarray:
     """A generated aligned ``crop`` (RGB uint8, any size) back in ``photo`` through ``aligned``'s inverse:
-    colour-matched to the photo under the :func:`paste_mask` ellipse and blended with its feathered alpha."""
-    alpha = crop_to_photo(paste_mask(crop.shape[0]), aligned.inverse, photo.shape[:2])
-    pasted = crop_to_photo(crop, aligned.inverse, photo.shape[:2])
-    return alpha_blend(transfer_color(pasted, photo, alpha > 0.5), photo, alpha)
+    colour-matched to the photo under the :func:`paste_mask` ellipse and blended with its feathered alpha.
+
+    Only the box the crop covers in the photo is touched (the same pixels as over the whole photo, at the cost of the
+    face, not of the photo)."""
+    side = crop.shape[0]
+    corners = np.array([[0.0, 0.0], [side, 0.0], [0.0, side], [side, side]])
+    footprint = corners @ np.asarray(aligned.inverse)[:, :2].T + np.asarray(aligned.inverse)[:, 2]
+    height, width = photo.shape[:2]
+    x0, y0 = (max(int(np.floor(v)) - 2, 0) for v in footprint.min(axis=0))
+    x1, y1 = min(int(np.ceil(footprint[:, 0].max())) + 2, width), min(int(np.ceil(footprint[:, 1].max())) + 2, height)
+    if x1 <= x0 or y1 <= y0:  # the crop lies outside the photo
+        return photo.copy()
+    inverse = np.asarray(aligned.inverse, np.float64) - [[0.0, 0.0, x0], [0.0, 0.0, y0]]
+    box = photo[y0:y1, x0:x1]
+    alpha = crop_to_photo(paste_mask(side), inverse, box.shape[:2])
+    pasted = crop_to_photo(crop, inverse, box.shape[:2])
+    out = photo.copy()
+    out[y0:y1, x0:x1] = alpha_blend(transfer_color(pasted, box, alpha > 0.5), box, alpha)
+    return out
 
 
 def crop_to_photo(crop: np.ndarray, inverse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

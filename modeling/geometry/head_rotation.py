@@ -123,7 +123,8 @@ class HeadRotation:
         culled_fraction: share of the region's pixels that a surface seen from behind (a triangle whose winding
             flipped: a fold-over) would have covered. Such triangles are culled, never drawn, so no fold-over shows;
             their pixels are filled like the other holes.
-        timings: seconds per stage (``proxy``, ``raster``, ``shade``).
+        timings: seconds per stage (``proxy``, ``raster``, ``shade``; ``full_size`` for a region drawn at
+            :attr:`HeadProxy.max_render_side` and brought back to the photo's size).
     """
 
     image: np.ndarray
@@ -369,8 +370,9 @@ def _draw_head(image: np.ndarray, reconstruction, current: tuple[float, float, f
 
     # Layer 3, the background: the head centre's depth; the rotation fades to none across the band.
     outside_distance = cv2.distanceTransform((~inside).astype(np.uint8), cv2.DIST_L2, 5) * step
-    band = proxy.band * proxy.radii[0] * scale
-    fraction = np.where(inside, 1.0, 0.5 * (1.0 + np.cos(np.pi * np.clip(outside_distance / band, 0.0, 1.0))))
+    band = max(proxy.band * proxy.radii[0] * scale, 1e-9)
+    # (Clipped before dividing: with no head on the grid the distance transform is about 1e38 everywhere.)
+    fraction = np.where(inside, 1.0, 0.5 * (1.0 + np.cos(np.pi * np.clip(outside_distance, 0.0, band) / band)))
     edge_z, _ = _smooth_fill(z, inside, sigma=max(0.2 * face_width, 1.0))
     z = np.where(inside, z, fraction * edge_z + (1.0 - fraction) * centre_z)
     fraction[[0, -1], :] = 0.0  # the region's border stays where it is

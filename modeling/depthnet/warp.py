@@ -336,8 +336,8 @@ def _render(
     """
     import cv2
 
-    # The warp mesh has a few hundred triangles, some as large as the face: large tiles test fewer of them per pixel
-    # than PyTorch3D's per-tile overhead costs (a 12-megapixel box: 4.7 s in 64 px tiles, 2.3 s in 256 px).
+    # The warp mesh has a few hundred triangles, some as large as the face: in large tiles each pixel is tested against
+    # a few more of them, which costs less than PyTorch3D's overhead per tile on a large photo's box.
     face_index, barycentric = rasterize_tiled(vertices, mesh.triangles, box, tile=WARP_TILE)
     covered = face_index >= 0
     source_xy = interpolate(mesh.points, mesh.triangles, face_index, barycentric) - 0.5  # cv2's pixel indices

@@ -41,8 +41,8 @@ seen there, from the photo or, where the photo did not see it, from its mirror p
 (the symmetric completion carried over to hair and ears); what is left is inpainted. :class:`HeadRotation` reports
 how much was filled and culled.
 
-**Large photos.** Drawing costs time in proportion to the region's pixels: a face 1,600 px wide in a 20-megapixel photo
-took about a minute. A region longer than :attr:`HeadProxy.max_render_side` is drawn in the photo resized to that
+**Large photos.** Drawing costs time in proportion to the region's pixels, and a close-up in a phone photo makes that
+region tens of megapixels. A region longer than :attr:`HeadProxy.max_render_side` is drawn in the photo resized to that
 size. Every drawn pixel there knows the point of the photo it shows and how much of its colour came from the photo at
 that point (the grid and the face's seen part: all of it; the completed texture and inpainted holes: none). At the
 photo's size each pixel is the resized drawing plus, in that proportion, the photo's fine detail at its point: the
@@ -520,8 +520,6 @@ def _at_photo_size(image: np.ndarray, small_image: np.ndarray, drawn: _DrawnHead
         face_mask[rows[0]:rows[-1] + 1, x0:x1] = _upsample(on_face, grid, nearest=True).astype(bool)
     timings = dict(small.timings, full_size=time.perf_counter() - start)
     return replace(small, image=out, region=(x0, y0, x1, y1), face_mask=face_mask, timings=timings)
-
-
 
 
 #: Texel visibility (:func:`~facehub.modeling.geometry.texture_completion.texel_visibility`) from which a face pixel

@@ -121,7 +121,7 @@ def interpolate(attributes: np.ndarray, triangles: np.ndarray, face_index: np.nd
                 barycentric: np.ndarray) -> np.ndarray:
     """(V, C) vertex attributes -> (H, W, C) values at the pixels of :func:`rasterize_zbuffer` (0 where none)."""
     # One channel at a time from a (F, 3) table of each triangle's corner values: three 1-D lookups by the pixel's
-    # triangle, instead of gathering (H, W, 3, C) corner arrays (seconds at a few megapixels).
+    # triangle, instead of gathering (N, 3) corner indices and weights through boolean masks of the raster.
     attributes = np.asarray(attributes)
     flat = np.asarray(face_index).reshape(-1)
     covered = flat >= 0

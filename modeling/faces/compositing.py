@@ -211,8 +211,8 @@ def paste_aligned_crop(photo: np.ndarray, crop: np.ndarray, aligned: AlignedFace
     """A generated aligned ``crop`` (RGB uint8, any size) back in ``photo`` through ``aligned``'s inverse:
     colour-matched to the photo under the :func:`paste_mask` ellipse and blended with its feathered alpha.
 
-    Only the box the crop covers in the photo is touched (the same pixels as over the whole photo, at the cost of the
-    face, not of the photo)."""
+    Only the box the crop covers in the photo is touched: the picture is that of the same steps over the whole photo
+    (to within a level where OpenCV's fixed-point warp rounds the other way), at the cost of the face, not the photo."""
     side = crop.shape[0]
     corners = np.array([[0.0, 0.0], [side, 0.0], [0.0, side], [side, side]])
     footprint = corners @ np.asarray(aligned.inverse)[:, :2].T + np.asarray(aligned.inverse)[:, 2]

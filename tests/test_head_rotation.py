@@ -261,7 +261,8 @@ def test_a_large_region_is_drawn_at_the_render_size_and_brought_back_with_the_ph
     reduced = head_rotation.rotate_head(large, reconstruction, yaw + 30.0, pitch, proxy=proxy)
     assert max(max(size) for size in sizes) <= proxy.max_render_side + 1
     sizes.clear()
-    full = head_rotation.rotate_head(large, reconstruction, yaw + 30.0, pitch, proxy=replace(proxy, max_render_side=None))
+    full = head_rotation.rotate_head(large, reconstruction, yaw + 30.0, pitch,
+                                     proxy=replace(proxy, max_render_side=None))
     x0, y0, x1, y1 = full.region
     assert max(max(size) for size in sizes) == max(x1 - x0, y1 - y0) > 1.4 * proxy.max_render_side
     assert np.abs(np.subtract(reduced.region, full.region)).max() <= 2

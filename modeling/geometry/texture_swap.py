@@ -5,8 +5,8 @@ texel means the same point of the face on any two faces: the source's texture (c
 its photo hid are there too) can be drawn on the target's mesh, in the target's photo, at the target's pose and
 expression. :func:`render_uv_texture` z-buffers the mesh (:func:`~facehub.modeling.geometry.zbuffer.
 rasterize_zbuffer`), culls the triangles that face away (so no surface is seen from behind) and samples the texture
-bilinearly; :func:`swap_outline` outlines the part of the face a swap replaces, and :func:`swap_box` the part of the photo it can
-change.
+bilinearly; :func:`swap_outline` outlines the part of the face a swap replaces, and :func:`swap_box` the part of the
+photo it can change.
 """
 
 from __future__ import annotations

@@ -94,6 +94,21 @@ def test_morphable_pairs_are_deterministic_faces_with_exact_depths():
         pairs[10]
 
 
+def test_morphable_pairs_in_a_batch_are_the_items_drawn_alone():
+    """A DataLoader fetches a batch at once (``__getitems__``); each item stays what it is alone, whatever batch it is
+    drawn in (processes and epochs see different batches)."""
+    pairs = MorphableKeypointPairs(num_pairs=50, seed=1)
+    batch = pairs.__getitems__([7, 3, 42, 3])
+    for index, item in zip([7, 3, 42, 3], batch, strict=True):
+        alone = pairs[index]
+        assert all(torch.equal(value, alone[key]) for key, value in item.items())
+    assert not torch.equal(batch[0]["source_keypoints"], batch[1]["source_keypoints"])
+    loader = torch.utils.data.DataLoader(pairs, batch_size=4, sampler=[42, 3, 3, 7])
+    assert torch.equal(next(iter(loader))["target_depths"][0], pairs[42]["target_depths"])
+    with pytest.raises(IndexError):
+        pairs.__getitems__([1, 50])
+
+
 def test_depth_discriminator_sees_only_what_registration_cannot_fix():
     torch.manual_seed(0)
     disc = DepthDiscriminatorModel(hidden_sizes=(32,)).eval()

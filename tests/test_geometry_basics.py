@@ -14,6 +14,20 @@ def test_euler_angles_round_trip():
         np.testing.assert_allclose(euler_from_rotation_matrix(rotation_matrix(*angles)), angles, atol=1e-7)
 
 
+
+def test_rotation_matrix_of_arrays_is_one_matrix_per_element():
+    angles = np.random.default_rng(2).uniform(-80, 80, size=(4, 5, 3))
+    matrices = rotation_matrix(angles[..., 0], angles[..., 1], angles[..., 2])
+    assert matrices.shape == (4, 5, 3, 3)
+    for index in np.ndindex(4, 5):
+        np.testing.assert_allclose(matrices[index], rotation_matrix(*angles[index]), atol=1e-15)
+    # Scalars broadcast against arrays: a yaw sweep at one pitch.
+    sweep = rotation_matrix(np.array([-30.0, 0.0, 30.0]), 10.0, 0.0)
+    np.testing.assert_allclose(sweep[2], rotation_matrix(30, 10, 0), atol=1e-15)
+    nose_x = (sweep @ [0.0, 0.0, 1.0])[:, 0]
+    assert nose_x == pytest.approx([-0.5, 0.0, 0.5])  # pitch about x leaves the yaw's sideways turn alone
+
+
 def test_sign_conventions_on_a_nose_tip():
     nose = np.array([0.0, 0.0, 1.0])  # towards the camera
     assert (rotation_matrix(30, 0, 0) @ nose)[0] == pytest.approx(0.5)  # yaw > 0: nose to the image's right

@@ -19,20 +19,27 @@ from __future__ import annotations
 import numpy as np
 
 
-def rotation_matrix_rad(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """(3, 3) rotation ``Rz(roll) @ Rx(pitch) @ Ry(yaw)`` for angles in radians."""
+def rotation_matrix_rad(yaw, pitch, roll) -> np.ndarray:
+    """Rotation ``Rz(roll) @ Rx(pitch) @ Ry(yaw)`` for angles in radians: (3, 3) for three numbers, (..., 3, 3) for
+    arrays (broadcast together), one matrix per element."""
+    yaw, pitch, roll = np.broadcast_arrays(*(np.asarray(angle, dtype=np.float64) for angle in (yaw, pitch, roll)))
+    zero, one = np.zeros_like(yaw), np.ones_like(yaw)
     cy, sy = np.cos(yaw), np.sin(yaw)
     cp, sp = np.cos(pitch), np.sin(pitch)
     cr, sr = np.cos(roll), np.sin(roll)
-    ry = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
-    rx = np.array([[1.0, 0.0, 0.0], [0.0, cp, -sp], [0.0, sp, cp]])
-    rz = np.array([[cr, -sr, 0.0], [sr, cr, 0.0], [0.0, 0.0, 1.0]])
+
+    def matrix(*rows):
+        return np.stack([np.stack(row, axis=-1) for row in rows], axis=-2)
+
+    ry = matrix((cy, zero, sy), (zero, one, zero), (-sy, zero, cy))
+    rx = matrix((one, zero, zero), (zero, cp, -sp), (zero, sp, cp))
+    rz = matrix((cr, -sr, zero), (sr, cr, zero), (zero, zero, one))
     return rz @ rx @ ry
 
 
-def rotation_matrix(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """(3, 3) rotation for (yaw, pitch, roll) in degrees; see :func:`rotation_matrix_rad`."""
-    return rotation_matrix_rad(*np.deg2rad([yaw, pitch, roll]))
+def rotation_matrix(yaw, pitch, roll) -> np.ndarray:
+    """Rotation for (yaw, pitch, roll) in degrees, (3, 3) or (..., 3, 3); see :func:`rotation_matrix_rad`."""
+    return rotation_matrix_rad(*np.deg2rad(np.broadcast_arrays(yaw, pitch, roll)))
 
 
 def euler_from_rotation_matrix(rotation: np.ndarray) -> tuple[float, float, float]:

@@ -120,30 +120,40 @@ class MorphableKeypointPairs(Dataset):
     def __len__(self) -> int:
         return self.num_pairs
 
-    def _expression(self, rng: np.random.Generator) -> np.ndarray:
-        coefficients = rng.normal(scale=self.expression_scale, size=len(self.expression_basis))
-        return np.einsum("k,kld->ld", coefficients, self.expression_basis)
-
-    def _view(self, rng: np.random.Generator, shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        pose = rng.uniform(-1.0, 1.0, size=3) * self.max_angles
-        scale = self.face_width * rng.uniform(0.75, 1.25) / self.width_unit
-        points = scale * (shape - shape.mean(axis=0)) @ rotation_matrix(*pose).T
-        points[:, :2] += rng.uniform(96.0, 160.0, size=2)
-        points[:, :2] += rng.normal(scale=self.noise * self.face_width, size=(len(points), 2))
-        return points, pose
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def _draw(self, index: int) -> dict[str, np.ndarray]:
+        """Item ``index``'s random numbers, drawn from its own generator: the identity and the two expressions'
+        coefficients, then per view its pose, size factor, position and keypoint noise."""
         if not 0 <= index < self.num_pairs:
             raise IndexError(index)
         rng = np.random.default_rng([self.seed, index, 7])
-        identity = self.mean + np.einsum(
-            "k,kld->ld", rng.normal(scale=self.identity_scale, size=len(self.identity_basis)), self.identity_basis
-        )
-        source_expression = self._expression(rng)
-        target_expression = source_expression if self.same_expression else self._expression(rng)
-        (source, source_pose), (target, target_pose) = (
-            self._view(rng, identity + source_expression), self._view(rng, identity + target_expression)
-        )
-        item = {"source_keypoints": source[:, :2], "target_keypoints": target[:, :2], "source_depths": source[:, 2],
-                "target_depths": target[:, 2], "source_pose": source_pose, "target_pose": target_pose}
-        return {key: torch.from_numpy(np.ascontiguousarray(value)).float() for key, value in item.items()}
+        draws = {"identity": rng.normal(scale=self.identity_scale, size=len(self.identity_basis))}
+        draws["source_expression"] = rng.normal(scale=self.expression_scale, size=len(self.expression_basis))
+        draws["target_expression"] = (draws["source_expression"] if self.same_expression else
+                                      rng.normal(scale=self.expression_scale, size=len(self.expression_basis)))
+        for view in ("source", "target"):
+            draws[f"{view}_pose"] = rng.uniform(-1.0, 1.0, size=3) * self.max_angles
+            draws[f"{view}_size"] = rng.uniform(0.75, 1.25)
+            draws[f"{view}_shift"] = rng.uniform(96.0, 160.0, size=2)
+            draws[f"{view}_noise"] = rng.normal(scale=self.noise * self.face_width, size=(len(self.mean), 2))
+        return draws
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
+        """Items ``indices`` (what a DataLoader asks for one batch): each item's numbers come from its own generator
+        (:meth:`_draw`), the geometry of the whole batch is computed at once."""
+        draws = [self._draw(int(index)) for index in indices]
+        batch = {key: np.stack([draw[key] for draw in draws]) for key in draws[0]}
+        identity = self.mean + np.einsum("bk,kld->bld", batch["identity"], self.identity_basis)
+        item = {}
+        for view in ("source", "target"):
+            shape = identity + np.einsum("bk,kld->bld", batch[f"{view}_expression"], self.expression_basis)
+            scale = self.face_width * batch[f"{view}_size"] / self.width_unit
+            rotation = rotation_matrix(*batch[f"{view}_pose"].T)
+            points = scale[:, None, None] * (shape - shape.mean(axis=1, keepdims=True)) @ rotation.transpose(0, 2, 1)
+            points[..., :2] += batch[f"{view}_shift"][:, None, :] + batch[f"{view}_noise"]
+            item[f"{view}_keypoints"], item[f"{view}_depths"] = points[..., :2], points[..., 2]
+            item[f"{view}_pose"] = batch[f"{view}_pose"]
+        tensors = {key: torch.from_numpy(np.ascontiguousarray(value)).float() for key, value in item.items()}
+        return [{key: value[row] for key, value in tensors.items()} for row in range(len(indices))]

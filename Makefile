@@ -2,7 +2,9 @@
 #   make demo   - the Gradio hub on http://127.0.0.1:7860 with the embedded default checkpoints
 #   make test   - the whole test suite (CPU, no network)
 # Everything installs into .venv; uv (installed into that venv from PyPI) does the resolving because it is
-# about ten times faster than pip on torch's CUDA wheels.
+# about ten times faster than pip on torch's CUDA wheels. It writes the installed packages' bytecode at install:
+# where PYTHONDONTWRITEBYTECODE is set, Python would otherwise compile them again in every process it starts
+# (seconds for each `facehub` command and test worker).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -21,7 +23,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "uv>=0.5"
-	$(BIN)/uv pip install --python $(BIN)/python -e ".[dev]"
+	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode -e ".[dev]"
 	@touch $@
 
 # Headless Chromium (Debian) for the browser test. Needs root and apt; elsewhere the browser test skips and says why.
@@ -37,7 +39,7 @@ demo: $(STAMP)
 	$(BIN)/facehub demo --host $(HOST) --port $(PORT)
 
 test: $(STAMP) browser
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

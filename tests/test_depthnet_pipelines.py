@@ -173,6 +173,28 @@ def test_hull_mask_inset_and_feather():
     assert 0.05 < soft[27, 50] < 0.95
 
 
+
+def test_hull_mask_works_in_the_hulls_box_and_gives_what_the_whole_image_would():
+    """The fill, erosion and blur run in the hull's box grown past their reach; over the whole image (the reference,
+    written out here) they give the same mask, to float32 rounding: its cost is the face's, not the photo's."""
+    from facehub.modeling.faces.compositing import FEATHER_WIDTH_IN_SIGMAS
+
+    def whole_image(points, shape, inset, feather):
+        mask = np.zeros(shape, np.uint8)
+        cv2.fillConvexPoly(mask, cv2.convexHull(np.round((points - 0.5) * 16).astype(np.int32)), 255, cv2.LINE_8, 4)
+        radius = int(round(inset))
+        mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
+        return np.clip(cv2.GaussianBlur(mask.astype(np.float32) / 255, (0, 0), feather / FEATHER_WIDTH_IN_SIGMAS), 0, 1)
+
+    rng = np.random.default_rng(0)
+    face = np.array([500.0, 300.0]) + rng.normal(size=(68, 2)) * [60, 80]
+    cases = [(face, (900, 1200)), (face - [480, 0], (900, 1200)), (face + [0, 560], (900, 1200))]  # inside, cut
+    for points, shape in cases:
+        mask, reference = hull_mask(points, shape, inset=7, feather=14), whole_image(points, shape, 7, 14)
+        np.testing.assert_allclose(mask, reference, rtol=0, atol=3e-7)
+        assert np.array_equal(mask > 0.5, reference > 0.5) and mask.max() > 0.999 and (mask > 0.5).sum() > 10_000
+    assert not hull_mask(face + [2000, 0], (900, 1200), inset=7, feather=14).any()  # wholly outside the photo
+
 def test_color_transfer_matches_lab_statistics_inside_the_mask(photo):
     target = photo("astronaut.png")
     source = cv2.cvtColor(cv2.cvtColor(target, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)  # no colour at all

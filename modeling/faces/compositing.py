@@ -76,18 +76,29 @@ def hull_mask(points: np.ndarray, shape: tuple[int, int], inset: float = 0.0, fe
             a Gaussian blur with sigma ``feather / 3.3``; 0 keeps the edge hard.
     """
     height, width = shape
-    points = np.asarray(points, dtype=np.float64)[:, :2]
-    mask = np.zeros((height, width), dtype=np.uint8)
     # OpenCV puts pixel centres at integers, the house convention at half-integers; 4 fractional bits (shift=4).
-    hull = cv2.convexHull(np.round((points - 0.5) * 16).astype(np.int32))
-    cv2.fillConvexPoly(mask, hull, 255, lineType=cv2.LINE_8, shift=4)
-    if inset >= 0.5:
-        radius = int(round(inset))
+    hull = cv2.convexHull(np.round((np.asarray(points, dtype=np.float64)[:, :2] - 0.5) * 16).astype(np.int32))
+    radius = int(round(inset)) if inset >= 0.5 else 0
+    sigma = feather / FEATHER_WIDTH_IN_SIGMAS
+    # Only the hull's box, grown past the reach of the erosion and of the blur's kernel (4 sigma for float images),
+    # can be non-zero: the steps run there, which gives the same values as over the whole image (zeros beyond the box
+    # either way) at the cost of the face, not of the photo.
+    reach = radius + (int(np.ceil(4 * sigma)) + 1 if feather > 0 else 0) + 2
+    low, high = hull.reshape(-1, 2).min(axis=0) // 16 - reach, hull.reshape(-1, 2).max(axis=0) // 16 + reach + 1
+    x0, y0 = max(int(low[0]), 0), max(int(low[1]), 0)
+    x1, y1 = min(int(high[0]), width), min(int(high[1]), height)
+    soft = np.zeros((height, width), dtype=np.float32)
+    if x1 <= x0 or y1 <= y0:  # the hull lies outside the image
+        return soft
+    mask = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
+    cv2.fillConvexPoly(mask, hull - np.array([16 * x0, 16 * y0], dtype=np.int32), 255, lineType=cv2.LINE_8, shift=4)
+    if radius:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
         mask = cv2.erode(mask, kernel)
-    soft = mask.astype(np.float32) / 255.0
+    box = mask.astype(np.float32) / 255.0
     if feather > 0:  # the blur's float sums may overshoot 1 by an ulp: clipped, so the mask stays in [0, 1]
-        soft = np.clip(cv2.GaussianBlur(soft, (0, 0), sigmaX=feather / FEATHER_WIDTH_IN_SIGMAS), 0.0, 1.0)
+        box = np.clip(cv2.GaussianBlur(box, (0, 0), sigmaX=sigma), 0.0, 1.0)
+    soft[y0:y1, x0:x1] = box
     return soft
 
 

@@ -145,10 +145,10 @@ class MorphableKeypointPairs(Dataset):
         (:meth:`_draw`), the geometry of the whole batch is computed at once."""
         draws = [self._draw(int(index)) for index in indices]
         batch = {key: np.stack([draw[key] for draw in draws]) for key in draws[0]}
-        identity = self.mean + np.einsum("bk,kld->bld", batch["identity"], self.identity_basis)
+        identity = self.mean + _combine(batch["identity"], self.identity_basis)
         item = {}
         for view in ("source", "target"):
-            shape = identity + np.einsum("bk,kld->bld", batch[f"{view}_expression"], self.expression_basis)
+            shape = identity + _combine(batch[f"{view}_expression"], self.expression_basis)
             scale = self.face_width * batch[f"{view}_size"] / self.width_unit
             rotation = rotation_matrix(*batch[f"{view}_pose"].T)
             points = scale[:, None, None] * (shape - shape.mean(axis=1, keepdims=True)) @ rotation.transpose(0, 2, 1)
@@ -157,3 +157,9 @@ class MorphableKeypointPairs(Dataset):
             item[f"{view}_pose"] = batch[f"{view}_pose"]
         tensors = {key: torch.from_numpy(np.ascontiguousarray(value)).float() for key, value in item.items()}
         return [{key: value[row] for key, value in tensors.items()} for row in range(len(indices))]
+
+
+def _combine(coefficients: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """(B, L, 3) shapes ``sum_k coefficients[b, k] * basis[k]`` for (B, K) coefficients and a (K, L, 3) basis, as one
+    matrix product (BLAS; NumPy's einsum loops over these axes)."""
+    return (coefficients @ basis.reshape(len(basis), -1)).reshape(len(coefficients), *basis.shape[1:])

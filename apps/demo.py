@@ -37,8 +37,8 @@ MAX_FILE_SIZE = "25mb"
 CACHE_SWEEP = 3600
 """Gradio's cache (uploads, results) is swept this often (seconds) of files older than this."""
 INTRO = (
-    "# facehub\nFace rotation, 3D reconstruction and face swap from HF-style checkpoints. Every tab has example "
-    "photos to click, and every result says what was measured on it."
+    "# facehub\nFace rotation, 3D reconstruction, face swap and controllable face generation from HF-style "
+    "checkpoints. Every tab has example photos or seeds to start from, and every result says what was measured on it."
 )
 
 

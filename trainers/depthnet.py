@@ -274,7 +274,7 @@ class DepthNetConfig(TrainingConfig):
 
     Presets: ``cpu-small`` (plain DepthNet, cpu-small network, minutes on two CPU cores), ``paper`` (the paper's
     keypoint-only network, model 7 of Table 1) and ``default`` (DepthNet+GAN on morphable-model faces up to 90
-    degrees of yaw: what made the embedded ``facehub/depthnet``, about 3 minutes on two CPU cores).
+    degrees of yaw: what made the embedded ``facehub/depthnet``; its card gives the command).
     """
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {

@@ -84,7 +84,7 @@ def faces_of_test_photos():
     return found
 
 
-#: Test files that take the longest, longest first (seconds under `make test`, two workers, measured when listed).
+#: Test files that take the longest, longest first (by `make test`'s own durations: run it with ``--durations=0``).
 #: `make test` hands whole files to its workers in collection order (``--dist loadfile --no-loadscope-reorder``), so
 #: these start first and the short files fill in around them; started last, one of them keeps one core busy for
 #: minutes after the other has run out of work.

@@ -17,9 +17,10 @@ Pose 0, the frontal head, is the FaceAnalyzer's canonical face for every method'
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
-def rotation_matrix_rad(yaw, pitch, roll) -> np.ndarray:
+def rotation_matrix_rad(yaw: ArrayLike, pitch: ArrayLike, roll: ArrayLike) -> np.ndarray:
     """Rotation ``Rz(roll) @ Rx(pitch) @ Ry(yaw)`` for angles in radians: (3, 3) for three numbers, (..., 3, 3) for
     arrays (broadcast together), one matrix per element."""
     yaw, pitch, roll = np.broadcast_arrays(*(np.asarray(angle, dtype=np.float64) for angle in (yaw, pitch, roll)))
@@ -37,7 +38,7 @@ def rotation_matrix_rad(yaw, pitch, roll) -> np.ndarray:
     return rz @ rx @ ry
 
 
-def rotation_matrix(yaw, pitch, roll) -> np.ndarray:
+def rotation_matrix(yaw: ArrayLike, pitch: ArrayLike, roll: ArrayLike) -> np.ndarray:
     """Rotation for (yaw, pitch, roll) in degrees, (3, 3) or (..., 3, 3); see :func:`rotation_matrix_rad`."""
     return rotation_matrix_rad(*np.deg2rad(np.broadcast_arrays(yaw, pitch, roll)))
 

@@ -82,7 +82,7 @@ def test_a_valid_config_launches_once_and_passes_the_exit_status_through(tmp_pat
     assert launches[0][0][-4:] == ["prn_dense", "--preset", "cpu-small", "max_steps=5"]
 
 
-def test_the_launcher_returns_the_failed_workers_status_without_a_traceback(monkeypatch):
+def test_the_launcher_returns_the_failed_workers_status_without_a_traceback(monkeypatch, capsys):
     import accelerate.commands.launch as accelerate_launch
 
     class ChildFailed(Exception):  # the shape of torchrun's ChildFailedError
@@ -96,9 +96,17 @@ def test_the_launcher_returns_the_failed_workers_status_without_a_traceback(monk
     def two_processes(args):
         raise ChildFailed(1)
 
-    for fake, status in ((one_process, 2), (two_processes, 1), (lambda args: None, 0)):
+    def interrupted(args):  # torchrun forwarded Ctrl-C to its workers (they save and stop), then raises this
+        import signal
+
+        from torch.distributed.elastic.multiprocessing.api import SignalException
+
+        raise SignalException("Process 1 got signal: 2", sigval=signal.SIGINT)
+
+    for fake, status in ((one_process, 2), (two_processes, 1), (lambda args: None, 0), (interrupted, 130)):
         monkeypatch.setattr(accelerate_launch, "launch_command", fake)
         assert trainers_cli._launcher_main(["--cpu", "-m", "facehub.trainers.run", "depthnet"]) == status
+    assert capsys.readouterr().err.strip() == trainers_cli.INTERRUPTED
 
 
 def test_train_help_lists_the_methods_config_keys_types_defaults_and_presets(capsys):

@@ -221,6 +221,36 @@ def test_cli_train_launches_through_accelerate_and_rejects_unknown_methods(tmp_p
     assert f"Unknown method 'nerf'. Known methods: {', '.join(methods.names())}" in unknown.stderr
 
 
+
+@pytest.mark.slow
+def test_ctrl_c_on_facehub_train_saves_the_state_and_says_how_to_resume(tmp_path):
+    """Ctrl-C in a terminal signals the whole foreground process group: `facehub train`, the launcher and the run.
+    The run saves its state and stops; `facehub train` waits for that, says so in one line, no traceback."""
+    facehub = Path(sys.executable).with_name("facehub")
+    config = write_config(tmp_path, max_steps=100_000, checkpointing_steps=50, checkpoints_total_limit=None)
+    log = tmp_path / "log.txt"
+    with open(log, "w") as sink:
+        process = subprocess.Popen([str(facehub), "train", "depthnet", "--config", str(config), "--cpu"], stdout=sink,
+                                   stderr=subprocess.STDOUT, start_new_session=True,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 180
+    while not list_checkpoints(tmp_path / "out") and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert list_checkpoints(tmp_path / "out"), log.read_text()[-3000:]
+    os.killpg(process.pid, signal.SIGINT)  # the terminal's Ctrl-C
+    try:
+        process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        kill_tree(process)
+        pytest.fail(f"facehub train did not stop after Ctrl-C:\n{log.read_text()[-3000:]}")
+    out = log.read_text()
+    assert "Stop requested: state saved at step" in out, out[-3000:]
+    assert "facehub train: interrupted; the run saves a checkpoint and stops (resume with --resume)." in out
+    assert "Traceback" not in out, out[-3000:]
+    assert process.returncode == 0, out[-3000:]  # the run stopped cleanly: its status comes back
+    stopped_at = int(list_checkpoints(tmp_path / "out")[-1].name.split("-")[1])
+    assert stopped_at < 100_000 and not (tmp_path / "out" / "export").exists()
+
 def test_cpu_launches_share_the_cores_among_processes():
     """accelerate gives every --cpu process one thread unless told; facehub train asks for cores / processes, and
     leaves the choice alone when the user made it."""

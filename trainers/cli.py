@@ -2,10 +2,11 @@
 
 ``facehub train METHOD [--config FILE] [--preset NAME] [--resume] [KEY=VALUE ...] [accelerate launch options]``
 validates the whole config in this process (a bad key or value is one line and exit status 2, before anything is
-launched), then runs ``accelerate launch [options] -m facehub.trainers.run METHOD ...`` with the same arguments:
-any ``--option`` that facehub does not know (``--num_processes 2``, ``--multi_gpu``, ``--cpu``,
-``--mixed_precision bf16``, ``--gradient_accumulation_steps 4``, ``--config_file``...) goes to ``accelerate
-launch`` untouched. The run's own exit status comes back as this command's, without the launcher's traceback.
+launched), then runs accelerate's launcher, in this process, as ``accelerate launch [options] -m
+facehub.trainers.run METHOD ...`` with the same arguments: any ``--option`` that facehub does not know
+(``--num_processes 2``, ``--multi_gpu``, ``--cpu``, ``--mixed_precision bf16``, ``--gradient_accumulation_steps 4``,
+``--config_file``...) goes to ``accelerate launch`` untouched. The run's own exit status comes back as this
+command's, without the launcher's traceback; Ctrl-C lets the run save a checkpoint and stop (:func:`launch`).
 
 ``facehub train METHOD --help`` lists every config key of the method with its type and default, and its presets;
 ``facehub eval METHOD --help`` and ``facehub bench METHOD --help`` show that method's own options. Methods, their
@@ -140,42 +141,51 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
     return launch(command[3:], env)
 
 
-def launch(accelerate_args: list[str], env: dict[str, str]) -> int:
-    """Run ``accelerate launch ACCELERATE_ARGS`` and return the training's exit status.
+INTERRUPTED = "facehub train: interrupted; the run saves a checkpoint and stops (resume with --resume)."
 
-    The launcher runs in a child process of its own (``facehub.trainers.cli`` as a script), which turns accelerate's
-    and torchrun's "a worker failed" exceptions into the worker's exit status: the worker has already said what was
-    wrong in one line, so no launcher traceback follows it.
+
+def launch(accelerate_args: list[str], env: dict[str, str]) -> int:
+    """Run ``accelerate launch ACCELERATE_ARGS`` in this process and return the training's exit status.
+
+    The launcher starts the training processes with this process's environment, so ``env`` becomes it first. Ctrl-C
+    reaches a single training process directly (a terminal signals its whole foreground process group; torchrun
+    forwards it to its workers): the run saves a checkpoint and stops, and this process says so once and waits for
+    it. A second Ctrl-C leaves at once.
     """
-    process = subprocess.Popen([sys.executable, "-m", "facehub.trainers.cli", *accelerate_args], env=env)
+    import signal
+
+    os.environ.update(env)
+
+    def interrupted(signum, frame):
+        print(INTERRUPTED, file=sys.stderr, flush=True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, interrupted)
     try:
-        return process.wait()
-    except KeyboardInterrupt:  # the run heard it too: it saves its state and stops; wait for that (again: leave)
-        print("facehub train: interrupted; the run saves a checkpoint and stops (resume with --resume).",
-              file=sys.stderr, flush=True)
-        return process.wait()
+        return _launcher_main(accelerate_args)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _launcher_main(accelerate_args: list[str]) -> int:
-    """``python -m facehub.trainers.cli ACCELERATE_ARGS``: ``accelerate launch`` minus its traceback on failure."""
-    import signal
-
+    """``accelerate launch ACCELERATE_ARGS`` minus its traceback on failure: the run has already said what was wrong
+    in one line, so a failed training process's status comes back as the result instead of accelerate's or
+    torchrun's "a worker failed" exception."""
     from accelerate.commands.launch import launch_command, launch_command_parser
 
     args = launch_command_parser().parse_args(accelerate_args)
-    # Ctrl-C reaches the training processes directly (same process group); the launcher waits for them to save.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         launch_command(args)
     except subprocess.CalledProcessError as error:  # one process: the worker's own status
         return error.returncode or 1
-    except Exception as error:  # torchrun's ChildFailedError: the first failed worker's status
-        failures = getattr(error, "failures", None)
-        if not failures:
-            raise
-        return next(iter(failures.values())).exitcode or 1
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    except Exception as error:
+        failures = getattr(error, "failures", None)  # torchrun's ChildFailedError: the first failed worker's status
+        if failures:
+            return next(iter(failures.values())).exitcode or 1
+        if type(error).__name__ == "SignalException":  # torchrun stopped its workers on a signal (Ctrl-C, SIGTERM)
+            print(INTERRUPTED, file=sys.stderr, flush=True)
+            return 128 + int(error.sigval)
+        raise
     return 0
 
 
@@ -344,6 +354,3 @@ def register(subparsers) -> None:
         parser.add_argument("method", nargs="?", metavar="METHOD", help=f"One of: {', '.join(with_it) or 'none'}.")
         parser.set_defaults(func=_dispatch(verb, parser), accepts_rest=True)
 
-
-if __name__ == "__main__":
-    sys.exit(_launcher_main(sys.argv[1:]))

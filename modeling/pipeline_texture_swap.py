@@ -148,13 +148,13 @@ class TextureSwapMixin:
         start = time.perf_counter()
         landmarks = np.asarray(geometry.landmarks68)[:, :2]
         size = face_size(landmarks)
-        vertices = np.asarray(mesh.vertices, np.float64)
-        x0, y0, x1, y1 = swap_box(np.vstack([vertices[:, :2], swap_outline(landmarks)]), size, target.shape[:2])
+        vertices, outline = np.asarray(mesh.vertices, np.float64), swap_outline(landmarks)
+        x0, y0, x1, y1 = swap_box(np.vstack([vertices[:, :2], outline]), size, target.shape[:2])
         box = np.s_[y0:y1, x0:x1]
         crop = np.ascontiguousarray(target[box])
         drawn, covered = render_uv_texture(crop.shape[:2], vertices - [x0, y0, 0.0], mesh.triangles, mesh.uvs,
                                            texture)
-        crop_mask = hull_mask(swap_outline(landmarks) - [x0, y0], crop.shape[:2], inset=FACE_MASK_INSET * size,
+        crop_mask = hull_mask(outline - [x0, y0], crop.shape[:2], inset=FACE_MASK_INSET * size,
                               feather=FACE_MASK_FEATHER * size) * covered
         timings["render"] = time.perf_counter() - start
 

@@ -195,6 +195,7 @@ def test_hull_mask_works_in_the_hulls_box_and_gives_what_the_whole_image_would()
         assert np.array_equal(mask > 0.5, reference > 0.5) and mask.max() > 0.999 and (mask > 0.5).sum() > 10_000
     assert not hull_mask(face + [2000, 0], (900, 1200), inset=7, feather=14).any()  # wholly outside the photo
 
+
 def test_color_transfer_matches_lab_statistics_inside_the_mask(photo):
     target = photo("astronaut.png")
     source = cv2.cvtColor(cv2.cvtColor(target, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)  # no colour at all

@@ -84,7 +84,8 @@ def hull_mask(points: np.ndarray, shape: tuple[int, int], inset: float = 0.0, fe
     # can be non-zero: the steps run there, which gives the same values as over the whole image (zeros beyond the box
     # either way) at the cost of the face, not of the photo.
     reach = radius + (int(np.ceil(4 * sigma)) + 1 if feather > 0 else 0) + 2
-    low, high = hull.reshape(-1, 2).min(axis=0) // 16 - reach, hull.reshape(-1, 2).max(axis=0) // 16 + reach + 1
+    corners = hull.reshape(-1, 2) // 16  # whole pixels
+    low, high = corners.min(axis=0) - reach, corners.max(axis=0) + reach + 1
     x0, y0 = max(int(low[0]), 0), max(int(low[1]), 0)
     x1, y1 = min(int(high[0]), width), min(int(high[1]), height)
     soft = np.zeros((height, width), dtype=np.float32)

@@ -105,7 +105,7 @@ def test_the_launcher_returns_the_failed_workers_status_without_a_traceback(monk
 
     for fake, status in ((one_process, 2), (two_processes, 1), (lambda args: None, 0), (interrupted, 130)):
         monkeypatch.setattr(accelerate_launch, "launch_command", fake)
-        assert trainers_cli._launcher_main(["--cpu", "-m", "facehub.trainers.run", "depthnet"]) == status
+        assert trainers_cli._run_launcher(["--cpu", "-m", "facehub.trainers.run", "depthnet"]) == status
     assert capsys.readouterr().err.strip() == trainers_cli.INTERRUPTED
 
 

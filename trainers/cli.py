@@ -162,12 +162,12 @@ def launch(accelerate_args: list[str], env: dict[str, str]) -> int:
 
     previous = signal.signal(signal.SIGINT, interrupted)
     try:
-        return _launcher_main(accelerate_args)
+        return _run_launcher(accelerate_args)
     finally:
         signal.signal(signal.SIGINT, previous)
 
 
-def _launcher_main(accelerate_args: list[str]) -> int:
+def _run_launcher(accelerate_args: list[str]) -> int:
     """``accelerate launch ACCELERATE_ARGS`` minus its traceback on failure: the run has already said what was wrong
     in one line, so a failed training process's status comes back as the result instead of accelerate's or
     torchrun's "a worker failed" exception."""
@@ -182,7 +182,9 @@ def _launcher_main(accelerate_args: list[str]) -> int:
         failures = getattr(error, "failures", None)  # torchrun's ChildFailedError: the first failed worker's status
         if failures:
             return next(iter(failures.values())).exitcode or 1
-        if type(error).__name__ == "SignalException":  # torchrun stopped its workers on a signal (Ctrl-C, SIGTERM)
+        from torch.distributed.elastic.multiprocessing.api import SignalException
+
+        if isinstance(error, SignalException):  # torchrun stopped its workers on a signal (Ctrl-C, SIGTERM)
             print(INTERRUPTED, file=sys.stderr, flush=True)
             return 128 + int(error.sigval)
         raise

@@ -114,7 +114,13 @@ def test_a_large_faces_visibility_is_read_from_a_z_buffer_of_a_quarter_texel(mod
     differing = (np.abs(reduced - full) > 1e-6).sum()
     print(f"z-buffers {drawn}: {differing} of {(full > 0).sum()} seen texels differ")
     assert differing < 0.005 * (full > 0).sum()
-    np.testing.assert_array_equal(texel_visibility(turned, UV), texel_visibility(turned, UV))  # small: photo pixels
+    # A face narrower than four pixels per texel keeps the photo's pixels: its box, a pixel of margin rounded out.
+    monkeypatch.setattr(texture_completion, "ZBUFFER_PIXELS_PER_TEXEL", per_texel)
+    assert np.ptp(turned[:, :2], axis=0).max() < per_texel * UV
+    texel_visibility(turned, UV)
+    low = np.floor(turned[:, :2].min(axis=0)).astype(int) - 1
+    high = np.ceil(turned[:, :2].max(axis=0)).astype(int) + 2
+    assert drawn[-1] == tuple(high - low)
 
 
 @pytest.mark.parametrize("yaw", [35.0, -55.0])

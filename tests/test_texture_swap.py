@@ -133,6 +133,9 @@ def test_swap_and_rotation_evaluations_and_the_comparison_run_every_method(tmp_p
     assert "| yaw +20 | 1 |" in text and "| frontalize | 1 |" in text and "| prn_dense |" in text
     rows = json.loads((tmp_path / "rotation" / "results.json").read_text())["methods"][0]["rows"]
     assert rows[0]["request"] == "yaw +20" and rows[0]["yaw_error"] is not None and rows[0]["yaw_error"] < 10.0
+    # The face-fitting regressor reads each result's yaw a second time: a different reader, close to the analyzer's.
+    assert rows[0]["second_yaw_error"] is not None and rows[0]["second_yaw_error"] < 10.0
+    assert rows[0]["second_yaw_error"] != rows[0]["yaw_error"] and "2nd reader" in text
     assert (tmp_path / "rotation" / "sheet_prn_dense.png").exists()
 
     assert main(["compare", str(PHOTOS / "astronaut.png"), "--capability", "reconstruction", "--out",

@@ -12,6 +12,7 @@ neck stay where they were. This module follows the two ideas of the anchors the 
   morphable model's mean shape onto the reconstruction and joined to the face surface without a step), and the
   background (the head centre's depth). The rotation fades from the full angle on the head to none over a band
   around it (:attr:`HeadProxy.band`), each vertex turned about the head's pivot by its fraction of the angle.
+  Across the band the depth goes from the head's outline to the centre's (*the band's depth*, below).
 - **Rendering the complete face** (Zhou et al., "Rotate-and-Render", CVPR 2020): the dense face mesh, textured with
   the texture completed by left-right symmetry, is drawn over the grid (*the face over the head*, below).
   Parts of the face the photo does not show (the far cheek of a turned face) come from their mirror texels, and
@@ -25,6 +26,13 @@ face reads less turned than its geometry. The rim is set back along the viewing 
 :attr:`HeadProxy.rim_depth`), smoothly from part of the way out, so every point keeps the colour it has in the photo;
 the rest of the head then joins the deeper edge.
 
+**The band's depth.** What lies just outside the head's outline (an ear, the hair beside the face, background) starts
+at the depth of the outline itself: the depths along the outline, spread smoothly outwards (:func:`_outline_depth`).
+A smooth average of the whole inside would not do: its middle (nose, cheeks) is far shallower than the set-back rim,
+so the ear beside the rim would stand in front of it, and a turn that brings that side towards the camera would slide
+the rim over the ear. The grid between them folds and is culled, and the face covers the ear and hair, leaving
+background beside the cheek. Starting at the outline, the side of the head turns with the face and stretches.
+
 **The face over the head.** The face mesh is drawn as a layer over the grid: its own z-buffer decides which of its
 parts are seen, but the head proxy never hides it. The proxy's depths are a guess, and where they are wrong they
 would cover the face: beyond the far cheek of a turned face the photo shows background, which the ellipsoid carries
@@ -35,11 +43,12 @@ a few millimetres (:attr:`HeadProxy.feather`).
 The z-buffer is :func:`~facehub.modeling.geometry.zbuffer.rasterize_zbuffer` (tens of milliseconds for ~70k
 triangles at 512 px). Grid triangles wholly inside the face are left out (the face mesh draws the face), and every
 triangle whose winding flipped is culled: it would show a surface from behind, a fold-over. A pixel that no drawn
-triangle covers, or that a grid triangle stretched more than :attr:`HeadProxy.max_stretch` times covers (background
-uncovered behind the head, the side of the head the photo never saw), takes the colour of the head proxy's point
-seen there, from the photo or, where the photo did not see it, from its mirror point across the head's mid-plane
-(the symmetric completion carried over to hair and ears); what is left is inpainted. :class:`HeadRotation` reports
-how much was filled and culled.
+triangle covers (background uncovered behind the head, the side of the head the photo never saw) takes the colour of
+the head proxy's point seen there, from the photo or, where the photo did not see it, from its mirror point across the
+head's mid-plane (the symmetric completion carried over to hair and ears); what is left is inpainted. Stretched grid
+triangles are drawn stretched, unless :attr:`HeadProxy.max_stretch` says how far a triangle may grow before its
+pixels are filled like the uncovered ones (filled a triangle here and another there, they show as scattered patches
+of mirrored hair). :class:`HeadRotation` reports how much was filled and culled.
 
 **Large photos.** Drawing costs time in proportion to the region's pixels, and a close-up in a phone photo makes that
 region tens of megapixels. A region longer than :attr:`HeadProxy.max_render_side` is drawn in the photo resized to that
@@ -80,7 +89,10 @@ class HeadProxy:
         margin: the rendered region is the head's box grown by this many ``radii[0]`` on every side (at least the
             band).
         grid_points: grid points along the longer side of the rendered region (the step is at least 1 pixel).
-        max_stretch: grid triangles whose area grows more than this factor are inpainted instead of stretched.
+        max_stretch: grid triangles whose area grows more than this factor are filled like uncovered pixels (the
+            head proxy's colours, else inpainting) instead of drawn stretched; ``None`` draws every one (module
+            docstring). The default was chosen with ``facehub eval rotation`` on development photos, with the
+            band's depth starting at the head's outline.
         rim_depth: how far (mm) the face mesh's outer edge is set back along the viewing ray (module docstring,
             *the face's rim*); 0 keeps the reconstruction's depth. The default was chosen with ``facehub eval
             rotation`` on development photos: the measured yaw nearest the request for the least loss of identity.
@@ -99,7 +111,7 @@ class HeadProxy:
     band: float = 0.6
     margin: float = 0.75
     grid_points: int = 160
-    max_stretch: float = 4.0
+    max_stretch: float | None = None
     rim_depth: float = 20.0
     rim_start: float = 0.55
     feather: float = 3.0
@@ -116,9 +128,9 @@ class HeadRotation:
         current_pose, target_pose: (yaw, pitch, roll) degrees before and after (house convention).
         region: (x0, y0, x1, y1) pixels re-rendered; everything outside is the photo unchanged.
         face_mask: (H, W) bool pixels where the face mesh is seen on the result.
-        filled_fraction: share of the region's pixels that no drawn surface covered well (uncovered, stretched or
-            culled): they show the head proxy's colour of that point, from the photo or from its mirror point
-            (``mirrored_fraction`` of the region), or are inpainted.
+        filled_fraction: share of the region's pixels that no drawn surface covered well (uncovered, culled, or
+            stretched past :attr:`HeadProxy.max_stretch` when it is set): they show the head proxy's colour of that
+            point, from the photo or from its mirror point (``mirrored_fraction`` of the region), or are inpainted.
         mirrored_fraction: share of the region filled from the head proxy's colours.
         culled_fraction: share of the region's pixels that a surface seen from behind (a triangle whose winding
             flipped: a fold-over) would have covered. Such triangles are culled, never drawn, so no fold-over shows;
@@ -253,6 +265,16 @@ def _smooth_fill(values: np.ndarray, known: np.ndarray, sigma: float) -> tuple[n
     return total / np.maximum(weight, 1e-9)[channels], weight
 
 
+def _outline_depth(z: np.ndarray, inside: np.ndarray, sigma: float) -> np.ndarray:
+    """(H, W) the depths ``z`` of the outline of ``inside`` (its pixels with a neighbour outside, 8-connected) spread
+    smoothly over the grid: where the band around the head starts (module docstring, *the band's depth*)."""
+    import cv2
+
+    outline = inside & ~cv2.erode(inside.astype(np.uint8), np.ones((3, 3), np.uint8),
+                                  borderType=cv2.BORDER_REPLICATE).astype(bool)
+    return _smooth_fill(z, outline, sigma)[0]
+
+
 def rotate_head(
     image: np.ndarray,
     reconstruction,
@@ -373,7 +395,7 @@ def _draw_head(image: np.ndarray, reconstruction, current: tuple[float, float, f
     band = max(proxy.band * proxy.radii[0] * scale, 1e-9)
     # (Clipped before dividing: with no head on the grid the distance transform is about 1e38 everywhere.)
     fraction = np.where(inside, 1.0, 0.5 * (1.0 + np.cos(np.pi * np.clip(outside_distance, 0.0, band) / band)))
-    edge_z, _ = _smooth_fill(z, inside, sigma=max(0.2 * face_width, 1.0))
+    edge_z = _outline_depth(z, inside, sigma=max(0.2 * face_width, 1.0))
     z = np.where(inside, z, fraction * edge_z + (1.0 - fraction) * centre_z)
     fraction[[0, -1], :] = 0.0  # the region's border stays where it is
     fraction[:, [0, -1]] = 0.0
@@ -394,9 +416,12 @@ def _draw_head(image: np.ndarray, reconstruction, current: tuple[float, float, f
     grid_triangles = grid_triangles[~inner[grid_triangles].all(axis=1)]
     before = signed_areas(grid_points, grid_triangles)
     after = signed_areas(moved_grid, grid_triangles)
-    stretched = np.abs(after) > proxy.max_stretch * np.maximum(np.abs(before), 1e-9)
+    if proxy.max_stretch is None:
+        stretched = np.zeros(len(grid_triangles), dtype=bool)
+    else:
+        stretched = np.abs(after) > proxy.max_stretch * np.maximum(np.abs(before), 1e-9)
     # Back-face culling: a triangle whose winding flipped is seen from behind (a fold-over); it is not drawn, and
-    # what it covered is filled like a stretched triangle.
+    # what it covered is filled like an uncovered pixel.
     flipped = folded_triangles(grid_points, moved_grid, grid_triangles)
     face_triangles = np.asarray(dense.triangles)
     face_front = front_facing(moved_face, face_triangles, reference=dense_vertices)

@@ -38,6 +38,22 @@ def test_pose_and_coefficient_errors():
     np.testing.assert_allclose(baseline["lighting"].reshape(3, 9)[:, 0], 1.0 / SH_DC)  # irradiance 1
 
 
+def test_the_yaw_reading_by_bin_shows_a_readers_bias_that_one_mae_hides():
+    """Signed yaw errors: positive where a face is read as turned further than it is, whichever way it turns; binned
+    by |yaw| like the NME, profiles past 90 in the last bin, unread faces and frontal truths left out."""
+    truths = [20.0, -40.0, 70.0, -75.0, 100.0, 0.0, 50.0]
+    read = [22.0, -35.0, 55.0, -60.0, 110.0, 3.0, None]
+    errors = [float("nan") if r is None else rec.signed_yaw_error((r, 0.0, 0.0), (t, 0.0, 0.0))
+              for r, t in zip(read, truths, strict=True)]
+    np.testing.assert_allclose(errors[:5], [2.0, -5.0, -15.0, -15.0, 10.0])
+    assert np.isnan(errors[5]) and np.isnan(errors[6])
+    assert rec.signed_yaw_error((-170.0, 0, 0), (170.0, 0, 0)) == pytest.approx(20.0)  # wrapped across 180
+    reading = rec.yaw_reading(errors, truths)
+    np.testing.assert_allclose(reading.bias, [2.0, -5.0, -20.0 / 3.0])
+    np.testing.assert_allclose(reading.mae, [2.0, 5.0, 40.0 / 3.0])
+    assert np.isnan(rec.yaw_reading([float("nan")], [10.0]).bias[0])
+
+
 def test_table_on_a_tiny_synthetic_world(tmp_path):
     """Three faces at 128 px, every method from the face the FaceAnalyzer finds (measured: fit NME 5.1%, mean face
     9.5%; pose MAE 6.8 against 16.5 degrees; dense NME 9.7 against 10.9)."""
@@ -98,6 +114,10 @@ def test_aflw2000_layout_bins_by_wrapped_yaw_and_counts_missed_faces(tmp_path):
     # the stored yaw is mirrored into facehub's convention: -200 -> wrapped 160; a frontal face is ~160 degrees off
     assert 150 / 3 < reference.pose_mae < 200 / 3
     assert evaluation.kind == "aflw2000-3d" and "found %" in evaluation.table()
+    # read as frontal where the truth is 160 degrees round: 160 degrees less turned, in the last bin only
+    assert reference.yaw.bias[2] == pytest.approx(-reference.yaw.mae[2]) and 140 < reference.yaw.mae[2] < 180
+    assert np.isnan(reference.yaw.bias[0]) and "Yaw read against the truth by |yaw| bin" in evaluation.table()
+    assert evaluation.to_json()["rows"][0]["yaw_mae"][2] == pytest.approx(fit.yaw.mae[2])
     assert fit_eval.eval_results(evaluation)["metrics"]["faces_found_percent"] == 50.0
 
 

@@ -14,7 +14,9 @@ Usage::
 - an AFLW2000-3D folder (``imageNNNNN.jpg`` + ``.mat``): the paper's table, 68-point NME / ``sqrt(w * h)`` of the
   ground-truth box by ``|yaw|`` bin ``[0, 30)``, ``[30, 60)``, ``[60, 90]`` (angles wrapped, past 90 in the last
   bin), the mean of the bins, faces found (%) and pose MAE (degrees; the benchmark's rotation read as facehub's
-  yaw, pitch and roll: :func:`facehub.trainers.data.aflw2000.facehub_pose`);
+  yaw, pitch and roll: :func:`facehub.trainers.data.aflw2000.facehub_pose`), and in a second table each row's yaw by
+  bin, its mean signed error (negative: read as less turned than the face is) and MAE
+  (:func:`~facehub.trainers.evaluation.reconstruction.yaw_reading`);
 - a folder of prepared photos (agreement with MediaPipe's landmarks, which are its ground truth).
 
 Rows, all on the same faces:
@@ -138,7 +140,8 @@ class FaceFittingEvaluation:
             "data": self.data, "kind": self.kind, "num_faces": self.num_faces, "yaw_bins": list(YAW_BIN_LABELS),
             "rows": [{"label": r.label, "measured": r.measured, **asdict(r.nme), "found_percent": r.found_percent,
                       "pose_mae": r.pose_mae, "dense_nme": r.dense_nme, "dense_nme_box": r.dense_nme_box,
-                      "coefficient_errors": r.coefficient_errors, "milliseconds_per_face": r.milliseconds_per_face}
+                      "coefficient_errors": r.coefficient_errors, "milliseconds_per_face": r.milliseconds_per_face,
+                      "yaw_bias": None if r.yaw is None else r.yaw.bias, "yaw_mae": None if r.yaw is None else r.yaw.mae}
                      for r in self.rows],
         }
 

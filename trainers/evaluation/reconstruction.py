@@ -14,6 +14,8 @@ Metrics (:mod:`facehub.modeling.geometry.landmark_metrics`):
   the mean of the three bin means, as in seed 003's Table 2 (PRN's 3.62 = mean(2.75, 3.51, 4.61));
 - faces found: the share of faces a row could measure (a face the detector misses has no landmarks);
 - pose MAE: the mean absolute difference of (yaw, pitch, roll), wrapped, in degrees, over the faces found;
+- the yaw by bin (:func:`yaw_reading`): per ``|yaw|`` bin, the mean signed yaw error, positive where the face is
+  read as turned further than it is, and the yaw MAE: a pose reader's bias at large yaw, which one MAE hides;
 - dense NME after ICP (synthetic world; seed 003's Table 3): :func:`dense_nme_after_icp`;
 - coefficient errors (synthetic world, methods that return morphable-model coefficients): the RMS difference per
   group (identity, expression, albedo, lighting) between the predicted and the world's exact coefficients
@@ -68,6 +70,35 @@ def coefficient_errors(predicted: dict, truth: dict) -> dict[str, float]:
         guess[: given.size] = given
         errors[group] = float(np.sqrt(np.mean((guess - true) ** 2)))
     return errors
+
+
+def signed_yaw_error(predicted, truth) -> float:
+    """Yaw read minus true yaw (degrees, wrapped), signed so that a positive value means the face was read as turned
+    further from frontal than it is (``nan`` for a frontal truth)."""
+    true_yaw = float(wrap_degrees(float(np.asarray(truth, np.float64)[0])))
+    difference = float(wrap_degrees(float(np.asarray(predicted, np.float64)[0]) - true_yaw))
+    return difference * float(np.sign(true_yaw)) if true_yaw != 0.0 else float("nan")
+
+
+@dataclass
+class YawReading:
+    """How a row reads the yaw, by ``|yaw|`` bin: ``bias`` the mean :func:`signed_yaw_error` (negative: read as less
+    turned than the face is), ``mae`` the mean absolute yaw error; ``nan`` for a bin without faces."""
+
+    bias: list[float]
+    mae: list[float]
+
+
+def yaw_reading(signed_errors, yaw_degrees) -> YawReading:
+    """Bin per-face signed yaw errors (``nan``: not measured) by ``|yaw|`` (:func:`yaw_bin_index`)."""
+    values = np.asarray(signed_errors, dtype=np.float64)
+    bins = yaw_bin_index(yaw_degrees)
+    bias, mae = [], []
+    for index in range(len(YAW_BINS)):
+        chosen = np.isfinite(values) & (bins == index)
+        bias.append(float(values[chosen].mean()) if chosen.any() else float("nan"))
+        mae.append(float(np.abs(values[chosen]).mean()) if chosen.any() else float("nan"))
+    return YawReading(bias, mae)
 
 
 def yaw_bin_index(yaw_degrees) -> np.ndarray:
@@ -322,6 +353,7 @@ class RowResult:
     coefficient_errors: dict[str, float] = field(default_factory=dict)
     faces: int = 0
     milliseconds_per_face: float | None = None
+    yaw: YawReading | None = None
 
     @property
     def found_percent(self) -> float:
@@ -344,6 +376,7 @@ class RowAccumulator:
     nme: list[float] = field(default_factory=list)
     dense: list[tuple[float, float]] = field(default_factory=list)
     pose: list[float] = field(default_factory=list)
+    yaw_errors: list[float] = field(default_factory=list)  # one per face, aligned with nme (nan: no pose read)
     coefficients: dict[str, list[float]] = field(default_factory=dict)
     seconds: list[float] = field(default_factory=list)
 
@@ -353,12 +386,16 @@ class RowAccumulator:
         """One face: ``predicted_landmarks`` ``None`` counts it as missed; the other predictions are optional."""
         if predicted_landmarks is None:
             self.nme.append(float("nan"))
+            self.yaw_errors.append(float("nan"))
             return
         self.nme.append(100.0 * float(nme(np.asarray(predicted_landmarks)[:, :2], face.landmarks68[:, :2])))
         if predicted_mesh is not None and face.mesh is not None:
             self.dense.append(dense_nme_after_icp(predicted_mesh, face.mesh))
         if predicted_pose is not None and face.pose is not None:
             self.pose.append(pose_error(predicted_pose, face.pose))
+            self.yaw_errors.append(signed_yaw_error(predicted_pose, face.pose))
+        else:
+            self.yaw_errors.append(float("nan"))
         if predicted_coefficients is not None and face.coefficients is not None:
             for group, error in coefficient_errors(predicted_coefficients, face.coefficients).items():
                 self.coefficients.setdefault(group, []).append(error)
@@ -369,7 +406,8 @@ class RowAccumulator:
                          pose_mae=float(np.mean(self.pose)) if self.pose else None,
                          coefficient_errors={g: float(np.mean(v)) for g, v in self.coefficients.items()},
                          faces=len(self.nme),
-                         milliseconds_per_face=1000.0 * float(np.mean(self.seconds)) if self.seconds else None)
+                         milliseconds_per_face=1000.0 * float(np.mean(self.seconds)) if self.seconds else None,
+                         yaw=yaw_reading(self.yaw_errors, yaws) if self.pose else None)
 
 
 def _centre(face) -> np.ndarray:
@@ -404,9 +442,14 @@ def _number(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if value is not None and np.isfinite(value) else "-"
 
 
+def _signed(value, digits: int = 1) -> str:
+    return f"{value:+.{digits}f}" if value is not None and np.isfinite(value) else "-"
+
+
 def reconstruction_table(rows: list[RowResult], header: str, yaws=None) -> str:
-    """Markdown: NME by yaw bin, mean of bins, all faces, faces found, pose MAE; dense NME and coefficient errors
-    (a second table) when any row measured them. Each bin's heading counts its faces: all of them when ``yaws``
+    """Markdown: NME by yaw bin, mean of bins, all faces, faces found, pose MAE; dense NME when any row measured it;
+    then the yaw read by bin (:class:`YawReading`) and the coefficient errors, each a table of its own when any row
+    measured them. Each bin's heading counts its faces: all of them when ``yaws``
     (every face's yaw) is given, else those the first measured row found."""
     dense = any(r.dense_nme is not None for r in rows)
     pose = any(r.pose_mae is not None for r in rows)
@@ -429,6 +472,14 @@ def reconstruction_table(rows: list[RowResult], header: str, yaws=None) -> str:
         if timed:
             cells.append(_number(r.milliseconds_per_face, 0))
         lines.append(f"| {r.label} | {' | '.join(cells)} |")
+    read = [r for r in rows if r.yaw is not None]
+    if read:
+        lines += ["", "Yaw read against the truth by |yaw| bin (degrees): the mean signed error (negative: read as "
+                  "less turned than the face is) / the yaw MAE", "",
+                  "| Method | " + " | ".join(YAW_BIN_LABELS) + " |", "|---" * (len(YAW_BIN_LABELS) + 1) + "|"]
+        for r in read:
+            cells = [f"{_signed(b)} / {_number(m, 1)}" for b, m in zip(r.yaw.bias, r.yaw.mae, strict=True)]
+            lines.append(f"| {r.label} | {' | '.join(cells)} |")
     groups = [g for g in COEFFICIENT_GROUPS if any(g in r.coefficient_errors for r in rows)]
     if groups:
         lines += ["", "Coefficient errors (RMS against the exact coefficients; pose: MAE in degrees)", "",

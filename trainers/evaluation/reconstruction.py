@@ -90,15 +90,9 @@ class YawReading:
 
 
 def yaw_reading(signed_errors, yaw_degrees) -> YawReading:
-    """Bin per-face signed yaw errors (``nan``: not measured) by ``|yaw|`` (:func:`yaw_bin_index`)."""
+    """Bin per-face signed yaw errors (``nan``: not measured) by ``|yaw|``, as :func:`nme_by_yaw` bins NME values."""
     values = np.asarray(signed_errors, dtype=np.float64)
-    bins = yaw_bin_index(yaw_degrees)
-    bias, mae = [], []
-    for index in range(len(YAW_BINS)):
-        chosen = np.isfinite(values) & (bins == index)
-        bias.append(float(values[chosen].mean()) if chosen.any() else float("nan"))
-        mae.append(float(np.abs(values[chosen]).mean()) if chosen.any() else float("nan"))
-    return YawReading(bias, mae)
+    return YawReading(nme_by_yaw(values, yaw_degrees).bins, nme_by_yaw(np.abs(values), yaw_degrees).bins)
 
 
 def yaw_bin_index(yaw_degrees) -> np.ndarray:

@@ -155,14 +155,13 @@ class MethodSummary:
         folds = [t.folded_fraction for t in every if t.folded_fraction is not None]
         counted = [t for t in self.trials if t.request in up_to_45]
         far_second = [t.second_yaw_error for t in far if t.second_yaw_error is not None]
+        asked_at_60 = max(1, sum(t.request in at_60 for t in self.trials))  # refused and lost trials count too
         return {
             "method": self.method,
             "yaw_error_to_45": float(np.mean([t.yaw_error for t in near])) if near else None,
             "within_5_to_45": (100.0 * sum(t.yaw_error <= 5.0 for t in near) / len(counted)) if counted else None,
-            "within_10_at_60": (100.0 * sum(t.yaw_error <= 10.0 for t in far)
-                                / max(1, len([t for t in self.trials if t.request in at_60]))) if at_60 else None,
-            "second_within_10_at_60": (100.0 * sum(e <= 10.0 for e in far_second)
-                                       / max(1, len([t for t in self.trials if t.request in at_60])))
+            "within_10_at_60": (100.0 * sum(t.yaw_error <= 10.0 for t in far) / asked_at_60) if at_60 else None,
+            "second_within_10_at_60": (100.0 * sum(e <= 10.0 for e in far_second) / asked_at_60)
             if at_60 and far_second else None,
             "identity_distance": float(np.mean(ids)) if ids else None,
             "folded_results": int(sum(f > 0.001 for f in folds)),

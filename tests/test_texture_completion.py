@@ -94,18 +94,18 @@ def test_a_large_faces_visibility_is_read_from_a_z_buffer_of_a_quarter_texel(mod
     """A face thousands of pixels wide is z-buffered at four pixels per texel, not at the photo's pixels: the same
     visibility but for a few texels on an occluding edge (measured: 10-20 of 6-27 thousand on real faces 1,000-1,500
     px wide, in a tenth of the time)."""
-    from facehub.modeling.geometry import render, texture_completion
+    from facehub.modeling.geometry import texture_completion, zbuffer
 
     _, turned, _, _ = render_face(model, 0, 40.0)
     large = turned * [15.0, 15.0, 15.0]  # about 1,400 px wide
     drawn = []
-    original = render.rasterize_tiled
+    original = zbuffer.rasterize_box
 
     def recording(vertices, triangles, box, *args, **kwargs):
         drawn.append((box[2] - box[0], box[3] - box[1]))
         return original(vertices, triangles, box, *args, **kwargs)
 
-    monkeypatch.setattr(render, "rasterize_tiled", recording)
+    monkeypatch.setattr(zbuffer, "rasterize_box", recording)
     reduced = texel_visibility(large, UV)
     per_texel = texture_completion.ZBUFFER_PIXELS_PER_TEXEL
     monkeypatch.setattr(texture_completion, "ZBUFFER_PIXELS_PER_TEXEL", 1e9)

@@ -23,8 +23,8 @@ Coarse to fine: (1) the camera from a closed-form similarity (Umeyama; a scaled-
 landmarks without depth) refined by L-BFGS on the landmarks with the mean shape; (2) identity and expression: with
 the camera fixed the landmark energy is quadratic in them, so each round solves them exactly (regularised normal
 equations) and then updates the camera, and a last L-BFGS pass refines everything together; (3) albedo and lighting
-by Adam through the renderer with the geometry fixed (the crop is rasterised once). A fit takes about a second on
-one CPU core at the default settings (468 points, a 96 px render). The result (:class:`FittedFace`) is a
+by Adam through the renderer with the geometry fixed (the crop is rasterised once; ``benchmarks/bench_rotation_swap.py``
+times a fit inside the rotation and the swap). The result (:class:`FittedFace`) is a
 :class:`~facehub.modeling.prn_dense.FaceReconstruction` (mesh in photo pixels, 68 landmarks, pose, colours, UV
 texture, ``export``) plus the coefficients, the per-texel visibility, the texture completed by symmetry
 (:mod:`facehub.modeling.geometry.texture_completion`) and the final losses.
@@ -289,6 +289,7 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
     from facehub.modeling.geometry.texture_completion import complete_texture, texel_visibility
     from facehub.modeling.geometry.topology import FaceTopology
     from facehub.modeling.geometry.uv_maps import mesh_to_uv_position_map
+    from facehub.modeling.geometry.zbuffer import rasterize_zbuffer
 
     config = config or FaceFittingConfig()
     model = model or MorphableFaceModel.default()
@@ -425,8 +426,16 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
         delta = torch.tensor(np.zeros(model.num_albedo) if initial is None else np.asarray(initial.albedo),
                              dtype=torch.float32, requires_grad=True)
         batch_vertices = vertices[None]
+        # The geometry is fixed in this stage, so the crop is rasterised once, without gradients, by the fast z-buffer
+        # (the pixels PyTorch3D's rasteriser draws, test_head_rotation.py); the renderer shades that rasterisation for
+        # the first estimate of the light, every Adam step and the final render.
         with torch.no_grad():
-            unlit = renderer(batch_vertices, model.triangles, camera, uvs=uvs, albedo_texture=model.albedo(delta[None]))
+            crop_xy, crop_depth = camera.project(vertices)
+            face_index, barycentric = rasterize_zbuffer(crop_xy.numpy(), -crop_depth.numpy(), model.triangles,
+                                                        (size, size))
+            face_index, barycentric = torch.from_numpy(face_index)[None], torch.from_numpy(barycentric)[None]
+            unlit = renderer.shade(batch_vertices, model.triangles, face_index, barycentric, uvs=uvs,
+                                   albedo_texture=model.albedo(delta[None]))
             mask = -torch.nn.functional.max_pool2d(-unlit.mask, 3, stride=1, padding=1)  # drop silhouette pixels
             if mask.sum() < 16:
                 mask = unlit.mask
@@ -439,10 +448,9 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
                 gamma0 = torch.as_tensor(np.asarray(initial.lighting), dtype=torch.float32).reshape(3, 9)
         gamma = gamma0.clone().requires_grad_(True)
 
-        # The geometry is fixed in this stage: rasterise once and keep each pixel's UV and normal (the renderer's own
-        # rasterisation and interpolation); every step then only samples the albedo and shades it (render.py).
+        # Each pixel's UV and normal are interpolated once (the renderer's interpolation); every step then only samples
+        # the albedo and shades it (render.py).
         with torch.no_grad():
-            face_index, barycentric = renderer.rasterize(batch_vertices, model.triangles, camera)
             attributes = torch.cat([uvs[None], vertex_normals(batch_vertices, model.triangles)], dim=-1)
             per_pixel = FaceRenderer.interpolate(attributes, model.triangles, face_index, barycentric)
             grid = per_pixel[..., :2] * 2.0 - 1.0
@@ -468,8 +476,8 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
                 loss.backward()
                 optimiser.step()
         with torch.no_grad():
-            rendered = renderer(batch_vertices, model.triangles, camera, uvs=uvs, albedo_texture=model.albedo(delta[None]),
-                                sh_coeffs=gamma[None], background=target)
+            rendered = renderer.shade(batch_vertices, model.triangles, face_index, barycentric, uvs=uvs,
+                                      albedo_texture=model.albedo(delta[None]), sh_coeffs=gamma[None], background=target)
             photo_loss = float(photometric(rendered.image))
             albedo = model.albedo(delta[None])[0]
 

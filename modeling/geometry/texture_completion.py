@@ -97,7 +97,7 @@ def texel_visibility(
         depth_tolerance: how far behind the z-buffer a texel may lie and still count as seen, as a fraction of the
             face's width (absorbs interpolation differences between the UV map and the z-buffer).
     """
-    from facehub.modeling.geometry.render import rasterize_tiled
+    from facehub.modeling.geometry.zbuffer import rasterize_box
 
     topology = topology or FaceTopology.default()
     vertices = np.asarray(vertices, dtype=np.float64)
@@ -115,7 +115,7 @@ def texel_visibility(
     drawn = vertices * [scale, scale, 1.0]
     x0, y0 = (int(a) - 1 for a in np.floor(drawn[:, :2].min(axis=0)))
     x1, y1 = (int(a) + 2 for a in np.ceil(drawn[:, :2].max(axis=0)))
-    face_index, barycentric = rasterize_tiled(drawn, triangles, (x0, y0, x1, y1))
+    face_index, barycentric = rasterize_box(drawn, triangles, (x0, y0, x1, y1))
     zbuffer = np.where(face_index >= 0, (vertices[triangles[np.maximum(face_index, 0)], 2] * barycentric).sum(-1),
                        -np.inf)
     # The z-buffer value at each texel's pixel (nearest pixel centre).

@@ -1,4 +1,5 @@
-"""A fast z-buffer rasteriser for display: whole-photo meshes (tens of thousands of triangles at 512 px) in tens of
+"""A fast z-buffer rasteriser for every rasterisation that needs no gradient (display, visibility, depth images, the
+DepthNet warp, the fit's photometric crop): whole-photo meshes (tens of thousands of triangles at 512 px) in tens of
 milliseconds on a CPU, where PyTorch3D's naive CPU rasteriser (:mod:`.render`) needs seconds. Not differentiable.
 
 Every triangle is tested only against the pixel centres inside its bounding box: triangles are grouped by the size
@@ -115,6 +116,20 @@ def rasterize_zbuffer(
         face_index.reshape(-1)[covered.numpy()] = tri_of.numpy()
         bary_out.reshape(-1, 3)[covered.numpy()] = weights.numpy().astype(np.float32)
     return face_index, bary_out
+
+
+def rasterize_box(vertices: np.ndarray, triangles: np.ndarray,
+                  box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rasterize_zbuffer` of a mesh given in image pixels (V, 3) (house frame: larger z is nearer) over the
+    window ``box = (x0, y0, x1, y1)`` of the image: the result's pixel ``(i, j)`` is the image's ``(y0 + i, x0 + j)``.
+
+    Returns:
+        (y1 - y0, x1 - x0) int64 triangle index per pixel (-1 where none) and (y1 - y0, x1 - x0, 3) float32
+        barycentric weights.
+    """
+    x0, y0, x1, y1 = (int(c) for c in box)
+    vertices = np.asarray(vertices, dtype=np.float64)
+    return rasterize_zbuffer(vertices[:, :2] - [x0, y0], vertices[:, 2], triangles, (y1 - y0, x1 - x0))
 
 
 def interpolate(attributes: np.ndarray, triangles: np.ndarray, face_index: np.ndarray,

@@ -19,8 +19,7 @@ everything else off it, as PRNet's ``api`` does with its own topology:
   :meth:`FaceReconstruction.texture_completion_at`): per-texel visibility from the 468-vertex mesh, hidden texels
   filled from their mirror texels (:func:`facehub.modeling.geometry.texture_completion.complete_texture`); the dense
   mesh is textured with it, by default at 256 px (the photo is kept on the reconstruction for that);
-- a depth image: the mesh z-buffered in the photo's pixels (PyTorch3D's rasteriser through
-  :func:`facehub.modeling.geometry.render.rasterize_tiled`), measured from the mesh's deepest vertex as the synthetic
+- a depth image: the mesh z-buffered in the photo's pixels (:func:`facehub.modeling.geometry.zbuffer.rasterize_box`), measured from the mesh's deepest vertex as the synthetic
   face world measures its depth images, so it is >= 0 on the face and 0 means "no face".
 
 Frames: everything in :class:`FaceReconstruction` is in photo pixels, x right, y down, z towards the camera (the house
@@ -78,7 +77,7 @@ def render_depth(vertices: np.ndarray, triangles: np.ndarray, height: int, width
     Returns ``depth`` (H, W) float32, the visible surface's z above the mesh's deepest vertex (``z - min z``, larger
     is nearer the camera; 0 off the face) and ``mask`` (H, W) bool, True where the face covers the pixel.
     """
-    from facehub.modeling.geometry.render import rasterize_tiled
+    from facehub.modeling.geometry.zbuffer import rasterize_box
 
     depth = np.zeros((height, width), dtype=np.float32)
     mask = np.zeros((height, width), dtype=bool)
@@ -91,7 +90,7 @@ def render_depth(vertices: np.ndarray, triangles: np.ndarray, height: int, width
     x1, y1 = min(int(high[0]), width), min(int(high[1]), height)
     if x1 <= x0 or y1 <= y0:
         return depth, mask
-    face_index, barycentric = rasterize_tiled(vertices.astype(np.float32), np.asarray(triangles), (x0, y0, x1, y1))
+    face_index, barycentric = rasterize_box(vertices, np.asarray(triangles), (x0, y0, x1, y1))
     covered = face_index >= 0
     heights = vertices[:, 2] - vertices[:, 2].min()
     corner_z = heights[np.asarray(triangles)[np.clip(face_index, 0, None)]]  # (h, w, 3)

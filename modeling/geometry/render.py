@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -205,3 +206,23 @@ def rasterize_pixels(uv: torch.Tensor, depth: torch.Tensor, triangles: torch.Ten
                 face_index[b, ty:ey, tx:ex] = torch.where(local[0] >= 0, chosen[local[0].clamp(min=0)], -1)
                 barycentric[b, ty:ey, tx:ex] = bary[0]
     return face_index, barycentric
+
+
+def rasterize_tiled(
+    vertices: np.ndarray, triangles: np.ndarray, box: tuple[int, int, int, int], tile: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rasterise output-pixel ``vertices`` (V, 3) over ``box = (x0, y0, x1, y1)`` (orthographic, z-buffered:
+    larger z is nearer) with :func:`rasterize_pixels`.
+
+    Returns:
+        (h, w) int64 triangle index per pixel (-1 where none) and (h, w, 3) float32 barycentric weights.
+    """
+    x0, y0, x1, y1 = box
+    points = torch.from_numpy(np.asarray(vertices, dtype=np.float32))
+    uv = points[None, :, :2] - points.new_tensor([float(x0), float(y0)])
+    depth = points[None, :, 2].amax() + 1.0 - points[None, :, 2]
+    with torch.no_grad():
+        face_index, barycentric = rasterize_pixels(
+            uv, depth, torch.from_numpy(np.asarray(triangles, dtype=np.int64)), (y1 - y0, x1 - x0), tile=tile
+        )
+    return face_index[0].numpy(), barycentric[0].numpy()

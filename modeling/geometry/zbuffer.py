@@ -1,6 +1,8 @@
-"""A fast z-buffer rasteriser for every rasterisation that needs no gradient (display, visibility, depth images, the
-DepthNet warp, the fit's photometric crop): whole-photo meshes (tens of thousands of triangles at 512 px) in tens of
+"""A fast z-buffer rasteriser for meshes of many small triangles that need no gradient (display, texel visibility,
+depth images, the fit's photometric crop): whole-photo meshes (tens of thousands of triangles at 512 px) in tens of
 milliseconds on a CPU, where PyTorch3D's naive CPU rasteriser (:mod:`.render`) needs seconds. Not differentiable.
+A few triangles as large as the face (the DepthNet warp's mesh) cost more here than in PyTorch3D's tiles
+(:func:`facehub.modeling.geometry.render.rasterize_tiled`).
 
 Every triangle is tested only against the pixel centres inside its bounding box: triangles are grouped by the size
 of their box (1, 2, 4, ... pixels a side), so each group tests a fixed ``k x k`` window with one batched tensor

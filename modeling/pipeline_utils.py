@@ -96,7 +96,16 @@ class SourceTarget(NamedTuple):
 
 
 class UnreachablePoseError(ValueError):
-    """The requested pose is beyond what the rotation method can show from one photo (the message has the numbers)."""
+    """The requested pose is beyond what the rotation method can show from one photo (the message has the numbers).
+
+    Attributes:
+        reachable_pose: the furthest :class:`Pose` on the way from the face's pose to the requested one that the
+            method did show, where it measured one (``None`` otherwise).
+    """
+
+    def __init__(self, message: str, reachable_pose: Pose | None = None):
+        super().__init__(message)
+        self.reachable_pose = reachable_pose
 
 
 class Pose(NamedTuple):

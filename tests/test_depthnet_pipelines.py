@@ -388,6 +388,23 @@ def test_a_rotation_too_far_from_the_photo_pose_is_refused(rotate, photo):
         rotate(photo("obama2.jpg"), yaw=70.0)
 
 
+def test_a_turn_that_folds_is_refused_with_the_furthest_pose_that_does_not(rotate, photo):
+    """Looking 45 degrees down folds obama.jpg's warp over itself (1.9% of the face, measured); the refusal names the
+    furthest pose on the way there that does not fold, and that pose is then shown."""
+    image = photo("obama.jpg")
+    with pytest.raises(UnreachablePoseError, match=r"folds .* It turns without folding as far as yaw") as err:
+        rotate(image, yaw=0.0, pitch=-45.0)
+    reachable = err.value.reachable_pose
+    face = rotate.find_faces(image)[0]
+    assert -45.0 < reachable.pitch < face.pose[1] - 15.0  # measured -34: most of the way down, not all of it
+    assert reachable.yaw == pytest.approx(face.pose[0] * (45.0 + reachable.pitch) / (45.0 + face.pose[1]), abs=1e-6)
+    assert f"pitch {reachable.pitch:+.1f}" in str(err.value)
+    out = rotate(image, yaw=reachable.yaw, pitch=reachable.pitch, roll=reachable.roll, measure=False)
+    assert out.folded_fraction <= rotate.max_folded_fraction
+    further = (reachable.yaw, reachable.pitch - 3.0, reachable.roll)
+    assert rotate.folded_fraction_at(image, face, further) > rotate.max_folded_fraction
+
+
 # --- loading ---------------------------------------------------------------------------------------------------------
 
 

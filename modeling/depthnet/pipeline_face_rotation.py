@@ -195,6 +195,33 @@ class FaceRotationPipeline(RotationPipelineMixin, DepthNetPipelineMixin, FaceHub
                 "of the head that face away from the camera are not in it."
             )
 
+    def folded_fraction_at(self, photo: np.ndarray, face: Face, pose) -> float:
+        """The share of the warped face that folds over itself when ``face`` is turned to ``pose`` (yaw, pitch,
+        roll) in degrees (:attr:`max_folded_fraction`)."""
+        registration = self.register(face.landmarks68, posed_keypoints(face, *pose))
+        return warp_image(photo, face.landmarks68, registration.depths, registration.affine,
+                          anchored=True).folded_fraction
+
+    def furthest_unfolded_pose(self, photo: np.ndarray, face: Face, target_pose, steps: int = 6) -> Pose | None:
+        """The furthest pose towards ``target_pose`` whose warp folds no more than :attr:`max_folded_fraction`.
+
+        The poses tried lie on the straight line from the face's own pose to the target's, in (yaw, pitch, roll);
+        the fold-over share grows along it as more of the hidden side would have to show, so bisection finds where it
+        crosses the limit, to ``1 / 2 ** steps`` of the turn (each step is one registration and one warp). ``None``
+        when the face's own pose already folds.
+        """
+        start, end = np.asarray(face.pose, np.float64), np.asarray(tuple(target_pose), np.float64)
+        if self.folded_fraction_at(photo, face, start) > self.max_folded_fraction:
+            return None
+        low, high = 0.0, 1.0
+        for _ in range(int(steps)):
+            middle = 0.5 * (low + high)
+            if self.folded_fraction_at(photo, face, start + middle * (end - start)) > self.max_folded_fraction:
+                high = middle
+            else:
+                low = middle
+        return Pose.of(start + low * (end - start))
+
     def _rotate_one(
         self, photo, yaw, pitch, roll, target_photo, face_index, target_face_index, min_interocular, measure
     ) -> dict:
@@ -221,11 +248,15 @@ class FaceRotationPipeline(RotationPipelineMixin, DepthNetPipelineMixin, FaceHub
         warped = warp_image(photo, face.landmarks68, registration.depths, registration.affine, anchored=True)
         timings["warp"] = time.perf_counter() - start
         if warped.folded_fraction > self.max_folded_fraction:
+            reachable = None if target_face is not None else self.furthest_unfolded_pose(photo, face, target_pose)
+            smaller = ("Ask for a smaller turn" if reachable is None else
+                       f"It turns without folding as far as {reachable} (`err.reachable_pose`)")
             raise UnreachablePoseError(
                 f"Turning this face to yaw {target_pose[0]:.0f}, pitch {target_pose[1]:.0f} folds "
                 f"{100 * warped.folded_fraction:.1f}% of the warped face over itself (its far side would show as "
-                "shards): DepthNet's 2D warp cannot show what the photo hides. Ask for a smaller turn, or use a "
-                "method that renders the head in 3D (`methods.load('face_fitting', 'rotation')`)."
+                f"shards): DepthNet's 2D warp cannot show what the photo hides. {smaller}, or use a "
+                "method that renders the head in 3D (`methods.load('face_fitting', 'rotation')`).",
+                reachable_pose=reachable,
             )
 
         output_face = achieved_pose = None

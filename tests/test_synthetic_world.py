@@ -87,6 +87,31 @@ def test_world_as_a_dataset_with_the_prepare_schema(world, tmp_path):
     assert {pairs.pair(k) for k in range(len(pairs))} == {(0, 1), (1, 0), (2, 3), (3, 2)}
 
 
+def test_the_cached_world_is_keyed_by_the_code_that_renders_it(tmp_path, monkeypatch):
+    """datasets caches a generated world by its generator and arguments; the world's fingerprint adds the renderer's
+    source and the model's file, so code that renders differently never gets an older rendering from the cache."""
+    import shutil
+    from pathlib import Path
+
+    from facehub.modeling import geometry
+    from facehub.trainers.data.synthetic_world import rendering_fingerprint
+
+    config = SyntheticWorldConfig(num_identities=1, views_per_identity=1, image_size=32, uv_size=8)
+    first = rendering_fingerprint(config)
+    assert rendering_fingerprint(SyntheticWorldConfig(**{**config.__dict__})) == first
+    assert rendering_fingerprint(SyntheticWorldConfig(**{**config.__dict__, "seed": 1})) != first
+    data = SyntheticFaceWorld(config).to_dataset()
+    assert data._fingerprint == first
+    # The same config rendered by a changed renderer (a copy of the geometry package with one line added).
+    copy = tmp_path / "geometry"
+    shutil.copytree(Path(geometry.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(geometry, "__file__", str(copy / "__init__.py"))
+    assert rendering_fingerprint(config) == first  # the same files in another place
+    with (copy / "render.py").open("a") as handle:
+        handle.write("# a change\n")
+    assert rendering_fingerprint(config) != first
+
+
 def test_prepare_cli_renders_the_synthetic_world(tmp_path):
     import json
     import subprocess

@@ -453,7 +453,33 @@ class SyntheticFaceWorld:
             from facehub.trainers.data.synthetic_variation import v2_features
 
             features = v2_features(c.uv_size, c.image_size, int(self.model.mean_shape.shape[0]))
-        return datasets.Dataset.from_generator(_rows, gen_kwargs={"config": asdict(c)}, features=features)
+        return datasets.Dataset.from_generator(_rows, gen_kwargs={"config": asdict(c)}, features=features,
+                                               fingerprint=rendering_fingerprint(c))
+
+
+def rendering_fingerprint(config: SyntheticWorldConfig) -> str:
+    """A digest of everything a rendered world depends on: its config, and the source and data files of the packages
+    that render it (:mod:`facehub.modeling.geometry`, with the morphable model's file, and
+    :mod:`facehub.trainers.data`).
+
+    ``datasets`` caches a generated dataset by its generator function and arguments only, so without this a world
+    rendered by an older version of the renderer or the model would be returned from the cache after an upgrade.
+    """
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from facehub.modeling import geometry
+    from facehub.trainers import data
+
+    digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True, default=str).encode())
+    for package in (geometry, data):
+        folder = Path(package.__file__).parent
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and path.suffix in (".py", ".safetensors", ".json", ".npz", ".npy"):
+                digest.update(path.relative_to(folder).as_posix().encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:32]
 
 
 def _rows(config: dict):

@@ -116,6 +116,32 @@ def test_cpu_tiles_match_one_naive_pass(model, perspective):
     torch.testing.assert_close(tiled_grad, naive_grad, atol=1e-4, rtol=1e-4)
 
 
+def test_a_render_without_gradients_draws_what_pytorch3d_draws(model):
+    """Vertices that need no gradient are rasterised by the z-buffer of zbuffer.py instead of PyTorch3D: the same
+    triangle at every pixel, and colours and depths that differ only by float32 rounding (a render to uint8 can move
+    a few pixels by one level). Gradients to albedo and lighting still flow, and a vertex that needs one still
+    gets it through PyTorch3D."""
+    torch.manual_seed(1)
+    size = 128
+    turned = model.shape(torch.randn(1, model.num_identity) * 0.7) @ torch.from_numpy(
+        rotation_matrix(35.0, -10.0, 5.0)).float().T
+    camera = OrthographicCamera(scale=size / 200.0, center=(size / 2.0, size / 2.0))
+    sh = _unit_light().clone()
+    sh[:, :, 2] = 0.5
+    albedo = model.albedo().requires_grad_(True)
+    fast = FaceRenderer(size)(turned, model.triangles, camera, uvs=model.uvs, albedo_texture=albedo, sh_coeffs=sh)
+    moving = turned.clone().requires_grad_(True)
+    slow = FaceRenderer(size)(moving, model.triangles, camera, uvs=model.uvs, albedo_texture=albedo, sh_coeffs=sh)
+    assert (slow.face_index >= 0).sum() > 0.3 * size * size
+    assert torch.equal(fast.face_index, slow.face_index)
+    torch.testing.assert_close(fast.image, slow.image.detach(), atol=2e-3, rtol=0)
+    torch.testing.assert_close(fast.depth, slow.depth.detach(), atol=5e-3, rtol=0)
+    (albedo_grad,) = torch.autograd.grad(fast.image.mean(), albedo)
+    assert albedo_grad.abs().sum() > 0
+    (vertex_grad,) = torch.autograd.grad(slow.image.mean(), moving)
+    assert vertex_grad.abs().sum() > 0
+
+
 def test_gradient_flows_to_shape_coefficients(model):
     coeffs = torch.zeros(1, model.num_identity, requires_grad=True)
     exp = torch.zeros(1, model.num_expression, requires_grad=True)

@@ -289,7 +289,6 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
     from facehub.modeling.geometry.texture_completion import complete_texture, texel_visibility
     from facehub.modeling.geometry.topology import FaceTopology
     from facehub.modeling.geometry.uv_maps import mesh_to_uv_position_map
-    from facehub.modeling.geometry.zbuffer import rasterize_zbuffer
 
     config = config or FaceFittingConfig()
     model = model or MorphableFaceModel.default()
@@ -426,14 +425,11 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
         delta = torch.tensor(np.zeros(model.num_albedo) if initial is None else np.asarray(initial.albedo),
                              dtype=torch.float32, requires_grad=True)
         batch_vertices = vertices[None]
-        # The geometry is fixed in this stage, so the crop is rasterised once, without gradients, by the fast z-buffer
-        # (the pixels PyTorch3D's rasteriser draws, test_head_rotation.py); the renderer shades that rasterisation for
-        # the first estimate of the light, every Adam step and the final render.
+        # The geometry is fixed in this stage, so the crop is rasterised once, without gradients (the renderer's fast
+        # z-buffer); the renderer shades that rasterisation for the first estimate of the light, every Adam step and
+        # the final render.
         with torch.no_grad():
-            crop_xy, crop_depth = camera.project(vertices)
-            face_index, barycentric = rasterize_zbuffer(crop_xy.numpy(), -crop_depth.numpy(), model.triangles,
-                                                        (size, size))
-            face_index, barycentric = torch.from_numpy(face_index)[None], torch.from_numpy(barycentric)[None]
+            face_index, barycentric = renderer.rasterize(batch_vertices, model.triangles, camera)
             unlit = renderer.shade(batch_vertices, model.triangles, face_index, barycentric, uvs=uvs,
                                    albedo_texture=model.albedo(delta[None]))
             mask = -torch.nn.functional.max_pool2d(-unlit.mask, 3, stride=1, padding=1)  # drop silhouette pixels

@@ -194,6 +194,8 @@ def measure(name: str, draw, grader: Grader, vaes, reference_variance: dict[str,
     read = grader.read(draw(lam, noise))
     row.control = {
         "yaw_error_deg": float((read["pose"][:, 0] - lam["pose"][:, 0]).abs().mean() * 180 / math.pi),
+        # The baseline: the yaw error of faces drawn frontal whatever was asked (read exactly).
+        "yaw_error_if_frontal_deg": float(lam["pose"][:, 0].abs().mean() * 180 / math.pi),
         "pitch_error_deg": float((read["pose"][:, 1] - lam["pose"][:, 1]).abs().mean() * 180 / math.pi),
         "expression_rmse": float((read["expression"] - lam["expression"]).square().mean().sqrt()),
         "lighting_rmse": float((read["lighting"] - lam["lighting"]).square().mean().sqrt()),
@@ -298,15 +300,18 @@ def table(rows: list[Row]) -> str:
             lines.append(f"{row.name:<28}" + "".join(
                 f"{row.consistency_fixed_ends[f][0]:.2f}+-{row.consistency_fixed_ends[f][1]:.2f} / "
                 f"{row.consistency_fixed_offset[f][0]:.2f}".rjust(22) for f in FACTORS))
-    lines += ["", f"{'row':<28}{'yaw err':>9}{'pitch err':>10}{'expr rmse':>10}{'light rmse':>11}"
+    lines += ["", f"{'row':<28}{'yaw err':>9}{'if frontal':>11}{'pitch err':>10}{'expr rmse':>10}{'light rmse':>11}"
               f"{'id d(expr)':>11}{'id d(light)':>12}{'id d(yaw)':>10}{'FD-grader':>10}"]
     for row in rows:
         c, k = row.control, row.identity_kept
         fd = f"{row.frechet_grader:.2f}" if row.frechet_grader is not None else "-"
-        lines.append(f"{row.name:<28}{c['yaw_error_deg']:>9.1f}{c['pitch_error_deg']:>10.1f}"
+        frontal = c.get("yaw_error_if_frontal_deg")
+        frontal = f"{frontal:.1f}" if frontal is not None else "-"
+        lines.append(f"{row.name:<28}{c['yaw_error_deg']:>9.1f}{frontal:>11}{c['pitch_error_deg']:>10.1f}"
                      f"{c['expression_rmse']:>10.3f}{c['lighting_rmse']:>11.3f}{k['expression']:>11.3f}"
                      f"{k['lighting']:>12.3f}{k['yaw']:>10.3f}{fd:>10}")
-    lines.append("Angles in degrees, read by the evaluation-only regressor; id d: dlib distance on the aligned crop "
+    lines.append("Angles in degrees, read by the evaluation-only regressor; if frontal: the yaw error of faces drawn "
+                 "frontal whatever the request (the baseline); id d: dlib distance on the aligned crop "
                  "when only that factor changes; FD-grader: Frechet distance on the grader's features against real "
                  "photos (not FID).")
     return "\n".join(lines)

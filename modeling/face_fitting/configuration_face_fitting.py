@@ -47,8 +47,8 @@ class FaceFittingConfig:
         albedo_prior: weight of ``mean(delta^2)`` against the mean per-pixel colour distance in stage 3.
         lighting_prior: weight of the squared non-ambient SH coefficients (keeps the light plausible where the face
             shows little of it).
-        render_size: side of the face crop (pixels) the photometric stage renders and compares; 64-128 keeps it at a
-            second or two on a CPU.
+        render_size: side of the face crop (pixels) the photometric stage renders and compares; each Adam step
+            shades every pixel of it, so the stage's time grows with its square.
         crop_margin: the crop is the dense landmarks' box grown by this fraction of its side on every side.
         texture_size: side of the UV texture sampled from the photo (and of its visibility map).
         complete_texture: fill the texels hidden in the photo from their mirror texels

@@ -100,7 +100,8 @@ class UnreachablePoseError(ValueError):
 
     Attributes:
         reachable_pose: the furthest :class:`Pose` on the way from the face's pose to the requested one that the
-            method did show, where it measured one (``None`` otherwise).
+            method was found to reach (DepthNet: the furthest warp that does not fold); ``None`` where it did not
+            search.
     """
 
     def __init__(self, message: str, reachable_pose: Pose | None = None):

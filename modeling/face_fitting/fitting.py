@@ -473,7 +473,8 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
                 optimiser.step()
         with torch.no_grad():
             rendered = renderer.shade(batch_vertices, model.triangles, face_index, barycentric, uvs=uvs,
-                                      albedo_texture=model.albedo(delta[None]), sh_coeffs=gamma[None], background=target)
+                                      albedo_texture=model.albedo(delta[None]), sh_coeffs=gamma[None],
+                                      background=target)
             photo_loss = float(photometric(rendered.image))
             albedo = model.albedo(delta[None])[0]
 

@@ -19,8 +19,9 @@ everything else off it, as PRNet's ``api`` does with its own topology:
   :meth:`FaceReconstruction.texture_completion_at`): per-texel visibility from the 468-vertex mesh, hidden texels
   filled from their mirror texels (:func:`facehub.modeling.geometry.texture_completion.complete_texture`); the dense
   mesh is textured with it, by default at 256 px (the photo is kept on the reconstruction for that);
-- a depth image: the mesh z-buffered in the photo's pixels (:func:`facehub.modeling.geometry.zbuffer.rasterize_box`), measured from the mesh's deepest vertex as the synthetic
-  face world measures its depth images, so it is >= 0 on the face and 0 means "no face".
+- a depth image: the mesh z-buffered in the photo's pixels (:func:`facehub.modeling.geometry.zbuffer.rasterize_box`),
+  measured from the mesh's deepest vertex as the synthetic face world measures its depth images, so it is >= 0 on the
+  face and 0 means "no face".
 
 Frames: everything in :class:`FaceReconstruction` is in photo pixels, x right, y down, z towards the camera (the house
 frame, :mod:`facehub.modeling.geometry`). Exported files use the right-handed y-up frame of OBJ / glTF viewers:

@@ -6,7 +6,8 @@ neck stay where they were. This module follows the two ideas of the anchors the 
 
 - **Face profiling** (Zhu et al., "Face Alignment Across Large Poses: A 3D Solution", CVPR 2016, sec. 5): the whole
   region around the face becomes one mesh whose vertices carry estimated depths, so hair, ears and the nearby
-  background move with the face; the region's outer ring stays fixed, so the result joins the photo without a seam.
+  background move with the face; the region's outer ring stays fixed, so the result joins the photo without a seam
+  (where the head meets the photo's edge, the grid and its fixed ring go on past the edge, :func:`_head_grid_box`).
   Here the mesh is a regular grid over the head's box with three depth layers: the face (the reconstruction's own
   surface), the rest of the head (an ellipsoid proxy, :class:`HeadProxy`, placed by the similarity that takes the
   morphable model's mean shape onto the reconstruction and joined to the face surface without a step), and the
@@ -322,6 +323,20 @@ def _head_region(shape: tuple[int, int], vertices: np.ndarray, similarity: Simil
     """(x0, y0, x1, y1) pixels re-rendered: the head's box (ellipsoid corners and the face), grown by the margin and
     clipped to the photo of ``shape`` (H, W)."""
     h, w = shape
+    x0, y0, x1, y1 = _head_grid_box(shape, vertices, similarity, proxy)
+    return max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+
+
+def _head_grid_box(shape: tuple[int, int], vertices: np.ndarray, similarity: Similarity,
+                   proxy: HeadProxy) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) pixels the proxy's grid spans: the head's box grown by the margin, reaching past an edge of
+    the photo of ``shape`` (H, W) by at most that margin.
+
+    The grid's border stays where it is, so that the region joins the photo without a seam. Where the head meets an
+    edge of the photo there is nothing to join: a border pinned on the edge would hold the hair there in place while
+    the head turns beside it, a strip of it left along the edge. So the grid goes on past the edge (its points there
+    take the photo's reflection) and the rotation fades out beyond it."""
+    h, w = shape
     signs = np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T
     corners = similarity.apply(np.asarray(proxy.centre) + signs * np.asarray(proxy.radii))
     box_points = np.vstack([corners[:, :2], vertices[:, :2]])
@@ -331,9 +346,9 @@ def _head_region(shape: tuple[int, int], vertices: np.ndarray, similarity: Simil
     if not (np.isfinite(centre).all() and 0 <= centre[0] < w and 0 <= centre[1] < h):
         raise ValueError("The reconstructed face lies outside the photo: nothing to turn.")
     half = np.maximum((high - low) / 2.0, 8.0)  # a collapsed reconstruction still gets a region to draw
-    x0, y0 = np.floor(centre - half).astype(int)
-    x1, y1 = np.ceil(centre + half).astype(int)
-    return max(int(x0), 0), max(int(y0), 0), min(int(x1), w), min(int(y1), h)
+    x0, y0 = np.floor(np.maximum(centre - half, -grow)).astype(int)
+    x1, y1 = np.ceil(np.minimum(centre + half, np.array([w, h]) + grow)).astype(int)
+    return int(x0), int(y0), int(x1), int(y1)
 
 
 @dataclass
@@ -361,17 +376,18 @@ def _draw_head(image: np.ndarray, reconstruction, current: tuple[float, float, f
     scale = similarity.scale
     pivot = similarity.apply(np.asarray(proxy.pivot, np.float64)[None])[0]
     x0, y0, x1, y1 = _head_region((h, w), vertices, similarity, proxy)
+    gx0, gy0, gx1, gy1 = _head_grid_box((h, w), vertices, similarity, proxy)
     step = max(1.0, max(x1 - x0, y1 - y0) / proxy.grid_points)
-    nx, ny = int(np.ceil((x1 - x0) / step)) + 1, int(np.ceil((y1 - y0) / step)) + 1
-    gx = np.minimum(x0 + np.arange(nx) * step, x1)
-    gy = np.minimum(y0 + np.arange(ny) * step, y1)
+    nx, ny = int(np.ceil((gx1 - gx0) / step)) + 1, int(np.ceil((gy1 - gy0) / step)) + 1
+    gx = np.minimum(gx0 + np.arange(nx) * step, gx1)
+    gy = np.minimum(gy0 + np.arange(ny) * step, gy1)
     grid_x, grid_y = np.meshgrid(gx, gy)
     grid_xy = np.column_stack([grid_x.ravel(), grid_y.ravel()])
 
     # Layer 1, the face: the dense mesh's z at the grid points (rasterised on the grid itself).
     dense = reconstruction.dense_mesh(openings="closed", subdivision=1, texture="completed")
     dense_vertices = set_back_rim(np.asarray(dense.vertices, dtype=np.float64), similarity, proxy)
-    on_grid = (dense_vertices[:, :2] - [x0, y0]) / step + 0.5
+    on_grid = (dense_vertices[:, :2] - [gx0, gy0]) / step + 0.5
     index, bary = rasterize_zbuffer(on_grid, dense_vertices[:, 2], dense.triangles, (ny, nx))
     face = index >= 0
     face_z = interpolate(dense_vertices[:, 2:3], dense.triangles, index, bary)[..., 0].astype(np.float64)
@@ -397,7 +413,7 @@ def _draw_head(image: np.ndarray, reconstruction, current: tuple[float, float, f
     fraction = np.where(inside, 1.0, 0.5 * (1.0 + np.cos(np.pi * np.clip(outside_distance, 0.0, band) / band)))
     edge_z = _outline_depth(z, inside, sigma=max(0.2 * face_width, 1.0))
     z = np.where(inside, z, fraction * edge_z + (1.0 - fraction) * centre_z)
-    fraction[[0, -1], :] = 0.0  # the region's border stays where it is
+    fraction[[0, -1], :] = 0.0  # the grid's border stays where it is (_head_grid_box)
     fraction[:, [0, -1]] = 0.0
 
     grid_points = np.column_stack([grid_xy, z.ravel()])

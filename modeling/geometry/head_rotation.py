@@ -322,9 +322,13 @@ def _head_region(shape: tuple[int, int], vertices: np.ndarray, similarity: Simil
                  proxy: HeadProxy) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1) pixels re-rendered: the head's box (ellipsoid corners and the face), grown by the margin and
     clipped to the photo of ``shape`` (H, W)."""
-    h, w = shape
-    x0, y0, x1, y1 = _head_grid_box(shape, vertices, similarity, proxy)
-    return max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    return _inside_photo(_head_grid_box(shape, vertices, similarity, proxy), shape)
+
+
+def _inside_photo(box: tuple[int, int, int, int], shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``box`` (x0, y0, x1, y1) clipped to the photo of ``shape`` (H, W)."""
+    x0, y0, x1, y1 = box
+    return max(x0, 0), max(y0, 0), min(x1, shape[1]), min(y1, shape[0])
 
 
 def _head_grid_box(shape: tuple[int, int], vertices: np.ndarray, similarity: Similarity,
@@ -375,8 +379,8 @@ def _draw_head(image: np.ndarray, reconstruction, current: tuple[float, float, f
     delta = rotation_matrix(*target) @ rotation_matrix(*current).T
     scale = similarity.scale
     pivot = similarity.apply(np.asarray(proxy.pivot, np.float64)[None])[0]
-    x0, y0, x1, y1 = _head_region((h, w), vertices, similarity, proxy)
-    gx0, gy0, gx1, gy1 = _head_grid_box((h, w), vertices, similarity, proxy)
+    gx0, gy0, gx1, gy1 = grid_box = _head_grid_box((h, w), vertices, similarity, proxy)
+    x0, y0, x1, y1 = _inside_photo(grid_box, (h, w))  # the region drawn (_head_region)
     step = max(1.0, max(x1 - x0, y1 - y0) / proxy.grid_points)
     nx, ny = int(np.ceil((gx1 - gx0) / step)) + 1, int(np.ceil((gy1 - gy0) / step)) + 1
     gx = np.minimum(gx0 + np.arange(nx) * step, gx1)

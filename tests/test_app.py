@@ -212,6 +212,10 @@ def test_capability_tabs_list_the_methods_of_the_registry(tmp_path, monkeypatch)
     # The Rotate tab starts on the 3D rotation (the rotation evaluation's most accurate method).
     rotation_picker = next(p for p in pickers if sorted(v for _, v in p.choices) == sorted(expected["rotation"]))
     assert rotation_picker.value == "face_fitting"
+    # So does the Reconstruct tab (the fit's landmarks and pose are nearer AFLW2000-3D's truth than PRN-Dense's).
+    reconstruction_picker = next(p for p in pickers
+                                 if sorted(v for _, v in p.choices) == sorted(expected["reconstruction"]))
+    assert reconstruction_picker.value == "face_fitting"
 
 
 def test_every_capability_tab_offers_example_photos():

@@ -208,7 +208,7 @@ def test_an_upload_over_the_size_limit_is_refused(client, tmp_path):
     big = tmp_path / "big.png"
     big.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(26 * 1024**2))
     with pytest.raises(Exception, match="(?i)too large|exceeds|413|maximum"):
-        client.predict(handle_file(str(big)), "prn_dense", "facehub/prn-dense", api_name="/reconstruct")
+        client.predict(handle_file(str(big)), "facehub/prn-dense", "prn_dense", api_name="/reconstruct")
 
 
 def test_twenty_concurrent_clients_get_answers_and_no_cache_grows(server, folders, tmp_path):

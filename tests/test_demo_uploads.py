@@ -98,7 +98,7 @@ def test_unreadable_uploads_are_refused_as_the_python_api_refuses_them(client, f
     pipe = methods.load("prn_dense", "reconstruction", model=str(pipeline_folder))
     expected = api_error(pipe, files[name], "photo")
     assert expected == api_error(load_image, files[name], "photo"), "the pipeline reads with facehub's reader"
-    view, _, _, status, *_ = client.predict(handle_file(str(files[name])), MODEL_ID, api_name="/reconstruct")
+    view, _, _, status, *_ = client.predict(handle_file(str(files[name])), MODEL_ID, "prn_dense", api_name="/reconstruct")
     assert view is None
     assert html.unescape(status) == FAILED + expected
     assert_no_server_paths(status)
@@ -128,7 +128,7 @@ def test_animated_gif_and_16_bit_grey_read_as_the_python_api_reads_them(client, 
 
     pipe = methods.load("prn_dense", "reconstruction", model=str(pipeline_folder))
     [face, *_] = pipe(str(files[name])).reconstructions
-    view, landmarks, depth, status, *_ = client.predict(handle_file(str(files[name])), MODEL_ID,
+    view, landmarks, depth, status, *_ = client.predict(handle_file(str(files[name])), MODEL_ID, "prn_dense",
                                                        api_name="/reconstruct")
     assert status.startswith("**Reconstructed**"), status
     assert f"Pose measured on the mesh: {pose_text(face.pose)} degrees." in status

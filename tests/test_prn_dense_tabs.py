@@ -37,7 +37,7 @@ def photo(name: str):
 
 def test_reconstruct_returns_mesh_files_landmarks_and_depth(client):
     view, landmarks, depth, status, glb, ply, obj_zip, texture, visibility, coefficients = client.predict(
-        photo("obama.jpg"), MODEL_ID, api_name="/reconstruct")
+        photo("obama.jpg"), MODEL_ID, "prn_dense", api_name="/reconstruct")
     assert "not morphable-model coefficients" in coefficients["note"]  # PRN-Dense regresses a mesh
     assert status.startswith("**Reconstructed** a dense mesh of") and "Pose measured on the mesh: yaw" in status
     assert "eyes and mouth closed" in status and "completed by symmetry" in status
@@ -56,9 +56,9 @@ def test_reconstruct_returns_mesh_files_landmarks_and_depth(client):
 def test_reconstruct_without_a_face_says_so(client):
     from facehub.apps.registry import MODEL_REFUSED
 
-    view, _, _, status, *_ = client.predict(photo("chelsea.jpg"), MODEL_ID, api_name="/reconstruct")
+    view, _, _, status, *_ = client.predict(photo("chelsea.jpg"), MODEL_ID, "prn_dense", api_name="/reconstruct")
     assert view is None and "No face was found" in status
-    _, _, _, status, *_ = client.predict(photo("obama.jpg"), "no/such-model", api_name="/reconstruct")
+    _, _, _, status, *_ = client.predict(photo("obama.jpg"), "no/such-model", "prn_dense", api_name="/reconstruct")
     assert status == f"**Could not do it:** {MODEL_REFUSED}"
 
 

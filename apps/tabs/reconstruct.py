@@ -48,10 +48,12 @@ from facehub.apps.tabs.common import (
 logger = logging.getLogger(__name__)
 
 CAPABILITY = "reconstruction"
-#: The method the tab starts on when it is registered (PRN-Dense: one network pass, the fastest; the morphable-model
-#: fit, a few times slower, places the 68 landmarks closer on AFLW2000-3D, `facehub eval face_fitting`, and is one
-#: click away); otherwise the first registered one.
-DEFAULT_METHOD = "prn_dense"
+#: The method the tab starts on when it is registered, otherwise the first registered one: the morphable-model fit,
+#: which places the 68 landmarks and reads the pose closer to the truth than PRN-Dense in every yaw bin of AFLW2000-3D
+#: (`facehub eval face_fitting` prints both rows) and fills the coefficients panel. PRN-Dense, one network
+#: pass and several times faster (the reconstruction stage of `benchmarks/bench_rotation_swap.py`), is one click
+#: away. The Rotate tab starts on the fit too.
+DEFAULT_METHOD = "face_fitting"
 EXAMPLES = ("obama.jpg", "biden.jpg", "astronaut.png")
 
 
@@ -194,9 +196,10 @@ def build(ctx: DemoContext) -> TabRefresh:
     first = default_method()
     models = model_choices(ctx, first, CAPABILITY) if first else []
     gr.Markdown(
-        "Reconstruct the face in a photo in 3D (PRN-Dense: a UV position map regressed from the photo gives a dense "
-        "mesh, its 68 landmarks and its pose; the side the photo hides is textured from the side it shows). Drag the "
-        "3D view to turn it; download the mesh as GLB, PLY or OBJ."
+        "Reconstruct the face in a photo in 3D: the morphable-model fit (identity, expression, albedo, lighting and "
+        "pose fitted to the photo) or PRN-Dense (a UV position map regressed from the photo in one pass). Either gives "
+        "a dense mesh, its 68 landmarks and its pose; the side the photo hides is textured from the side it shows. "
+        "Drag the 3D view to turn it; download the mesh as GLB, PLY or OBJ."
     )
     with gr.Row():
         with gr.Column():

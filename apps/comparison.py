@@ -191,17 +191,28 @@ def compare(photo: np.ndarray, target: np.ndarray | None = None, *, yaw: float =
     return Comparison(rows=rows, num_faces=len(faces))
 
 
+#: The figure each capability's tiles show on the contact sheet, and its caption: one that is measured on the result
+#: (a rotation's requested yaw would read as if it had been reached).
+SHEET_FIGURE = {
+    "rotation": ("achieved yaw", "measured yaw"),
+    "reconstruction": ("landmark NME vs analyzer (%)", "NME vs analyzer %"),
+    "swap": ("distance to source", "dist. to source"),
+}
+
+
+def sheet_caption(row: ComparisonRow) -> str:
+    """A row's caption on the contact sheet: its method's title and, on a second line, its measured figure
+    (:data:`SHEET_FIGURE`) or that it failed."""
+    if row.error:
+        return f"{row.title}\nfailed"
+    figure, caption = SHEET_FIGURE[row.capability]
+    return f"{row.title}\n{caption} {_cell(row.figures.get(figure))}"
+
+
 def save_sheet(comparison: Comparison, path, tile: int = 200):
-    """A PNG with every row's image, labelled with its method and its first figures."""
+    """A PNG with every row's image (none for a failed row), captioned by :func:`sheet_caption`."""
     from facehub.trainers.evaluation.rotation import contact_sheet
 
-    cells = []
-    for r in comparison.rows:
-        if r.error:
-            cells.append((None, f"{r.title[:12]}: failed"))
-            continue
-        first = next(iter(r.figures.items()), None)
-        label = f"{r.title[:12]}" + ("" if first is None else f" {_cell(first[1])}")
-        cells.append((r.image, label))
+    cells = [(None if r.error else r.image, sheet_caption(r)) for r in comparison.rows]
     per_row = 4
     return contact_sheet([cells[i:i + per_row] for i in range(0, len(cells), per_row)], path, tile=tile)

@@ -149,3 +149,32 @@ def test_swap_and_rotation_evaluations_and_the_comparison_run_every_method(tmp_p
     fit = next(r for r in result.rows if r.capability == "reconstruction" and r.method == "face_fitting")
     assert fit.figures["landmark NME vs analyzer (%)"] < 5.0 and fit.image.shape == photo.shape
     assert "| 2D similarity warp + Poisson (baseline) |" in result.table()
+
+
+def test_the_comparison_sheet_captions_every_tile_with_its_title_and_a_figure_measured_on_it(tmp_path):
+    """`facehub compare`'s sheet captions a rotation with the yaw measured on the result, not the yaw asked for (a
+    method that stopped at 21 must not read as 30), under the method's whole title; each caption line is drawn in its
+    own band of the tile's caption bar."""
+    from PIL import Image
+
+    from facehub.apps.comparison import Comparison, ComparisonRow, save_sheet, sheet_caption
+
+    grey = np.full((50, 50, 3), 128, np.uint8)
+    rows = [
+        ComparisonRow("rotation", "depthnet", "DepthNets", grey,
+                      {"requested yaw": 30.0, "achieved yaw": 21.0, "achieved pitch": 1.0, "identity distance": 0.4}),
+        ComparisonRow("reconstruction", "face_fitting", "Morphable-model fitting", grey,
+                      {"landmark NME vs analyzer (%)": 0.595, "yaw": 3.0, "pitch": 1.0}),
+        ComparisonRow("swap", "baseline", "2D similarity warp", grey,
+                      {"distance to source": 0.371, "distance to target": 0.88}),
+        ComparisonRow("rotation", "pose_cvaegan", "Pose CVAE-GAN", error="the pose is out of reach"),
+    ]
+    assert [sheet_caption(r) for r in rows] == [
+        "DepthNets\nmeasured yaw 21.0", "Morphable-model fitting\nNME vs analyzer % 0.595",
+        "2D similarity warp\ndist. to source 0.371", "Pose CVAE-GAN\nfailed"]
+    sheet = np.asarray(Image.open(save_sheet(Comparison(rows=rows, num_faces=1), tmp_path / "sheet.png", tile=200)))
+    assert sheet.shape == (200, 800, 3)
+    bar = sheet[200 - 34:, :200].max(axis=-1)  # the first tile's bar: two lines of 15 px and a 4 px margin
+    assert (sheet[200 - 35, :200] != 0).any() and bar.min() == 0  # the bar is black and starts 34 px up
+    first, second = bar[:17], bar[17:]
+    assert (first > 128).sum() > 50 and (second > 128).sum() > 50  # text in both bands

@@ -224,10 +224,20 @@ def summary_table(summaries: list[MethodSummary]) -> str:
     return "\n".join(lines)
 
 
+#: Caption text of the contact sheets: OpenCV's Hershey simplex at this scale, about this many pixels a character.
+CAPTION_SCALE, CAPTION_CHAR_WIDTH, CAPTION_LINE_HEIGHT = 0.42, 7, 15
+
+
 def contact_sheet(rows: list[list[tuple[np.ndarray, str]]], path: Path, tile: int = 160) -> Path:
-    """Save a grid of labelled thumbnails (one list of ``(image, label)`` per row) as a PNG."""
+    """Save a grid of labelled thumbnails (one list of ``(image, label)`` per row) as a PNG. A label may have several
+    lines (``\n``); each line is cut to the tile's width, and every tile of the sheet gets a caption bar as tall as the
+    longest label's."""
     import cv2
     from PIL import Image
+
+    lines = max((len(label.split("\n")) for row in rows for _, label in row), default=1)
+    bar = 4 + CAPTION_LINE_HEIGHT * lines
+    fits = max(1, (tile - 6) // CAPTION_CHAR_WIDTH)
 
     def thumb(image: np.ndarray | None, label: str) -> np.ndarray:
         canvas = np.full((tile, tile, 3), 235, np.uint8)
@@ -237,8 +247,11 @@ def contact_sheet(rows: list[list[tuple[np.ndarray, str]]], path: Path, tile: in
             small = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
             y, x = (tile - small.shape[0]) // 2, (tile - small.shape[1]) // 2
             canvas[y:y + small.shape[0], x:x + small.shape[1]] = small
-        cv2.rectangle(canvas, (0, tile - 18), (tile, tile), (0, 0, 0), -1)
-        cv2.putText(canvas, label[:24], (3, tile - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.rectangle(canvas, (0, tile - bar), (tile, tile), (0, 0, 0), -1)
+        for i, text in enumerate(label.split("\n")):
+            baseline = tile - bar + CAPTION_LINE_HEIGHT * (i + 1) - 1
+            cv2.putText(canvas, text[:fits], (3, baseline), cv2.FONT_HERSHEY_SIMPLEX, CAPTION_SCALE, (255, 255, 255),
+                        1, cv2.LINE_AA)
         return canvas
 
     path = Path(path)

@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             return "no face"
         trial.distance_to_source = identity_distance(found, photos[i][2])
         trial.distance_to_target = identity_distance(found, photos[j][2])
-        return f"s {trial.distance_to_source:.2f} t {trial.distance_to_target:.2f}"
+        return f"to src {trial.distance_to_source:.2f}, tgt {trial.distance_to_target:.2f}"
 
     runners = [(BASELINE, None)] + [(name if model is None else f"{name} ({model})",
                                      methods.load(name, "swap", model=model)) for name, model in chosen]
@@ -148,13 +148,13 @@ def main(argv: list[str] | None = None) -> int:
                 trial.status, trial.message = "failed", f"{type(err).__name__}: {err}"
                 trials[label].append(trial)
                 if index < args.sheet:
-                    sheet[index].append((None, f"{label[:10]}: failed"))
+                    sheet[index].append((None, f"{label}\nfailed"))
                 continue
             trial.seconds = time.perf_counter() - start
             text = measure(result, i, j, trial)
             trials[label].append(trial)
             if index < args.sheet:
-                sheet[index].append((result, f"{label.split(' ')[0][:9]} {text}"))
+                sheet[index].append((result, f"{label}\n{text}"))
 
     rows = {label: summarise(items) for label, items in trials.items()}
     print(f"{len(pairs)} pairs of {len(photos)} photos with a face under {args.images}\n")

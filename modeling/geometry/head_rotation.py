@@ -338,8 +338,9 @@ def _head_grid_box(shape: tuple[int, int], vertices: np.ndarray, similarity: Sim
 
     The grid's border stays where it is, so that the region joins the photo without a seam. Where the head meets an
     edge of the photo there is nothing to join: a border pinned on the edge would hold the hair there in place while
-    the head turns beside it, a strip of it left along the edge. So the grid goes on past the edge (its points there
-    take the photo's reflection) and the rotation fades out beyond it."""
+    the head turns beside it, a strip of it left along the edge. So the grid goes on past the edge and the rotation
+    fades out beyond it. Its points there repeat the photo's edge pixels (streaks where the turn brings them into
+    view): the photo's reflection would bring a mirror image of the face in beside it, a second eye or ear."""
     h, w = shape
     signs = np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T
     corners = similarity.apply(np.asarray(proxy.centre) + signs * np.asarray(proxy.radii))
@@ -464,10 +465,11 @@ def _draw_head(image: np.ndarray, reconstruction, current: tuple[float, float, f
     on_face = seen >= num_grid
     on_grid_tri = (seen >= 0) & ~on_face
     # Where each drawn pixel was in the photo: a grid point's own position, a face point's position before the turn.
+    # Positions past the photo's edge take its edge pixels (_head_grid_box).
     source = interpolate(np.vstack([grid_points[:, :2], dense_vertices[:, :2]]), triangles, seen, weights)
     uv = interpolate(np.vstack([np.zeros((len(moved_grid), 2)), dense.uvs]), triangles, seen, weights)
     from_photo = cv2.remap(image, (source[..., 0] - 0.5).astype(np.float32), (source[..., 1] - 0.5).astype(np.float32),
-                           cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+                           cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     texture = np.ascontiguousarray(dense.texture)
     size = texture.shape[0]
     texel_x, texel_y = (uv[..., 0] * size - 0.5).astype(np.float32), (uv[..., 1] * size - 0.5).astype(np.float32)
@@ -556,9 +558,9 @@ def _at_photo_size(image: np.ndarray, small_image: np.ndarray, drawn: _DrawnHead
         sources = _upsample(drawn.sources, grid)  # small-photo positions
         weight = _upsample(drawn.photo_weight, grid)[..., None]
         fine = cv2.remap(image, sources[..., 0] / fx - 0.5, sources[..., 1] / fy - 0.5, cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REFLECT)
+                         borderMode=cv2.BORDER_REPLICATE)
         coarse = cv2.remap(small_image, sources[..., 0] - 0.5, sources[..., 1] - 0.5, cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REFLECT)
+                           borderMode=cv2.BORDER_REPLICATE)
         colour = _upsample(drawing, grid).astype(np.float32) + weight * (fine.astype(np.float32)
                                                                         - coarse.astype(np.float32))
         out[rows[0]:rows[-1] + 1, x0:x1] = np.clip(colour + 0.5, 0, 255).astype(np.uint8)

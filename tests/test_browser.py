@@ -196,7 +196,7 @@ def test_an_example_photo_rotates_and_says_what_was_measured(real_demo, tmp_path
         png = browser.screenshot()
     finally:
         browser.close()
-    assert "to the requested pose (yaw +25.0, pitch +0.0" in status
+    assert "towards the requested pose (yaw +25.0, pitch +0.0" in status
     assert re.search(r"Measured on the result: yaw [+-]\d+\.\d, pitch [+-]\d+\.\d", status), status
     shot = tmp_path / "demo.png"
     shot.write_bytes(png)

@@ -249,7 +249,7 @@ def test_twenty_concurrent_clients_get_answers_and_no_cache_grows(server, folder
     assert sum(status.startswith("Loaded in") for status, _ in results) == 1, "one client loads, the rest share it"
     statuses = {status for _, status in rotations}
     assert len(statuses) == 1, statuses  # the same photo, model and pose give the same answer to every client
-    assert "to the requested pose (yaw +10.0" in statuses.pop()
+    assert "towards the requested pose (yaw +10.0" in statuses.pop()
     assert sorted((r.model_id, r.class_name) for r in ctx.loaded()) == [(TINY, "FaceRotationPipeline"),
                                                                          (TINY, "KeypointRegistrationPipeline")]
     assert ctx.temp_folders() == []

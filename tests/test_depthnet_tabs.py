@@ -99,7 +99,7 @@ def test_rotate_returns_the_photo_and_the_measured_pose(client):
 
     image, status = client.predict(photo("obama.jpg"), METHOD, MODEL_ID, 20, 0, None, api_name="/rotate")
     assert read(image).shape == np.asarray(Image.open(PHOTOS / "obama.jpg")).shape
-    assert "to the requested pose (yaw +20.0, pitch +0.0" in status
+    assert "towards the requested pose (yaw +20.0, pitch +0.0" in status
     # What the status calls measured is the pose the Python API measures on its own result, not the request.
     out = methods.load("depthnet", "rotation")(str(PHOTOS / "obama.jpg"), yaw=20.0, pitch=0.0)
     assert out.achieved_pose is not None and out.achieved_pose.yaw != 20.0
@@ -124,7 +124,7 @@ def test_frontalize_and_unreachable_pose(client):
 
 def test_rotate_to_the_pose_of_a_target_photo(client):
     image, status = client.predict(photo("obama.jpg"), METHOD, MODEL_ID, 0, 0, photo("obama2.jpg"), api_name="/rotate")
-    assert image is not None and "to the target photo's face" in status
+    assert image is not None and "towards the target photo's face" in status
 
 
 def test_swap_with_a_repair_checkpoint_runs_the_repair_network(client, demo_server, tmp_path, monkeypatch):

@@ -61,14 +61,20 @@ def rotation_pipeline(ctx: DemoContext, method: str, model_id: str):
     return load_method_pipeline(ctx, method, CAPABILITY, model_id)
 
 
+#: Degrees (yaw or pitch) by which a result may miss the request before the status says it fell short.
+SHORT_OF_REQUEST = 10.0
+
+
 def rotation_status(out, target_given: bool) -> str:
-    """What was asked, and what was measured on the result."""
+    """What was asked, what was measured on the result, and, where the two differ by more than
+    :data:`SHORT_OF_REQUEST` degrees, that the method fell short (the measured pose is never called the requested
+    one)."""
     requested, achieved = out.requested_pose, out.achieved_pose
     source = getattr(out, "source_pose", None)
     if source is None and getattr(out, "face", None) is not None:
         source = out.face.pose
     asked = "the target photo's face" if target_given else "the requested pose"
-    lines = [f"Turned the face{'' if source is None else f' from ({pose_text(source)})'} to {asked} "
+    lines = [f"Turned the face{'' if source is None else f' from ({pose_text(source)})'} towards {asked} "
              f"({pose_text(requested)})."]
     if achieved is None:
         lines.append("Measured on the result: no face was found again, so the pose reached is unknown.")
@@ -76,6 +82,10 @@ def rotation_status(out, target_given: bool) -> str:
         errors = np.abs(np.subtract(achieved, requested)[:2])
         lines.append(f"Measured on the result: {pose_text(achieved)} (off by {errors[0]:.1f} degrees in yaw, "
                      f"{errors[1]:.1f} in pitch).")
+        if errors.max() > SHORT_OF_REQUEST:
+            lines.append(f"**It falls short of the request by more than {SHORT_OF_REQUEST:.0f} degrees**: this "
+                         "method does not turn this face that far (its model card says how far it reaches; the "
+                         "Compare tab runs every method on the same photo).")
     rendered = getattr(out, "rendered_pose", None)
     if rendered is not None and abs(rendered.yaw - requested.yaw) + abs(rendered.pitch - requested.pitch) > 0.5:
         lines.append(f"To reach it, the reconstructed head was turned to ({pose_text(rendered)}): a re-rendered face "

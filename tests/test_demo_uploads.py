@@ -112,9 +112,9 @@ def test_unreadable_uploads_in_rotate_and_swap(client, files):
         assert image is None and html.unescape(status) == FAILED + api_error(load_image, files[name], "photo")
         _, status = client.predict(good, "depthnet", "facehub/depthnet-test", 0, 0, upload, api_name="/rotate")
         assert html.unescape(status) == FAILED + api_error(load_image, files[name], "target pose photo")
-        swapped, _, status, _ = client.predict(upload, good, "facehub/depthnet-test", api_name="/swap")
+        swapped, _, status, _ = client.predict(upload, good, "facehub/depthnet-test", "", "depthnet", api_name="/swap")
         assert swapped is None and html.unescape(status) == FAILED + api_error(load_image, files[name], "source photo")
-        _, _, status, _ = client.predict(good, upload, "facehub/depthnet-test", api_name="/swap")
+        _, _, status, _ = client.predict(good, upload, "facehub/depthnet-test", "", "depthnet", api_name="/swap")
         assert html.unescape(status) == FAILED + api_error(load_image, files[name], "target photo")
         assert_no_server_paths(status)
     assert "900,000,000 pixels" in api_error(load_image, files["bomb.png"], "photo") or "bomb" in api_error(

@@ -44,7 +44,7 @@ def test_tabs_publish_their_endpoints(client):
 
 def test_swap_returns_the_target_sized_photo_and_distances(client):
     swapped, warped, status, measurements = client.predict(
-        photo("obama.jpg"), photo("biden.jpg"), MODEL_ID, api_name="/swap"
+        photo("obama.jpg"), photo("biden.jpg"), MODEL_ID, "", METHOD, api_name="/swap"
     )
     target = np.asarray(Image.open(PHOTOS / "biden.jpg").convert("RGB"))
     assert read(swapped).shape == target.shape
@@ -59,7 +59,7 @@ def test_swap_returns_the_target_sized_photo_and_distances(client):
 def test_swap_with_a_no_face_photo_gives_a_clear_message(client, which):
     cat, face = photo("chelsea.jpg"), photo("obama.jpg")
     args = (cat, face) if which == "source" else (face, cat)
-    swapped, warped, status, measurements = client.predict(*args, MODEL_ID, api_name="/swap")
+    swapped, warped, status, measurements = client.predict(*args, MODEL_ID, "", METHOD, api_name="/swap")
     assert swapped is None and warped is None and measurements in ({}, None)
     assert f"No face was found in the {which} photo" in status
     assert "Traceback" not in status
@@ -72,7 +72,7 @@ def test_swap_reports_several_faces_and_too_small_faces(client, tmp_path):
     two_faces[:, :340], two_faces[:210, 340:] = big, small
     Image.fromarray(two_faces).save(tmp_path / "two.png")
     _, _, status, measurements = client.predict(
-        photo("astronaut.png"), handle_file(str(tmp_path / "two.png")), MODEL_ID, api_name="/swap"
+        photo("astronaut.png"), handle_file(str(tmp_path / "two.png")), MODEL_ID, "", METHOD, api_name="/swap"
     )
     assert measurements["num_faces"]["target"] == 2
     assert "The target photo has 2 faces; the largest was used." in status
@@ -80,7 +80,7 @@ def test_swap_reports_several_faces_and_too_small_faces(client, tmp_path):
     tiny = Image.open(PHOTOS / "obama.jpg").convert("RGB").reduce(10)  # eyes about 11 pixels apart
     tiny.save(tmp_path / "tiny.png")
     swapped, _, status, _ = client.predict(
-        handle_file(str(tmp_path / "tiny.png")), photo("biden.jpg"), MODEL_ID, api_name="/swap"
+        handle_file(str(tmp_path / "tiny.png")), photo("biden.jpg"), MODEL_ID, "", METHOD, api_name="/swap"
     )
     assert swapped is None and "The face in the source photo is too small" in status
 
@@ -89,7 +89,8 @@ def test_swap_with_a_model_the_demo_does_not_offer_gives_a_clear_message(client)
     from facehub.apps.registry import MODEL_REFUSED
 
     for model_id in ("no-such-model", "/etc/passwd", str(PHOTOS)):
-        swapped, _, status, _ = client.predict(photo("obama.jpg"), photo("biden.jpg"), model_id, api_name="/swap")
+        swapped, _, status, _ = client.predict(photo("obama.jpg"), photo("biden.jpg"), model_id, "", METHOD,
+                                              api_name="/swap")
         assert swapped is None and status == f"**Could not do it:** {MODEL_REFUSED}"
 
 
@@ -138,7 +139,7 @@ def test_swap_with_a_repair_checkpoint_runs_the_repair_network(client, demo_serv
     FaceRepairPipeline(repair=generator).save_pretrained(tmp_path / "repair")
     monkeypatch.setattr(demo_server.ctx, "models_dir", tmp_path)  # the allow-listed models folder
     swapped, warped, status, measurements = client.predict(
-        photo("obama.jpg"), photo("biden.jpg"), MODEL_ID, "repair", api_name="/swap"
+        photo("obama.jpg"), photo("biden.jpg"), MODEL_ID, "repair", METHOD, api_name="/swap"
     )
     assert measurements["repaired"] is True and "repair" in measurements["timings"]
     assert "No repair network" not in status
@@ -148,6 +149,6 @@ def test_swap_with_a_repair_checkpoint_runs_the_repair_network(client, demo_serv
     assert out.shape == target.shape
     assert np.mean(np.abs(out - target)[:20]) < 1.0  # the top rows, far above the face
 
-    _, _, status, _ = client.predict(photo("obama.jpg"), photo("biden.jpg"), MODEL_ID, "no/such-repair",
+    _, _, status, _ = client.predict(photo("obama.jpg"), photo("biden.jpg"), MODEL_ID, "no/such-repair", METHOD,
                                      api_name="/swap")
     assert status == f"**Could not do it:** {MODEL_REFUSED}"

@@ -69,8 +69,10 @@ class Comparison:
         return "\n".join(out)
 
     def gallery(self) -> list[tuple[np.ndarray, str]]:
-        """(image, caption) of every row that produced an image."""
-        return [(r.image, f"{r.capability}: {r.title}") for r in self.rows if r.image is not None]
+        """(image, caption) of every row that produced an image; the caption is the capability, the method's title
+        and the figure measured on the result, as on the contact sheet (:func:`sheet_caption`)."""
+        return [(r.image, f"{r.capability}: " + sheet_caption(r).replace("\n", ", "))
+                for r in self.rows if r.image is not None]
 
 
 def _cell(value) -> str:

@@ -6,9 +6,10 @@ its embedded default checkpoint.
 
 Public event (callable with ``gradio_client``):
 
-- ``/compare``: photo, optional second photo (the swap's target), yaw -> a gallery of results (caption: capability
-  and method) and a Markdown table of the figures (achieved pose and identity distance for rotation, landmark
-  agreement with the face analyzer for reconstruction, distances to source and target for swap, time).
+- ``/compare``: photo, optional second photo (the swap's target), yaw -> a gallery of results (caption: capability,
+  method and the figure measured on the result) and a Markdown table of the figures (achieved pose and identity
+  distance for rotation, landmark agreement with the face analyzer for reconstruction, distances to source and target
+  for swap, time).
 """
 
 from __future__ import annotations

@@ -246,7 +246,7 @@ def test_long_work_reports_progress_and_accepts_a_method_title(demo_server):
     assert [fraction for fraction, _ in steps] == sorted(fraction for fraction, _ in steps) and steps[-1][0] == 1.0
 
 
-def test_the_rotate_status_says_when_a_result_falls_short_of_the_request():
+def test_the_rotate_status_says_when_a_result_misses_the_request():
     """The status never calls the request reached: it says what was asked and what was measured, and where the two
     differ by more than 10 degrees (a miniature generator that left the face frontal when asked for +45), it says so
     in bold; within that, it adds nothing."""
@@ -260,10 +260,10 @@ def test_the_rotate_status_says_when_a_result_falls_short_of_the_request():
                                             source_pose=Pose(1.9, -3.7, 0.2)), target_given=False)
     assert short.startswith("Turned the face from (yaw +1.9, pitch -3.7, roll +0.2) towards the requested pose "
                             "(yaw +45.0, pitch +0.0, roll +0.2).")
-    assert "off by 45.7 degrees in yaw, 3.7 in pitch" in short and "falls short of the request by more than 10" in short
+    assert "off by 45.7 degrees in yaw, 3.7 in pitch" in short and "misses the request by more than 10 degrees" in short
     near = rotation_status(SimpleNamespace(requested_pose=asked, achieved_pose=Pose(44.0, -0.8, -2.2),
                                            source_pose=Pose(1.9, -3.7, 0.2)), target_given=False)
-    assert "off by 1.0 degrees in yaw, 0.8 in pitch" in near and "falls short" not in near
+    assert "off by 1.0 degrees in yaw, 0.8 in pitch" in near and "misses the request" not in near
 
 
 def test_the_swap_status_says_when_the_result_is_not_the_source_person():

@@ -52,7 +52,7 @@ CAPABILITY = "reconstruction"
 #: which places the 68 landmarks and reads the pose closer to the truth than PRN-Dense in every yaw bin of AFLW2000-3D
 #: (`facehub eval face_fitting` prints both rows) and fills the coefficients panel. PRN-Dense, one network
 #: pass and several times faster (the reconstruction stage of `benchmarks/bench_rotation_swap.py`), is one click
-#: away. The Rotate tab starts on the fit too.
+#: away. The Rotate and Swap tabs start on the fit too.
 DEFAULT_METHOD = "face_fitting"
 EXAMPLES = ("obama.jpg", "biden.jpg", "astronaut.png")
 

@@ -61,13 +61,13 @@ def rotation_pipeline(ctx: DemoContext, method: str, model_id: str):
     return load_method_pipeline(ctx, method, CAPABILITY, model_id)
 
 
-#: Degrees (yaw or pitch) by which a result may miss the request before the status says it fell short.
+#: Degrees (yaw or pitch) by which a result may miss the request before the status says so in bold.
 SHORT_OF_REQUEST = 10.0
 
 
 def rotation_status(out, target_given: bool) -> str:
     """What was asked, what was measured on the result, and, where the two differ by more than
-    :data:`SHORT_OF_REQUEST` degrees, that the method fell short (the measured pose is never called the requested
+    :data:`SHORT_OF_REQUEST` degrees, that the method missed it (the measured pose is never called the requested
     one)."""
     requested, achieved = out.requested_pose, out.achieved_pose
     source = getattr(out, "source_pose", None)
@@ -83,8 +83,8 @@ def rotation_status(out, target_given: bool) -> str:
         lines.append(f"Measured on the result: {pose_text(achieved)} (off by {errors[0]:.1f} degrees in yaw, "
                      f"{errors[1]:.1f} in pitch).")
         if errors.max() > SHORT_OF_REQUEST:
-            lines.append(f"**It falls short of the request by more than {SHORT_OF_REQUEST:.0f} degrees**: this "
-                         "method does not turn this face that far (its model card says how far it reaches; the "
+            lines.append(f"**The result misses the request by more than {SHORT_OF_REQUEST:.0f} degrees**: this "
+                         "method does not reach this pose on this face (its model card says how far it turns; the "
                          "Compare tab runs every method on the same photo).")
     rendered = getattr(out, "rendered_pose", None)
     if rendered is not None and abs(rendered.yaw - requested.yaw) + abs(rendered.pitch - requested.pitch) > 0.5:

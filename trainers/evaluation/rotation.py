@@ -230,7 +230,7 @@ CAPTION_SCALE, CAPTION_CHAR_WIDTH, CAPTION_LINE_HEIGHT = 0.42, 7, 15
 
 def contact_sheet(rows: list[list[tuple[np.ndarray, str]]], path: Path, tile: int = 160) -> Path:
     """Save a grid of labelled thumbnails (one list of ``(image, label)`` per row) as a PNG. A label may have several
-    lines (``\n``); each line is cut to the tile's width, and every tile of the sheet gets a caption bar as tall as the
+    lines (``\\n``); each line is cut to the tile's width, and every tile of the sheet gets a caption bar as tall as the
     longest label's."""
     import cv2
     from PIL import Image

@@ -193,22 +193,23 @@ def compare(photo: np.ndarray, target: np.ndarray | None = None, *, yaw: float =
     return Comparison(rows=rows, num_faces=len(faces))
 
 
-#: The figure each capability's tiles show on the contact sheet, and its caption: one that is measured on the result
-#: (a rotation's requested yaw would read as if it had been reached).
+#: The figure each capability's tiles show on the contact sheet, its caption and its format: one that is measured on
+#: the result (a rotation's requested yaw would read as if it had been reached).
 SHEET_FIGURE = {
-    "rotation": ("achieved yaw", "measured yaw"),
-    "reconstruction": ("landmark NME vs analyzer (%)", "NME vs analyzer %"),
-    "swap": ("distance to source", "dist. to source"),
+    "rotation": ("achieved yaw", "measured yaw", "{:+.1f}"),
+    "reconstruction": ("landmark NME vs analyzer (%)", "NME vs analyzer %", "{:.2f}"),
+    "swap": ("distance to source", "dist. to source", "{:.3f}"),
 }
 
 
 def sheet_caption(row: ComparisonRow) -> str:
     """A row's caption on the contact sheet: its method's title and, on a second line, its measured figure
-    (:data:`SHEET_FIGURE`) or that it failed."""
+    (:data:`SHEET_FIGURE`; "-" where it could not be measured) or that it failed."""
     if row.error:
         return f"{row.title}\nfailed"
-    figure, caption = SHEET_FIGURE[row.capability]
-    return f"{row.title}\n{caption} {_cell(row.figures.get(figure))}"
+    figure, caption, form = SHEET_FIGURE[row.capability]
+    value = row.figures.get(figure)
+    return f"{row.title}\n{caption} {'-' if value is None else form.format(value)}"
 
 
 def save_sheet(comparison: Comparison, path, tile: int = 200):

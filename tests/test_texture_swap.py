@@ -170,11 +170,11 @@ def test_the_comparison_sheet_captions_every_tile_with_its_title_and_a_figure_me
         ComparisonRow("rotation", "pose_cvaegan", "Pose CVAE-GAN", error="the pose is out of reach"),
     ]
     assert [sheet_caption(r) for r in rows] == [
-        "DepthNets\nmeasured yaw 21.0", "Morphable-model fitting\nNME vs analyzer % 0.595",
+        "DepthNets\nmeasured yaw +21.0", "Morphable-model fitting\nNME vs analyzer % 0.59",
         "2D similarity warp\ndist. to source 0.371", "Pose CVAE-GAN\nfailed"]
     # The demo's Compare tab captions its gallery the same way, on one line.
     assert [caption for _, caption in Comparison(rows=rows, num_faces=1).gallery()][0] == \
-        "rotation: DepthNets, measured yaw 21.0"
+        "rotation: DepthNets, measured yaw +21.0"
     sheet = np.asarray(Image.open(save_sheet(Comparison(rows=rows, num_faces=1), tmp_path / "sheet.png", tile=200)))
     assert sheet.shape == (200, 800, 3)
     bar = sheet[200 - 34:, :200].max(axis=-1)  # the first tile's bar: two lines of 15 px and a 4 px margin

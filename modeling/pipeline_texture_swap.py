@@ -146,7 +146,7 @@ class TextureSwapMixin:
 
         # Every step below works in the box of the drawn face: nothing outside it changes (module docstring).
         start = time.perf_counter()
-        landmarks = np.asarray(geometry.landmarks68)[:, :2]
+        landmarks = np.asarray(geometry.mesh_landmarks68)[:, :2]  # the outline drawn on the photo
         size = face_size(landmarks)
         vertices, outline = np.asarray(mesh.vertices, np.float64), swap_outline(landmarks)
         x0, y0, x1, y1 = swap_box(np.vstack([vertices[:, :2], outline]), size, target.shape[:2])

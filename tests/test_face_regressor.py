@@ -200,11 +200,11 @@ def test_pipeline_runs_the_regressor_alone_or_starts_the_fit_from_it(worlds, tra
         (alone,) = pipe.reconstruct_faces(row["image"], [dense], refine=False, texture_size=32, compute_depth=False)
         assert alone.vertices.shape == (468, 3) and alone.texture.shape == (32, 32, 3)
         assert alone.coefficients.identity.shape == (40,) and alone.rendered_crop is None
-        alone_nme.append(_nme(alone.landmarks68, row["landmarks68"]))
+        alone_nme.append(_nme(alone.mesh_landmarks68, row["landmarks68"]))
         alone_pose.append(float(np.abs(np.subtract(alone.pose, row["pose"])).mean()))
         (fit,) = pipe.reconstruct_faces(row["image"], [dense], start="regressor", appearance_iterations=0,
                                         texture_size=32, compute_depth=False)
-        fitted_nme.append(_nme(fit.landmarks68, row["landmarks68"]))
+        fitted_nme.append(_nme(fit.mesh_landmarks68, row["landmarks68"]))
     print("alone NME", alone_nme, "pose", alone_pose, "fitted from the regressor NME", fitted_nme)
     assert np.mean(alone_nme) < 0.10 and np.mean(alone_pose) < 10.0
     assert np.mean(fitted_nme) < 0.01 < np.mean(alone_nme)  # the fit refines the regressor's start
@@ -237,7 +237,7 @@ def test_embedded_regressors_load_offline_and_are_independent():
             (face,) = pipe.reconstruct_faces(row["image"], [dense], refine=False, texture_size=32,
                                              compute_depth=False)
             assert np.abs(np.subtract(face.pose, row["pose"])).mean() < 15.0
-            assert _nme(face.landmarks68, row["landmarks68"]) < 0.15
+            assert _nme(face.mesh_landmarks68, row["landmarks68"]) < 0.15
 
 
 def test_unmirror_placement_is_the_placement_of_the_mirror_image():

@@ -97,7 +97,7 @@ def test_the_swap_works_in_the_faces_box_and_gives_what_the_whole_photo_would(fi
     mesh = geometry.dense_mesh(openings="closed", subdivision=1, texture="photo")
     texture = out.reconstructions.source.dense_mesh(openings="closed", subdivision=1, texture="completed").texture
     rendered, covered = render_uv_texture(target.shape[:2], mesh.vertices, mesh.triangles, mesh.uvs, texture)
-    landmarks = np.asarray(geometry.landmarks68)[:, :2]
+    landmarks = np.asarray(geometry.mesh_landmarks68)[:, :2]
     size = face_size(landmarks)
     mask = hull_mask(swap_outline(landmarks), target.shape[:2], inset=FACE_MASK_INSET * size,
                      feather=FACE_MASK_FEATHER * size) * covered

@@ -498,7 +498,7 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
         vertices=mesh,
         triangles=np.asarray(topology.triangles).copy(),
         colors=sample_image(photo, mesh[:, :2]),
-        landmarks68=model.landmarks68(vertices[None])[0].numpy().astype(np.float32),
+        landmarks68=model.reconstruction_landmarks68(mesh),
         pose=model.head_pose(coefficients.rotation),
         uv_position_map=uv_map,
         uvs=np.asarray(topology.uvs, np.float32).copy(),

@@ -393,7 +393,7 @@ def fitted_face_from_coefficients(image, coefficients, *, face=None, model=None,
     topology = topology or FaceTopology.default()
     c = coefficients
     mesh = posed_mesh(c, model)
-    landmarks = model.landmarks68(torch.from_numpy(mesh)[None])[0].numpy().astype(np.float32)
+    landmarks = model.reconstruction_landmarks68(mesh)
     uv_map = mesh_to_uv_position_map(mesh, size=texture_size, topology=topology).astype(np.float32)
     texture = sample_image(photo, uv_map[..., :2])
     visibility = texel_visibility(mesh, texture_size, topology, image_shape=photo.shape[:2]).astype(np.float32)
@@ -407,7 +407,8 @@ def fitted_face_from_coefficients(image, coefficients, *, face=None, model=None,
     if isinstance(face, Face):
         target = np.asarray(face.landmarks68, np.float64)[:, :2]
         size = float(np.sqrt(np.prod(np.ptp(target, axis=0)))) or 1.0
-        losses["landmarks68"] = float(np.linalg.norm(landmarks[:, :2] - target, axis=1).mean()) / size
+        own = model.landmarks68(torch.from_numpy(mesh)[None])[0].numpy()[:, :2]  # the mesh's, as the analyzer's are
+        losses["landmarks68"] = float(np.linalg.norm(own - target, axis=1).mean()) / size
     losses.update({"identity_prior": 0.5 * float(np.square(c.identity).sum()),
                    "expression_prior": 0.5 * float(np.square(c.expression).sum()),
                    "albedo_prior": 0.5 * float(np.square(c.albedo).sum())})

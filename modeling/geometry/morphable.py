@@ -119,8 +119,22 @@ class MorphableFaceModel(nn.Module):
         return out.reshape(-1, *self.albedo_mean.shape).clamp(0.0, 1.0)
 
     def landmarks68(self, vertices: torch.Tensor) -> torch.Tensor:
-        """(B, 68, 3) iBUG landmarks of (B, V, 3) vertices."""
+        """(B, 68, 3) iBUG landmarks of (B, V, 3) vertices: points of the mesh itself (what the fitting matches to
+        the FaceAnalyzer's landmarks; :meth:`reconstruction_landmarks68` is what a reconstruction reports)."""
         return torch.einsum("lv,bvd->bld", self.landmark_weights, vertices)
+
+    def reconstruction_landmarks68(self, vertices: np.ndarray) -> np.ndarray:
+        """(68, 3) float32 the landmarks a reconstruction reports for its (V, 3) mesh in the photo: :meth:`landmarks68`
+        with, on MediaPipe's 468-vertex topology, the jaw moved to its 3D depth behind the mesh's rim
+        (:mod:`facehub.modeling.geometry.jaw_depth`). A model of another topology keeps its own points."""
+        from facehub.modeling.geometry.jaw_depth import jaw_offsets
+
+        vertices = np.asarray(vertices, np.float64)
+        landmarks = self.landmarks68(torch.from_numpy(vertices)[None].to(self.landmark_weights.dtype))[0].double()
+        landmarks = landmarks.numpy()
+        if self.mean_shape.shape[0] == 468:
+            landmarks = landmarks + jaw_offsets(vertices, self.mean_shape.double().numpy())
+        return landmarks.astype(np.float32)
 
     # ---------------------------------------------------------------- head pose
     @property

@@ -114,7 +114,10 @@ class FaceReconstruction:
         vertices: (468, 3) float32 mesh (facehub's MediaPipe topology).
         triangles: (852, 3) int64 vertex indices, fronts towards the camera.
         colors: (468, 3) uint8 RGB of the photo at each vertex.
-        landmarks68: (68, 3) float32 iBUG 300-W landmarks (x, y in pixels, z towards the camera).
+        landmarks68: (68, 3) float32 iBUG 300-W landmarks (x, y in pixels, z towards the camera). PRN-Dense reports
+            its mesh's own points (:attr:`mesh_landmarks68`); a morphable-model fit puts the jaw (points 1-17) on the
+            head's 3D jaw line behind the mesh's rim, as AFLW2000-3D and 300W-LP label it
+            (:meth:`~facehub.modeling.geometry.MorphableFaceModel.reconstruction_landmarks68`).
         pose: (yaw, pitch, roll) degrees (house convention, :mod:`facehub.modeling.geometry.rotations`), in the
             FaceAnalyzer's frame (``Face.pose`` of the same head reads the same).
         uv_position_map: (U, U, 3) float32 positions of the UV pixels (seed 003 eq. 10), in photo pixels.
@@ -179,6 +182,15 @@ class FaceReconstruction:
             self._cache[key] = complete_texture_from_mesh(
                 self.texture_at(size), np.asarray(self.vertices, np.float64), image_shape=shape)
         return self._cache[key]
+
+    @property
+    def mesh_landmarks68(self) -> np.ndarray:
+        """(68, 3) float32 the 68 landmarks as points of the 468-vertex mesh itself
+        (:func:`~facehub.modeling.geometry.landmarks68.landmarks68_from_mesh`). On a turned face their jaw runs along
+        the mesh's rim, where a fit's :attr:`landmarks68` puts it at its 3D depth: inside the cheek's outline on the
+        near side, possibly beyond the face's outline on the far side. A mask or an outline drawn on the photo wants
+        these (for PRN-Dense they are :attr:`landmarks68`)."""
+        return landmarks68_from_mesh(np.asarray(self.vertices, np.float64)).astype(np.float32)
 
     @property
     def texture_completion(self):

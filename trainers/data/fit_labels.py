@@ -110,12 +110,12 @@ def fit_photo(image: np.ndarray, faces: list, labels: HandLabels | None, *, size
                               f"(more than {max_hand_residual:.0%})"), {}
     vertices = np.asarray(fitted.vertices, np.float64)[:468]
     # PRNet's square around the fitted 68 points (wider): a five-point similarity is meaningless at profile.
-    matrix = face_crop_transform(fitted.landmarks68, size, scale=CROP_SCALE)
+    matrix = face_crop_transform(fitted.mesh_landmarks68, size, scale=CROP_SCALE)
     mesh = image_positions_to_crop_units(vertices, matrix, 1)  # crop pixels, z scaled as x and y
     coefficients = fitted.coefficients
     return "ok", "", {
         "image": crop_face_image(image, matrix, size),
-        "landmarks68": apply_affine(matrix, np.asarray(fitted.landmarks68)[:, :2]).astype(np.float32),
+        "landmarks68": apply_affine(matrix, np.asarray(fitted.mesh_landmarks68)[:, :2]).astype(np.float32),
         "dense_landmarks": mesh.astype(np.float32),
         "pose": [float(a) for a in fitted.pose],
         "embedding": [0.0] * 128,

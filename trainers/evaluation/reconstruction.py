@@ -3,8 +3,10 @@ folders, the per-face metrics, rows binned by yaw, the table and the plot of NME
 
 Data (:func:`open_evaluation_data`): a folder in the AFLW2000-3D layout (:mod:`facehub.trainers.data.aflw2000`: the
 benchmark's 68 3D landmarks and pose as ground truth), a synthetic-world folder from ``facehub prepare --synthetic``
-(exact 68 landmarks, face mesh, pose and morphable-model coefficients) or a folder of photos prepared by
-``facehub prepare --images`` (MediaPipe's own landmarks as ground truth: agreement with the front-end, not accuracy).
+(exact 68 landmarks, their jaw placed at its 3D depth as the reconstructions place it,
+:mod:`facehub.modeling.geometry.jaw_depth`; face mesh, pose and morphable-model coefficients) or a folder of photos
+prepared by ``facehub prepare --images`` (MediaPipe's own landmarks as ground truth: agreement with the front-end, not
+accuracy).
 
 Metrics (:mod:`facehub.modeling.geometry.landmark_metrics`):
 
@@ -272,6 +274,7 @@ def _prepared_data(folder: Path, limit: int | None, every: int = 1) -> Evaluatio
 
     from facehub.modeling.faces.alignment import apply_affine
     from facehub.modeling.faces.image_io import load_image
+    from facehub.modeling.geometry.jaw_depth import jaw_offsets
 
     dataset_dir = next((d for d in (folder, folder / "dataset") if (d / "dataset_info.json").is_file()), None)
     if dataset_dir is None:
@@ -299,6 +302,7 @@ def _prepared_data(folder: Path, limit: int | None, every: int = 1) -> Evaluatio
             for points in (landmarks, mesh):
                 points[:, :2] = apply_affine(to_image, points[:, :2])
                 points[:, 2] *= scale
+            landmarks += jaw_offsets(mesh)  # the jaw where reconstructions and AFLW2000-3D put it, at its 3D depth
             coefficients = {g: np.asarray(columns[c], np.float64) for g, c in coefficient_columns.items()}
             pose = tuple(float(a) for a in columns["pose"])
             yield EvaluationFace(load_image(table[row]["image"]), landmarks, pose[0], mesh, f"{dataset_dir} row {row}",

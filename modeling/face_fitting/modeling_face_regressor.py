@@ -407,7 +407,7 @@ def fitted_face_from_coefficients(image, coefficients, *, face=None, model=None,
     if isinstance(face, Face):
         target = np.asarray(face.landmarks68, np.float64)[:, :2]
         size = float(np.sqrt(np.prod(np.ptp(target, axis=0)))) or 1.0
-        own = model.landmarks68(torch.from_numpy(mesh)[None])[0].numpy()[:, :2]  # the mesh's, as the analyzer's are
+        own = model.landmarks68(torch.from_numpy(mesh)[None])[0].numpy()[:, :2]  # mesh points, like the analyzer's
         losses["landmarks68"] = float(np.linalg.norm(own - target, axis=1).mean()) / size
     losses.update({"identity_prior": 0.5 * float(np.square(c.identity).sum()),
                    "expression_prior": 0.5 * float(np.square(c.expression).sum()),

@@ -130,8 +130,8 @@ class MorphableFaceModel(nn.Module):
         from facehub.modeling.geometry.jaw_depth import jaw_offsets
 
         vertices = np.asarray(vertices, np.float64)
-        landmarks = self.landmarks68(torch.from_numpy(vertices)[None].to(self.landmark_weights.dtype))[0].double()
-        landmarks = landmarks.numpy()
+        landmarks = self.landmarks68(torch.from_numpy(vertices)[None].to(self.landmark_weights.dtype))[0]
+        landmarks = landmarks.double().numpy()
         if self.mean_shape.shape[0] == 468:
             landmarks = landmarks + jaw_offsets(vertices, self.mean_shape.double().numpy())
         return landmarks.astype(np.float32)

@@ -3,7 +3,7 @@ folders, the per-face metrics, rows binned by yaw, the table and the plot of NME
 
 Data (:func:`open_evaluation_data`): a folder in the AFLW2000-3D layout (:mod:`facehub.trainers.data.aflw2000`: the
 benchmark's 68 3D landmarks and pose as ground truth), a synthetic-world folder from ``facehub prepare --synthetic``
-(exact 68 landmarks, their jaw placed at its 3D depth as the reconstructions place it,
+(exact 68 landmarks, their jaw placed at its 3D depth as AFLW2000-3D and the morphable-model fit place it,
 :mod:`facehub.modeling.geometry.jaw_depth`; face mesh, pose and morphable-model coefficients) or a folder of photos
 prepared by ``facehub prepare --images`` (MediaPipe's own landmarks as ground truth: agreement with the front-end, not
 accuracy).
@@ -302,7 +302,7 @@ def _prepared_data(folder: Path, limit: int | None, every: int = 1) -> Evaluatio
             for points in (landmarks, mesh):
                 points[:, :2] = apply_affine(to_image, points[:, :2])
                 points[:, 2] *= scale
-            landmarks += jaw_offsets(mesh)  # the jaw where reconstructions and AFLW2000-3D put it, at its 3D depth
+            landmarks += jaw_offsets(mesh)  # the jaw at its 3D depth, where AFLW2000-3D and the fit put it
             coefficients = {g: np.asarray(columns[c], np.float64) for g, c in coefficient_columns.items()}
             pose = tuple(float(a) for a in columns["pose"])
             yield EvaluationFace(load_image(table[row]["image"]), landmarks, pose[0], mesh, f"{dataset_dir} row {row}",

@@ -63,7 +63,7 @@ def test_fit_recovers_pose_and_landmarks_of_synthetic_faces(world, synthetic_fit
         # It is the pose of the fitted rotation, in the frame the FaceAnalyzer and the world's rows use.
         assert fit.pose == pytest.approx(world.model.head_pose(fit.coefficients.rotation), abs=1e-9)
         # The mesh's 68 points within 1% NME of the truth (measured 0.22-0.34%; the input noise is ~1% of the face per
-        # point); the reported ones, their jaw at its 3D depth, as near the truth's placed the same way.
+        # point), and the reported ones (the jaw at its 3D depth) as near the truth with its jaw placed the same way.
         assert nme(fit.mesh_landmarks68, row["landmarks68_3d"]) < 0.01
         truth_3d_jaw = row["landmarks68_3d"] + jaw_offsets(row["dense_landmarks"])
         assert nme(fit.landmarks68, truth_3d_jaw) < 0.01

@@ -36,16 +36,21 @@ JAW_ON_FACE_OVAL: tuple[float, ...] = (
     *RIGHT_JAW_ON_FACE_OVAL, 18.0, *(round(len(FACE_OVAL) - t, 2) for t in reversed(RIGHT_JAW_ON_FACE_OVAL)))
 
 
-def _oval_vertices(position: float) -> tuple[int, ...]:
+def _on_face_oval(position: float) -> tuple[tuple[int, float], ...]:
+    """``(vertex, weight)`` pairs of the point at ``position`` along :data:`FACE_OVAL`: the oval vertex below it and,
+    unless it lies on that vertex, the next one, weighted by linear interpolation."""
     below = int(position)
-    return (FACE_OVAL[below],) if position == below else (FACE_OVAL[below], FACE_OVAL[below + 1])
+    fraction = position - below
+    if fraction == 0.0:
+        return ((FACE_OVAL[below], 1.0),)
+    return (FACE_OVAL[below], 1.0 - fraction), (FACE_OVAL[below + 1], fraction)
 
 
 #: Mesh vertices of each landmark. A jaw row names the two oval vertices its point lies between (its weights are the
 #: interpolation along the oval, :func:`landmark_weights`); every other row is averaged with equal weights.
 MESH_VERTICES_OF_LANDMARK: tuple[tuple[int, ...], ...] = (
     # jaw, 1-17
-    *(_oval_vertices(t) for t in JAW_ON_FACE_OVAL),
+    *(tuple(vertex for vertex, _ in _on_face_oval(t)) for t in JAW_ON_FACE_OVAL),
     # right brow, 18-22; left brow, 23-27
     (70,), (63,), (105,), (66,), (107,),
     (336,), (296,), (334,), (293,), (300,),
@@ -77,14 +82,11 @@ def landmark_weights(num_vertices: int = NUM_MESH_VERTICES) -> np.ndarray:
     """(68, num_vertices) matrix W with ``landmarks68 = W @ vertices``; each row sums to 1 (a jaw row interpolates
     between two neighbouring oval vertices)."""
     weights = np.zeros((NUM_LANDMARKS, num_vertices), dtype=np.float64)
-    for row, vertices in enumerate(MESH_VERTICES_OF_LANDMARK):
-        weights[row, list(vertices)] = 1.0 / len(vertices)
     for row, position in enumerate(JAW_ON_FACE_OVAL):
-        below, fraction = int(position), position - int(position)
-        weights[row] = 0.0
-        weights[row, FACE_OVAL[below]] = 1.0 - fraction
-        if fraction > 0.0:
-            weights[row, FACE_OVAL[below + 1]] = fraction
+        for vertex, weight in _on_face_oval(position):
+            weights[row, vertex] = weight
+    for row, vertices in enumerate(MESH_VERTICES_OF_LANDMARK[len(JAW_ON_FACE_OVAL):], start=len(JAW_ON_FACE_OVAL)):
+        weights[row, list(vertices)] = 1.0 / len(vertices)
     return weights
 
 

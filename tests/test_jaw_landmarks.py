@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from facehub.modeling.geometry.jaw_depth import EAR_SETBACK_MM, jaw_offsets, jaw_setback, landmarks68_with_3d_jaw
+from facehub.modeling.geometry.jaw_depth import EAR_SETBACK_MM, jaw_offsets, jaw_setback
 from facehub.modeling.geometry.landmarks68 import FACE_OVAL, JAW_ON_FACE_OVAL, landmark_weights, landmarks68_from_mesh
 from facehub.modeling.geometry.morphable import MorphableFaceModel
 from facehub.modeling.geometry.rotations import rotation_matrix
@@ -47,7 +47,7 @@ def test_the_3d_jaw_moves_back_by_the_ear_setback_and_turns_with_the_head(mean_s
     # A posed copy of the mean face (scale 3 px/mm, turned 40 degrees): the 3D jaw is the posed setback.
     rotation = rotation_matrix(40.0, -10.0, 5.0)
     posed = 3.0 * mean_shape @ rotation.T + [200.0, 150.0, 0.0]
-    landmarks = landmarks68_with_3d_jaw(posed, mean_shape)
+    landmarks = landmarks68_from_mesh(posed) + jaw_offsets(posed, mean_shape)
     expected = 3.0 * (landmark_weights() @ mean_shape + offsets) @ rotation.T + [200.0, 150.0, 0.0]
     np.testing.assert_allclose(landmarks, expected, atol=1e-6)
     # Turned, the jaw's x changes by the setback's projection: 3 px/mm * 19.9 mm * sin(40) at the ear-level points.

@@ -29,7 +29,7 @@ import functools
 
 import numpy as np
 
-from facehub.modeling.geometry.landmarks68 import NUM_MESH_VERTICES, landmark_weights, landmarks68_from_mesh
+from facehub.modeling.geometry.landmarks68 import NUM_MESH_VERTICES, landmark_weights
 from facehub.modeling.geometry.procrustes import umeyama
 
 #: How far (mm, along the mean shape's depth axis) the ear lobe lies behind the face oval at iBUG jaw point 2 / 16
@@ -89,9 +89,3 @@ def jaw_offsets(vertices: np.ndarray, mean_shape: np.ndarray | None = None,
     placement = umeyama(mean_shape, vertices[:NUM_MESH_VERTICES], with_scale=True)
     return placement.scale * jaw_setback(mean_shape, setback) @ placement.rotation.T
 
-
-def landmarks68_with_3d_jaw(vertices: np.ndarray, mean_shape: np.ndarray | None = None,
-                            setback: float = EAR_SETBACK_MM) -> np.ndarray:
-    """(68, 3) iBUG landmarks of a reconstructed face mesh (arguments as :func:`jaw_offsets`): the mesh's own points
-    (:func:`~.landmarks68.landmarks68_from_mesh`) with the jaw at its 3D depth."""
-    return landmarks68_from_mesh(vertices) + jaw_offsets(vertices, mean_shape, setback)

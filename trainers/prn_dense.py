@@ -50,7 +50,7 @@ sees the same items):
 
 - face profiling for large poses (3DDFA, Zhu et al. CVPR 2016, section 5; seed 003 trains on 300W-LP, which was made
   this way): with probability ``profiling_probability`` the face is turned by
-  :func:`~facehub.modeling.geometry.profiling.rotate_face` about its mesh centre to a larger ``|yaw|`` (uniform
+  (:mod:`facehub.trainers.data.face_profiling`) about its mesh centre to a larger ``|yaw|`` (uniform
   between its own and ``profiling_max_yaw``, on the side it already faces; a random side when it is near-frontal),
   plus a pitch change within ``+-profiling_pitch``. Only ever away from the camera: the photo's texture is correct
   for the surface it shows, so turning further reveals little that was hidden. The target is the map of the rotated
@@ -99,7 +99,6 @@ import torch
 from torch.utils.data import Dataset
 
 from facehub.modeling.geometry.landmarks68 import landmarks68_from_mesh
-from facehub.modeling.geometry.profiling import rotate_face
 from facehub.modeling.geometry.rotations import rotation_matrix
 from facehub.modeling.geometry.topology import mirror_vertex_map
 from facehub.modeling.geometry.uv_maps import mesh_to_uv_position_map, uv_position_map_to_mesh
@@ -117,6 +116,7 @@ from facehub.modeling.prn_dense import (
 from facehub.modeling.prn_dense.losses import LOSS_KINDS
 from facehub.trainers.core import StepContext, TrainingConfig, TrainingMethod
 from facehub.trainers.core.config import ConfigError, ConfigSection, ModelSection, build_checked
+from facehub.trainers.data.face_profiling import profile_face, profiling_angles
 
 logger = logging.getLogger(__name__)
 
@@ -308,17 +308,6 @@ def jitter_colours(image: np.ndarray, rng: np.random.Generator, strength: float)
     pixels = grey[..., None] + saturation * (pixels - grey[..., None])
     pixels = pixels.mean() + contrast * (pixels - pixels.mean())
     return (np.clip(pixels, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def profile_face(image: np.ndarray, mesh: np.ndarray, yaw_change: float, pitch_change: float):
-    """Turn the face of ``image`` by ``(yaw_change, pitch_change)`` degrees about its mesh centre (3DDFA's face
-    profiling via :func:`~facehub.modeling.geometry.profiling.rotate_face`); returns the new image and the rotated
-    (468, 3) mesh, computed with the same rotation and centre as the image."""
-    mesh = np.asarray(mesh, np.float64)[:NUM_MESH_VERTICES]
-    turned = rotate_face(image, mesh, yaw_change, pitch_change, 0.0, relative=True)
-    rotation = rotation_matrix(yaw_change, pitch_change, 0.0)
-    centre = mesh.mean(axis=0)
-    return turned, (mesh - centre) @ rotation.T + centre
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -522,7 +511,8 @@ class PositionMapFaces(Dataset):
         image, mesh, landmarks = face.image, face.mesh, face.landmarks68
         rotation, centre, to_canvas = np.eye(3), mesh.mean(axis=0), None
         if self.augment and rng.random() < float(options["profiling_probability"]):
-            yaw_change, pitch_change = self._profiling_angles(face.yaw, rng)
+            yaw_change, pitch_change = profiling_angles(face.yaw, rng, float(options["profiling_max_yaw"]),
+                                                       float(options["profiling_pitch"]))
             if yaw_change != 0.0 or pitch_change != 0.0:
                 # Turn the face on a canvas around it (the inference crop plus a quarter on each side, at crop
                 # scale) instead of the whole photo: rendering costs grow with the canvas.
@@ -565,15 +555,6 @@ class PositionMapFaces(Dataset):
             source=face.name,
             flipped=bool(flipped),
         )
-
-    def _profiling_angles(self, yaw: float, rng: np.random.Generator) -> tuple[float, float]:
-        limit = float(self.options["profiling_max_yaw"])
-        magnitude = abs(yaw)
-        side = np.sign(yaw) if magnitude >= 5.0 else rng.choice([-1.0, 1.0])
-        target = rng.uniform(min(magnitude, limit), limit)
-        pitch_limit = float(self.options["profiling_pitch"])
-        pitch = rng.uniform(-pitch_limit, pitch_limit) if pitch_limit > 0 else 0.0
-        return float(side * target - yaw) if magnitude < limit else 0.0, float(pitch)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         view = self.view(index)

@@ -176,7 +176,8 @@ def test_shipped_yaml_files_are_their_presets():
     expected = {"depthnet-cpu-small.yaml": "cpu-small", "depthnet-gan.yaml": "default",
                 "prn-dense-cpu-small.yaml": "cpu-small", "prn-dense-default.yaml": "default",
                 "prn-dense-paper.yaml": "paper", "cyclegan-repair-cpu-small.yaml": "cpu-small",
-                "face-fitting-default.yaml": "default", "prn-dense-default-aflw.yaml": "default-aflw"}
+                "face-fitting-default.yaml": "default", "prn-dense-default-aflw.yaml": "default-aflw",
+                "face-fitting-profiled.yaml": "default-profiled"}
     assert sorted(p.name for p in CONFIGS.glob("*.yaml")) == sorted(expected)
     for file, preset in expected.items():
         config = load_config(CONFIGS / file)

@@ -148,6 +148,39 @@ def test_exact_targets_reproject_and_convert_back_to_the_photo_mesh(worlds):
         assert fitted.texture.shape == (32, 32, 3) and fitted.visibility.shape == (32, 32)
 
 
+def test_profiled_faces_turn_further_with_targets_that_still_reproject_exactly(worlds):
+    """Face profiling (3DDFA) turns a source face to a larger |yaw| before it is cropped: its image is re-rendered,
+    and its rotation (``turn @ R``), landmarks and crop turn with it, so the exact targets still pose the model onto
+    the landmarks. The crop's own jitter is drawn as without profiling, and only ``sources`` are profiled."""
+    table = load_source(str(worlds / "held_out")).select(range(8))
+    plain = _batch(CoefficientFaces([table], CROP, shift_jitter=0.1, seed=3))
+    data = CoefficientFaces([table], CROP, shift_jitter=0.1, seed=3, profiling_probability=1.0,
+                            profiling_max_yaw=85.0, profiling_pitch=10.0)
+    turned = _batch(data)
+    landmarks = posed_landmarks68(data.model, turned["identity"], turned["expression"], turned["rotation"],
+                                  turned["translation"], turned["log_scale"])
+    assert float((landmarks - turned["landmarks68"]).abs().max()) < 1e-4  # crop sides
+    yaw_before = torch.rad2deg(plain["rotation"][:, 0]).abs()
+    yaw_after = torch.rad2deg(turned["rotation"][:, 0]).abs()
+    assert bool((yaw_after >= yaw_before - 1.0).all())  # never turned towards the camera
+    assert float((yaw_after - yaw_before).mean()) > 10.0
+    assert float((turned["pixel_values"] - plain["pixel_values"]).abs().mean()) > 0.05  # a new image, not relabelled
+    for key in ("identity", "expression", "albedo", "lighting"):
+        torch.testing.assert_close(turned[key], plain[key])
+    # Profiling off (the default) leaves every item as it was.
+    again = _batch(CoefficientFaces([table], CROP, shift_jitter=0.1, seed=3, profiled_tables=[True]))
+    torch.testing.assert_close(again["pixel_values"], plain["pixel_values"])
+    # The trainer profiles its prepared sources, never the synthetic world (which renders any pose exactly).
+    config = load_config(None, {
+        "method": "face_fitting", "output_dir": "unused", "report_to": "none",
+        "model": {"preset": "cpu-small", "image_size": CROP},
+        "data": {"synthetic": {"num_identities": 2, "views_per_identity": 1, **WORLD}, "profiling_probability": 0.5,
+                 "sources": [str(worlds / "held_out")]},
+    })
+    dataset = FaceRegressorTraining(config).build_dataset()
+    assert [row["mesh"] is not None for row in dataset.rows] == [True] * 32 + [False] * 2
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Training
 

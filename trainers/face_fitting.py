@@ -14,6 +14,10 @@ landmarks (the same at inference) and is trained on faces with exact coefficient
   ``lighting``): a saved synthetic world, or photos labelled by the optimisation fitting (the hook for real faces:
   write the fit's :class:`~facehub.modeling.face_fitting.FaceCoefficients` into those columns).
 
+``data.profiling_probability`` turns prepared faces to larger yaws by face profiling before they are cropped
+(:mod:`facehub.trainers.data.face_profiling`, 3DDFA's way of making 300W-LP); their rotation and 68 landmarks turn
+with them, so the targets stay exact for the rendered image.
+
 The loss (``losses``) is Deep3DFaceRecon's supervision in the synthetic setting: a per-group weighted L2 on the
 normalised coefficients (:data:`~facehub.modeling.face_fitting.modeling_face_regressor.OUTPUT_NORMALISATION`) plus
 the 68-landmark reprojection through the morphable model (L_lm: predicted coefficients posed and projected, against
@@ -92,6 +96,12 @@ class FaceRegressorDataConfig(ConfigSection):
         shift_jitter: random shift of the crop centre, fraction of the landmarks' box side.
         scale_jitter: random change of the crop side, fraction (0.1: 0.9-1.1x).
         colour_jitter: random per-channel gain and brightness, fraction.
+        profiling_probability: chance of turning a face of ``sources`` to a larger ``|yaw|`` by face profiling
+            (:mod:`facehub.trainers.data.face_profiling`; 3DDFA's way of making 300W-LP) before it is cropped; its
+            rotation, 68 landmarks and crop turn with it. The synthetic world renders every pose exactly, so its
+            faces are not profiled.
+        profiling_max_yaw: largest ``|yaw|`` profiling turns a face to, degrees.
+        profiling_pitch: profiling's pitch change within +- this, degrees.
     """
 
     synthetic: dict[str, Any] | None = field(default_factory=lambda: {"num_identities": 32, "views_per_identity": 4,
@@ -100,6 +110,9 @@ class FaceRegressorDataConfig(ConfigSection):
     shift_jitter: float = 0.05
     scale_jitter: float = 0.1
     colour_jitter: float = 0.1
+    profiling_probability: float = 0.0
+    profiling_max_yaw: float = 90.0
+    profiling_pitch: float = 10.0
 
     def __post_init__(self):
         if not self.synthetic and not self.sources:
@@ -108,6 +121,12 @@ class FaceRegressorDataConfig(ConfigSection):
         for name in ("shift_jitter", "scale_jitter", "colour_jitter"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"Got {getattr(self, name)} for `data.{name}`; expected a fraction in [0, 1).")
+        if not 0 <= self.profiling_probability <= 1:
+            raise ConfigError(f"Got {self.profiling_probability} for `data.profiling_probability`; expected a "
+                              "probability in [0, 1].")
+        if not 0 < self.profiling_max_yaw <= 90 or not 0 <= self.profiling_pitch <= 45:
+            raise ConfigError(f"Got {self.profiling_max_yaw} / {self.profiling_pitch} for `data.profiling_max_yaw` / "
+                              "`data.profiling_pitch`; use degrees in (0, 90] and [0, 45].")
         if self.synthetic:
             from facehub.trainers.data.synthetic_world import SyntheticWorldConfig
 
@@ -181,15 +200,22 @@ class CoefficientFaces(Dataset):
     """
 
     def __init__(self, tables: list, image_size: int, crop_scale: float = 1.6, *, shift_jitter: float = 0.0,
-                 scale_jitter: float = 0.0, colour_jitter: float = 0.0, seed: int = 0, model=None):
+                 scale_jitter: float = 0.0, colour_jitter: float = 0.0, seed: int = 0, model=None,
+                 profiling_probability: float = 0.0, profiling_max_yaw: float = 90.0, profiling_pitch: float = 10.0,
+                 profiled_tables: list[bool] | None = None):
         from facehub.modeling.geometry.morphable import MorphableFaceModel
 
         self.model = model or MorphableFaceModel.default()
         self.image_size, self.crop_scale = int(image_size), float(crop_scale)
         self.shift_jitter, self.scale_jitter, self.colour_jitter = shift_jitter, scale_jitter, colour_jitter
+        self.profiling = (float(profiling_probability), float(profiling_max_yaw), float(profiling_pitch))
         self.seed, self.epoch = seed, 0
+        profiled_tables = [True] * len(tables) if profiled_tables is None else list(profiled_tables)
+        if len(profiled_tables) != len(tables):
+            raise ValueError(f"Got {len(profiled_tables)} `profiled_tables` flags for {len(tables)} tables.")
+        self._weights68 = self.model.landmark_weights.double().numpy()
         self.rows = []
-        for table in tables:
+        for table, profiled in zip(tables, profiled_tables, strict=True):
             for index in range(len(table)):
                 row = table[index]
                 rotation = np.asarray(self.model.rotation_for_head_pose(row["pose"]), np.float64)
@@ -204,7 +230,30 @@ class CoefficientFaces(Dataset):
                     "albedo": np.asarray(row["albedo_coefficients"], np.float32),
                     "lighting": np.asarray(row["lighting"], np.float32).reshape(3, 9),
                     "centre": translation[:2], "scale": scale,
+                    # Profiling turns the posed mesh (what the coefficients and camera describe) with the image.
+                    "mesh": np.asarray(row["dense_landmarks"], np.float32)[:468] if profiled else None,
+                    "yaw": float(np.asarray(row["pose"])[0]),
                 })
+
+    def profiled(self, row: dict, rng: np.random.Generator) -> dict:
+        """The row turned by face profiling (3DDFA), or the row itself when this draw leaves it: the image
+        re-rendered with the mesh turned about its centre, the model's rotation ``turn @ R``, and the 68 landmarks
+        of the turned mesh; the centre and scale do not change (:func:`~facehub.trainers.data.face_profiling.
+        profile_face`)."""
+        from facehub.modeling.geometry.rotations import euler_from_rotation_matrix, rotation_matrix
+        from facehub.trainers.data.face_profiling import profile_face, profiling_angles
+
+        probability, max_yaw, max_pitch = self.profiling
+        if row["mesh"] is None or probability <= 0 or rng.random() >= probability:
+            return row
+        yaw_change, pitch_change = profiling_angles(row["yaw"], rng, max_yaw, max_pitch)
+        if yaw_change == 0.0 and pitch_change == 0.0:
+            return row
+        image, mesh = profile_face(row["image"], row["mesh"], yaw_change, pitch_change)
+        turn = rotation_matrix(yaw_change, pitch_change, 0.0)
+        rotation = np.asarray(euler_from_rotation_matrix(turn @ rotation_matrix(*row["rotation"])), np.float64)
+        return {**row, "image": image, "rotation": rotation, "landmarks68": self._weights68 @ mesh[:, :2],
+                "mesh": mesh, "yaw": row["yaw"] + yaw_change}
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -216,6 +265,8 @@ class CoefficientFaces(Dataset):
         from facehub.modeling.prn_dense.cropping import face_crop_transform
 
         row = self.rows[index]
+        if self.profiling[0] > 0:  # its own draws, so that the crop's jitter is the same with profiling on or off
+            row = self.profiled(row, np.random.default_rng([self.seed, self.epoch, index, 1]))
         rng = np.random.default_rng([self.seed, self.epoch, index])
         offset = rng.uniform(-1, 1, 2) * self.shift_jitter
         zoom_jitter = 1.0 + rng.uniform(-1, 1) * self.scale_jitter
@@ -293,10 +344,13 @@ class FaceRegressorTrainingConfig(TrainingConfig):
     :class:`FaceRegressorModelConfig`, :class:`FaceRegressorDataConfig` and :class:`FaceRegressorLossesConfig`.
 
     Presets: ``cpu-small`` (the 96 px network on 512 synthetic faces, minutes on two CPU cores), ``paper``
-    (ResNet-50 at 224 px on 8,000 synthetic faces: a GPU run) and ``default`` (what made the embedded
+    (ResNet-50 at 224 px on 8,000 synthetic faces: a GPU run), ``default`` (the first stage of the embedded
     ``facehub/face-fitting`` regressor: 2,000 synthetic faces and the real AFLW crops of ``runs/data/aflw-fitted``
     and ``runs/data/aflw-fitted-b``, labelled by ``facehub prepare --fit --landmarks``;
-    trainers/configs/face-fitting-default.yaml has the commands. Wider crop jitter than ``cpu-small``, since a face found by its box alone is first read from a looser crop).
+    trainers/configs/face-fitting-default.yaml has the commands; wider crop jitter than ``cpu-small``, since a face
+    found by its box alone is first read from a looser crop) and ``default-profiled`` (its second stage:
+    ``default``'s export fine-tuned on the same faces with face profiling, ``data.profiling_probability`` 0.3;
+    trainers/configs/face-fitting-profiled.yaml).
     """
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {
@@ -322,6 +376,17 @@ class FaceRegressorTrainingConfig(TrainingConfig):
                                    "uv_size": 8, "max_yaw": 75.0, "max_pitch": 30.0, "max_roll": 20.0, "seed": 0},
                      "sources": ["runs/data/aflw-fitted", "runs/data/aflw-fitted-b"], "shift_jitter": 0.1,
                      "scale_jitter": 0.25},
+        },
+        "default-profiled": {
+            "init_from": "runs/face-fitting-default/export", "max_steps": 6000, "train_batch_size": 32,
+            "learning_rate": 5e-4, "lr_scheduler": "cosine", "lr_warmup_steps": 100, "checkpointing_steps": 500,
+            "logging_steps": 50, "dataloader_num_workers": 0,
+            "model": {"preset": "cpu-small"},
+            "data": {"synthetic": {"num_identities": 1000, "views_per_identity": 2, "image_size": 96,
+                                   "uv_size": 8, "max_yaw": 75.0, "max_pitch": 30.0, "max_roll": 20.0, "seed": 0},
+                     "sources": ["runs/data/aflw-fitted", "runs/data/aflw-fitted-b"], "shift_jitter": 0.1,
+                     "scale_jitter": 0.25, "profiling_probability": 0.3, "profiling_max_yaw": 90.0,
+                     "profiling_pitch": 10.0},
         },
     }
 
@@ -366,7 +431,10 @@ class FaceRegressorTraining(TrainingMethod):
             tables.append(table.with_format("numpy", columns=list(REQUIRED_COLUMNS)))
         image_size = self.config.model.settings()["image_size"]
         return CoefficientFaces(tables, image_size, shift_jitter=data.shift_jitter, scale_jitter=data.scale_jitter,
-                                colour_jitter=data.colour_jitter, seed=self.config.seed, model=self.face_model)
+                                colour_jitter=data.colour_jitter, seed=self.config.seed, model=self.face_model,
+                                profiling_probability=data.profiling_probability,
+                                profiling_max_yaw=data.profiling_max_yaw, profiling_pitch=data.profiling_pitch,
+                                profiled_tables=[True] * len(data.sources) + [False] * (len(tables) - len(data.sources)))
 
     def training_step(self, batch: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, float]:
         regressor = ctx.models["regressor"]

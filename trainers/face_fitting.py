@@ -253,7 +253,7 @@ class CoefficientFaces(Dataset):
         turn = rotation_matrix(yaw_change, pitch_change, 0.0)
         rotation = np.asarray(euler_from_rotation_matrix(turn @ rotation_matrix(*row["rotation"])), np.float64)
         return {**row, "image": image, "rotation": rotation, "landmarks68": self._weights68 @ mesh[:, :2],
-                "mesh": mesh, "yaw": row["yaw"] + yaw_change}
+                "mesh": mesh, "yaw": float(self.model.head_pose(rotation)[0])}
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -338,6 +338,18 @@ def regressor_loss(model, out, batch: dict[str, torch.Tensor], losses: FaceRegre
 # The method
 
 
+#: The ``default`` preset: the first stage of the embedded regressor (``default-profiled`` fine-tunes its export).
+_DEFAULT_RUN: dict[str, Any] = {
+    "max_steps": 20_000, "train_batch_size": 32, "learning_rate": 2e-3, "lr_scheduler": "cosine",
+    "lr_warmup_steps": 50, "checkpointing_steps": 500, "logging_steps": 50, "dataloader_num_workers": 0,
+    "model": {"preset": "cpu-small"},
+    "data": {"synthetic": {"num_identities": 1000, "views_per_identity": 2, "image_size": 96,
+                           "uv_size": 8, "max_yaw": 75.0, "max_pitch": 30.0, "max_roll": 20.0, "seed": 0},
+             "sources": ["runs/data/aflw-fitted", "runs/data/aflw-fitted-b"], "shift_jitter": 0.1,
+             "scale_jitter": 0.25},
+}
+
+
 @dataclass
 class FaceRegressorTrainingConfig(TrainingConfig):
     """Coefficient-regressor training: :class:`~facehub.trainers.core.TrainingConfig` plus
@@ -368,24 +380,11 @@ class FaceRegressorTrainingConfig(TrainingConfig):
             "data": {"synthetic": {"num_identities": 2000, "views_per_identity": 4, "image_size": 256,
                                    "uv_size": 8, "max_yaw": 90.0, "max_pitch": 30.0, "max_roll": 20.0, "seed": 0}},
         },
-        "default": {
-            "max_steps": 20_000, "train_batch_size": 32, "learning_rate": 2e-3, "lr_scheduler": "cosine",
-            "lr_warmup_steps": 50, "checkpointing_steps": 500, "logging_steps": 50, "dataloader_num_workers": 0,
-            "model": {"preset": "cpu-small"},
-            "data": {"synthetic": {"num_identities": 1000, "views_per_identity": 2, "image_size": 96,
-                                   "uv_size": 8, "max_yaw": 75.0, "max_pitch": 30.0, "max_roll": 20.0, "seed": 0},
-                     "sources": ["runs/data/aflw-fitted", "runs/data/aflw-fitted-b"], "shift_jitter": 0.1,
-                     "scale_jitter": 0.25},
-        },
+        "default": _DEFAULT_RUN,
         "default-profiled": {
-            "init_from": "runs/face-fitting-default/export", "max_steps": 6000, "train_batch_size": 32,
-            "learning_rate": 5e-4, "lr_scheduler": "cosine", "lr_warmup_steps": 100, "checkpointing_steps": 500,
-            "logging_steps": 50, "dataloader_num_workers": 0,
-            "model": {"preset": "cpu-small"},
-            "data": {"synthetic": {"num_identities": 1000, "views_per_identity": 2, "image_size": 96,
-                                   "uv_size": 8, "max_yaw": 75.0, "max_pitch": 30.0, "max_roll": 20.0, "seed": 0},
-                     "sources": ["runs/data/aflw-fitted", "runs/data/aflw-fitted-b"], "shift_jitter": 0.1,
-                     "scale_jitter": 0.25, "profiling_probability": 0.3, "profiling_max_yaw": 90.0,
+            **_DEFAULT_RUN, "init_from": "runs/face-fitting-default/export", "max_steps": 6000, "learning_rate": 5e-4,
+            "lr_warmup_steps": 100,
+            "data": {**_DEFAULT_RUN["data"], "profiling_probability": 0.3, "profiling_max_yaw": 90.0,
                      "profiling_pitch": 10.0},
         },
     }

@@ -249,8 +249,7 @@ class CoefficientFaces(Dataset):
         yaw_change, pitch_change = profiling_angles(row["yaw"], rng, max_yaw, max_pitch)
         if yaw_change == 0.0 and pitch_change == 0.0:
             return row
-        image, mesh = profile_face(row["image"], row["mesh"], yaw_change, pitch_change)
-        turn = rotation_matrix(yaw_change, pitch_change, 0.0)
+        image, mesh, turn = profile_face(row["image"], row["mesh"], yaw_change, pitch_change)
         rotation = np.asarray(euler_from_rotation_matrix(turn @ rotation_matrix(*row["rotation"])), np.float64)
         return {**row, "image": image, "rotation": rotation, "landmarks68": self._weights68 @ mesh[:, :2],
                 "mesh": mesh, "yaw": float(self.model.head_pose(rotation)[0])}

@@ -49,7 +49,7 @@ Augmentation (``data.augment``; each item's draws are a pure function of ``(seed
 sees the same items):
 
 - face profiling for large poses (3DDFA, Zhu et al. CVPR 2016, section 5; seed 003 trains on 300W-LP, which was made
-  this way): with probability ``profiling_probability`` the face is turned by
+  this way): with probability ``profiling_probability`` the face is turned
   (:mod:`facehub.trainers.data.face_profiling`) about its mesh centre to a larger ``|yaw|`` (uniform
   between its own and ``profiling_max_yaw``, on the side it already faces; a random side when it is near-frontal),
   plus a pitch change within ``+-profiling_pitch``. Only ever away from the camera: the photo's texture is correct
@@ -99,7 +99,6 @@ import torch
 from torch.utils.data import Dataset
 
 from facehub.modeling.geometry.landmarks68 import landmarks68_from_mesh
-from facehub.modeling.geometry.rotations import rotation_matrix
 from facehub.modeling.geometry.topology import mirror_vertex_map
 from facehub.modeling.geometry.uv_maps import mesh_to_uv_position_map, uv_position_map_to_mesh
 from facehub.modeling.prn_dense import (
@@ -520,9 +519,9 @@ class PositionMapFaces(Dataset):
                 to_canvas = compose_affine(np.array([[1.0, 0.0, margin], [0.0, 1.0, margin]]),
                                            face_crop_transform(landmarks, size))
                 canvas_mesh = transform_mesh(mesh, to_canvas)
-                image, mesh = profile_face(crop_face_image(image, to_canvas, size + 2 * margin), canvas_mesh,
-                                           yaw_change, pitch_change)
-                rotation, centre = rotation_matrix(yaw_change, pitch_change, 0.0), canvas_mesh.mean(axis=0)
+                image, mesh, rotation = profile_face(crop_face_image(image, to_canvas, size + 2 * margin),
+                                                     canvas_mesh, yaw_change, pitch_change)
+                centre = canvas_mesh.mean(axis=0)
                 landmarks = landmarks68_from_mesh(mesh)[:, :2]  # the turned face's, as inference would find them
         if self.augment:  # PRNet's perturbation of the same crop (face_crop_transform's scale, offset, rotation)
             crop = face_crop_transform(

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from facehub.modeling.geometry.landmarks68 import NUM_MESH_VERTICES
 from facehub.modeling.geometry.profiling import rotate_face
 from facehub.modeling.geometry.rotations import rotation_matrix
-
-#: The dense mesh's vertex count (MediaPipe's topology).
-NUM_MESH_VERTICES = 468
 
 
 def profiling_angles(yaw: float, rng: np.random.Generator, max_yaw: float, max_pitch: float) -> tuple[float, float]:
@@ -32,11 +30,11 @@ def profiling_angles(yaw: float, rng: np.random.Generator, max_yaw: float, max_p
 
 def profile_face(image: np.ndarray, mesh: np.ndarray, yaw_change: float, pitch_change: float):
     """Turn the face of ``image`` by ``(yaw_change, pitch_change)`` degrees about its mesh centre; returns the new
-    image and the rotated (468, 3) mesh, computed with the same rotation and centre as the image. The turn is
-    ``rotation_matrix(yaw_change, pitch_change, 0)`` applied in the camera's frame, so a mesh posed as
+    image, the rotated (468, 3) mesh (the same rotation and centre as the image) and the (3, 3) turn,
+    ``rotation_matrix(yaw_change, pitch_change, 0)`` applied in the camera's frame: a mesh posed as
     ``s R (S - mean S) + t`` becomes ``s (turn @ R) (S - mean S) + t``."""
     mesh = np.asarray(mesh, np.float64)[:NUM_MESH_VERTICES]
     turned = rotate_face(image, mesh, yaw_change, pitch_change, 0.0, relative=True)
-    rotation = rotation_matrix(yaw_change, pitch_change, 0.0)
+    turn = rotation_matrix(yaw_change, pitch_change, 0.0)
     centre = mesh.mean(axis=0)
-    return turned, (mesh - centre) @ rotation.T + centre
+    return turned, (mesh - centre) @ turn.T + centre, turn

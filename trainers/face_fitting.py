@@ -44,6 +44,7 @@ from facehub.modeling.face_fitting.modeling_face_regressor import (
     posed_landmarks68,
     validate_face_regressor_config,
 )
+from facehub.modeling.geometry.landmarks68 import NUM_MESH_VERTICES
 from facehub.trainers.core import StepContext, TrainingConfig, TrainingMethod
 from facehub.trainers.core.config import ConfigError, ConfigSection, ModelSection
 
@@ -231,7 +232,7 @@ class CoefficientFaces(Dataset):
                     "lighting": np.asarray(row["lighting"], np.float32).reshape(3, 9),
                     "centre": translation[:2], "scale": scale,
                     # Profiling turns the posed mesh (what the coefficients and camera describe) with the image.
-                    "mesh": np.asarray(row["dense_landmarks"], np.float32)[:468] if profiled else None,
+                    "mesh": np.asarray(row["dense_landmarks"], np.float32)[:NUM_MESH_VERTICES] if profiled else None,
                     "yaw": float(np.asarray(row["pose"])[0]),
                 })
 

@@ -151,7 +151,7 @@ def test_exact_targets_reproject_and_convert_back_to_the_photo_mesh(worlds):
 def test_profiled_faces_turn_further_with_targets_that_still_reproject_exactly(worlds):
     """Face profiling (3DDFA) turns a source face to a larger |yaw| before it is cropped: its image is re-rendered,
     and its rotation (``turn @ R``), landmarks and crop turn with it, so the exact targets still pose the model onto
-    the landmarks. The crop's own jitter is drawn as without profiling, and only ``sources`` are profiled."""
+    the landmarks. Profiling off leaves the items as they were, and only ``sources`` are profiled."""
     table = load_source(str(worlds / "held_out")).select(range(8))
     plain = _batch(CoefficientFaces([table], CROP, shift_jitter=0.1, seed=3))
     data = CoefficientFaces([table], CROP, shift_jitter=0.1, seed=3, profiling_probability=1.0,

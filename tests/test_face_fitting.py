@@ -254,6 +254,12 @@ def test_faces_read_as_turned_beyond_the_threshold_keep_the_regressor_reading():
     np.testing.assert_allclose(kept.vertices, read.vertices, atol=1e-4)
     assert np.abs(fitted.vertices - read.vertices).max() > 1.0
     assert nme(fitted.landmarks68, faces[0].landmarks68) < nme(kept.landmarks68, faces[0].landmarks68)
+    # A kept reading is re-read as `regressor_recrop_beyond_yaw` says, like the regressor alone's.
+    reread = pipe.reconstruct_faces(photo, faces, refine=False, compute_depth=False, regressor_recrop_beyond_yaw=0.0)[0]
+    kept_reread = pipe.reconstruct_faces(photo, faces, regressor_beyond_yaw=0.0, regressor_recrop_beyond_yaw=0.0,
+                                         **settings)[0]
+    np.testing.assert_allclose(kept_reread.vertices, reread.vertices, atol=1e-4)
+    assert np.abs(reread.vertices - read.vertices).max() > 0.1
     with pytest.raises(ValueError, match="Got 120 for `regressor_beyond_yaw`"):
         pipe.reconstruct_faces(photo, faces, regressor_beyond_yaw=120)
 

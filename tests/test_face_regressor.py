@@ -315,8 +315,8 @@ def test_unmirror_placement_is_the_placement_of_the_mirror_image():
 
 def test_the_regressors_flip_test_reads_the_test_photos_nearer_the_analyzer(faces_of_test_photos):
     """With the flip test (the default, ``regressor_flip_test``) the default regressor's 68 landmarks are nearer the
-    FaceAnalyzer's on the six test photos with a face (mean 1.96% of the face size against 2.21% reading once) and so
-    is its yaw (mean difference 1.7 against 2.6 degrees). Shape and appearance are the direct reading's."""
+    FaceAnalyzer's on the six test photos with a face (mean 2.44% of the face size against 2.69% reading once) and so
+    is its yaw (mean difference 1.6 against 2.6 degrees). Shape and appearance are the direct reading's."""
     pipe = FaceFittingPipeline.from_pretrained("facehub/face-fitting")
     errors, yaws = {True: [], False: []}, {True: [], False: []}
     for _, image, face in faces_of_test_photos:
@@ -332,8 +332,47 @@ def test_the_regressors_flip_test_reads_the_test_photos_nearer_the_analyzer(face
     print("NME flip", np.round(errors[True], 4), "once", np.round(errors[False], 4))
     print("yaw difference flip", np.round(yaws[True], 1), "once", np.round(yaws[False], 1))
     assert len(errors[True]) == 6
-    assert np.mean(errors[True]) < 0.95 * np.mean(errors[False])  # measured 0.89
-    assert np.mean(yaws[True]) < 0.8 * np.mean(yaws[False])  # measured 0.64
+    assert np.mean(errors[True]) < 0.95 * np.mean(errors[False])  # measured 0.91
+    assert np.mean(yaws[True]) < 0.8 * np.mean(yaws[False])  # measured 0.62
     # A setting that is not a boolean (the string "False" of a command line) is refused, not read as true.
     with pytest.raises(ValueError, match="regressor_flip_test.*boolean"):
         pipe.reconstruct_faces(image, [face], refine=False, regressor_flip_test="False")
+
+
+def test_a_turned_face_is_read_again_around_the_regressors_own_landmarks():
+    """``regressor_recrop_beyond_yaw``: a face read as turned beyond it is read again from a crop cut around its first
+    reading's 68 landmarks. Given landmarks placed as a poor analyzer places them on near-profiles (squeezed towards
+    their centre and off to the side, 15% of the face size from the truth), the second reading of eight synthetic
+    faces at +-70 degrees of yaw is nearer the exact landmarks in every face (mean 3.6% against 5.2% reading once),
+    and the result keeps the crop it was read from."""
+    from facehub.trainers.data.synthetic_world import SyntheticFaceWorld, SyntheticWorldConfig
+
+    pipe = FaceFittingPipeline.from_pretrained("facehub/face-fitting")
+    world = SyntheticFaceWorld(SyntheticWorldConfig(image_size=128, seed=77, uv_size=32))
+    once, again = [], []
+    for identity in range(8):
+        yaw = 70.0 if identity % 2 else -70.0
+        row = world.render_face(identity, pose=(yaw, 5.0, 0.0))
+        truth = np.asarray(row["landmarks68"], np.float64)[:, :2]
+        size = float(np.sqrt(np.prod(np.ptp(truth, axis=0))))
+        centre = truth.mean(axis=0)
+        poor = centre + (truth - centre) * np.array([0.75, 0.9]) + np.array([0.15 * size * np.sign(yaw), 0.0])
+        read = {}
+        for beyond in (None, 0.0):
+            (read[beyond],) = pipe.reconstruct_faces(row["image"], [poor], refine=False, compute_depth=False,
+                                                     texture_size=32, regressor_recrop_beyond_yaw=beyond)
+        once.append(_nme(read[None].mesh_landmarks68, truth))
+        again.append(_nme(read[0.0].mesh_landmarks68, truth))
+        given = pipe.regressor.crop_transform(poor)
+        np.testing.assert_allclose(read[None].image_to_crop, given)
+        assert np.abs(read[0.0].image_to_crop - given).max() > 0.01  # the crop around the first reading
+        # Past 90 degrees no reading is re-read: the same as reading once.
+        (never,) = pipe.reconstruct_faces(row["image"], [poor], refine=False, compute_depth=False, texture_size=32,
+                                          regressor_recrop_beyond_yaw=90.0)
+        np.testing.assert_array_equal(never.landmarks68, read[None].landmarks68)
+    print("NME reading once", np.round(once, 4), "read again", np.round(again, 4))
+    assert all(a < b for a, b in zip(again, once, strict=True))
+    assert np.mean(again) < 0.8 * np.mean(once)  # measured 0.69
+    for bad in (120.0, -5.0, "60", True):
+        with pytest.raises(ValueError, match="regressor_recrop_beyond_yaw"):
+            pipe.reconstruct_faces(row["image"], [poor], refine=False, regressor_recrop_beyond_yaw=bad)

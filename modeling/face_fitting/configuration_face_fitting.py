@@ -61,6 +61,11 @@ class FaceFittingConfig:
             the fit (9.2 against 10.4% NME on ../shared/data's half, which was also used to choose it).
         regressor_flip_test: the regressor also reads each crop mirrored and averages the face's rigid placement
             (:mod:`~facehub.modeling.face_fitting.modeling_face_regressor`, *flip test*); ``False`` reads once.
+        regressor_recrop_beyond_yaw: a face the regressor reads as turned further than this (|yaw| in degrees) is read
+            again from a crop cut around the 68 landmarks of its first reading, and the second reading is the one
+            used, as 3DDFA_V2 re-crops around its own landmarks: the regressor learned from crops cut around a face's
+            true landmarks, and the analyzer's are poor on near-profiles (its yaw error grows past 60 degrees), while
+            nearer the front they are better than the regressor's own; ``0`` re-reads every face, ``None`` none.
     """
 
     pose_iterations: int = 30
@@ -80,6 +85,7 @@ class FaceFittingConfig:
     complete_texture: bool = True
     regressor_beyond_yaw: float | None = 60.0
     regressor_flip_test: bool = True
+    regressor_recrop_beyond_yaw: float | None = 60.0
 
     def __post_init__(self):
         for name in ("pose_iterations", "shape_iterations", "appearance_iterations"):
@@ -103,6 +109,11 @@ class FaceFittingConfig:
         if self.regressor_beyond_yaw is not None and not 0 <= self.regressor_beyond_yaw <= 90:
             raise ValueError(f"Got {self.regressor_beyond_yaw} for `regressor_beyond_yaw`; use degrees in [0, 90] or "
                              "None (fit every face).")
+        if self.regressor_recrop_beyond_yaw is not None and (
+                isinstance(self.regressor_recrop_beyond_yaw, bool | str)
+                or not 0 <= self.regressor_recrop_beyond_yaw <= 90):
+            raise ValueError(f"Got {self.regressor_recrop_beyond_yaw!r} for `regressor_recrop_beyond_yaw`; use degrees "
+                             "in [0, 90] or None (read every face once).")
 
     @classmethod
     def from_dict(cls, values: dict) -> FaceFittingConfig:
@@ -162,6 +173,7 @@ class FaceFitter(FaceHubModel):
         complete_texture: bool = _DEFAULTS.complete_texture,
         regressor_beyond_yaw: float | None = _DEFAULTS.regressor_beyond_yaw,
         regressor_flip_test: bool = _DEFAULTS.regressor_flip_test,
+        regressor_recrop_beyond_yaw: float | None = _DEFAULTS.regressor_recrop_beyond_yaw,
         face_model: str = "default",
     ):
         super().__init__()

@@ -74,21 +74,38 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
 
     def regress(self, image, faces, flip_test: bool | None = None) -> list:
         """The ``regressor``'s :class:`~facehub.modeling.face_fitting.FaceCoefficients` of given faces (one forward
-        pass each, two with the flip test: default the fitter's ``regressor_flip_test``); a one-line ``ValueError``
-        when the bundle has no regressor."""
+        pass each, two with the flip test: default the fitter's ``regressor_flip_test``; read again around the first
+        reading where it is turned further than the fitter's ``regressor_recrop_beyond_yaw``); a one-line
+        ``ValueError`` when the bundle has no regressor."""
+        settings = self.fitter.fitting_config
+        return self._regress(image, faces, settings.regressor_flip_test if flip_test is None else flip_test,
+                             settings.regressor_recrop_beyond_yaw)[0]
+
+    def _regress(self, image, faces, flip_test: bool, recrop_beyond_yaw: float | None) -> tuple[list, list]:
+        """:meth:`regress` with these settings, and what each face's crop was cut around (the result's
+        ``image_to_crop``)."""
         if getattr(self, "regressor", None) is None:
             raise ValueError("This face-fitting bundle has no coefficient regressor; load one that has "
                              "(facehub/face-fitting) or call with refine=True to fit from the mean face.")
         import numpy as np
+        import torch
 
         model = self.fitter.face_model
-        flip_test = self.fitter.fitting_config.regressor_flip_test if flip_test is None else flip_test
-        coefficients = self.regressor.predict(image, self._crop_landmarks(faces), face_model=model, flip_test=flip_test)
+        crop_sources = self._crop_landmarks(faces)
+        coefficients = self.regressor.predict(image, crop_sources, face_model=model, flip_test=flip_test)
+        turned = [] if recrop_beyond_yaw is None else [i for i, c in enumerate(coefficients)
+                                                       if abs(float(c.rotation[0])) > recrop_beyond_yaw]
+        if turned:  # FaceFittingConfig.regressor_recrop_beyond_yaw
+            own = [model.landmarks68(torch.from_numpy(posed_mesh(coefficients[i], model))[None])[0].numpy()[:, :2]
+                   for i in turned]
+            for i, again, source in zip(turned, self.regressor.predict(image, own, face_model=model,
+                                                                       flip_test=flip_test), own, strict=True):
+                coefficients[i], crop_sources[i] = again, source
         for coefficient, face in zip(coefficients, faces, strict=True):
             dense = np.asarray(getattr(face, "dense_landmarks", face), np.float64)
             if dense.ndim == 2 and dense.shape[1] == 3:  # the fit's depth frame: the landmarks' mean depth
                 coefficient.translation[2] = float(dense[:, 2].mean())
-        return coefficients
+        return coefficients, crop_sources
 
     @property
     def reconstructs_from_boxes(self) -> bool:
@@ -155,12 +172,16 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         beyond = settings.regressor_beyond_yaw
         if refine and initial is None and beyond is not None and getattr(self, "regressor", None) is not None and faces:
             # Near-profiles keep the regressor's reading (FaceFittingConfig.regressor_beyond_yaw).
-            predicted = self.regress(photo, faces, settings.regressor_flip_test)
+            # The switch reads the crop around the given landmarks, as when it was chosen; the readings kept are
+            # then re-read as `regressor_recrop_beyond_yaw` says.
+            predicted = self._regress(photo, faces, settings.regressor_flip_test, None)[0]
             turned = [i for i, c in enumerate(predicted) if abs(float(c.rotation[0])) > beyond]
             if turned:
                 kept = [i for i in range(len(faces)) if i not in set(turned)]
-                read = self.reconstruct_faces(photo, [faces[i] for i in turned], initial=[predicted[i] for i in turned],
-                                              compute_depth=compute_depth, refine=False, **overrides)
+                again, crop_sources = self._regress(photo, [faces[i] for i in turned], settings.regressor_flip_test,
+                                                    settings.regressor_recrop_beyond_yaw)
+                read = self._from_coefficients(photo, [faces[i] for i in turned], again, crop_sources, settings,
+                                               compute_depth)
                 fitted = self.reconstruct_faces(photo, [faces[i] for i in kept], compute_depth=compute_depth,
                                                 refine=True, start=start, regressor_beyond_yaw=None,
                                                 **{k: v for k, v in overrides.items() if k != "regressor_beyond_yaw"}
@@ -169,23 +190,34 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
                 return [results[i] for i in range(len(faces))]
             if start == "regressor":
                 initial = predicted
+        crop_sources = None
         if initial is None and (start == "regressor" or not refine):
-            initial = self.regress(photo, faces, settings.regressor_flip_test)
+            initial, crop_sources = self._regress(photo, faces, settings.regressor_flip_test,
+                                                  settings.regressor_recrop_beyond_yaw)
         starts = [None] * len(faces) if initial is None else list(initial)
         if len(starts) != len(faces):
             raise ValueError(f"Got {len(starts)} initial coefficient sets for {len(faces)} faces; pass one per face "
                              "(None for a face to start at the mean).")
         if not refine:
-            transforms = ([self.regressor.crop_transform(face) for face in self._crop_landmarks(faces)]
-                          if getattr(self, "regressor", None) is not None else [None] * len(faces))
-            crop_size = int(self.regressor.config.image_size) if getattr(self, "regressor", None) is not None else None
-            return [fitted_face_from_coefficients(
-                        photo, start, face=face, model=self.fitter.face_model, texture_size=settings.texture_size,
-                        complete=settings.complete_texture, compute_depth=compute_depth, image_to_crop=matrix,
-                        crop_size=crop_size)
-                    for face, start, matrix in zip(faces, starts, transforms, strict=True)]
+            return self._from_coefficients(photo, faces, starts, crop_sources, settings, compute_depth)
         return [self.fitter.fit(photo, face, initial=start, compute_depth=compute_depth, **overrides)
                 for face, start in zip(faces, starts, strict=True)]
+
+    def _from_coefficients(self, photo, faces: list, coefficients: list, crop_sources: list | None, settings,
+                           compute_depth: bool) -> list[FittedFace]:
+        """One :class:`FittedFace` per face straight from its coefficients, each keeping the regressor's crop it was
+        read from (cut around ``crop_sources``, default the given faces' landmarks)."""
+        regressor = getattr(self, "regressor", None)
+        if crop_sources is None:
+            crop_sources = self._crop_landmarks(faces)
+        transforms = ([regressor.crop_transform(source) for source in crop_sources] if regressor is not None
+                      else [None] * len(faces))
+        crop_size = int(regressor.config.image_size) if regressor is not None else None
+        return [fitted_face_from_coefficients(
+                    photo, start, face=face, model=self.fitter.face_model, texture_size=settings.texture_size,
+                    complete=settings.complete_texture, compute_depth=compute_depth, image_to_crop=matrix,
+                    crop_size=crop_size)
+                for face, start, matrix in zip(faces, coefficients, transforms, strict=True)]
 
     def __call__(self, image, *, max_faces: int | None = None, compute_depth: bool = True, refine: bool = True,
                  start: str = "mean", return_dict: bool = True, **overrides) -> FaceFittingPipelineOutput:

@@ -10,8 +10,8 @@ and the frontal pose ``yaw = pitch = roll = 0``, "frontalize"):
   a result on which no face is found counts as *lost*, a refusal
   (:class:`~facehub.modeling.pipeline_utils.UnreachablePoseError`) as *refused*;
 - **a second reading of the yaw** (``--second-reader``, on by default): the same error with the yaw read by the
-  face-fitting bundle's coefficient regressor (``facehub/face-fitting``, its flip test on) from the face the analyzer
-  found on the result. It is a CNN trained on real AFLW crops across all yaws, so it keeps turning with heads past
+  face-fitting bundle's coefficient regressor (``facehub/face-fitting``, its flip test on, and a face it reads as
+  turned beyond 60 degrees read again around its own landmarks) from the face the analyzer found on the result. It is a CNN trained on real AFLW crops across all yaws, so it keeps turning with heads past
   the 55 degrees or so where MediaPipe's mesh stops, with errors of its own (its pose error on real faces is the
   "regressor alone" row of ``facehub eval face_fitting``). Two readers that agree make a figure trustworthy; where
   they part, near +-60, the table shows both. The targets are judged on the analyzer's reading, the contract's.

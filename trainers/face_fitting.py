@@ -382,7 +382,7 @@ class FaceRegressorTrainingConfig(TrainingConfig):
         },
         "default": _DEFAULT_RUN,
         "default-profiled": {
-            **_DEFAULT_RUN, "init_from": "runs/face-fitting-default/export", "max_steps": 6000, "learning_rate": 5e-4,
+            **_DEFAULT_RUN, "init_from": "runs/face-fitting-default/export", "max_steps": 10_000, "learning_rate": 5e-4,
             "lr_warmup_steps": 100,
             "data": {**_DEFAULT_RUN["data"], "profiling_probability": 0.3, "profiling_max_yaw": 90.0,
                      "profiling_pitch": 10.0},

@@ -87,25 +87,36 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         if getattr(self, "regressor", None) is None:
             raise ValueError("This face-fitting bundle has no coefficient regressor; load one that has "
                              "(facehub/face-fitting) or call with refine=True to fit from the mean face.")
+        crop_sources = self._crop_landmarks(faces)
+        coefficients = self.regressor.predict(image, crop_sources, face_model=self.fitter.face_model,
+                                              flip_test=flip_test)
+        _keep_landmark_depth(coefficients, faces)
+        self._read_turned_again(image, faces, coefficients, crop_sources, flip_test, recrop_beyond_yaw)
+        return coefficients, crop_sources
+
+    def _read_turned_again(self, image, faces, coefficients: list, crop_sources: list, flip_test: bool,
+                           beyond_yaw: float | None) -> None:
+        """In place: each face whose reading is turned further than ``beyond_yaw`` is read again from the crop cut
+        around that reading's 68 landmarks, which become its crop source (``regressor_recrop_beyond_yaw``)."""
+        turned = [] if beyond_yaw is None else [i for i, c in enumerate(coefficients)
+                                                if abs(float(c.rotation[0])) > beyond_yaw]
+        if not turned:
+            return
+        own = [self._landmarks68_of(coefficients[i]) for i in turned]
+        again = self.regressor.predict(image, own, face_model=self.fitter.face_model, flip_test=flip_test)
+        _keep_landmark_depth(again, [faces[i] for i in turned])
+        for i, reading, source in zip(turned, again, own, strict=True):
+            coefficients[i], crop_sources[i] = reading, source
+
+    def _landmarks68_of(self, coefficients):
+        """(68, 2) float64 photo pixels: the 68 mesh landmarks of a reading, what the regressor's crops are cut
+        around."""
         import numpy as np
         import torch
 
         model = self.fitter.face_model
-        crop_sources = self._crop_landmarks(faces)
-        coefficients = self.regressor.predict(image, crop_sources, face_model=model, flip_test=flip_test)
-        turned = [] if recrop_beyond_yaw is None else [i for i, c in enumerate(coefficients)
-                                                       if abs(float(c.rotation[0])) > recrop_beyond_yaw]
-        if turned:  # FaceFittingConfig.regressor_recrop_beyond_yaw
-            own = [model.landmarks68(torch.from_numpy(posed_mesh(coefficients[i], model))[None])[0].numpy()[:, :2]
-                   for i in turned]
-            for i, again, source in zip(turned, self.regressor.predict(image, own, face_model=model,
-                                                                       flip_test=flip_test), own, strict=True):
-                coefficients[i], crop_sources[i] = again, source
-        for coefficient, face in zip(coefficients, faces, strict=True):
-            dense = np.asarray(getattr(face, "dense_landmarks", face), np.float64)
-            if dense.ndim == 2 and dense.shape[1] == 3:  # the fit's depth frame: the landmarks' mean depth
-                coefficient.translation[2] = float(dense[:, 2].mean())
-        return coefficients, crop_sources
+        landmarks = model.landmarks68(torch.from_numpy(posed_mesh(coefficients, model))[None])[0].numpy()
+        return landmarks[:, :2].astype(np.float64)
 
     @property
     def reconstructs_from_boxes(self) -> bool:
@@ -115,18 +126,11 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
     def _locate(self, photo, boxes: list, flip_test: bool) -> list:
         """The 68 landmarks (photo pixels) the regressor reads from a crop around each
         :class:`~facehub.modeling.faces.profile_detection.FaceBox`: the first of two passes."""
-        import numpy as np
-        import torch
-
         if getattr(self, "regressor", None) is None:
             raise ValueError("A face found by its box alone (the analyzer missed it) is read by the coefficient "
                              "regressor, and this face-fitting bundle has none; load one that has (facehub/face-fitting).")
-        model = self.fitter.face_model
-        located = []
-        for coefficients in self.regressor.predict(photo, boxes, face_model=model, flip_test=flip_test):
-            landmarks = model.landmarks68(torch.from_numpy(posed_mesh(coefficients, model))[None])[0].numpy()
-            located.append(landmarks[:, :2].astype(np.float64))
-        return located
+        return [self._landmarks68_of(coefficients) for coefficients in
+                self.regressor.predict(photo, boxes, face_model=self.fitter.face_model, flip_test=flip_test)]
 
     def reconstruct_faces(self, image, faces, *, initial=None, compute_depth: bool = True, refine: bool = True,
                           start: str = "mean", **overrides) -> list[FittedFace]:
@@ -174,14 +178,15 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
             # Near-profiles keep the regressor's reading (FaceFittingConfig.regressor_beyond_yaw).
             # The switch reads the crop around the given landmarks, as when it was chosen; the readings kept are
             # then re-read as `regressor_recrop_beyond_yaw` says.
-            predicted = self._regress(photo, faces, settings.regressor_flip_test, None)[0]
+            predicted, crop_sources = self._regress(photo, faces, settings.regressor_flip_test, None)
             turned = [i for i, c in enumerate(predicted) if abs(float(c.rotation[0])) > beyond]
             if turned:
                 kept = [i for i in range(len(faces)) if i not in set(turned)]
-                again, crop_sources = self._regress(photo, [faces[i] for i in turned], settings.regressor_flip_test,
-                                                    settings.regressor_recrop_beyond_yaw)
-                read = self._from_coefficients(photo, [faces[i] for i in turned], again, crop_sources, settings,
-                                               compute_depth)
+                turned_faces = [faces[i] for i in turned]
+                readings, sources = [predicted[i] for i in turned], [crop_sources[i] for i in turned]
+                self._read_turned_again(photo, turned_faces, readings, sources, settings.regressor_flip_test,
+                                        settings.regressor_recrop_beyond_yaw)
+                read = self._from_coefficients(photo, turned_faces, readings, sources, settings, compute_depth)
                 fitted = self.reconstruct_faces(photo, [faces[i] for i in kept], compute_depth=compute_depth,
                                                 refine=True, start=start, regressor_beyond_yaw=None,
                                                 **{k: v for k, v in overrides.items() if k != "regressor_beyond_yaw"}
@@ -263,6 +268,17 @@ _NOT_TRAINED = (
     "`python -c \"from facehub.modeling.face_fitting.pipeline_face_fitting import write_default_bundle; "
     "write_default_bundle('hub/defaults/facehub/face-fitting')\"`."
 )
+
+
+def _keep_landmark_depth(coefficients: list, faces: list) -> None:
+    """In place: a reading of a face given with 3D dense landmarks takes their mean depth as its translation's z (the
+    fit's depth frame)."""
+    import numpy as np
+
+    for coefficient, face in zip(coefficients, faces, strict=True):
+        dense = np.asarray(getattr(face, "dense_landmarks", face), np.float64)
+        if dense.ndim == 2 and dense.shape[1] == 3:
+            coefficient.translation[2] = float(dense[:, 2].mean())
 
 
 def write_default_bundle(folder) -> None:

@@ -1,4 +1,5 @@
-"""Face analysis: detection, 68-point and dense 3D landmarks, head pose, identity embedding, aligned crops.
+"""Face analysis: detection, 68-point and dense 3D landmarks, head pose, identity embedding, aligned crops, and
+person segmentation.
 
 Models load offline from the installed ``mediapipe`` (0.10.14) and ``face_recognition_models`` wheels.
 """
@@ -14,6 +15,7 @@ from facehub.modeling.faces.image_io import (
     load_image,
 )
 from facehub.modeling.faces.pose import HeadPose, estimate_head_pose
+from facehub.modeling.faces.segmentation import PersonSegmenter
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -24,6 +26,7 @@ __all__ = [
     "HeadPose",
     "ImageReadError",
     "ImageTooLargeError",
+    "PersonSegmenter",
     "align_face",
     "estimate_head_pose",
     "face_distance",

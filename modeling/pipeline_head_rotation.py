@@ -1,8 +1,9 @@
 """Whole-head rotation for any method that reconstructs a face in 3D (PRN-Dense, the morphable-model fit).
 
 :class:`HeadRotationMixin` gives a reconstruction pipeline the rotation contract
-(:class:`~facehub.modeling.pipeline_utils.RotationPipelineMixin`): reconstruct the face, turn the whole head with
-:func:`~facehub.modeling.geometry.head_rotation.rotate_head` (layered depth, z-buffer, texture completed by
+(:class:`~facehub.modeling.pipeline_utils.RotationPipelineMixin`): reconstruct the face, segment the person from the background
+(:class:`~facehub.modeling.faces.segmentation.PersonSegmenter`), turn the whole head in front of the still background
+with :func:`~facehub.modeling.geometry.head_rotation.rotate_head` (layered depth, z-buffer, texture completed by
 symmetry), and measure the result with the face analyzer.
 
 **Pose feedback.** A re-rendered face reads as less turned than its geometry: the face analyzer, nearly unbiased on
@@ -84,13 +85,15 @@ class HeadRotationPipelineOutput(RotationPipelineOutput):
         reconstruction: its reconstruction (a :class:`~facehub.modeling.prn_dense.FaceReconstruction`).
         num_faces: faces found in the photo.
         filled_fraction: share of the re-rendered region that no drawn surface covered well (filled from the head
-            proxy's colours or inpainted).
+            proxy's colours, with the background the head uncovered, or inpainted).
+        uncovered_fraction: the part of ``filled_fraction`` that shows the background the head uncovered (with
+            ``segment_person``).
         folded_fraction: share of the re-rendered region that shows a surface from behind: always 0, since
             triangles whose winding flipped are culled (``culled_fraction`` says how much they would have covered).
         culled_fraction: share of the re-rendered region that culled (folded-over) triangles would have covered.
         region: (x0, y0, x1, y1) pixels re-rendered; the photo outside it is unchanged.
-        timings: seconds per stage (``reconstruction``, ``render``, ``measure``; ``render`` and ``measure`` add up
-            over the feedback's renders).
+        timings: seconds per stage (``reconstruction``, ``segmentation`` with ``segment_person``, ``render``,
+            ``measure``; ``render`` and ``measure`` add up over the feedback's renders).
         target_face: the target photo's face, when one was given.
         output_face: the face found again on the result.
 
@@ -102,6 +105,7 @@ class HeadRotationPipelineOutput(RotationPipelineOutput):
     reconstruction: object = None
     num_faces: int | list[int] = 0
     filled_fraction: float | list[float] = 0.0
+    uncovered_fraction: float | list[float] = 0.0
     folded_fraction: float | list[float] = 0.0
     culled_fraction: float | list[float] = 0.0
     region: tuple[int, int, int, int] | list[tuple[int, int, int, int]] | None = None
@@ -128,6 +132,9 @@ class HeadRotationMixin(RotationPipelineMixin):
             where the head turns; the synthetic world turns its faces about the face's centroid, ``(0, 0, 0)``.
         pose_feedback: corrective re-renders by default (module docstring); ``pipe(..., pose_feedback=0)``
             for one call.
+        segment_person: keep the background still while the head turns in front of it, by the person's outline
+            (:class:`~facehub.modeling.faces.segmentation.PersonSegmenter`; ``False``: everything inside the head's
+            outline turns with it).
     """
 
     max_yaw = 90.0
@@ -138,7 +145,25 @@ class HeadRotationMixin(RotationPipelineMixin):
     reconstruction_settings: dict = {}
     head_proxy = None
     pose_feedback: int = 3
+    segment_person: bool = True
     rotation_options = ("pose_feedback",)
+    _person_segmenter = None
+
+    @property
+    def person_segmenter(self):
+        """The :class:`~facehub.modeling.faces.segmentation.PersonSegmenter` (created on first use)."""
+        if self._person_segmenter is None:
+            from facehub.modeling.faces.segmentation import PersonSegmenter
+
+            self._person_segmenter = PersonSegmenter()
+        return self._person_segmenter
+
+    def person_mask(self, photo: np.ndarray) -> np.ndarray | None:
+        """The person probability of each pixel of ``photo``, or ``None`` with ``segment_person=False``."""
+        if not self.segment_person:
+            return None
+        with self.analysis_lock:
+            return self.person_segmenter(photo)
 
     def __call__(self, image, yaw: float = 0.0, pitch: float | None = None, roll: float | None = None, *,
                  pose_feedback: int | None = None, **kwargs):
@@ -173,9 +198,13 @@ class HeadRotationMixin(RotationPipelineMixin):
                              reconstruction.pose[2] if roll is None else roll))
         rendered_roll = current[2] if roll is None else float(roll)
         timings["reconstruction"] = time.perf_counter() - start
+        start = time.perf_counter()
+        person = self.person_mask(photo)
+        if person is not None:
+            timings["segmentation"] = time.perf_counter() - start
 
         # The trial renders of a large face are drawn in a resized photo (only their measurement is used).
-        trial = (photo, reconstruction, face.bbox)
+        trial = (photo, reconstruction, face.bbox, person)
         width = float(face.bbox[2] - face.bbox[0])
         if measure and pose_feedback > 0 and width > 2.0 * FEEDBACK_FACE_WIDTH:
             import cv2
@@ -185,12 +214,13 @@ class HeadRotationMixin(RotationPipelineMixin):
             size = (max(int(round(w * factor)), 1), max(int(round(h * factor)), 1))
             factor = size[0] / w
             trial = (cv2.resize(photo, size, interpolation=cv2.INTER_AREA),
-                     ScaledReconstruction(reconstruction, factor), tuple(float(v) * factor for v in face.bbox))
+                     ScaledReconstruction(reconstruction, factor), tuple(float(v) * factor for v in face.bbox),
+                     None if person is None else cv2.resize(person, size, interpolation=cv2.INTER_AREA))
 
         def render(pose, full: bool = False):
-            image, rec, box = (photo, reconstruction, face.bbox) if full else trial
+            image, rec, box, mask = (photo, reconstruction, face.bbox, person) if full else trial
             began = time.perf_counter()
-            result = rotate_head(image, rec, *pose, current_pose=current, proxy=self.head_proxy)
+            result = rotate_head(image, rec, *pose, current_pose=current, proxy=self.head_proxy, person_mask=mask)
             timings["render"] += time.perf_counter() - began
             found, achieved = None, None
             if measure:
@@ -237,6 +267,7 @@ class HeadRotationMixin(RotationPipelineMixin):
             "reconstruction": reconstruction,
             "num_faces": len(faces),
             "filled_fraction": result.filled_fraction,
+            "uncovered_fraction": result.uncovered_fraction,
             "folded_fraction": 0.0,
             "culled_fraction": result.culled_fraction,
             "region": result.region,

@@ -34,6 +34,19 @@ so the ear beside the rim would stand in front of it, and a turn that brings tha
 the rim over the ear. The grid between them folds and is culled, and the face covers the ear and hair, leaving
 background beside the cheek. Starting at the outline, the side of the head turns with the face and stretches.
 
+**The person's outline.** The ellipsoid is an average head: around a head with short hair, and in the band beside any
+head, the grid covers background, which then turned with the head, a swirl of the backdrop over the crown. Given a
+person mask (:class:`~facehub.modeling.faces.segmentation.PersonSegmenter`, MediaPipe's selfie segmentation), grid
+points on the background stay where they are, behind everything. The triangles joining them to the person stretch
+from the turned hair to the still backdrop behind the head. Drawn however far they stretch, they smeared streaks of
+hair and backdrop beside a head turned 45 degrees or more; all left out, they left holes along the top of the head
+that the head proxy filled with the forehead's mirrored skin (notches in the hair). So one is drawn while its area
+grows at most :data:`TORN_STRETCH` times, and torn beyond: what it would have covered shows the background the head
+uncovered, the photo's with the person inpainted out of it (:func:`_background_plate`), as does any hole the turned
+person does not cover. The head proxy's colours are taken from the photo only where it shows the person (the head is
+the ellipsoid cut to the person's outline, and its unseen side the mirror of that). Without a mask everything inside
+the head's outline turns, as before.
+
 **The face over the head.** The face mesh is drawn as a layer over the grid: its own z-buffer decides which of its
 parts are seen, but the head proxy never hides it. The proxy's depths are a guess, and where they are wrong they
 would cover the face: beyond the far cheek of a turned face the photo shows background, which the ellipsoid carries
@@ -131,8 +144,11 @@ class HeadRotation:
         face_mask: (H, W) bool pixels where the face mesh is seen on the result.
         filled_fraction: share of the region's pixels that no drawn surface covered well (uncovered, culled, or
             stretched past :attr:`HeadProxy.max_stretch` when it is set): they show the head proxy's colour of that
-            point, from the photo or from its mirror point (``mirrored_fraction`` of the region), or are inpainted.
+            point, from the photo or from its mirror point (``mirrored_fraction`` of the region), the background the
+            head uncovered (``uncovered_fraction``), or are inpainted.
         mirrored_fraction: share of the region filled from the head proxy's colours.
+        uncovered_fraction: share of the region filled with the background the head uncovered (with a person mask:
+            module docstring, *the person's outline*).
         culled_fraction: share of the region's pixels that a surface seen from behind (a triangle whose winding
             flipped: a fold-over) would have covered. Such triangles are culled, never drawn, so no fold-over shows;
             their pixels are filled like the other holes.
@@ -149,6 +165,7 @@ class HeadRotation:
     filled_fraction: float
     culled_fraction: float
     mirrored_fraction: float = 0.0
+    uncovered_fraction: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -285,6 +302,7 @@ def rotate_head(
     *,
     current_pose: tuple[float, float, float] | None = None,
     proxy: HeadProxy | None = None,
+    person_mask: np.ndarray | None = None,
 ) -> HeadRotation:
     """Re-render the head of ``image`` at pose ``(yaw, pitch, roll)`` (degrees, house convention; ``roll=None``
     keeps the current roll). See the module docstring.
@@ -296,25 +314,34 @@ def rotate_head(
             texture is the face drawn at the new pose.
         current_pose: the face's pose now; default the reconstruction's own (``reconstruction.pose``).
         proxy: the head's proportions and the renderer's settings (:class:`HeadProxy`).
+        person_mask: (H, W) probability that each pixel of ``image`` shows a person
+            (:class:`~facehub.modeling.faces.segmentation.PersonSegmenter`): the background it marks stays where it
+            is (module docstring, *the person's outline*). ``None`` turns everything inside the head's outline.
     """
     import cv2
 
     proxy = proxy or HeadProxy()
     image = np.ascontiguousarray(np.asarray(image, dtype=np.uint8)[..., :3])
+    if person_mask is not None:
+        person_mask = np.asarray(person_mask, dtype=np.float32)
+        if person_mask.shape != image.shape[:2]:
+            raise ValueError(f"The person mask is {person_mask.shape}, the photo {image.shape[:2]}: give one "
+                             "probability per pixel of the photo.")
     current = tuple(float(a) for a in (current_pose if current_pose is not None else reconstruction.pose))
     target = (float(yaw), float(pitch), current[2] if roll is None else float(roll))
     vertices = np.asarray(reconstruction.vertices, dtype=np.float64)
     x0, y0, x1, y1 = _head_region(image.shape[:2], vertices, head_similarity(vertices), proxy)
     side = max(x1 - x0, y1 - y0)
     if proxy.max_render_side is None or side <= proxy.max_render_side:
-        return _draw_head(image, reconstruction, current, target, proxy).result
+        return _draw_head(image, reconstruction, current, target, proxy, person_mask=person_mask).result
     # Large photos (module docstring): drawn in the photo resized so that the region's longer side fits.
     h, w = image.shape[:2]
     factor = proxy.max_render_side / side
     size = (max(int(round(w * factor)), 1), max(int(round(h * factor)), 1))
     small_image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    small_mask = None if person_mask is None else cv2.resize(person_mask, size, interpolation=cv2.INTER_AREA)
     drawn = _draw_head(small_image, ScaledReconstruction(reconstruction, size[0] / w), current, target, proxy,
-                       with_sources=True)
+                       with_sources=True, person_mask=small_mask)
     return _at_photo_size(image, small_image, drawn)
 
 
@@ -368,7 +395,8 @@ class _DrawnHead:
 
 
 def _draw_head(image: np.ndarray, reconstruction, current: tuple[float, float, float],
-               target: tuple[float, float, float], proxy: HeadProxy, with_sources: bool = False) -> _DrawnHead:
+               target: tuple[float, float, float], proxy: HeadProxy, with_sources: bool = False,
+               person_mask: np.ndarray | None = None) -> _DrawnHead:
     """:func:`rotate_head` at the photo's own size."""
     import cv2
 
@@ -418,6 +446,17 @@ def _draw_head(image: np.ndarray, reconstruction, current: tuple[float, float, f
     fraction = np.where(inside, 1.0, 0.5 * (1.0 + np.cos(np.pi * np.clip(outside_distance, 0.0, band) / band)))
     edge_z = _outline_depth(z, inside, sigma=max(0.2 * face_width, 1.0))
     z = np.where(inside, z, fraction * edge_z + (1.0 - fraction) * centre_z)
+    # The person's outline: grid points the segmentation marks as background stay where they are, behind the head.
+    background = np.zeros((ny, nx), dtype=bool)
+    if person_mask is not None:
+        person = cv2.remap(np.asarray(person_mask, dtype=np.float32), (grid_x - 0.5).astype(np.float32),
+                           (grid_y - 0.5).astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        # Eroded by a grid step: the hair's fringe, below the threshold but not the backdrop's colour, would stay
+        # behind as a faint outline of the head where it was.
+        background = cv2.erode(((person < PERSON_THRESHOLD) & ~face).astype(np.uint8), np.ones((3, 3), np.uint8),
+                               borderType=cv2.BORDER_REPLICATE).astype(bool)
+        fraction = np.where(background, 0.0, fraction)
+        z = np.where(background, centre_z - 2.0 * proxy.radii[2] * scale, z)
     fraction[[0, -1], :] = 0.0  # the grid's border stays where it is (_head_grid_box)
     fraction[:, [0, -1]] = 0.0
 
@@ -435,6 +474,11 @@ def _draw_head(image: np.ndarray, reconstruction, current: tuple[float, float, f
     # sockets that pass in front of the surface once turned.
     inner = cv2.erode(face.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool).ravel()
     grid_triangles = grid_triangles[~inner[grid_triangles].all(axis=1)]
+    # Triangles joining the person to the still background stretch behind the turned head (module docstring, *the
+    # person's outline*); the person's own triangles say where the turned person is.
+    on_background = background.ravel()[grid_triangles]
+    person_triangles = grid_triangles[~on_background.any(axis=1)]
+    joining = on_background.any(axis=1) & ~on_background.all(axis=1)
     before = signed_areas(grid_points, grid_triangles)
     after = signed_areas(moved_grid, grid_triangles)
     if proxy.max_stretch is None:
@@ -446,8 +490,10 @@ def _draw_head(image: np.ndarray, reconstruction, current: tuple[float, float, f
     flipped = folded_triangles(grid_points, moved_grid, grid_triangles)
     face_triangles = np.asarray(dense.triangles)
     face_front = front_facing(moved_face, face_triangles, reference=dense_vertices)
-    drawn_grid = grid_triangles[~flipped]
-    stretched = stretched[~flipped]
+    # A joining triangle stretched past TORN_STRETCH is torn: the background it would smear over is uncovered.
+    torn = joining & (flipped | (np.abs(after) > TORN_STRETCH * np.maximum(np.abs(before), 1e-9)))
+    drawn_grid = grid_triangles[~flipped & ~torn]
+    stretched = stretched[~flipped & ~torn]
     # The face mesh is a layer over the grid: lifted above every grid depth, it keeps its own order (its z-buffer
     # hides what of the face turns behind the nose or cheek) but is never hidden by the head proxy (module docstring).
     lift = max(moved_grid[:, 2].max() - moved_face[:, 2].min() + 1.0, 0.0)
@@ -456,7 +502,8 @@ def _draw_head(image: np.ndarray, reconstruction, current: tuple[float, float, f
     rw, rh = x1 - x0, y1 - y0
     seen, weights = rasterize_zbuffer(points[:, :2] - [x0, y0], points[:, 2], triangles, (rh, rw))
     num_grid = len(drawn_grid)
-    culled = _coverage(moved_grid[:, :2] - [x0, y0], grid_triangles[flipped], (rh, rw))
+    culled = _coverage(moved_grid[:, :2] - [x0, y0], grid_triangles[flipped & ~joining], (rh, rw))
+    torn_cover = _coverage(moved_grid[:, :2] - [x0, y0], grid_triangles[torn], (rh, rw))
     face_outline = _coverage(moved_face[:, :2] - [x0, y0], face_triangles, (rh, rw))
     face_in_photo = _coverage(dense_vertices[:, :2] - [x0, y0], face_triangles, (rh, rw))
     timings["raster"] = time.perf_counter() - start
@@ -487,15 +534,26 @@ def _draw_head(image: np.ndarray, reconstruction, current: tuple[float, float, f
     folded = culled & ~on_face
     mirrored = np.zeros_like(holes)
     photo_weight = np.where(on_face, from_photo_weight[..., 0], 1.0) * ~holes if with_sources else None
+    uncovered = np.zeros_like(holes)
     if holes.any():
-        # Holes inside the face's outline (its culled back faces) are inpainted from the face around them; the others
-        # show the head proxy.
-        region, mirrored, mirrored_from = _head_texture_fill(region, holes & ~face_outline, image, similarity, delta,
-                                                             pivot, proxy, (x0, y0), face_in_photo)
+        # Holes inside the face's outline (its culled back faces) are inpainted from the face around them. With a
+        # person mask, holes under torn triangles and outside the turned person show the background the head
+        # uncovered: the photo's, with the person taken out of it (_background_plate). The others show the head proxy.
+        plate = _background_plate(image[y0:y1, x0:x1], np.asarray(person_mask)[y0:y1, x0:x1]) \
+            if background.any() else None
+        if plate is not None:
+            moved_person = _coverage(moved_grid[:, :2] - [x0, y0], person_triangles, (rh, rw)) | face_outline
+            moved_person = cv2.morphologyEx(moved_person.astype(np.uint8), cv2.MORPH_CLOSE,
+                                            np.ones((5, 5), np.uint8)).astype(bool)
+            uncovered = holes & ~face_outline & (torn_cover | ~moved_person)
+            region = np.where(uncovered[..., None], plate, region)
+        region, mirrored, mirrored_from = _head_texture_fill(region, holes & ~face_outline & ~uncovered, image,
+                                                             similarity, delta, pivot, proxy, (x0, y0), face_in_photo,
+                                                             person_mask)
         if with_sources and mirrored.any():
             source[mirrored] = mirrored_from
             photo_weight[mirrored] = 1.0
-        rest = holes & ~mirrored
+        rest = holes & ~mirrored & ~uncovered
         if rest.any():
             region = cv2.inpaint(np.ascontiguousarray(region), rest.astype(np.uint8) * 255, 3, cv2.INPAINT_TELEA)
     if proxy.feather > 0.0 and on_face.any():
@@ -514,7 +572,8 @@ def _draw_head(image: np.ndarray, reconstruction, current: tuple[float, float, f
     result = HeadRotation(
         image=out, rotation=delta, current_pose=current, target_pose=target, region=(x0, y0, x1, y1),
         face_mask=face_mask, filled_fraction=float(holes.sum()) / area, culled_fraction=float(folded.sum()) / area,
-        mirrored_fraction=float(mirrored.sum()) / area, timings=timings,
+        mirrored_fraction=float(mirrored.sum()) / area, uncovered_fraction=float(uncovered.sum()) / area,
+        timings=timings,
     )
     if not with_sources:
         return _DrawnHead(result)
@@ -577,15 +636,29 @@ PHOTO_VISIBILITY = (0.5, 0.9)
 #: An ellipsoid point counts as seen in the photo when its normal's cosine with the view direction is above this.
 SEEN_COSINE = 0.2
 
+#: A pixel whose person probability (:class:`~facehub.modeling.faces.segmentation.PersonSegmenter`) is below this is
+#: background: it stays where it is while the head turns.
+PERSON_THRESHOLD = 0.5
+
+#: A triangle joining the person to the still background whose area grows more than this factor is torn
+#: (module docstring, *the person's outline*).
+TORN_STRETCH = 2.0
+
+#: A region with less background than this share has none to fill the uncovered background from (a close-up): its
+#: holes are filled as without a person mask.
+MIN_BACKGROUND_SHARE = 0.02
+
 
 def _head_texture_fill(region: np.ndarray, holes: np.ndarray, image: np.ndarray, similarity: Similarity,
                        rotation: np.ndarray, pivot: np.ndarray, proxy: HeadProxy, origin,
-                       face_in_photo: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                       face_in_photo: np.ndarray,
+                       person_mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fill ``holes`` (region pixels) that show the turned head ellipsoid with the photo's colour of that point of
     the head, or of its mirror point across the head's mid-plane when the photo did not see it (the symmetric
     completion of the face, carried over to hair and ears). Points whose colour would come from the face in the photo
     (``face_in_photo``, region pixels) are left to inpainting: the ellipsoid passes through the face, and its colours
-    there belong to the face mesh, not to the head. Returns the region, the pixels filled and (N, 2) the photo
+    there belong to the face mesh, not to the head; so are points the ``person_mask`` marks as background (the
+    ellipsoid is larger than a head with short hair). Returns the region, the pixels filled and (N, 2) the photo
     positions their colours came from, in the order of ``np.nonzero(filled)``."""
 
     rows, cols = np.nonzero(holes)
@@ -618,6 +691,8 @@ def _head_texture_fill(region: np.ndarray, holes: np.ndarray, image: np.ndarray,
     on_face = np.zeros(len(pixels), dtype=bool)
     on_face[in_region] = face_in_photo[local[in_region, 1], local[in_region, 0]]
     usable &= ~on_face
+    if person_mask is not None and usable.any():
+        usable[usable] = _bilinear_values(np.asarray(person_mask, np.float32), pixels[usable]) >= PERSON_THRESHOLD
     if not usable.any():
         return region, filled, np.zeros((0, 2))
     colours = _bilinear(image, pixels[usable])
@@ -657,6 +732,12 @@ def _feather_edge(region: np.ndarray, layer: np.ndarray, width: float) -> np.nda
 
 def _bilinear(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """(N, 3) uint8 colours of ``image`` at (N, 2) pixel positions (pixel centres at half-integers), clamped."""
+    return np.clip(_bilinear_float(image, xy) + 0.5, 0, 255).astype(np.uint8)
+
+
+def _bilinear_float(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """(N, C) float32 values of an (H, W, C) ``image`` at (N, 2) pixel positions (pixel centres at half-integers),
+    clamped to its edge."""
     h, w = image.shape[:2]
     x = np.clip(xy[:, 0] - 0.5, 0, w - 1)
     y = np.clip(xy[:, 1] - 0.5, 0, h - 1)
@@ -666,7 +747,32 @@ def _bilinear(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
     img = image.astype(np.float32)
     top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
     bottom = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
-    return np.clip(top * (1 - fy) + bottom * fy + 0.5, 0, 255).astype(np.uint8)
+    return top * (1 - fy) + bottom * fy
+
+
+def _bilinear_values(values: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """(N,) values of a (H, W) float array at (N, 2) pixel positions (pixel centres at half-integers), clamped."""
+    return _bilinear_float(np.asarray(values, np.float32)[..., None], xy)[:, 0]
+
+
+def _background_plate(region: np.ndarray, person: np.ndarray, side: int = 160) -> np.ndarray | None:
+    """``region`` (H, W, 3 uint8) with the person (``person`` >= :data:`PERSON_THRESHOLD`, grown by a few pixels)
+    inpainted from the background around it: what a turned head uncovers. The inpainting runs at ``side`` pixels
+    on the longer side and is brought back to the region's size: the plate shows only in strips beside the head, and
+    the inpainting's cost grows with the area it fills. ``None`` when the region has almost no background to take from."""
+    import cv2
+
+    h, w = region.shape[:2]
+    ours = person >= PERSON_THRESHOLD
+    if h == 0 or w == 0 or (~ours).mean() < MIN_BACKGROUND_SHARE:
+        return None
+    factor = min(1.0, side / max(h, w))
+    size = (max(int(round(w * factor)), 1), max(int(round(h * factor)), 1))
+    small = cv2.resize(np.ascontiguousarray(region), size, interpolation=cv2.INTER_AREA)
+    small_person = cv2.resize(ours.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+    small_person = cv2.dilate(small_person, np.ones((5, 5), np.uint8))
+    filled = cv2.inpaint(small, small_person * 255, 5, cv2.INPAINT_TELEA)
+    return cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def _coverage(points: np.ndarray, triangles: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -503,7 +503,7 @@ def _draw_head(image: np.ndarray, reconstruction, current: tuple[float, float, f
     seen, weights = rasterize_zbuffer(points[:, :2] - [x0, y0], points[:, 2], triangles, (rh, rw))
     num_grid = len(drawn_grid)
     culled = _coverage(moved_grid[:, :2] - [x0, y0], grid_triangles[flipped & ~joining], (rh, rw))
-    torn_cover = _coverage(moved_grid[:, :2] - [x0, y0], grid_triangles[torn], (rh, rw))
+    torn_cover = _coverage(moved_grid[:, :2] - [x0, y0], grid_triangles[torn], (rh, rw)) if torn.any() else None
     face_outline = _coverage(moved_face[:, :2] - [x0, y0], face_triangles, (rh, rw))
     face_in_photo = _coverage(dense_vertices[:, :2] - [x0, y0], face_triangles, (rh, rw))
     timings["raster"] = time.perf_counter() - start
@@ -539,14 +539,17 @@ def _draw_head(image: np.ndarray, reconstruction, current: tuple[float, float, f
         # Holes inside the face's outline (its culled back faces) are inpainted from the face around them. With a
         # person mask, holes under torn triangles and outside the turned person show the background the head
         # uncovered: the photo's, with the person taken out of it (_background_plate). The others show the head proxy.
-        plate = _background_plate(image[y0:y1, x0:x1], np.asarray(person_mask)[y0:y1, x0:x1]) \
-            if background.any() else None
-        if plate is not None:
+        if background.any():
             moved_person = _coverage(moved_grid[:, :2] - [x0, y0], person_triangles, (rh, rw)) | face_outline
             moved_person = cv2.morphologyEx(moved_person.astype(np.uint8), cv2.MORPH_CLOSE,
                                             np.ones((5, 5), np.uint8)).astype(bool)
-            uncovered = holes & ~face_outline & (torn_cover | ~moved_person)
-            region = np.where(uncovered[..., None], plate, region)
+            uncovered = holes & ~face_outline & (~moved_person if torn_cover is None else torn_cover | ~moved_person)
+            plate = _background_plate(image[y0:y1, x0:x1], np.asarray(person_mask)[y0:y1, x0:x1]) \
+                if uncovered.any() else None
+            if plate is None:
+                uncovered[:] = False
+            else:
+                region = np.where(uncovered[..., None], plate, region)
         region, mirrored, mirrored_from = _head_texture_fill(region, holes & ~face_outline & ~uncovered, image,
                                                              similarity, delta, pivot, proxy, (x0, y0), face_in_photo,
                                                              person_mask)

@@ -1,10 +1,10 @@
 """Whole-head rotation for any method that reconstructs a face in 3D (PRN-Dense, the morphable-model fit).
 
 :class:`HeadRotationMixin` gives a reconstruction pipeline the rotation contract
-(:class:`~facehub.modeling.pipeline_utils.RotationPipelineMixin`): reconstruct the face, segment the person from the background
-(:class:`~facehub.modeling.faces.segmentation.PersonSegmenter`), turn the whole head in front of the still background
-with :func:`~facehub.modeling.geometry.head_rotation.rotate_head` (layered depth, z-buffer, texture completed by
-symmetry), and measure the result with the face analyzer.
+(:class:`~facehub.modeling.pipeline_utils.RotationPipelineMixin`): reconstruct the face, segment the person from
+the background (:class:`~facehub.modeling.faces.segmentation.PersonSegmenter`), turn the whole head in front of the
+still background with :func:`~facehub.modeling.geometry.head_rotation.rotate_head` (layered depth, z-buffer, texture
+completed by symmetry), and measure the result with the face analyzer.
 
 **Pose feedback.** A re-rendered face reads as less turned than its geometry: the face analyzer, nearly unbiased on
 real photos up to 45 degrees of yaw, reads even the synthetic world's exact renders as turned about a third less

@@ -520,7 +520,8 @@ def test_the_background_stays_still_while_the_head_turns_in_front_of_it(fitting_
                                                             compute_depth=False)[0]
         for turn in (40.0, -40.0):
             exact = world.render_face(identity, pose=(turn, 0.0, 0.0))
-            truth, backdrop = np.asarray(exact["image"], float), (np.asarray(exact["segmentation"]) == 0) & (segments == 0)
+            truth = np.asarray(exact["image"], float)
+            backdrop = (np.asarray(exact["segmentation"]) == 0) & (segments == 0)
             errors = {}
             for name, mask in (("turned", None), ("still", person)):
                 out = rotate_head(source, reconstruction, reconstruction.pose[0] + turn, reconstruction.pose[1],

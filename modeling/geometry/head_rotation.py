@@ -762,7 +762,8 @@ def _background_plate(region: np.ndarray, person: np.ndarray, side: int = 160) -
     """``region`` (H, W, 3 uint8) with the person (``person`` >= :data:`PERSON_THRESHOLD`, grown by a few pixels)
     inpainted from the background around it: what a turned head uncovers. The inpainting runs at ``side`` pixels
     on the longer side and is brought back to the region's size: the plate shows only in strips beside the head, and
-    the inpainting's cost grows with the area it fills. ``None`` when the region has almost no background to take from."""
+    the inpainting's cost grows with the area it fills. ``None`` when the region has almost no background to take
+    from."""
     import cv2
 
     h, w = region.shape[:2]

@@ -747,7 +747,7 @@ def _bilinear_float(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
     x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
     x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
     fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    img = image.astype(np.float32)
+    img = np.asarray(image, dtype=np.float32)  # no copy of a float32 mask
     top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
     bottom = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
     return top * (1 - fy) + bottom * fy

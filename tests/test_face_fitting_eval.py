@@ -26,6 +26,26 @@ def test_yaw_bins_wrap_angles_and_put_profiles_past_90_in_the_last_bin():
     assert binned.missed == 1
 
 
+def test_rows_that_found_different_faces_are_also_compared_on_the_faces_all_of_them_found():
+    """A method that reads the analyzer's missed faces from a box measures harder faces than the analyzer's row; the
+    paired table compares both on the faces both found, where the method here is ahead in every bin."""
+    yaws = [10.0, 20.0, 40.0, 50.0, 70.0, 80.0]
+    method = rec.RowResult("method", rec.nme_by_yaw([2.0, 9.0, 4.0, 12.0, 6.0, 7.0], yaws),
+                           per_face_nme=[2.0, 9.0, 4.0, 12.0, 6.0, 7.0], faces=6)
+    analyzer_nme = [3.0, np.nan, 5.0, np.nan, 8.0, 9.0]
+    analyzer = rec.RowResult("analyzer", rec.nme_by_yaw(analyzer_nme, yaws), per_face_nme=analyzer_nme, faces=6)
+    assert method.nme.bins[:2] == [5.5, 8.0] and analyzer.nme.bins[:2] == [3.0, 5.0]  # behind on its own faces
+    paired = rec.paired_nme([method, analyzer], yaws)
+    assert paired["method"].bins == [2.0, 4.0, 6.5] and paired["analyzer"].bins == [3.0, 5.0, 8.5]
+    assert paired["method"].counts == paired["analyzer"].counts == [1, 1, 2]
+    table = rec.reconstruction_table([method, analyzer], "two rows", yaws)
+    assert "on only the faces every row found" in table
+    assert "| method | 2.00 | 4.00 | 6.50 | 4.17 |" in table
+    # rows that found the same faces need no second table
+    assert rec.paired_nme([method, method], yaws) is None
+    assert "every row found" not in rec.reconstruction_table([method, method], "same faces", yaws)
+
+
 def test_pose_and_coefficient_errors():
     assert rec.pose_error((179.0, 10.0, -5.0), (-179.0, 4.0, -2.0)) == pytest.approx((2.0 + 6.0 + 3.0) / 3)
     truth = {"identity": np.array([1.0, -1.0, 2.0, 0.0]), "lighting": np.ones(27)}

@@ -359,6 +359,22 @@ class RowResult:
         return 100.0 * (self.faces - self.nme.missed) / self.faces if self.measured and self.faces else float("nan")
 
 
+def paired_nme(rows: list[RowResult], yaws) -> dict[str, BinnedNME] | None:
+    """Each measured row's NME by yaw bin over only the faces that every measured row found, so that rows which
+    found different faces (a method that reads a face from a detector's box where the analyzer finds none) are
+    compared on the same faces; ``None`` when they all found the same ones (the main table is then already paired)
+    or fewer than two rows were measured."""
+    measured = [r for r in rows if r.measured and len(r.per_face_nme) == len(yaws)]
+    if len(measured) < 2:
+        return None
+    values = np.asarray([r.per_face_nme for r in measured], dtype=np.float64)
+    found = np.isfinite(values)
+    if (found == found[0]).all():
+        return None
+    common = found.all(axis=0)
+    return {r.label: nme_by_yaw(np.where(common, v, np.nan), yaws) for r, v in zip(measured, values, strict=True)}
+
+
 def _dense_means(values: list[tuple[float, float]]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
@@ -446,8 +462,9 @@ def _signed(value, digits: int = 1) -> str:
 
 def reconstruction_table(rows: list[RowResult], header: str, yaws=None) -> str:
     """Markdown: NME by yaw bin, mean of bins, all faces, faces found, pose MAE; dense NME when any row measured it;
-    then the yaw read by bin (:class:`YawReading`) and the coefficient errors, each a table of its own when any row
-    measured them. Each bin's heading counts its faces: all of them when ``yaws``
+    then, when the rows found different faces, the same bins over only the faces all of them found
+    (:func:`paired_nme`); then the yaw read by bin (:class:`YawReading`) and the coefficient errors, each a table of
+    its own when any row measured them. Each bin's heading counts its faces: all of them when ``yaws``
     (every face's yaw) is given, else those the first measured row found."""
     dense = any(r.dense_nme is not None for r in rows)
     pose = any(r.pose_mae is not None for r in rows)
@@ -470,6 +487,15 @@ def reconstruction_table(rows: list[RowResult], header: str, yaws=None) -> str:
         if timed:
             cells.append(_number(r.milliseconds_per_face, 0))
         lines.append(f"| {r.label} | {' | '.join(cells)} |")
+    paired = paired_nme(rows, yaws) if yaws is not None else None
+    if paired:
+        common = next(iter(paired.values())).counts
+        lines += ["", "The same, on only the faces every row found (a row's faces found from a box alone left out), so "
+                  "that the rows are compared on the same faces", "",
+                  "| Method | " + " | ".join(f"{label} ({n})" for label, n in zip(YAW_BIN_LABELS, common, strict=True))
+                  + " | mean |", "|---" * (len(YAW_BINS) + 2) + "|"]
+        for label, binned in paired.items():
+            lines.append(f"| {label} | {' | '.join(_number(v) for v in (*binned.bins, binned.mean))} |")
     read = [r for r in rows if r.yaw is not None]
     if read:
         lines += ["", "Yaw read against the truth by |yaw| bin (degrees): the mean signed error (negative: read as "

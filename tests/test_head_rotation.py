@@ -540,3 +540,31 @@ def test_the_background_stays_still_while_the_head_turns_in_front_of_it(fitting_
             print(f"identity {identity}, {turn:+.0f}: backdrop / whole-image error {errors}")
             assert errors["still"][0] < 0.5 * errors["turned"][0]
             assert errors["still"][1] < errors["turned"][1]
+
+
+def test_the_background_plate_is_made_once_for_the_renders_of_one_photo(monkeypatch):
+    """The pose feedback renders one photo several times over the same region and mask: the inpainted background is
+    made once and given back (read-only) for the same bytes, and made again when the photo or the mask changes."""
+    from facehub.modeling.geometry import head_rotation
+
+    made = []
+    inpaint = head_rotation._inpainted_plate
+    monkeypatch.setattr(head_rotation, "_inpainted_plate", lambda *args: made.append(1) or inpaint(*args))
+    rng = np.random.default_rng(0)
+    region = rng.integers(0, 255, size=(90, 120, 3), dtype=np.uint8)
+    person = np.zeros((90, 120), np.float32)
+    person[20:70, 40:80] = 1.0
+    first = head_rotation._background_plate(region, person)
+    again = head_rotation._background_plate(region.copy(), person.copy())
+    assert again is first and len(made) == 1 and not first.flags.writeable
+    # at this size the backdrop away from the person is the photo's own; the person's pixels are inpainted over
+    assert np.array_equal(first[5:15, 5:30], region[5:15, 5:30])
+    assert np.abs(first[30:60, 50:70].astype(int) - region[30:60, 50:70]).mean() > 20
+    moved = person.copy()
+    moved[20:70, 40:80], moved[20:70, 50:90] = 0.0, 1.0
+    other = head_rotation._background_plate(region, moved)
+    assert other is not first and len(made) == 2
+    edited = region.copy()
+    edited[0, 0] += 1
+    head_rotation._background_plate(edited, person)
+    assert len(made) == 3

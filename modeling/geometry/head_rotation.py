@@ -76,7 +76,9 @@ drawing's resolution.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
@@ -758,12 +760,45 @@ def _bilinear_values(values: np.ndarray, xy: np.ndarray) -> np.ndarray:
     return _bilinear_float(np.asarray(values, np.float32)[..., None], xy)[:, 0]
 
 
+#: The last few background plates, by a digest of the region and mask they were made from (:func:`_background_plate`).
+_PLATES: OrderedDict[bytes, np.ndarray | None] = OrderedDict()
+_PLATES_LOCK = threading.Lock()
+_PLATES_KEPT = 4
+
+
 def _background_plate(region: np.ndarray, person: np.ndarray, side: int = 160) -> np.ndarray | None:
     """``region`` (H, W, 3 uint8) with the person (``person`` >= :data:`PERSON_THRESHOLD`, grown by a few pixels)
     inpainted from the background around it: what a turned head uncovers. The inpainting runs at ``side`` pixels
     on the longer side and is brought back to the region's size: the plate shows only in strips beside the head, and
     the inpainting's cost grows with the area it fills. ``None`` when the region has almost no background to take
-    from."""
+    from.
+
+    The pose feedback renders one photo several times over the same region and mask, which give the same plate: the
+    last :data:`_PLATES_KEPT` plates are kept (read-only) by a digest of the region's and the mask's bytes, which
+    costs far less than the inpainting."""
+    import hashlib
+
+    region, person = np.ascontiguousarray(region), np.ascontiguousarray(person)
+    digest = hashlib.blake2b(region, digest_size=16)
+    digest.update(person)
+    digest.update(repr((region.shape, person.shape, person.dtype.str, side)).encode())
+    key = digest.digest()
+    with _PLATES_LOCK:
+        if key in _PLATES:
+            _PLATES.move_to_end(key)
+            return _PLATES[key]
+    plate = _inpainted_plate(region, person, side)
+    if plate is not None:
+        plate.setflags(write=False)
+    with _PLATES_LOCK:
+        _PLATES[key] = plate
+        while len(_PLATES) > _PLATES_KEPT:
+            _PLATES.popitem(last=False)
+    return plate
+
+
+def _inpainted_plate(region: np.ndarray, person: np.ndarray, side: int) -> np.ndarray | None:
+    """:func:`_background_plate` computed."""
     import cv2
 
     h, w = region.shape[:2]

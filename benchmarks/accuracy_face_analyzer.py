@@ -11,7 +11,8 @@ for a real benchmark such as AFLW2000-3D.
 without ``_labels.csv``), ``--per-bin`` of them drawn from each 10-degree bin of labelled |yaw|, enlarged
 ``--upscale`` times. Per bin: faces found, the mean labelled and read |yaw|, and the mean absolute yaw error (AFLW's
 yaw has the opposite sign to facehub's). This is the range over which the analyzer's yaw, the ``achieved_pose`` every
-rotation reports, can be trusted: MediaPipe's mesh stops turning with the head past about 55 degrees.
+rotation reports, can be trusted: MediaPipe's mesh stops turning with the head past about 55 degrees, and the
+analyzer's calibration (:mod:`facehub.modeling.faces.yaw_calibration`) recovers the turn only on average there.
 
 Usage: ``python benchmarks/accuracy_face_analyzer.py [--identities 16] [--views 4] [--size 224] [--seed 7]
 [--aflw-labels ../shared/data/2DASL/AFLW_GT_crop_labels.csv [--per-bin 25] [--upscale 3]]``

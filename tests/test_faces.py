@@ -160,6 +160,33 @@ def test_pose_signs_on_real_photos(analyzer):
     assert analyzer(turned)[0].pose[2] - base_roll == pytest.approx(25, abs=3)
 
 
+def test_the_yaw_past_45_degrees_is_read_through_the_calibration(analyzer):
+    """MediaPipe's mesh turns less than the head past 45 degrees; the analyzer's yaw goes through the calibration
+    measured on AFLW's training crops (benchmarks/measure_yaw_calibration.py), and its head_pose keeps the fit's."""
+    from facehub.modeling.faces.yaw_calibration import YAW_CALIBRATION, calibrated_yaw
+
+    for reading, truth in YAW_CALIBRATION:
+        assert calibrated_yaw(reading) == pytest.approx(truth) and calibrated_yaw(-reading) == pytest.approx(-truth)
+    assert [calibrated_yaw(v) for v in (0.0, 12.5, -30.0, 45.0)] == [0.0, 12.5, -30.0, 45.0]  # kept below 45
+    assert calibrated_yaw(52.5) == pytest.approx(58.0) and calibrated_yaw(-57.5) == pytest.approx(-64.5)
+    assert calibrated_yaw(70.0) == pytest.approx(85.0)  # the last segment's slope, 1.6, continues
+    readings = np.linspace(-89.0, 89.0, 357)
+    assert np.all(np.diff([calibrated_yaw(v) for v in readings]) > 0)  # monotonic: turns keep their order
+
+    # a mesh turned 55 degrees (the canonical face, posed exactly) is read as a head turned 60
+    image = photo("obama.jpg")
+    face = analysed(analyzer, "obama.jpg")[0]
+    model = canonical_face()
+    scale = face.head_pose.transform.scale
+    for yaw in (55.0, -55.0, 20.0):
+        points = scale * model @ rotation_matrix(yaw, 0.0, 0.0).T + [200.0, 200.0, 0.0]
+        turned = analyzer.face_from_dense(image, points)
+        assert turned.head_pose.yaw == pytest.approx(yaw, abs=1e-6)
+        assert turned.pose[0] == pytest.approx(calibrated_yaw(yaw), abs=1e-6)
+    assert face.pose[0] == pytest.approx(calibrated_yaw(face.head_pose.yaw))
+    assert face.pose[1:] == pytest.approx(face.head_pose.angles[1:])
+
+
 def test_large_poses_quarter_turns_and_tight_crops(analyzer):
     image = photo("obama.jpg")
     base = analysed(analyzer, "obama.jpg")[0]

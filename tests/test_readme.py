@@ -90,7 +90,8 @@ COMMAND_RULES: list[Rule] = [
     Rule(r"^facehub prepare --synthetic", replace=(("--identities 100", "--identities 2"), ("--views 8", "--views 2")),
          lane="b"),
     Rule(r"^facehub prepare --images .*--fit"),
-    Rule(r"^facehub prepare --images", lane="b"),
+    # One process here: the photo folder has three photos, and tests/test_prepare.py runs the two-process path.
+    Rule(r"^facehub prepare --images", replace=(("--num-proc 2", "--num-proc 1"),), lane="b"),
     Rule(r"^facehub prepare-swaps", replace=(("--count 2000", "--count 2"),), lane="c"),
     Rule(r"^facehub eval depthnet", append=("--pairs", "64")),
     Rule(r"^facehub eval prn_dense", lane="b"),

@@ -140,15 +140,16 @@ def write_config(folder: Path, **fields) -> Path:
 
 @pytest.mark.slow
 def test_two_processes_train_and_a_killed_run_resumes_to_the_same_weights(tmp_path):
-    fields = {"max_steps": 400, "checkpointing_steps": 50, "checkpoints_total_limit": 2}
+    # 200 steps take the loss below 4% of its start (the assertion asks for 25%); more would only add time.
+    fields = {"max_steps": 200, "checkpointing_steps": 50, "checkpoints_total_limit": 2}
 
     # A: uninterrupted, two gloo processes
     reference = write_config(tmp_path / "a", **fields)
     out = finish(launch(reference))
     assert "on 2 process(es)" in out
-    assert (tmp_path / "a" / "out" / "checkpoints" / "checkpoint-400" / "rng_state_1.json").is_file()
+    assert (tmp_path / "a" / "out" / "checkpoints" / "checkpoint-200" / "rng_state_1.json").is_file()
     steps = [m["step"] for m in metrics(tmp_path / "a" / "out")]
-    assert steps == list(range(10, 401, 10))  # one writer: the main process
+    assert steps == list(range(10, 201, 10))  # one writer: the main process
     losses = [m["loss"] for m in metrics(tmp_path / "a" / "out")]
     assert losses[-1] < 0.25 * losses[0], losses
     KeypointRegistrationPipeline.from_pretrained(tmp_path / "a" / "out" / "export")

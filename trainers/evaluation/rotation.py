@@ -6,7 +6,8 @@ and the frontal pose ``yaw = pitch = roll = 0``, "frontalize"):
 
 - **achieved-pose error**: ``|yaw_measured - yaw_requested|`` (and pitch, against the requested pose's), the pose
   measured on the result by the :class:`~facehub.modeling.faces.FaceAnalyzer` (the contract's ``achieved_pose``;
-  how far its yaw follows real heads, bin by bin: ``benchmarks/accuracy_face_analyzer.py --aflw-labels``);
+  past 45 degrees its yaw is read through a calibration, :mod:`facehub.modeling.faces.yaw_calibration`; how far it
+  follows real heads, bin by bin: ``benchmarks/accuracy_face_analyzer.py --aflw-labels``);
   a result on which no face is found counts as *lost*, a refusal
   (:class:`~facehub.modeling.pipeline_utils.UnreachablePoseError`) as *refused*;
 - **a second reading of the yaw** (``--second-reader``, on by default): the same error with the yaw read by the

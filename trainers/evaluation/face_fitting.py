@@ -35,9 +35,10 @@ to the methods that reconstruct from a box (PRN-Dense; face fitting through its 
 landmarks to fit); it is missed by the other rows, which the "found %" column shows (``--no-box-detector``: missed
 by every row). Rows that found different faces are then also compared on only the faces all of them found, in a
 table of its own (``paired`` in ``results.json``): the question "is this method ahead of the analyzer's landmarks in a
-bin" is answered there, on the same faces, not by rows whose hardest faces differ. "ms / face" is each method's time per found face after the FaceAnalyzer (whose own time per photo
-is on the reference row). ``--fit KEY=VALUE`` changes fit settings (``appearance_iterations=0`` skips the photometric stage: the
-landmarks and pose are then those of the geometric fit, several times faster).
+bin" is answered there, on the same faces, not by rows whose hardest faces differ. "ms / face" is each method's time
+per found face after the FaceAnalyzer (whose own time per photo is on the reference row). ``--fit KEY=VALUE`` changes
+fit settings (``appearance_iterations=0`` skips the photometric stage: the landmarks and pose are then those of the
+geometric fit, several times faster).
 
 Outputs with ``--out``: ``results.json`` (every row), ``eval_results.json`` (the first face-fitting row, the
 :mod:`facehub.hub.cards` format) and ``nme_by_yaw.png``.
@@ -146,7 +147,8 @@ class FaceFittingEvaluation:
                       "coefficient_errors": r.coefficient_errors, "milliseconds_per_face": r.milliseconds_per_face,
                       "yaw_bias": None if r.yaw is None else r.yaw.bias, "yaw_mae": None if r.yaw is None else r.yaw.mae}
                      for r in self.rows],
-            "paired": {label: asdict(binned) for label, binned in (paired_nme(self.rows, self.yaws) or {}).items()},
+            "paired": {label: asdict(binned)
+                       for label, binned in (paired_nme(self.rows, self.yaws) or {}).items()},
         }
 
 

@@ -18,6 +18,7 @@ import torch
 from diffusers import ModelMixin  # noqa: F401  (diffusers' loader looks ModelMixin up in this module)
 from diffusers.configuration_utils import register_to_config
 
+from facehub.modeling.face_fitting.modeling_face_regressor import UPRIGHT_BEYOND_ROLL
 from facehub.modeling.modeling_utils import FaceHubModel
 
 
@@ -66,6 +67,10 @@ class FaceFittingConfig:
             used, as 3DDFA_V2 re-crops around its own landmarks: the regressor learned from crops cut around a face's
             true landmarks, and the analyzer's are poor on near-profiles (its yaw error grows past 60 degrees), while
             nearer the front they are better than the regressor's own; ``0`` re-reads every face, ``None`` none.
+        regressor_upright_beyond_roll: a face rolled further than this (degrees: the analyzer's roll, or a first
+            reading's where the crop is cut again around it) is read by the regressor from an upright crop
+            (:mod:`~facehub.modeling.face_fitting.modeling_face_regressor`, *upright crops*); ``None`` never turns
+            the crop.
     """
 
     pose_iterations: int = 30
@@ -86,6 +91,7 @@ class FaceFittingConfig:
     regressor_beyond_yaw: float | None = 60.0
     regressor_flip_test: bool = True
     regressor_recrop_beyond_yaw: float | None = 60.0
+    regressor_upright_beyond_roll: float | None = UPRIGHT_BEYOND_ROLL
 
     def __post_init__(self):
         for name in ("pose_iterations", "shape_iterations", "appearance_iterations"):
@@ -114,6 +120,11 @@ class FaceFittingConfig:
                 or not 0 <= self.regressor_recrop_beyond_yaw <= 90):
             raise ValueError(f"Got {self.regressor_recrop_beyond_yaw!r} for `regressor_recrop_beyond_yaw`; use degrees "
                              "in [0, 90] or None (read every face once).")
+        if self.regressor_upright_beyond_roll is not None and (
+                isinstance(self.regressor_upright_beyond_roll, bool | str)
+                or not 0 <= self.regressor_upright_beyond_roll <= 180):
+            raise ValueError(f"Got {self.regressor_upright_beyond_roll!r} for `regressor_upright_beyond_roll`; use "
+                             "degrees in [0, 180] or None (never turn the regressor's crop).")
 
     @classmethod
     def from_dict(cls, values: dict) -> FaceFittingConfig:
@@ -174,6 +185,7 @@ class FaceFitter(FaceHubModel):
         regressor_beyond_yaw: float | None = _DEFAULTS.regressor_beyond_yaw,
         regressor_flip_test: bool = _DEFAULTS.regressor_flip_test,
         regressor_recrop_beyond_yaw: float | None = _DEFAULTS.regressor_recrop_beyond_yaw,
+        regressor_upright_beyond_roll: float | None = _DEFAULTS.regressor_upright_beyond_roll,
         face_model: str = "default",
     ):
         super().__init__()

@@ -24,6 +24,14 @@ reading's (mirroring expression through the model's basis as well changed nothin
 errors are partly independent, so the landmarks and pose come out nearer the truth (the model card gives the
 figures).
 
+**Upright crops** (:meth:`FaceCoefficientRegressor.crop_transform`). The network learned from crops with the photos'
+own rolls, and a face lying on its side is outside what it has seen: it read one rolled 94 degrees as a profile
+looking the other way. A face whose known roll (the analyzer's head pose, or the roll of a first reading when the
+crop is cut again around it) exceeds :data:`UPRIGHT_BEYOND_ROLL` is read from the same square turned upright, as
+PRN-Dense does (:func:`facehub.modeling.prn_dense.cropping.upright_crop_transform`), and the turn is added back to
+the reading's roll (:func:`coefficients_in_photo`). The threshold is where the training crops' rolls end (95% lie
+within it); below it the analyzer's roll, whose errors grow on near-profiles, would only add its own noise.
+
 Presets (:data:`FACE_REGRESSOR_PRESETS`): ``paper`` (ResNet-50 widths and depths, bottleneck blocks, 224 px, as
 Deep3DFaceRecon), ``cpu-small`` (four basic-block stages at 96 px, a few ms per face on one CPU core) and
 ``cpu-small-eval`` (other widths, 112 px: the independently trained evaluation regressor).
@@ -54,6 +62,10 @@ FACE_REGRESSOR_PRESETS: dict[str, dict] = {
     "cpu-small-eval": {"image_size": 112, "stem_channels": 16, "stage_channels": (24, 48, 96, 160),
                        "stage_blocks": (1, 1, 2, 1), "bottleneck": False},
 }
+
+#: Faces rolled further than this (degrees) are read from an upright crop (module docstring, *upright crops*): 95% of
+#: the AFLW training crops' rolls lie within it (``python benchmarks/measure_training_rolls.py``).
+UPRIGHT_BEYOND_ROLL = 27.5
 
 #: The order of the coefficient groups in the network's output vector.
 GROUPS = ("identity", "expression", "albedo", "lighting", "rotation", "translation", "log_scale")
@@ -227,14 +239,21 @@ class FaceCoefficientRegressor(FaceHubModel):
 
     # ------------------------------------------------------------------ photos
 
-    def crop_transform(self, face_or_landmarks68) -> np.ndarray:
-        """(2, 3) image -> crop affine of the crop this network reads (:func:`face_crop`)."""
-        from facehub.modeling.prn_dense.cropping import face_crop_transform
+    def crop_transform(self, face_or_landmarks68, upright_beyond_roll: float | None = UPRIGHT_BEYOND_ROLL
+                       ) -> np.ndarray:
+        """(2, 3) image -> crop affine of the crop this network reads (:func:`face_crop`): PRNet's square, turned
+        upright for a face whose ``pose`` (a :class:`~facehub.modeling.faces.Face`, a :class:`ReadLandmarks`) is
+        rolled by more than ``upright_beyond_roll`` degrees (module docstring, *upright crops*; ``None``: never);
+        bare landmarks and boxes are cropped unturned."""
+        from facehub.modeling.prn_dense.cropping import upright_crop_transform
 
-        return face_crop_transform(face_or_landmarks68, int(self.config.image_size), scale=float(self.config.crop_scale))
+        threshold = math.inf if upright_beyond_roll is None else float(upright_beyond_roll)
+        return upright_crop_transform(face_or_landmarks68, int(self.config.image_size), threshold=threshold,
+                                      scale=float(self.config.crop_scale))
 
     @torch.no_grad()
-    def predict(self, image, faces, face_model=None, flip_test: bool = True) -> list:
+    def predict(self, image, faces, face_model=None, flip_test: bool = True,
+                upright_beyond_roll: float | None = UPRIGHT_BEYOND_ROLL) -> list:
         """Coefficients of given faces of a photo in its pixels, as the fitting reports them.
 
         Args:
@@ -244,6 +263,8 @@ class FaceCoefficientRegressor(FaceHubModel):
             face_model: the :class:`~facehub.modeling.geometry.MorphableFaceModel` (for the translation's z: the
                 dense landmarks' mean depth for a Face with them, else the deepest vertex at z = 0); ``None``: z = 0.
             flip_test: also read the mirrored crops and average the rigid placement (module docstring).
+            upright_beyond_roll: faces rolled further than this (degrees; ``None``: none) are read from an upright
+                crop (:meth:`crop_transform`).
 
         Returns:
             One :class:`~facehub.modeling.face_fitting.FaceCoefficients` per face.
@@ -254,7 +275,7 @@ class FaceCoefficientRegressor(FaceHubModel):
         faces = list(faces)
         if not faces:
             return []
-        transforms = [self.crop_transform(face) for face in faces]
+        transforms = [self.crop_transform(face, upright_beyond_roll) for face in faces]
         crops = np.stack([face_crop(photo, matrix, int(self.config.image_size)) for matrix in transforms])
         pixels = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
         was_training = self.training
@@ -272,6 +293,15 @@ class FaceCoefficientRegressor(FaceHubModel):
             self.train(was_training)
         return [coefficients_in_photo(out, i, matrix, int(self.config.image_size), face_model, face)
                 for i, (face, matrix) in enumerate(zip(faces, transforms, strict=True))]
+
+
+@dataclass(frozen=True)
+class ReadLandmarks:
+    """What a second crop is cut around: the 68 landmarks (photo pixels) of a regressor reading and its head pose,
+    whose roll turns that crop upright (:meth:`FaceCoefficientRegressor.crop_transform`)."""
+
+    landmarks68: np.ndarray
+    pose: tuple[float, float, float]
 
 
 def unmirror_placement(out: FaceRegressorOutput) -> FaceRegressorOutput:
@@ -327,7 +357,13 @@ def posed_landmarks68(model, identity, expression, rotation, translation, log_sc
 def coefficients_in_photo(out: FaceRegressorOutput, index: int, image_to_crop: np.ndarray, crop_size: int,
                           face_model=None, face=None):
     """Face ``index`` of a crop-frame prediction -> :class:`~facehub.modeling.face_fitting.FaceCoefficients` in the
-    photo's pixels (the crop is a similarity without rotation, so the angles carry over)."""
+    photo's pixels.
+
+    The crop is a similarity ``x_crop = k T(theta) x + b`` (``T`` a turn on screen, ``theta = 0`` but for an
+    upright crop). A shape posed in the crop by ``R_crop = Rz(roll) Rx(pitch) Ry(yaw)`` lands in the photo posed by
+    ``Rz(-theta) R_crop``, and turns about the camera axis add up, so yaw and pitch carry over and the roll becomes
+    ``roll - theta``; the scale is divided by ``k``.
+    """
     from facehub.modeling.face_fitting.fitting import FaceCoefficients
     from facehub.modeling.faces.alignment import invert_affine
 
@@ -338,6 +374,8 @@ def coefficients_in_photo(out: FaceRegressorOutput, index: int, image_to_crop: n
     centre = inverse[:, :2] @ centre_crop + inverse[:, 2]
     scale = float(out.log_scale[index].exp()) * crop_size / zoom
     rotation = np.rad2deg(out.rotation[index].double().cpu().numpy())
+    rotation[2] -= math.degrees(math.atan2(matrix[1, 0], matrix[0, 0]))  # the crop's turn (docstring)
+    rotation[2] = (rotation[2] + 180.0) % 360.0 - 180.0
     identity = out.identity[index].float().cpu().numpy()
     expression = out.expression[index].float().cpu().numpy()
     depth = 0.0

@@ -25,6 +25,7 @@ from facehub.modeling.face_fitting.configuration_face_fitting import FaceFitter
 from facehub.modeling.face_fitting.fitting import FittedFace
 from facehub.modeling.face_fitting.modeling_face_regressor import (
     FaceCoefficientRegressor,
+    ReadLandmarks,
     fitted_face_from_coefficients,
     posed_mesh,
 )
@@ -77,24 +78,29 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         pass each, two with the flip test: default the fitter's ``regressor_flip_test``; read again around the first
         reading where it is turned further than the fitter's ``regressor_recrop_beyond_yaw``); a one-line
         ``ValueError`` when the bundle has no regressor."""
-        settings = self.fitter.fitting_config
-        return self._regress(image, faces, settings.regressor_flip_test if flip_test is None else flip_test,
-                             settings.regressor_recrop_beyond_yaw)[0]
+        settings = self.fitter.config_with(**({} if flip_test is None else {"regressor_flip_test": flip_test}))
+        return self._regress(image, faces, settings, settings.regressor_recrop_beyond_yaw)[0]
 
-    def _regress(self, image, faces, flip_test: bool, recrop_beyond_yaw: float | None) -> tuple[list, list]:
-        """:meth:`regress` with these settings, and what each face's crop was cut around (the result's
-        ``image_to_crop``)."""
+    def _read(self, image, sources: list, settings) -> list:
+        """The regressor's readings of crops cut around ``sources`` (faces, boxes, :class:`ReadLandmarks`) with the
+        settings' flip test and upright crops (``regressor_upright_beyond_roll``)."""
+        return self.regressor.predict(image, sources, face_model=self.fitter.face_model,
+                                      flip_test=settings.regressor_flip_test,
+                                      upright_beyond_roll=settings.regressor_upright_beyond_roll)
+
+    def _regress(self, image, faces, settings, recrop_beyond_yaw: float | None) -> tuple[list, list]:
+        """:meth:`regress` with these settings (a :class:`~facehub.modeling.face_fitting.FaceFittingConfig`), and
+        what each face's crop was cut around (the result's ``image_to_crop``)."""
         if getattr(self, "regressor", None) is None:
             raise ValueError("This face-fitting bundle has no coefficient regressor; load one that has "
                              "(facehub/face-fitting) or call with refine=True to fit from the mean face.")
         crop_sources = self._crop_landmarks(faces)
-        coefficients = self.regressor.predict(image, crop_sources, face_model=self.fitter.face_model,
-                                              flip_test=flip_test)
+        coefficients = self._read(image, crop_sources, settings)
         _keep_landmark_depth(coefficients, faces)
-        self._read_turned_again(image, faces, coefficients, crop_sources, flip_test, recrop_beyond_yaw)
+        self._read_turned_again(image, faces, coefficients, crop_sources, settings, recrop_beyond_yaw)
         return coefficients, crop_sources
 
-    def _read_turned_again(self, image, faces, coefficients: list, crop_sources: list, flip_test: bool,
+    def _read_turned_again(self, image, faces, coefficients: list, crop_sources: list, settings,
                            beyond_yaw: float | None) -> None:
         """In place: each face whose reading is turned further than ``beyond_yaw`` is read again from the crop cut
         around that reading's 68 landmarks, which become its crop source (``regressor_recrop_beyond_yaw``)."""
@@ -103,34 +109,33 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         if not turned:
             return
         own = [self._landmarks68_of(coefficients[i]) for i in turned]
-        again = self.regressor.predict(image, own, face_model=self.fitter.face_model, flip_test=flip_test)
+        again = self._read(image, own, settings)
         _keep_landmark_depth(again, [faces[i] for i in turned])
         for i, reading, source in zip(turned, again, own, strict=True):
             coefficients[i], crop_sources[i] = reading, source
 
-    def _landmarks68_of(self, coefficients):
-        """(68, 2) float64 photo pixels: the 68 mesh landmarks of a reading, what the regressor's crops are cut
-        around."""
+    def _landmarks68_of(self, coefficients) -> ReadLandmarks:
+        """The 68 mesh landmarks of a reading ((68, 2) float64 photo pixels), what the regressor's second crop is cut
+        around, with the reading's head pose (its roll turns that crop upright)."""
         import numpy as np
         import torch
 
         model = self.fitter.face_model
         landmarks = model.landmarks68(torch.from_numpy(posed_mesh(coefficients, model))[None])[0].numpy()
-        return landmarks[:, :2].astype(np.float64)
+        return ReadLandmarks(landmarks[:, :2].astype(np.float64), tuple(model.head_pose(coefficients.rotation)))
 
     @property
     def reconstructs_from_boxes(self) -> bool:
         """Whether a face the analyzer missed can be reconstructed from a box alone: with a regressor only."""
         return getattr(self, "regressor", None) is not None
 
-    def _locate(self, photo, boxes: list, flip_test: bool) -> list:
+    def _locate(self, photo, boxes: list, settings) -> list:
         """The 68 landmarks (photo pixels) the regressor reads from a crop around each
         :class:`~facehub.modeling.faces.profile_detection.FaceBox`: the first of two passes."""
         if getattr(self, "regressor", None) is None:
             raise ValueError("A face found by its box alone (the analyzer missed it) is read by the coefficient "
                              "regressor, and this face-fitting bundle has none; load one that has (facehub/face-fitting).")
-        return [self._landmarks68_of(coefficients) for coefficients in
-                self.regressor.predict(photo, boxes, face_model=self.fitter.face_model, flip_test=flip_test)]
+        return [self._landmarks68_of(coefficients) for coefficients in self._read(photo, boxes, settings)]
 
     def reconstruct_faces(self, image, faces, *, initial=None, compute_depth: bool = True, refine: bool = True,
                           start: str = "mean", **overrides) -> list[FittedFace]:
@@ -164,7 +169,7 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         if boxed:
             if initial is not None:
                 raise ValueError("`initial` cannot be combined with FaceBox faces; give landmarks to start a fit from.")
-            located = self._locate(photo, [faces[i] for i in boxed], settings.regressor_flip_test)
+            located = self._locate(photo, [faces[i] for i in boxed], settings)
             from_boxes = self.reconstruct_faces(photo, located, compute_depth=compute_depth, refine=False, **overrides)
             rest = [i for i in range(len(faces)) if i not in set(boxed)]
             fitted = self.reconstruct_faces(photo, [faces[i] for i in rest], compute_depth=compute_depth,
@@ -178,13 +183,13 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
             # Near-profiles keep the regressor's reading (FaceFittingConfig.regressor_beyond_yaw).
             # The switch reads the crop around the given landmarks, as when it was chosen; the readings kept are
             # then re-read as `regressor_recrop_beyond_yaw` says.
-            predicted, crop_sources = self._regress(photo, faces, settings.regressor_flip_test, None)
+            predicted, crop_sources = self._regress(photo, faces, settings, None)
             turned = [i for i, c in enumerate(predicted) if abs(float(c.rotation[0])) > beyond]
             if turned:
                 kept = [i for i in range(len(faces)) if i not in set(turned)]
                 turned_faces = [faces[i] for i in turned]
                 readings, sources = [predicted[i] for i in turned], [crop_sources[i] for i in turned]
-                self._read_turned_again(photo, turned_faces, readings, sources, settings.regressor_flip_test,
+                self._read_turned_again(photo, turned_faces, readings, sources, settings,
                                         settings.regressor_recrop_beyond_yaw)
                 read = self._from_coefficients(photo, turned_faces, readings, sources, settings, compute_depth)
                 fitted = self.reconstruct_faces(photo, [faces[i] for i in kept], compute_depth=compute_depth,
@@ -197,7 +202,7 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
                 initial = predicted
         crop_sources = None
         if initial is None and (start == "regressor" or not refine):
-            initial, crop_sources = self._regress(photo, faces, settings.regressor_flip_test,
+            initial, crop_sources = self._regress(photo, faces, settings,
                                                   settings.regressor_recrop_beyond_yaw)
         starts = [None] * len(faces) if initial is None else list(initial)
         if len(starts) != len(faces):
@@ -215,7 +220,8 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         regressor = getattr(self, "regressor", None)
         if crop_sources is None:
             crop_sources = self._crop_landmarks(faces)
-        transforms = ([regressor.crop_transform(source) for source in crop_sources] if regressor is not None
+        transforms = ([regressor.crop_transform(source, settings.regressor_upright_beyond_roll)
+                       for source in crop_sources] if regressor is not None
                       else [None] * len(faces))
         crop_size = int(regressor.config.image_size) if regressor is not None else None
         return [fitted_face_from_coefficients(
@@ -276,8 +282,9 @@ def _keep_landmark_depth(coefficients: list, faces: list) -> None:
     import numpy as np
 
     for coefficient, face in zip(coefficients, faces, strict=True):
-        dense = np.asarray(getattr(face, "dense_landmarks", face), np.float64)
-        if dense.ndim == 2 and dense.shape[1] == 3:
+        dense = getattr(face, "dense_landmarks", face if isinstance(face, np.ndarray) else None)
+        dense = None if dense is None else np.asarray(dense, np.float64)
+        if dense is not None and dense.ndim == 2 and dense.shape[1] == 3:
             coefficient.translation[2] = float(dense[:, 2].mean())
 
 

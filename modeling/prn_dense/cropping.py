@@ -98,7 +98,8 @@ def face_crop_transform(
 
 
 def upright_crop_transform(
-    face_or_landmarks68, crop_size: int, roll: float | None = None, *, threshold: float = UPRIGHT_ROLL_THRESHOLD
+    face_or_landmarks68, crop_size: int, roll: float | None = None, *, threshold: float = UPRIGHT_ROLL_THRESHOLD,
+    scale: float = PRNET_CROP_SCALE,
 ) -> np.ndarray:
     """The inference crop: :func:`face_crop_transform`, turned upright when the face is rolled by more than
     ``threshold`` degrees.
@@ -109,6 +110,7 @@ def upright_crop_transform(
         roll: the face's roll in degrees (house convention: > 0 tilts clockwise on screen); ``None`` takes it from
             ``face.pose`` for a Face and means 0 (no turn) for bare landmarks.
         threshold: rolls up to this many degrees are left to the network (the crop is PRNet's unrotated square).
+        scale: crop side / mean side of the landmarks' box (:func:`face_crop_transform`).
 
     Returns:
         (2, 3) image -> crop affine. For a large roll ``r``, the landmarks are turned by ``-r`` about their box centre,
@@ -119,13 +121,13 @@ def upright_crop_transform(
         roll = float(pose[2]) if pose is not None else 0.0
     roll = float(roll)
     if not math.isfinite(roll) or abs(roll) <= threshold:
-        return face_crop_transform(face_or_landmarks68, crop_size)
+        return face_crop_transform(face_or_landmarks68, crop_size, scale=scale)
     points = _landmarks_of(face_or_landmarks68)
     centre = (points.min(axis=0) + points.max(axis=0)) / 2.0
     angle = math.radians(-roll)  # clockwise on screen by -roll undoes the tilt
     turn = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     upright = (points - centre) @ turn.T + centre
-    crop = face_crop_transform(upright, crop_size)
+    crop = face_crop_transform(upright, crop_size, scale=scale)
     linear = crop[:, :2] @ turn
     translation = crop[:, :2] @ (centre - turn @ centre) + crop[:, 2]
     return np.hstack([linear, translation[:, None]])

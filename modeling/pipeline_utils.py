@@ -360,10 +360,40 @@ def face_nearest(faces: list, box) -> Any:
     return min(faces, key=distance)
 
 
+#: Where the analyzer finds no face at the expected place in a whole result, :func:`measure_pose` looks again in a
+#: square this many times the expected face box's longer side, centred on it (about a portrait's framing).
+MEASURE_CROP_FACTOR = 3.0
+
+
+def _at(face, box) -> bool:
+    """Whether ``face``'s box centre lies inside ``box`` (x0, y0, x1, y1)."""
+    x0, y0, x1, y1 = face.bbox
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    return box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
+
+
 def measure_pose(analyzer_call, image: np.ndarray, near_box) -> tuple[Any, Pose | None]:
     """The face of ``image`` nearest the centre of ``near_box`` (x0, y0, x1, y1), found with ``analyzer_call``
-    (image -> list of faces), and its :class:`Pose`; ``(None, None)`` when there is no face."""
+    (image -> list of faces), and its :class:`Pose`; ``(None, None)`` when there is no face.
+
+    When no face is found with its centre inside ``near_box``, the analyzer looks again in a square of
+    :data:`MEASURE_CROP_FACTOR` times the box's longer side around it, and a face found there is returned in the whole
+    image's pixels (:meth:`~facehub.modeling.faces.Face.translated`). MediaPipe's detector reads the whole image at
+    its own small input size, so it misses a face turned to a profile in a full-length photo that it finds in a
+    portrait's framing; angles do not depend on where the face sits in the image it is measured in.
+    """
     face = face_nearest(analyzer_call(image), near_box)
+    if face is None or not _at(face, near_box):
+        x0, y0, x1, y1 = (float(v) for v in near_box)
+        half = 0.5 * MEASURE_CROP_FACTOR * max(x1 - x0, y1 - y0)
+        cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+        left, top = max(int(round(cx - half)), 0), max(int(round(cy - half)), 0)
+        right, bottom = min(int(round(cx + half)), image.shape[1]), min(int(round(cy + half)), image.shape[0])
+        if right - left >= 16 and bottom - top >= 16 and (right - left, bottom - top) != image.shape[1::-1]:
+            found = face_nearest(analyzer_call(np.ascontiguousarray(image[top:bottom, left:right])),
+                                 (x0 - left, y0 - top, x1 - left, y1 - top))
+            if found is not None:
+                face = found.translated((left, top))
     return (None, None) if face is None else (face, Pose.of(face.pose))
 
 

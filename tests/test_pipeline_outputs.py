@@ -231,3 +231,32 @@ def test_repair_pipeline_takes_a_list_with_one_mask_each(obama):
     np.testing.assert_array_equal(both.images[0], one.images[0])
     np.testing.assert_array_equal(both.blend_weight[0], one.blend_weight)
     assert not np.array_equal(one.images[0], obama)
+
+
+def test_the_achieved_pose_is_measured_around_the_face_when_the_whole_result_hides_it():
+    """``measure_pose``: a portrait pasted small into a large canvas (the face about a fortieth of its height, as in
+    a full-length photo) is not found by the analyzer on the whole canvas, so the measurement looks again around the
+    expected face box. The face it finds there is returned in the canvas's pixels: its landmarks land where the
+    portrait's own landmarks were pasted (within 2% of the face size) and its pose is the portrait's (within 2
+    degrees)."""
+    from facehub.modeling.faces import FaceAnalyzer
+    from facehub.modeling.pipeline_utils import measure_pose
+
+    analyzer = FaceAnalyzer(compute_embedding=False)
+    portrait = cv2.resize(load_image(PHOTOS / "obama.jpg"), None, fx=0.4, fy=0.4, interpolation=cv2.INTER_AREA)
+    (own,) = analyzer(portrait)
+    canvas = np.full((5000, 3000, 3), 90, np.uint8)
+    offset = np.array([1500, 300])
+    canvas[offset[1]:offset[1] + portrait.shape[0], offset[0]:offset[0] + portrait.shape[1]] = portrait
+    assert analyzer(canvas) == []
+    box = tuple(np.asarray(own.bbox) + np.r_[offset, offset])
+    face, pose = measure_pose(analyzer, canvas, box)
+    assert face is not None
+    size = float(np.sqrt(np.prod(np.ptp(own.landmarks68, axis=0))))
+    placed = np.linalg.norm(face.landmarks68 - (own.landmarks68 + offset), axis=1).mean() / size
+    assert placed < 0.02, placed
+    np.testing.assert_allclose(face.head_pose.transform.translation[:2],  # the head pose's similarity moved too
+                               own.head_pose.transform.translation[:2] + offset, atol=0.02 * size)
+    np.testing.assert_allclose(pose, own.pose, atol=2.0)
+    # Nothing there, nothing measured.
+    assert measure_pose(analyzer, np.full_like(canvas, 90), box) == (None, None)

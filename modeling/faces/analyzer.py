@@ -22,7 +22,7 @@ What runs, per image (models from the installed mediapipe and face_recognition_m
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -68,6 +68,20 @@ class Face:
     def area(self) -> float:
         x0, y0, x1, y1 = self.bbox
         return max(x1 - x0, 0.0) * max(y1 - y0, 0.0)
+
+    def translated(self, offset) -> Face:
+        """The same face measured in an image where the analysed one sits at ``offset`` (x, y) pixels (a crop's
+        corner in the photo it was cut from): every position moves, angles and the descriptor stay."""
+        dx, dy = (float(v) for v in offset)
+        dense = np.asarray(self.dense_landmarks, np.float64).copy()
+        dense[:, :2] += (dx, dy)
+        transform = self.head_pose.transform
+        translation = np.asarray(transform.translation, np.float64).copy()
+        translation[:2] += (dx, dy)
+        x0, y0, x1, y1 = self.bbox
+        return replace(self, bbox=(x0 + dx, y0 + dy, x1 + dx, y1 + dy),
+                       landmarks68=np.asarray(self.landmarks68, np.float64) + (dx, dy), dense_landmarks=dense,
+                       head_pose=replace(self.head_pose, transform=replace(transform, translation=translation)))
 
 
 class FaceAnalyzer:

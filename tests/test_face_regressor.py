@@ -421,7 +421,8 @@ def test_a_face_lying_on_its_side_is_read_from_an_upright_crop():
     roll, are read from a crop turned upright. Every one is then read nearer its exact landmarks than from PRNet's
     unturned square (``None``), whose faces lie outside the rolls the network learned, and its roll within a few
     degrees of the truth. A face rolled less than the threshold is cropped as before."""
-    from facehub.modeling.face_fitting.modeling_face_regressor import UPRIGHT_BEYOND_ROLL, ReadLandmarks
+    from facehub.modeling.face_fitting.modeling_face_regressor import UPRIGHT_BEYOND_ROLL
+    from facehub.modeling.prn_dense.cropping import PosedLandmarks
     from facehub.trainers.data.synthetic_world import SyntheticFaceWorld, SyntheticWorldConfig
 
     pipe = FaceFittingPipeline.from_pretrained("facehub/face-fitting")
@@ -431,7 +432,7 @@ def test_a_face_lying_on_its_side_is_read_from_an_upright_crop():
         pose = (20.0 if identity % 2 else -15.0, 5.0, roll)
         row = world.render_face(identity, pose=pose)
         truth = np.asarray(row["landmarks68"], np.float64)[:, :2]
-        given = ReadLandmarks(truth, pose)
+        given = PosedLandmarks(truth, pose)
         read = {}
         for beyond in (UPRIGHT_BEYOND_ROLL, None):
             (read[beyond],) = pipe.reconstruct_faces(row["image"], [given], refine=False, compute_depth=False,
@@ -445,7 +446,7 @@ def test_a_face_lying_on_its_side_is_read_from_an_upright_crop():
     assert all(a < b for a, b in zip(upright, unturned, strict=True))
     assert np.mean(upright) < 0.5 * np.mean(unturned)
     assert max(roll_errors) < 8.0
-    small = ReadLandmarks(truth, (0.0, 0.0, UPRIGHT_BEYOND_ROLL - 1.0))
+    small = PosedLandmarks(truth, (0.0, 0.0, UPRIGHT_BEYOND_ROLL - 1.0))
     np.testing.assert_allclose(pipe.regressor.crop_transform(small), pipe.regressor.crop_transform(truth))
     with pytest.raises(ValueError, match="regressor_upright_beyond_roll"):
         pipe.reconstruct_faces(row["image"], [given], refine=False, regressor_upright_beyond_roll=-1.0)

@@ -242,7 +242,7 @@ class FaceCoefficientRegressor(FaceHubModel):
     def crop_transform(self, face_or_landmarks68, upright_beyond_roll: float | None = UPRIGHT_BEYOND_ROLL
                        ) -> np.ndarray:
         """(2, 3) image -> crop affine of the crop this network reads (:func:`face_crop`): PRNet's square, turned
-        upright for a face whose ``pose`` (a :class:`~facehub.modeling.faces.Face`, a :class:`ReadLandmarks`) is
+        upright for a face whose ``pose`` (a :class:`~facehub.modeling.faces.Face`, a :class:`~facehub.modeling.prn_dense.cropping.PosedLandmarks`) is
         rolled by more than ``upright_beyond_roll`` degrees (module docstring, *upright crops*; ``None``: never);
         bare landmarks and boxes are cropped unturned."""
         from facehub.modeling.prn_dense.cropping import upright_crop_transform
@@ -293,15 +293,6 @@ class FaceCoefficientRegressor(FaceHubModel):
             self.train(was_training)
         return [coefficients_in_photo(out, i, matrix, int(self.config.image_size), face_model, face)
                 for i, (face, matrix) in enumerate(zip(faces, transforms, strict=True))]
-
-
-@dataclass(frozen=True)
-class ReadLandmarks:
-    """What a second crop is cut around: the 68 landmarks (photo pixels) of a regressor reading and its head pose,
-    whose roll turns that crop upright (:meth:`FaceCoefficientRegressor.crop_transform`)."""
-
-    landmarks68: np.ndarray
-    pose: tuple[float, float, float]
 
 
 def unmirror_placement(out: FaceRegressorOutput) -> FaceRegressorOutput:

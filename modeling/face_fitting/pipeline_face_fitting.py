@@ -25,7 +25,6 @@ from facehub.modeling.face_fitting.configuration_face_fitting import FaceFitter
 from facehub.modeling.face_fitting.fitting import FittedFace
 from facehub.modeling.face_fitting.modeling_face_regressor import (
     FaceCoefficientRegressor,
-    ReadLandmarks,
     fitted_face_from_coefficients,
     posed_mesh,
 )
@@ -33,6 +32,7 @@ from facehub.modeling.faces.image_io import load_image
 from facehub.modeling.faces.profile_detection import FaceBox
 from facehub.modeling.modeling_utils import FaceHubPipeline
 from facehub.modeling.pipeline_utils import FacePipelineMixin, as_image_list
+from facehub.modeling.prn_dense.cropping import PosedLandmarks
 
 
 @dataclass
@@ -82,8 +82,9 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         return self._regress(image, faces, settings, settings.regressor_recrop_beyond_yaw)[0]
 
     def _read(self, image, sources: list, settings) -> list:
-        """The regressor's readings of crops cut around ``sources`` (faces, boxes, :class:`ReadLandmarks`) with the
-        settings' flip test and upright crops (``regressor_upright_beyond_roll``)."""
+        """The regressor's readings of crops cut around ``sources`` (faces, boxes,
+        :class:`~facehub.modeling.prn_dense.cropping.PosedLandmarks`) with the settings' flip test and upright crops
+        (``regressor_upright_beyond_roll``)."""
         return self.regressor.predict(image, sources, face_model=self.fitter.face_model,
                                       flip_test=settings.regressor_flip_test,
                                       upright_beyond_roll=settings.regressor_upright_beyond_roll)
@@ -114,7 +115,7 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         for i, reading, source in zip(turned, again, own, strict=True):
             coefficients[i], crop_sources[i] = reading, source
 
-    def _landmarks68_of(self, coefficients) -> ReadLandmarks:
+    def _landmarks68_of(self, coefficients) -> PosedLandmarks:
         """The 68 mesh landmarks of a reading ((68, 2) float64 photo pixels), what the regressor's second crop is cut
         around, with the reading's head pose (its roll turns that crop upright)."""
         import numpy as np
@@ -122,7 +123,7 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
 
         model = self.fitter.face_model
         landmarks = model.landmarks68(torch.from_numpy(posed_mesh(coefficients, model))[None])[0].numpy()
-        return ReadLandmarks(landmarks[:, :2].astype(np.float64), tuple(model.head_pose(coefficients.rotation)))
+        return PosedLandmarks(landmarks[:, :2].astype(np.float64), tuple(model.head_pose(coefficients.rotation)))
 
     @property
     def reconstructs_from_boxes(self) -> bool:

@@ -27,6 +27,7 @@ One definition for training data and inference (the trainer must crop with these
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -39,6 +40,15 @@ PRNET_CROP_SCALE = 1.6
 #: Faces rolled by more than this many degrees are cropped upright (:func:`upright_crop_transform`). Training crops
 #: are jittered by up to 15 degrees on top of the photos' own roll, so up to here the network has seen such faces.
 UPRIGHT_ROLL_THRESHOLD = 20.0
+
+
+
+class PosedLandmarks(NamedTuple):
+    """68 landmarks (photo pixels) and a head pose (yaw, pitch, roll degrees) of a first reading: what a second crop is
+    cut around, like a Face, and turned upright by its roll (:func:`upright_crop_transform`)."""
+
+    landmarks68: np.ndarray
+    pose: tuple[float, float, float]
 
 
 def _landmarks_of(face_or_landmarks68) -> np.ndarray:

@@ -33,7 +33,6 @@ or as the pipeline's attribute) predicts once, as the papers do. The default che
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -44,16 +43,14 @@ from facehub.modeling.faces.image_io import load_image
 from facehub.modeling.faces.profile_detection import FaceBox
 from facehub.modeling.modeling_utils import FaceHubPipeline
 from facehub.modeling.pipeline_utils import FacePipelineMixin, as_image_list
-from facehub.modeling.prn_dense.cropping import UPRIGHT_ROLL_THRESHOLD, crop_face_image, upright_crop_transform
+from facehub.modeling.prn_dense.cropping import (
+    UPRIGHT_ROLL_THRESHOLD,
+    PosedLandmarks,
+    crop_face_image,
+    upright_crop_transform,
+)
 from facehub.modeling.prn_dense.modeling_prn_dense import PRNDenseModel
 from facehub.modeling.prn_dense.reconstruction import FaceReconstruction, build_reconstruction
-
-
-class _PredictedFace(NamedTuple):
-    """68 landmarks and pose of a first pass, cropped around like a Face (never handed to users)."""
-
-    landmarks68: np.ndarray
-    pose: tuple[float, float, float]
 
 
 def crops_to_tensor(crops: np.ndarray) -> torch.Tensor:
@@ -168,7 +165,7 @@ class FaceReconstructionPipeline(FacePipelineMixin, FaceHubPipeline):
             faces = list(faces)
             for i, uv_map, transform in zip(boxed, uv_maps, first, strict=True):
                 predicted = build_reconstruction(photo, uv_map, transform, size, compute_depth=False)
-                faces[i] = _PredictedFace(predicted.landmarks68, predicted.pose)
+                faces[i] = PosedLandmarks(predicted.landmarks68, predicted.pose)
         size = self.crop_size
         transforms = [upright_crop_transform(face, size, threshold=self.upright_roll_threshold) for face in faces]
         crops = np.stack([crop_face_image(photo, transform, size) for transform in transforms])

@@ -8,7 +8,8 @@ and the frontal pose ``yaw = pitch = roll = 0``, "frontalize"):
   measured on the result by the :class:`~facehub.modeling.faces.FaceAnalyzer` (the contract's ``achieved_pose``;
   past 45 degrees its yaw is read through a calibration, :mod:`facehub.modeling.faces.yaw_calibration`; how far it
   follows real heads, bin by bin: ``benchmarks/accuracy_face_analyzer.py --aflw-labels``);
-  a result on which no face is found counts as *lost*, a refusal
+  a result on which no face is found, on the whole image or around the face's place
+  (:func:`~facehub.modeling.pipeline_utils.measure_pose`), counts as *lost*, a refusal
   (:class:`~facehub.modeling.pipeline_utils.UnreachablePoseError`) as *refused*;
 - **a second reading of the yaw** (``--second-reader``, on by default): the same error with the yaw read by the
   face-fitting bundle's coefficient regressor (``facehub/face-fitting``, its flip test on, and a face it reads as

@@ -264,6 +264,39 @@ def test_faces_read_as_turned_beyond_the_threshold_keep_the_regressor_reading():
         pipe.reconstruct_faces(photo, faces, regressor_beyond_yaw=120)
 
 
+def test_landmarks_the_regressor_contradicts_keep_its_reading():
+    from facehub.modeling.face_fitting.modeling_face_regressor import landmark_disagreement
+
+    pipe = FaceFittingPipeline.from_pretrained("facehub/face-fitting")
+    photo = load_image(PHOTOS / "obama.jpg")
+    face = pipe.find_faces(photo)[0]
+    model = pipe.fitter.face_model
+    settings = {"appearance_iterations": 0, "compute_depth": False}
+    # The analyzer's mesh turned upside down about its centre, as MediaPipe placed it on AFLW2000-3D's image00450:
+    # the same box, so the regressor reads the same crop and the upright face in it.
+    dense = np.asarray(face.dense_landmarks, np.float64)[:468, :2]
+    centre = (dense.min(axis=0) + dense.max(axis=0)) / 2
+    upside_down = np.column_stack([dense[:, 0], 2 * centre[1] - dense[:, 1]])
+    good, bad = pipe.regress(photo, [dense, upside_down])
+    assert landmark_disagreement(good, face.landmarks68, model) < 0.03  # the readers agree on obama.jpg (0.017)
+    flipped68 = model.landmark_weights.double().numpy() @ upside_down
+    assert landmark_disagreement(bad, flipped68, model) > 0.2
+    # By default the contradicted landmarks are not fitted: the face keeps the regressor's reading, near the truth.
+    read = pipe.reconstruct_faces(photo, [upside_down], refine=False, compute_depth=False)[0]
+    kept = pipe.reconstruct_faces(photo, [upside_down], **settings)[0]
+    np.testing.assert_allclose(kept.vertices, read.vertices, atol=1e-4)
+    # The analyzer's own landmarks, which the reading agrees with, are fitted as before.
+    fitted = pipe.reconstruct_faces(photo, [face], **settings)[0]
+    assert np.abs(fitted.vertices - pipe.reconstruct_faces(photo, [face], refine=False, compute_depth=False)[0]
+                  .vertices).max() > 1.0
+    assert nme(kept.landmarks68, fitted.landmarks68) < 0.1  # measured 0.066 (a crop cut around other landmarks)
+    # Switched off, the fit follows them and lands far from the face (measured 0.51).
+    followed = pipe.reconstruct_faces(photo, [upside_down], regressor_beyond_disagreement=None, **settings)[0]
+    assert nme(followed.landmarks68, fitted.landmarks68) > 0.4
+    with pytest.raises(ValueError, match="Got 0 for `regressor_beyond_disagreement`"):
+        pipe.reconstruct_faces(photo, [face], regressor_beyond_disagreement=0)
+
+
 def test_embedded_default_holds_the_default_settings(tmp_path):
     from facehub import methods
 

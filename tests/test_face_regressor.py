@@ -236,8 +236,10 @@ def test_pipeline_runs_the_regressor_alone_or_starts_the_fit_from_it(worlds, tra
         assert alone.coefficients.identity.shape == (40,) and alone.rendered_crop is None
         alone_nme.append(_nme(alone.mesh_landmarks68, row["landmarks68"]))
         alone_pose.append(float(np.abs(np.subtract(alone.pose, row["pose"])).mean()))
+        # This miniature reads some faces 6-7% off, past the switch that keeps a contradicting reading
+        # (`regressor_beyond_disagreement`, set for the default bundle's regressor): off here, every face is fitted.
         (fit,) = pipe.reconstruct_faces(row["image"], [dense], start="regressor", appearance_iterations=0,
-                                        texture_size=32, compute_depth=False)
+                                        texture_size=32, compute_depth=False, regressor_beyond_disagreement=None)
         fitted_nme.append(_nme(fit.mesh_landmarks68, row["landmarks68"]))
     print("alone NME", alone_nme, "pose", alone_pose, "fitted from the regressor NME", fitted_nme)
     assert np.mean(alone_nme) < 0.10 and np.mean(alone_pose) < 10.0

@@ -21,6 +21,12 @@ from diffusers.configuration_utils import register_to_config
 from facehub.modeling.face_fitting.modeling_face_regressor import UPRIGHT_BEYOND_ROLL
 from facehub.modeling.modeling_utils import FaceHubModel
 
+#: A face whose regressor reading's 68 landmarks lie further than this from the analyzer's (a fraction of the face
+#: size) keeps the reading (``FaceFittingConfig.regressor_beyond_disagreement``). On the AFLW training crops, from
+#: this disagreement on the reading is nearer the hand labels than the analyzer's mesh in about 4 faces out of 5
+#: (``python benchmarks/measure_reader_disagreement.py``).
+READERS_DISAGREE_BEYOND = 0.05
+
 
 @dataclass
 class FaceFittingConfig:
@@ -71,6 +77,13 @@ class FaceFittingConfig:
             reading's where the crop is cut again around it) is read by the regressor from an upright crop
             (:mod:`~facehub.modeling.face_fitting.modeling_face_regressor`, *upright crops*); ``None`` never turns
             the crop.
+        regressor_beyond_disagreement: a face whose regressor reading's 68 landmarks lie further than this from the
+            analyzer's (mean distance, a fraction of the face size:
+            :func:`~facehub.modeling.face_fitting.modeling_face_regressor.landmark_disagreement`) keeps the reading
+            instead of being fitted to landmarks that a second reader contradicts. MediaPipe's mesh is sometimes
+            placed on the wrong face part (a jaw on the cheek, an upside-down face) with no sign of it in the fit's
+            own residual; where the two readers disagree this much, the regressor is more often the right one
+            (:data:`READERS_DISAGREE_BEYOND`). ``None`` fits every face the analyzer found.
     """
 
     pose_iterations: int = 30
@@ -92,6 +105,7 @@ class FaceFittingConfig:
     regressor_flip_test: bool = True
     regressor_recrop_beyond_yaw: float | None = 60.0
     regressor_upright_beyond_roll: float | None = UPRIGHT_BEYOND_ROLL
+    regressor_beyond_disagreement: float | None = READERS_DISAGREE_BEYOND
 
     def __post_init__(self):
         for name in ("pose_iterations", "shape_iterations", "appearance_iterations"):
@@ -125,6 +139,10 @@ class FaceFittingConfig:
                 or not 0 <= self.regressor_upright_beyond_roll <= 180):
             raise ValueError(f"Got {self.regressor_upright_beyond_roll!r} for `regressor_upright_beyond_roll`; use "
                              "degrees in [0, 180] or None (never turn the regressor's crop).")
+        if self.regressor_beyond_disagreement is not None and (
+                isinstance(self.regressor_beyond_disagreement, bool | str) or not self.regressor_beyond_disagreement > 0):
+            raise ValueError(f"Got {self.regressor_beyond_disagreement!r} for `regressor_beyond_disagreement`; use a "
+                             "fraction of the face size > 0 (0.05 is 5%) or None (fit every face the analyzer found).")
 
     @classmethod
     def from_dict(cls, values: dict) -> FaceFittingConfig:
@@ -186,6 +204,7 @@ class FaceFitter(FaceHubModel):
         regressor_flip_test: bool = _DEFAULTS.regressor_flip_test,
         regressor_recrop_beyond_yaw: float | None = _DEFAULTS.regressor_recrop_beyond_yaw,
         regressor_upright_beyond_roll: float | None = _DEFAULTS.regressor_upright_beyond_roll,
+        regressor_beyond_disagreement: float | None = _DEFAULTS.regressor_beyond_disagreement,
         face_model: str = "default",
     ):
         super().__init__()

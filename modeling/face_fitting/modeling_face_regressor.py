@@ -398,6 +398,18 @@ def posed_mesh(coefficients, model) -> np.ndarray:
     return (mesh + np.asarray(coefficients.translation, np.float64)).astype(np.float32)
 
 
+def landmark_disagreement(coefficients, landmarks68, model) -> float:
+    """How far a reading's 68 landmarks lie from a face's: the mean distance between the points of the posed mesh
+    (:meth:`~facehub.modeling.geometry.MorphableFaceModel.landmarks68`, the mesh's own, like the analyzer's) and
+    ``landmarks68`` ((68, 2+) photo pixels), as a fraction of the face size (sqrt of the area of ``landmarks68``'s
+    box), the fit's unit."""
+    target = np.asarray(landmarks68, np.float64)[:, :2]
+    size = float(np.sqrt(np.prod(np.ptp(target, axis=0)))) or 1.0
+    mesh = torch.from_numpy(np.asarray(posed_mesh(coefficients, model), np.float64))[None]
+    own = model.landmarks68(mesh.to(model.landmark_weights.dtype))[0].double().numpy()[:, :2]
+    return float(np.linalg.norm(own - target, axis=1).mean()) / size
+
+
 def fitted_face_from_coefficients(image, coefficients, *, face=None, model=None, topology=None,
                                   texture_size: int = 128, complete: bool = True, compute_depth: bool = True,
                                   image_to_crop: np.ndarray | None = None, crop_size: int | None = None):
@@ -434,10 +446,7 @@ def fitted_face_from_coefficients(image, coefficients, *, face=None, model=None,
         albedo = model.albedo(torch.as_tensor(np.asarray(c.albedo), dtype=torch.float32)[None])[0]
     losses = {}
     if isinstance(face, Face):
-        target = np.asarray(face.landmarks68, np.float64)[:, :2]
-        size = float(np.sqrt(np.prod(np.ptp(target, axis=0)))) or 1.0
-        own = model.landmarks68(torch.from_numpy(mesh)[None])[0].numpy()[:, :2]  # mesh points, like the analyzer's
-        losses["landmarks68"] = float(np.linalg.norm(own - target, axis=1).mean()) / size
+        losses["landmarks68"] = landmark_disagreement(c, face.landmarks68, model)
     losses.update({"identity_prior": 0.5 * float(np.square(c.identity).sum()),
                    "expression_prior": 0.5 * float(np.square(c.expression).sum()),
                    "albedo_prior": 0.5 * float(np.square(c.albedo).sum())})

@@ -12,7 +12,9 @@ for PRN-Dense's reconstructions takes these too, plus ``.coefficients`` (:class:
    ``fitter`` component (:class:`~facehub.modeling.face_fitting.FaceFitter`: no learned weights, only the fit's
    configuration; seconds per face on a CPU), from the mean face (default) or, with ``start="regressor"``, from the
    bundle's optional ``regressor`` (:class:`~facehub.modeling.face_fitting.FaceCoefficientRegressor`); or replaced by
-   the regressor's prediction alone with ``pipe(image, refine=False)`` (milliseconds per face).
+   the regressor's prediction alone with ``pipe(image, refine=False)`` (milliseconds per face). With a regressor,
+   a face it reads as turned beyond ``regressor_beyond_yaw``, or whose analyzer landmarks its reading contradicts
+   (``regressor_beyond_disagreement``), keeps that reading instead of being fitted.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from facehub.modeling.face_fitting.fitting import FittedFace
 from facehub.modeling.face_fitting.modeling_face_regressor import (
     FaceCoefficientRegressor,
     fitted_face_from_coefficients,
+    landmark_disagreement,
     posed_mesh,
 )
 from facehub.modeling.faces.image_io import load_image
@@ -33,6 +36,9 @@ from facehub.modeling.faces.profile_detection import FaceBox
 from facehub.modeling.modeling_utils import FaceHubPipeline
 from facehub.modeling.pipeline_utils import FacePipelineMixin, as_image_list
 from facehub.modeling.prn_dense.cropping import PosedLandmarks
+
+#: The settings that choose between fitting a face and keeping the regressor's reading.
+SWITCHES = ("regressor_beyond_yaw", "regressor_beyond_disagreement")
 
 
 @dataclass
@@ -125,6 +131,19 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         landmarks = model.landmarks68(torch.from_numpy(posed_mesh(coefficients, model))[None])[0].numpy()
         return PosedLandmarks(landmarks[:, :2].astype(np.float64), tuple(model.head_pose(coefficients.rotation)))
 
+    def _keeps_reading(self, coefficients, crop_source, settings) -> bool:
+        """Whether a face keeps the regressor's reading instead of being fitted to its given landmarks: the reading
+        is turned further than ``regressor_beyond_yaw``, or its 68 landmarks lie further than
+        ``regressor_beyond_disagreement`` from the given ones (``crop_source``: a Face or (68, 2) landmarks)."""
+        beyond = settings.regressor_beyond_yaw
+        if beyond is not None and abs(float(coefficients.rotation[0])) > beyond:
+            return True
+        limit = settings.regressor_beyond_disagreement
+        if limit is None:
+            return False
+        given = getattr(crop_source, "landmarks68", crop_source)
+        return landmark_disagreement(coefficients, given, self.fitter.face_model) > limit
+
     @property
     def reconstructs_from_boxes(self) -> bool:
         """Whether a face the analyzer missed can be reconstructed from a box alone: with a regressor only."""
@@ -179,13 +198,15 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
             return [results[i] for i in range(len(faces))]
         if start not in ("mean", "regressor"):
             raise ValueError(f"Got {start!r} for `start`; use 'mean' (closed-form camera, mean face) or 'regressor'.")
-        beyond = settings.regressor_beyond_yaw
-        if refine and initial is None and beyond is not None and getattr(self, "regressor", None) is not None and faces:
-            # Near-profiles keep the regressor's reading (FaceFittingConfig.regressor_beyond_yaw).
-            # The switch reads the crop around the given landmarks, as when it was chosen; the readings kept are
-            # then re-read as `regressor_recrop_beyond_yaw` says.
+        switches = settings.regressor_beyond_yaw is not None or settings.regressor_beyond_disagreement is not None
+        if refine and initial is None and switches and getattr(self, "regressor", None) is not None and faces:
+            # Near-profiles, and faces whose given landmarks the regressor contradicts, keep the regressor's reading
+            # (FaceFittingConfig.regressor_beyond_yaw, regressor_beyond_disagreement). The switch reads the crop
+            # around the given landmarks, as when it was chosen; the readings kept are then re-read as
+            # `regressor_recrop_beyond_yaw` says.
             predicted, crop_sources = self._regress(photo, faces, settings, None)
-            turned = [i for i, c in enumerate(predicted) if abs(float(c.rotation[0])) > beyond]
+            turned = [i for i, (c, source) in enumerate(zip(predicted, crop_sources, strict=True))
+                      if self._keeps_reading(c, source, settings)]
             if turned:
                 kept = [i for i in range(len(faces)) if i not in set(turned)]
                 turned_faces = [faces[i] for i in turned]
@@ -195,7 +216,8 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
                 read = self._from_coefficients(photo, turned_faces, readings, sources, settings, compute_depth)
                 fitted = self.reconstruct_faces(photo, [faces[i] for i in kept], compute_depth=compute_depth,
                                                 refine=True, start=start, regressor_beyond_yaw=None,
-                                                **{k: v for k, v in overrides.items() if k != "regressor_beyond_yaw"}
+                                                regressor_beyond_disagreement=None,
+                                                **{k: v for k, v in overrides.items() if k not in SWITCHES}
                                                 ) if kept else []
                 results = dict(zip(turned, read, strict=True)) | dict(zip(kept, fitted, strict=True))
                 return [results[i] for i in range(len(faces))]

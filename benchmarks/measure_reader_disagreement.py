@@ -44,18 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     from facehub.modeling.faces import FaceAnalyzer
     from facehub.modeling.faces.image_io import load_image
     from facehub.modeling.geometry.landmarks_aflw21 import aflw21_weights
-    from facehub.trainers.data.fit_labels import read_aflw21_labels
+    from facehub.trainers.data.fit_labels import read_aflw_training_crops
 
-    data = Path(args.data)
-    labels_path = data / "2DASL" / "AFLW_GT_crop_labels.csv"
-    split = data / "splits" / "train_landmarks_labelled.txt"
-    if not labels_path.is_file() or not split.is_file():
-        raise SystemExit(f"{labels_path} or {split} not found: give --data, the folder of ../shared/data's README.")
     if args.every < 1:
         raise SystemExit(f"Got --every {args.every}; use a whole number >= 1.")
-    labels = read_aflw21_labels(labels_path)
-    crops = [line.strip() for line in split.read_text().splitlines() if line.strip()][::args.every]
-    crops = [rel for rel in crops if Path(rel).name in labels]
+    data = Path(args.data)
+    try:
+        labels, crops = read_aflw_training_crops(data)
+    except FileNotFoundError as err:
+        raise SystemExit(f"{err} (--data)") from None
+    crops = crops[::args.every]
 
     analyzer = FaceAnalyzer(compute_embedding=False)
     pipe = FaceFittingPipeline.from_pretrained(args.model)

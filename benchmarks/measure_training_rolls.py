@@ -29,17 +29,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from facehub.modeling.face_fitting.modeling_face_regressor import UPRIGHT_BEYOND_ROLL
     from facehub.modeling.geometry.landmarks_aflw21 import AFLW21_NAMES
-    from facehub.trainers.data.fit_labels import read_aflw21_labels
+    from facehub.trainers.data.fit_labels import read_aflw_training_crops
 
-    data = Path(args.data)
-    labels_path = data / "2DASL" / "AFLW_GT_crop_labels.csv"
-    split = data / "splits" / "train_landmarks_labelled.txt"
-    if not labels_path.is_file() or not split.is_file():
-        raise SystemExit(f"{labels_path} or {split} not found: give --data, the folder of ../shared/data's README.")
-    training = {Path(line.strip()).name for line in split.read_text().splitlines() if line.strip()}
+    try:
+        all_labels, crops = read_aflw_training_crops(args.data)
+    except FileNotFoundError as err:
+        raise SystemExit(f"{err} (--data)") from None
+    training = {Path(crop).name for crop in crops}
     left, right = AFLW21_NAMES.index("LeftEyeCenter"), AFLW21_NAMES.index("RightEyeCenter")
     rolls = []
-    for name, labels in read_aflw21_labels(labels_path).items():
+    for name, labels in all_labels.items():
         if name in training and labels.visible[left] and labels.visible[right]:
             dx, dy = labels.points[right] - labels.points[left]
             rolls.append(np.degrees(np.arctan2(dy, dx)))

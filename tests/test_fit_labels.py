@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from facehub.modeling.geometry.landmarks_aflw21 import AFLW21_NAMES, aflw21_weights
-from facehub.trainers.data.fit_labels import HandLabels, fit_photo, read_aflw21_labels
+from facehub.trainers.data.fit_labels import HandLabels, fit_photo, read_aflw21_labels, read_aflw_training_crops
 from facehub.trainers.data.prepare import PrepareConfig, prepare
 
 PHOTOS = Path(__file__).parent / "data" / "photos"
@@ -65,6 +65,19 @@ def test_the_labels_file_is_read_by_name_and_a_foreign_layout_is_refused(tmp_pat
     (tmp_path / "other.csv").write_text("file,x0,y0\na.jpg,1,2\n")
     with pytest.raises(ValueError, match="not an AFLW 21-point labels file: it lacks the column\\(s\\) x1"):
         read_aflw21_labels(tmp_path / "other.csv")
+
+
+def test_the_training_crops_are_the_split_s_labelled_photos_in_its_order(tmp_path):
+    points, visible = np.zeros((21, 2)), np.ones(21, bool)
+    (tmp_path / "2DASL").mkdir()
+    write_csv(tmp_path / "2DASL" / "AFLW_GT_crop_labels.csv", {"crops/b.jpg": (points, visible),
+                                                               "crops/a.jpg": (points, visible)})
+    with pytest.raises(FileNotFoundError, match="train_landmarks_labelled.txt not found"):
+        read_aflw_training_crops(tmp_path)
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "train_landmarks_labelled.txt").write_text("crops/a.jpg\nother/c.jpg\n\ncrops/b.jpg\n")
+    labels, crops = read_aflw_training_crops(tmp_path)
+    assert crops == ["crops/a.jpg", "crops/b.jpg"] and sorted(labels) == ["a.jpg", "b.jpg"]  # c.jpg has no labels
 
 
 def test_a_profile_the_analyzer_misses_is_fitted_from_its_hand_points(world):

@@ -66,6 +66,24 @@ def read_aflw21_labels(path: str | Path) -> dict[str, HandLabels]:
     return labels
 
 
+def read_aflw_training_crops(data: str | Path) -> tuple[dict[str, HandLabels], list[str]]:
+    """The AFLW training crops of a folder laid out as ../shared/data's README says: their hand labels by file name
+    (``2DASL/AFLW_GT_crop_labels.csv``) and the paths, relative to ``data``, of the crops in
+    ``splits/train_landmarks_labelled.txt`` that have labels (in the split's order).
+
+    Raises:
+        FileNotFoundError: either file is missing, naming both.
+    """
+    data = Path(data)
+    labels_path = data / "2DASL" / "AFLW_GT_crop_labels.csv"
+    split = data / "splits" / "train_landmarks_labelled.txt"
+    if not labels_path.is_file() or not split.is_file():
+        raise FileNotFoundError(f"{labels_path} or {split} not found: give the folder of ../shared/data's README.")
+    labels = read_aflw21_labels(labels_path)
+    crops = [line.strip() for line in split.read_text().splitlines() if line.strip()]
+    return labels, [crop for crop in crops if Path(crop).name in labels]
+
+
 def aflw21_sparse_landmarks(labels: HandLabels):
     """The :class:`~facehub.modeling.face_fitting.SparseLandmarks` of AFLW's points that have mesh vertices."""
     from facehub.modeling.face_fitting import SparseLandmarks

@@ -398,16 +398,21 @@ def posed_mesh(coefficients, model) -> np.ndarray:
     return (mesh + np.asarray(coefficients.translation, np.float64)).astype(np.float32)
 
 
+def reading_landmarks68(coefficients, model) -> np.ndarray:
+    """(68, 2) float64 photo pixels: the 68 landmarks of :class:`~facehub.modeling.face_fitting.FaceCoefficients`'
+    posed mesh as points of the mesh itself (:meth:`~facehub.modeling.geometry.MorphableFaceModel.landmarks68`,
+    like the analyzer's; a reconstruction reports its jaw deeper, ``reconstruction_landmarks68``)."""
+    mesh = torch.from_numpy(posed_mesh(coefficients, model))[None]
+    return model.landmarks68(mesh.to(model.landmark_weights.dtype))[0].double().numpy()[:, :2]
+
+
 def landmark_disagreement(coefficients, landmarks68, model) -> float:
-    """How far a reading's 68 landmarks lie from a face's: the mean distance between the points of the posed mesh
-    (:meth:`~facehub.modeling.geometry.MorphableFaceModel.landmarks68`, the mesh's own, like the analyzer's) and
-    ``landmarks68`` ((68, 2+) photo pixels), as a fraction of the face size (sqrt of the area of ``landmarks68``'s
-    box), the fit's unit."""
-    target = np.asarray(landmarks68, np.float64)[:, :2]
-    size = float(np.sqrt(np.prod(np.ptp(target, axis=0)))) or 1.0
-    mesh = torch.from_numpy(np.asarray(posed_mesh(coefficients, model), np.float64))[None]
-    own = model.landmarks68(mesh.to(model.landmark_weights.dtype))[0].double().numpy()[:, :2]
-    return float(np.linalg.norm(own - target, axis=1).mean()) / size
+    """How far a reading's 68 landmarks (:func:`reading_landmarks68`) lie from a face's ``landmarks68`` ((68, 2+)
+    photo pixels): their :func:`~facehub.modeling.geometry.landmark_metrics.nme`, a fraction of the face size (sqrt
+    of the area of ``landmarks68``'s box), the fit's unit."""
+    from facehub.modeling.geometry.landmark_metrics import nme
+
+    return float(nme(reading_landmarks68(coefficients, model), landmarks68))
 
 
 def fitted_face_from_coefficients(image, coefficients, *, face=None, model=None, topology=None,

@@ -29,7 +29,7 @@ from facehub.modeling.face_fitting.modeling_face_regressor import (
     FaceCoefficientRegressor,
     fitted_face_from_coefficients,
     landmark_disagreement,
-    posed_mesh,
+    reading_landmarks68,
 )
 from facehub.modeling.faces.image_io import load_image
 from facehub.modeling.faces.profile_detection import FaceBox
@@ -124,12 +124,8 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
     def _landmarks68_of(self, coefficients) -> PosedLandmarks:
         """The 68 mesh landmarks of a reading ((68, 2) float64 photo pixels), what the regressor's second crop is cut
         around, with the reading's head pose (its roll turns that crop upright)."""
-        import numpy as np
-        import torch
-
         model = self.fitter.face_model
-        landmarks = model.landmarks68(torch.from_numpy(posed_mesh(coefficients, model))[None])[0].numpy()
-        return PosedLandmarks(landmarks[:, :2].astype(np.float64), tuple(model.head_pose(coefficients.rotation)))
+        return PosedLandmarks(reading_landmarks68(coefficients, model), tuple(model.head_pose(coefficients.rotation)))
 
     def _keeps_reading(self, coefficients, crop_source, settings) -> bool:
         """Whether a face keeps the regressor's reading instead of being fitted to its given landmarks: the reading

@@ -42,7 +42,6 @@ PRNET_CROP_SCALE = 1.6
 UPRIGHT_ROLL_THRESHOLD = 20.0
 
 
-
 class PosedLandmarks(NamedTuple):
     """68 landmarks (photo pixels) and a head pose (yaw, pitch, roll degrees) of a first reading: what a second crop is
     cut around, like a Face, and turned upright by its roll (:func:`upright_crop_transform`)."""

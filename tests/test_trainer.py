@@ -112,6 +112,21 @@ def kill_tree(process: subprocess.Popen) -> None:
     psutil.wait_procs([p for p in map(_maybe_process, tree) if p], timeout=10)
 
 
+def describe_stuck(process: subprocess.Popen) -> str:
+    """Which processes of a run that did not finish are still there, each worker's threads' stacks written to the
+    run's log first (``kill -USR1``, :mod:`facehub.trainers.run`): a stuck run says where it is stuck."""
+    tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    alive = []
+    for child in tree:
+        with contextlib.suppress(psutil.Error):
+            command = " ".join(child.cmdline())
+            alive.append(f"{child.pid} ({child.status()}): {command[:120]}")
+            if "facehub.trainers.run" in command:
+                child.send_signal(signal.SIGUSR1)
+    time.sleep(3)
+    return "; ".join(alive)
+
+
 def _maybe_process(pid: int):
     try:
         return psutil.Process(pid)
@@ -124,8 +139,9 @@ def finish(launched: tuple[subprocess.Popen, Path], timeout: float = 240) -> str
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
+        alive = describe_stuck(process)
         kill_tree(process)
-        pytest.fail(f"training did not finish in {timeout}s:\n{log.read_text()[-4000:]}")
+        pytest.fail(f"training did not finish in {timeout}s; still running: {alive}\n{log.read_text()[-12000:]}")
     out = log.read_text()
     assert process.returncode == 0, out[-4000:]
     return out
@@ -189,6 +205,13 @@ def test_sigterm_saves_the_state_and_the_run_resumes_from_it(tmp_path):
     deadline = time.time() + 120
     while not list_checkpoints(tmp_path / "out") and time.time() < deadline and process.poll() is None:
         time.sleep(0.01)
+    # SIGUSR1 prints where every thread is, and the run carries on
+    process.send_signal(signal.SIGUSR1)
+    deadline = time.time() + 30
+    while "most recent call first" not in log.read_text() and time.time() < deadline:
+        time.sleep(0.05)
+    assert "most recent call first" in log.read_text() and "trainers/core/loop.py" in log.read_text()
+    assert process.poll() is None, log.read_text()[-3000:]
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0, log.read_text()[-3000:]
     assert "Stop requested: state saved at step" in log.read_text()

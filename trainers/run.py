@@ -7,13 +7,19 @@ module (``facehub.trainers.depthnet``, ...) is also runnable the same way withou
 A failure the user can fix (a bad config, a missing data folder, a dataset too small for one batch, a damaged
 checkpoint, a refused or unreachable Hub at the final push) is one line on stderr from the main process, no traceback, and a non-zero exit: 2 for a config error,
 1 otherwise. ``FACEHUB_DEBUG=1`` shows the traceback instead.
+
+A run that seems stuck can be asked where it is: ``kill -USR1 PID`` on one of its training processes (this
+module's; ``accelerate launch``'s own process would stop) prints the stack of each of its threads to stderr, and
+the run carries on.
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import shlex
+import signal
 import sys
 
 from facehub.trainers.cli import COMMAND_ENV
@@ -59,6 +65,8 @@ def report_error(error: BaseException) -> int:
 
 def main(argv: list[str] | None = None, method: str | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID`: every thread's stack on stderr (module docstring)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     args = build_parser(method).parse_intermixed_args(argv)
     name = method or args.method
     try:

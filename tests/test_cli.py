@@ -41,7 +41,7 @@ def error_lines(text: str) -> list[str]:
     (["depthnet", "--num_processes", "2", "model.hidden_sizes=wide"],
      "Config key `model.hidden_sizes` for method depthnet expects list[int] | null, got 'wide' (str)."),
     (["prn_dense", "--preset", "tiny"], "Unknown preset 'tiny' for method prn_dense; known presets: paper, "
-     "cpu-small, default, default-aflw."),
+     "cpu-small, default, default-aflw, default-aflw-4k."),
     (["cyclegan", "model.cycle_loss_weight=5"],
      "Unknown config key `model.cycle_loss_weight` for method cyclegan; did you mean `losses.cycle_loss_weight`?"),
     (["depthnet", "--config", "/no/such/run.yaml"], "Config file /no/such/run.yaml does not exist"),

@@ -576,7 +576,7 @@ def step_learning_rate_factor(step: int, max_steps: int, milestones: list[float]
 # The method
 
 
-#: What the ``default`` and ``default-aflw`` presets share: the run on two CPU cores, the prepared folders and the
+#: What the ``default`` and ``default-aflw*`` presets share: the run on two CPU cores, the prepared folders and the
 #: augmentation.
 _CPU_RUN = {"train_batch_size": 16, "lr_scheduler": "constant", "max_grad_norm": None, "checkpointing_steps": 200,
             "checkpoints_total_limit": 2, "export_steps": 200, "logging_steps": 25, "model": {"preset": "cpu-small"}}
@@ -596,7 +596,9 @@ class PRNDenseTrainingConfig(TrainingConfig):
     synthetic world rendered at the start) and ``default`` (what made the embedded ``facehub/prn-dense``: prepared
     synthetic faces and photos, see trainers/configs/prn-dense-default.yaml for the prepare commands) and
     ``default-aflw`` (the ``default`` run's export fine-tuned with real AFLW crops labelled by fitting, ``facehub
-    prepare --fit --landmarks``, beside the same data: trainers/configs/prn-dense-default-aflw.yaml).
+    prepare --fit --landmarks``, beside the same data: trainers/configs/prn-dense-default-aflw.yaml) and
+    ``default-aflw-4k`` (that run's export fine-tuned again with all 4,000 labelled AFLW crops, the second half new
+    to it: trainers/configs/prn-dense-default-aflw-4k.yaml).
     """
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {
@@ -639,6 +641,12 @@ class PRNDenseTrainingConfig(TrainingConfig):
             **_CPU_RUN, "init_from": "runs/prn-dense-default/export", "max_steps": 800, "learning_rate": 5e-4,
             "losses": {"kind": "ssim", "lr_milestones": [0.6, 0.85], "lr_factors": [1.0, 0.1, 0.01]},
             "data": {"sources": [*_CPU_SOURCES, {"path": "runs/data/aflw-fitted", "weight": 1}], **_CPU_AUGMENTATION},
+        },
+        "default-aflw-4k": {
+            **_CPU_RUN, "init_from": "runs/prn-dense-default-aflw/export", "max_steps": 1000, "learning_rate": 3e-4,
+            "losses": {"kind": "ssim", "lr_milestones": [0.6, 0.85], "lr_factors": [1.0, 0.1, 0.01]},
+            "data": {"sources": [*_CPU_SOURCES, {"path": "runs/data/aflw-fitted", "weight": 1},
+                                 {"path": "runs/data/aflw-fitted-b", "weight": 1}], **_CPU_AUGMENTATION},
         },
     }
 

@@ -17,10 +17,10 @@ jaw's upper ends (points 2 and 16) reach that depth. The chin stays where it is 
 mesh (:func:`~facehub.modeling.geometry.procrustes.umeyama`). The morphable-model fit and its coefficient regressor
 report their landmarks this way (:meth:`~facehub.modeling.geometry.MorphableFaceModel.reconstruction_landmarks68`):
 the setback was measured on that model's fitted meshes. PRN-Dense keeps its mesh's own points: its network's meshes
-need not share the fitted model's rim, and on the AFLW2000-3D half the setback took its mean of bins from 7.94 to
-8.17% (its [60, 90] bin from 11.01 to 11.83) while it helped the fit in every bin. What a mask or an outline drawn on the photo needs is the mesh's own
-points (:func:`~.landmarks68.landmarks68_from_mesh`): behind a turned cheek the 3D jaw is hidden, and past the far
-side it can project onto the background.
+need not share the fitted model's rim, and on the AFLW2000-3D half the setback made its landmarks worse (most in
+the [60, 90] bin; its card gives the figures) while it helped the fit in every bin. What a mask or an outline drawn
+on the photo needs is the mesh's own points (:func:`~.landmarks68.landmarks68_from_mesh`): behind a turned cheek the
+3D jaw is hidden, and past the far side it can project onto the background.
 """
 
 from __future__ import annotations

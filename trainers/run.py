@@ -16,7 +16,9 @@ the run carries on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
+import io
 import os
 import shlex
 import signal
@@ -63,10 +65,18 @@ def report_error(error: BaseException) -> int:
     return 2 if isinstance(error, ConfigError) else 1
 
 
+def _print_stacks_on_sigusr1() -> None:
+    """``kill -USR1 PID``: every thread's stack on stderr (module docstring). Only where stderr is a file the process
+    can write to by itself: called in-process with stderr captured (a notebook, a test), there is nowhere to print."""
+    if not hasattr(signal, "SIGUSR1"):
+        return
+    with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
 def main(argv: list[str] | None = None, method: str | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID`: every thread's stack on stderr (module docstring)
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    _print_stacks_on_sigusr1()
     args = build_parser(method).parse_intermixed_args(argv)
     name = method or args.method
     try:

@@ -115,7 +115,10 @@ def kill_tree(process: subprocess.Popen) -> None:
 def describe_stuck(process: subprocess.Popen) -> str:
     """Which processes of a run that did not finish are still there, each worker's threads' stacks written to the
     run's log first (``kill -USR1``, :mod:`facehub.trainers.run`): a stuck run says where it is stuck."""
-    tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    try:
+        tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    except psutil.Error:  # the launcher ended meanwhile
+        return "nothing"
     alive = []
     for child in tree:
         with contextlib.suppress(psutil.Error):

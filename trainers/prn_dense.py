@@ -583,6 +583,10 @@ _CPU_RUN = {"train_batch_size": 16, "lr_scheduler": "constant", "max_grad_norm":
 _CPU_SOURCES = ["runs/data/synthetic-300x6", {"path": "runs/data/photos", "weight": 60}]
 _CPU_AUGMENTATION = {"augment": True, "profiling_probability": 0.15, "profiling_max_yaw": 85.0, "scale_jitter": 0.1,
                      "shift_jitter": 0.1, "rotation_jitter": 15.0, "colour_jitter": 0.2, "flip_probability": 0.5}
+#: The fine-tuning stages' schedule (``default-aflw*``): the learning rate drops tenfold at 60% and 85% of the steps.
+_FINE_TUNING_LOSSES = {"kind": "ssim", "lr_milestones": [0.6, 0.85], "lr_factors": [1.0, 0.1, 0.01]}
+#: The AFLW crops of ../shared/data's training split, first half, labelled by fitting (``facehub prepare --fit``).
+_AFLW_FITTED = {"path": "runs/data/aflw-fitted", "weight": 1}
 
 
 @dataclass
@@ -639,14 +643,14 @@ class PRNDenseTrainingConfig(TrainingConfig):
         },
         "default-aflw": {
             **_CPU_RUN, "init_from": "runs/prn-dense-default/export", "max_steps": 800, "learning_rate": 5e-4,
-            "losses": {"kind": "ssim", "lr_milestones": [0.6, 0.85], "lr_factors": [1.0, 0.1, 0.01]},
-            "data": {"sources": [*_CPU_SOURCES, {"path": "runs/data/aflw-fitted", "weight": 1}], **_CPU_AUGMENTATION},
+            "losses": _FINE_TUNING_LOSSES,
+            "data": {"sources": [*_CPU_SOURCES, _AFLW_FITTED], **_CPU_AUGMENTATION},
         },
         "default-aflw-4k": {
             **_CPU_RUN, "init_from": "runs/prn-dense-default-aflw/export", "max_steps": 1000, "learning_rate": 3e-4,
-            "losses": {"kind": "ssim", "lr_milestones": [0.6, 0.85], "lr_factors": [1.0, 0.1, 0.01]},
-            "data": {"sources": [*_CPU_SOURCES, {"path": "runs/data/aflw-fitted", "weight": 1},
-                                 {"path": "runs/data/aflw-fitted-b", "weight": 1}], **_CPU_AUGMENTATION},
+            "losses": _FINE_TUNING_LOSSES,
+            "data": {"sources": [*_CPU_SOURCES, _AFLW_FITTED, {"path": "runs/data/aflw-fitted-b", "weight": 1}],
+                     **_CPU_AUGMENTATION},
         },
     }
 

@@ -35,15 +35,14 @@ def main(argv: list[str] | None = None) -> int:
         all_labels, crops = read_aflw_training_crops(args.data)
     except FileNotFoundError as err:
         raise SystemExit(f"{err} (--data)") from None
-    training = {Path(crop).name for crop in crops}
     left, right = AFLW21_NAMES.index("LeftEyeCenter"), AFLW21_NAMES.index("RightEyeCenter")
     rolls = []
-    for name, labels in all_labels.items():
-        if name in training and labels.visible[left] and labels.visible[right]:
+    for labels in (all_labels[Path(crop).name] for crop in crops):
+        if labels.visible[left] and labels.visible[right]:
             dx, dy = labels.points[right] - labels.points[left]
             rolls.append(np.degrees(np.arctan2(dy, dx)))
     rolls = np.abs(np.asarray(rolls))
-    print(f"{len(rolls)} of {len(training)} training crops have both eye centres labelled")
+    print(f"{len(rolls)} of {len(crops)} training crops have both eye centres labelled")
     print("\n| percentile | abs(roll), degrees |\n|---|---|")
     for percentile, value in zip(PERCENTILES, np.percentile(rolls, PERCENTILES), strict=True):
         print(f"| {percentile} | {value:.1f} |")

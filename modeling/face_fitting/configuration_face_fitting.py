@@ -69,10 +69,20 @@ class FaceFittingConfig:
         regressor_flip_test: the regressor also reads each crop mirrored and averages the face's rigid placement
             (:mod:`~facehub.modeling.face_fitting.modeling_face_regressor`, *flip test*); ``False`` reads once.
         regressor_recrop_beyond_yaw: a face the regressor reads as turned further than this (|yaw| in degrees) is read
-            again from a crop cut around the 68 landmarks of its first reading, and the second reading is the one
-            used, as 3DDFA_V2 re-crops around its own landmarks: the regressor learned from crops cut around a face's
-            true landmarks, and the analyzer's are poor on near-profiles (its yaw error grows past 60 degrees), while
-            nearer the front they are better than the regressor's own; ``0`` re-reads every face, ``None`` none.
+            again from a crop cut around the 68 landmarks of its first reading (``regressor_rereads`` says how often
+            and how the readings combine), as 3DDFA_V2 re-crops around its own landmarks: the regressor learned from
+            crops cut around a face's true landmarks, and the analyzer's are poor on near-profiles (its yaw error
+            grows past 60 degrees), while nearer the front they are better than the regressor's own; ``0`` re-reads
+            every face, ``None`` only those whose reading contradicts their crop's landmarks.
+        regressor_rereads: how many more times a reading in doubt is read (turned beyond
+            ``regressor_recrop_beyond_yaw``, or contradicting the landmarks its crop was cut around by more than
+            ``regressor_beyond_disagreement``), each time from the crop cut around the previous reading's 68
+            landmarks; with two or more, the result is the coefficient-wise median of all its readings
+            (:func:`~facehub.modeling.face_fitting.modeling_face_regressor.median_reading`), with one the re-read
+            alone. A crop cut around landmarks the regressor contradicts is as suspect as they are, and one crop cut
+            badly moves a median of three little. Two re-reads of turned and contradicting readings were chosen on
+            readings of the AFLW2000-3D half of ../shared/data, against one re-read of turned readings alone (the
+            model card has the figures). ``0`` never reads a face again.
         regressor_upright_beyond_roll: a face rolled further than this (degrees: the analyzer's roll, or a first
             reading's where the crop is cut again around it) is read by the regressor from an upright crop
             (:mod:`~facehub.modeling.face_fitting.modeling_face_regressor`, *upright crops*); ``None`` never turns
@@ -104,6 +114,7 @@ class FaceFittingConfig:
     regressor_beyond_yaw: float | None = 60.0
     regressor_flip_test: bool = True
     regressor_recrop_beyond_yaw: float | None = 60.0
+    regressor_rereads: int = 2
     regressor_upright_beyond_roll: float | None = UPRIGHT_BEYOND_ROLL
     regressor_beyond_disagreement: float | None = READERS_DISAGREE_BEYOND
 
@@ -134,6 +145,10 @@ class FaceFittingConfig:
                 or not 0 <= self.regressor_recrop_beyond_yaw <= 90):
             raise ValueError(f"Got {self.regressor_recrop_beyond_yaw!r} for `regressor_recrop_beyond_yaw`; use degrees "
                              "in [0, 90] or None (read every face once).")
+        if isinstance(self.regressor_rereads, bool | str) or int(self.regressor_rereads) != self.regressor_rereads \
+                or not 0 <= self.regressor_rereads <= 8:
+            raise ValueError(f"Got {self.regressor_rereads!r} for `regressor_rereads`; use a whole number of re-reads "
+                             "in [0, 8] (0: read every face once).")
         if self.regressor_upright_beyond_roll is not None and (
                 isinstance(self.regressor_upright_beyond_roll, bool | str)
                 or not 0 <= self.regressor_upright_beyond_roll <= 180):
@@ -203,6 +218,7 @@ class FaceFitter(FaceHubModel):
         regressor_beyond_yaw: float | None = _DEFAULTS.regressor_beyond_yaw,
         regressor_flip_test: bool = _DEFAULTS.regressor_flip_test,
         regressor_recrop_beyond_yaw: float | None = _DEFAULTS.regressor_recrop_beyond_yaw,
+        regressor_rereads: int = _DEFAULTS.regressor_rereads,
         regressor_upright_beyond_roll: float | None = _DEFAULTS.regressor_upright_beyond_roll,
         regressor_beyond_disagreement: float | None = _DEFAULTS.regressor_beyond_disagreement,
         face_model: str = "default",

@@ -415,6 +415,26 @@ def landmark_disagreement(coefficients, landmarks68, model) -> float:
     return float(nme(reading_landmarks68(coefficients, model), landmarks68))
 
 
+def median_reading(readings: list):
+    """The coefficient-wise median of several readings of one face
+    (:class:`~facehub.modeling.face_fitting.FaceCoefficients` in the same photo): every coefficient, angle, position
+    and the scale is the median of its values. One reading from a badly cut crop moves it little, where it would move
+    a mean by a third of its error; the analyzer's depth frame, shared by all, carries over."""
+    from facehub.modeling.face_fitting.fitting import FaceCoefficients
+
+    if not readings:
+        raise ValueError("median_reading needs at least one reading.")
+
+    def median(name):
+        values = [np.asarray(getattr(r, name)) for r in readings]
+        return np.median(np.stack(values).astype(np.float64), axis=0).astype(values[0].dtype)
+
+    rotation = median("rotation")
+    return FaceCoefficients(identity=median("identity"), expression=median("expression"), albedo=median("albedo"),
+                            lighting=median("lighting"), rotation=tuple(float(a) for a in rotation),
+                            translation=median("translation"), scale=float(median("scale")))
+
+
 def fitted_face_from_coefficients(image, coefficients, *, face=None, model=None, topology=None,
                                   texture_size: int = 128, complete: bool = True, compute_depth: bool = True,
                                   image_to_crop: np.ndarray | None = None, crop_size: int | None = None):

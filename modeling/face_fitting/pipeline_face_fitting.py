@@ -14,7 +14,10 @@ for PRN-Dense's reconstructions takes these too, plus ``.coefficients`` (:class:
    bundle's optional ``regressor`` (:class:`~facehub.modeling.face_fitting.FaceCoefficientRegressor`); or replaced by
    the regressor's prediction alone with ``pipe(image, refine=False)`` (milliseconds per face). With a regressor,
    a face it reads as turned beyond ``regressor_beyond_yaw``, or whose analyzer landmarks its reading contradicts
-   (``regressor_beyond_disagreement``), keeps that reading instead of being fitted.
+   (``regressor_beyond_disagreement``), keeps that reading instead of being fitted. A reading kept as a result that
+   is turned beyond ``regressor_recrop_beyond_yaw`` or contradicts the landmarks its crop was cut around is read
+   ``regressor_rereads`` more times, each from a crop cut around the previous reading, and becomes the median of its
+   readings.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from facehub.modeling.face_fitting.modeling_face_regressor import (
     FaceCoefficientRegressor,
     fitted_face_from_coefficients,
     landmark_disagreement,
+    median_reading,
     reading_landmarks68,
 )
 from facehub.modeling.faces.image_io import load_image
@@ -81,11 +85,11 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
 
     def regress(self, image, faces, flip_test: bool | None = None) -> list:
         """The ``regressor``'s :class:`~facehub.modeling.face_fitting.FaceCoefficients` of given faces (one forward
-        pass each, two with the flip test: default the fitter's ``regressor_flip_test``; read again around the first
-        reading where it is turned further than the fitter's ``regressor_recrop_beyond_yaw``); a one-line
-        ``ValueError`` when the bundle has no regressor."""
+        pass each, two with the flip test: default the fitter's ``regressor_flip_test``; a reading turned further
+        than the fitter's ``regressor_recrop_beyond_yaw``, or contradicting the given landmarks, is read again around
+        its own landmarks, :meth:`_read_doubtful_again`); a one-line ``ValueError`` when the bundle has no regressor."""
         settings = self.fitter.config_with(**({} if flip_test is None else {"regressor_flip_test": flip_test}))
-        return self._regress(image, faces, settings, settings.regressor_recrop_beyond_yaw)[0]
+        return self._regress(image, faces, settings)[0]
 
     def _read(self, image, sources: list, settings) -> list:
         """The regressor's readings of crops cut around ``sources`` (faces, boxes,
@@ -95,31 +99,58 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
                                       flip_test=settings.regressor_flip_test,
                                       upright_beyond_roll=settings.regressor_upright_beyond_roll)
 
-    def _regress(self, image, faces, settings, recrop_beyond_yaw: float | None) -> tuple[list, list]:
+    def _regress(self, image, faces, settings, reread: bool = True) -> tuple[list, list]:
         """:meth:`regress` with these settings (a :class:`~facehub.modeling.face_fitting.FaceFittingConfig`), and
-        what each face's crop was cut around (the result's ``image_to_crop``)."""
+        what each face's crop was cut around (the result's ``image_to_crop``); ``reread=False`` keeps every first
+        reading (:meth:`_read_doubtful_again` not applied)."""
         if getattr(self, "regressor", None) is None:
             raise ValueError("This face-fitting bundle has no coefficient regressor; load one that has "
                              "(facehub/face-fitting) or call with refine=True to fit from the mean face.")
         crop_sources = self._crop_landmarks(faces)
         coefficients = self._read(image, crop_sources, settings)
         _keep_landmark_depth(coefficients, faces)
-        self._read_turned_again(image, faces, coefficients, crop_sources, settings, recrop_beyond_yaw)
+        if reread:
+            self._read_doubtful_again(image, faces, coefficients, crop_sources, settings)
         return coefficients, crop_sources
 
-    def _read_turned_again(self, image, faces, coefficients: list, crop_sources: list, settings,
-                           beyond_yaw: float | None) -> None:
-        """In place: each face whose reading is turned further than ``beyond_yaw`` is read again from the crop cut
-        around that reading's 68 landmarks, which become its crop source (``regressor_recrop_beyond_yaw``)."""
-        turned = [] if beyond_yaw is None else [i for i, c in enumerate(coefficients)
-                                                if abs(float(c.rotation[0])) > beyond_yaw]
-        if not turned:
+    def _read_doubtful_again(self, image, faces, coefficients: list, crop_sources: list, settings) -> None:
+        """In place: each face whose reading is in doubt is read again ``regressor_rereads`` times, each time from
+        the crop cut around the previous reading's 68 landmarks (3DDFA_V2 re-crops around its own landmarks), and
+        takes the coefficient-wise median of all its readings (:func:`median_reading`; with one re-read, the re-read
+        alone: the first is the one in doubt). The last crop's landmarks become its crop source.
+
+        A reading is in doubt when it is turned further than ``regressor_recrop_beyond_yaw`` (the crop was cut around
+        landmarks the analyzer places poorly on near-profiles), or when it contradicts the landmarks its crop was cut
+        around by more than ``regressor_beyond_disagreement`` (then the crop is as suspect as those landmarks)."""
+        doubtful = [i for i, (c, source) in enumerate(zip(coefficients, crop_sources, strict=True))
+                    if self._in_doubt(c, source, settings)]
+        if not doubtful or settings.regressor_rereads == 0:
             return
-        own = [self._landmarks68_of(coefficients[i]) for i in turned]
-        again = self._read(image, own, settings)
-        _keep_landmark_depth(again, [faces[i] for i in turned])
-        for i, reading, source in zip(turned, again, own, strict=True):
-            coefficients[i], crop_sources[i] = reading, source
+        readings = {i: [coefficients[i]] for i in doubtful}
+        for _ in range(settings.regressor_rereads):
+            own = [self._landmarks68_of(readings[i][-1]) for i in doubtful]
+            again = self._read(image, own, settings)
+            _keep_landmark_depth(again, [faces[i] for i in doubtful])
+            for i, reading, source in zip(doubtful, again, own, strict=True):
+                readings[i].append(reading)
+                crop_sources[i] = source
+        for i in doubtful:
+            coefficients[i] = readings[i][-1] if len(readings[i]) == 2 else median_reading(readings[i])
+
+    def _in_doubt(self, coefficients, crop_source, settings) -> bool:
+        """Whether a reading is read again (:meth:`_read_doubtful_again`)."""
+        beyond_yaw = settings.regressor_recrop_beyond_yaw
+        turned = beyond_yaw is not None and abs(float(coefficients.rotation[0])) > beyond_yaw
+        return turned or self._contradicts(coefficients, crop_source, settings)
+
+    def _contradicts(self, coefficients, crop_source, settings) -> bool:
+        """Whether a reading's 68 landmarks lie further than ``regressor_beyond_disagreement`` from the given ones
+        (``crop_source``: a Face, :class:`~facehub.modeling.prn_dense.cropping.PosedLandmarks` or (68, 2) landmarks)."""
+        limit = settings.regressor_beyond_disagreement
+        if limit is None:
+            return False
+        given = getattr(crop_source, "landmarks68", crop_source)
+        return landmark_disagreement(coefficients, given, self.fitter.face_model) > limit
 
     def _landmarks68_of(self, coefficients) -> PosedLandmarks:
         """The 68 mesh landmarks of a reading ((68, 2) float64 photo pixels), what the regressor's second crop is cut
@@ -134,11 +165,7 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         beyond = settings.regressor_beyond_yaw
         if beyond is not None and abs(float(coefficients.rotation[0])) > beyond:
             return True
-        limit = settings.regressor_beyond_disagreement
-        if limit is None:
-            return False
-        given = getattr(crop_source, "landmarks68", crop_source)
-        return landmark_disagreement(coefficients, given, self.fitter.face_model) > limit
+        return self._contradicts(coefficients, crop_source, settings)
 
     @property
     def reconstructs_from_boxes(self) -> bool:
@@ -198,17 +225,16 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         if refine and initial is None and switches and getattr(self, "regressor", None) is not None and faces:
             # Near-profiles, and faces whose given landmarks the regressor contradicts, keep the regressor's reading
             # (FaceFittingConfig.regressor_beyond_yaw, regressor_beyond_disagreement). The switch reads the crop
-            # around the given landmarks, as when it was chosen; the readings kept are then re-read as
-            # `regressor_recrop_beyond_yaw` says.
-            predicted, crop_sources = self._regress(photo, faces, settings, None)
+            # around the given landmarks, as when it was chosen; the readings kept are then re-read where in doubt
+            # (_read_doubtful_again: `regressor_recrop_beyond_yaw`, `regressor_rereads`).
+            predicted, crop_sources = self._regress(photo, faces, settings, reread=False)
             turned = [i for i, (c, source) in enumerate(zip(predicted, crop_sources, strict=True))
                       if self._keeps_reading(c, source, settings)]
             if turned:
                 kept = [i for i in range(len(faces)) if i not in set(turned)]
                 turned_faces = [faces[i] for i in turned]
                 readings, sources = [predicted[i] for i in turned], [crop_sources[i] for i in turned]
-                self._read_turned_again(photo, turned_faces, readings, sources, settings,
-                                        settings.regressor_recrop_beyond_yaw)
+                self._read_doubtful_again(photo, turned_faces, readings, sources, settings)
                 read = self._from_coefficients(photo, turned_faces, readings, sources, settings, compute_depth)
                 fitted = self.reconstruct_faces(photo, [faces[i] for i in kept], compute_depth=compute_depth,
                                                 refine=True, start=start, regressor_beyond_yaw=None,
@@ -221,8 +247,7 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
                 initial = predicted
         crop_sources = None
         if initial is None and (start == "regressor" or not refine):
-            initial, crop_sources = self._regress(photo, faces, settings,
-                                                  settings.regressor_recrop_beyond_yaw)
+            initial, crop_sources = self._regress(photo, faces, settings)
         starts = [None] * len(faces) if initial is None else list(initial)
         if len(starts) != len(faces):
             raise ValueError(f"Got {len(starts)} initial coefficient sets for {len(faces)} faces; pass one per face "

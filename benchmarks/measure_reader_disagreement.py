@@ -2,11 +2,12 @@
 labels when they disagree: the FaceAnalyzer's dense mesh or the regressor's reading.
 
 For each crop the analyzer finds a face in, the regressor reads it from the crop cut around the analyzer's landmarks
-(:meth:`~facehub.modeling.face_fitting.FaceFittingPipeline.regress`, as the pipeline reads a face before it chooses
-between fitting and keeping the reading; a reading turned beyond 60 degrees is read again around itself, and such a
-face keeps its reading whatever the disagreement). Their disagreement is
+(:meth:`~facehub.modeling.face_fitting.FaceFittingPipeline.regress` with ``reread=False``, the first reading, on
+which the pipeline chooses between fitting and keeping the reading). Their disagreement is
 :func:`~facehub.modeling.face_fitting.modeling_face_regressor.landmark_disagreement` (mean distance between the 68
-mesh landmarks, a fraction of the face size). Each reader's error is the mean distance of its AFLW points
+mesh landmarks, a fraction of the face size). The regressor's error is that of the reading a face keeps when it
+switches: read again where the first reading is in doubt (turned beyond 60 degrees, or contradicting the analyzer's
+landmarks; ``regressor_rereads``). Each reader's error is the mean distance of its AFLW points
 (:mod:`facehub.modeling.geometry.landmarks_aflw21`, the 19 with mesh vertices, where labelled) to the hand labels,
 in the same unit. The table gives, by disagreement, how many faces, both readers' mean errors and how often the
 regressor is nearer; :data:`~facehub.modeling.face_fitting.configuration_face_fitting.READERS_DISAGREE_BEYOND` is
@@ -72,14 +73,15 @@ def main(argv: list[str] | None = None) -> int:
         if not faces:
             continue
         face = faces[0]
-        reading = pipe.regress(photo, [face])[0]
+        first = pipe.regress(photo, [face], reread=False)[0]
+        reading = pipe.regress(photo, [face])[0]  # what a face that switches keeps
         target = np.asarray(face.landmarks68, np.float64)[:, :2]
         size = float(np.sqrt(np.prod(np.ptp(target, axis=0))))
         points = hand.points[kept][visible]
         dense = np.asarray(face.dense_landmarks, np.float64)[:weights.shape[1], :2]
         by_analyzer = (weights @ dense)[visible]
         by_regressor = (weights @ posed_mesh(reading, model)[:, :2].astype(np.float64))[visible]
-        disagreement.append(landmark_disagreement(reading, target, model))
+        disagreement.append(landmark_disagreement(first, target, model))
         analyzer_error.append(float(np.linalg.norm(by_analyzer - points, axis=1).mean()) / size)
         regressor_error.append(float(np.linalg.norm(by_regressor - points, axis=1).mean()) / size)
 

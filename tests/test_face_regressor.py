@@ -406,6 +406,11 @@ def test_a_reading_that_contradicts_its_crops_landmarks_is_read_again_and_takes_
         (off,) = pipe.reconstruct_faces(row["image"], [shifted], regressor_beyond_disagreement=None, **settings)
         np.testing.assert_allclose(off.image_to_crop, pipe.regressor.crop_transform(shifted))
         assert np.abs(default.image_to_crop - off.image_to_crop).max() > 0.01
+        # `regress` gives the same readings, and with reread=False the first one, which the fit's switch decides on.
+        first, final = (pipe.regress(row["image"], [shifted], reread=reread)[0] for reread in (False, True))
+        np.testing.assert_allclose(first.rotation, off.coefficients.rotation, atol=1e-4)
+        np.testing.assert_allclose(final.rotation, default.coefficients.rotation, atol=1e-4)
+        assert np.abs(np.subtract(first.rotation, final.rotation)).max() > 0.5
         once.append(_nme(off.mesh_landmarks68, truth))
         again.append(_nme(default.mesh_landmarks68, truth))
     print("NME read once", np.round(once, 4), "read again", np.round(again, 4))

@@ -83,13 +83,14 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         return [face if hasattr(face, "landmarks68") or np.asarray(face).shape[0] != weights.shape[1]
                 else weights @ np.asarray(face, np.float64)[:, :2] for face in faces]
 
-    def regress(self, image, faces, flip_test: bool | None = None) -> list:
+    def regress(self, image, faces, flip_test: bool | None = None, reread: bool = True) -> list:
         """The ``regressor``'s :class:`~facehub.modeling.face_fitting.FaceCoefficients` of given faces (one forward
         pass each, two with the flip test: default the fitter's ``regressor_flip_test``; a reading turned further
         than the fitter's ``regressor_recrop_beyond_yaw``, or contradicting the given landmarks, is read again around
-        its own landmarks, :meth:`_read_doubtful_again`); a one-line ``ValueError`` when the bundle has no regressor."""
+        its own landmarks, :meth:`_read_doubtful_again`; ``reread=False`` returns every first reading, the one the
+        fit's switch decides on); a one-line ``ValueError`` when the bundle has no regressor."""
         settings = self.fitter.config_with(**({} if flip_test is None else {"regressor_flip_test": flip_test}))
-        return self._regress(image, faces, settings)[0]
+        return self._regress(image, faces, settings, reread=reread)[0]
 
     def _read(self, image, sources: list, settings) -> list:
         """The regressor's readings of crops cut around ``sources`` (faces, boxes,

@@ -144,7 +144,7 @@ class FaceFittingConfig:
                 isinstance(self.regressor_recrop_beyond_yaw, bool | str)
                 or not 0 <= self.regressor_recrop_beyond_yaw <= 90):
             raise ValueError(f"Got {self.regressor_recrop_beyond_yaw!r} for `regressor_recrop_beyond_yaw`; use degrees "
-                             "in [0, 90] or None (read every face once).")
+                             "in [0, 90] or None (re-read only readings that contradict their crop's landmarks).")
         if isinstance(self.regressor_rereads, bool | str) or int(self.regressor_rereads) != self.regressor_rereads \
                 or not 0 <= self.regressor_rereads <= 8:
             raise ValueError(f"Got {self.regressor_rereads!r} for `regressor_rereads`; use a whole number of re-reads "

@@ -123,9 +123,11 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         A reading is in doubt when it is turned further than ``regressor_recrop_beyond_yaw`` (the crop was cut around
         landmarks the analyzer places poorly on near-profiles), or when it contradicts the landmarks its crop was cut
         around by more than ``regressor_beyond_disagreement`` (then the crop is as suspect as those landmarks)."""
+        if settings.regressor_rereads == 0:
+            return
         doubtful = [i for i, (c, source) in enumerate(zip(coefficients, crop_sources, strict=True))
-                    if self._in_doubt(c, source, settings)]
-        if not doubtful or settings.regressor_rereads == 0:
+                    if self._turned_or_contradicting(c, source, settings, settings.regressor_recrop_beyond_yaw)]
+        if not doubtful:
             return
         readings = {i: [coefficients[i]] for i in doubtful}
         for _ in range(settings.regressor_rereads):
@@ -138,15 +140,14 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         for i in doubtful:
             coefficients[i] = readings[i][-1] if len(readings[i]) == 2 else median_reading(readings[i])
 
-    def _in_doubt(self, coefficients, crop_source, settings) -> bool:
-        """Whether a reading is read again (:meth:`_read_doubtful_again`)."""
-        beyond_yaw = settings.regressor_recrop_beyond_yaw
-        turned = beyond_yaw is not None and abs(float(coefficients.rotation[0])) > beyond_yaw
-        return turned or self._contradicts(coefficients, crop_source, settings)
-
-    def _contradicts(self, coefficients, crop_source, settings) -> bool:
-        """Whether a reading's 68 landmarks lie further than ``regressor_beyond_disagreement`` from the given ones
-        (``crop_source``: a Face, :class:`~facehub.modeling.prn_dense.cropping.PosedLandmarks` or (68, 2) landmarks)."""
+    def _turned_or_contradicting(self, coefficients, crop_source, settings, beyond_yaw: float | None) -> bool:
+        """Whether a reading is turned further than ``beyond_yaw`` (|yaw| degrees; ``None``: never), or its 68
+        landmarks lie further than ``regressor_beyond_disagreement`` from the given ones (``crop_source``: a Face,
+        :class:`~facehub.modeling.prn_dense.cropping.PosedLandmarks` or (68, 2) landmarks). With
+        ``regressor_beyond_yaw`` it says whether a face keeps the reading instead of being fitted; with
+        ``regressor_recrop_beyond_yaw``, whether the reading is in doubt and read again (:meth:`_read_doubtful_again`)."""
+        if beyond_yaw is not None and abs(float(coefficients.rotation[0])) > beyond_yaw:
+            return True
         limit = settings.regressor_beyond_disagreement
         if limit is None:
             return False
@@ -158,15 +159,6 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         around, with the reading's head pose (its roll turns that crop upright)."""
         model = self.fitter.face_model
         return PosedLandmarks(reading_landmarks68(coefficients, model), tuple(model.head_pose(coefficients.rotation)))
-
-    def _keeps_reading(self, coefficients, crop_source, settings) -> bool:
-        """Whether a face keeps the regressor's reading instead of being fitted to its given landmarks: the reading
-        is turned further than ``regressor_beyond_yaw``, or its 68 landmarks lie further than
-        ``regressor_beyond_disagreement`` from the given ones (``crop_source``: a Face or (68, 2) landmarks)."""
-        beyond = settings.regressor_beyond_yaw
-        if beyond is not None and abs(float(coefficients.rotation[0])) > beyond:
-            return True
-        return self._contradicts(coefficients, crop_source, settings)
 
     @property
     def reconstructs_from_boxes(self) -> bool:
@@ -230,7 +222,7 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
             # (_read_doubtful_again: `regressor_recrop_beyond_yaw`, `regressor_rereads`).
             predicted, crop_sources = self._regress(photo, faces, settings, reread=False)
             turned = [i for i, (c, source) in enumerate(zip(predicted, crop_sources, strict=True))
-                      if self._keeps_reading(c, source, settings)]
+                      if self._turned_or_contradicting(c, source, settings, settings.regressor_beyond_yaw)]
             if turned:
                 kept = [i for i in range(len(faces)) if i not in set(turned)]
                 turned_faces = [faces[i] for i in turned]

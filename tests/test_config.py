@@ -178,7 +178,8 @@ def test_shipped_yaml_files_are_their_presets():
                 "prn-dense-paper.yaml": "paper", "cyclegan-repair-cpu-small.yaml": "cpu-small",
                 "face-fitting-default.yaml": "default", "prn-dense-default-aflw.yaml": "default-aflw",
                 "prn-dense-default-aflw-4k.yaml": "default-aflw-4k",
-                "face-fitting-profiled.yaml": "default-profiled"}
+                "face-fitting-profiled.yaml": "default-profiled",
+                "face-fitting-profiled-more.yaml": "default-profiled-more"}
     assert sorted(p.name for p in CONFIGS.glob("*.yaml")) == sorted(expected)
     for file, preset in expected.items():
         config = load_config(CONFIGS / file)

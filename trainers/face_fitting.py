@@ -362,7 +362,9 @@ class FaceRegressorTrainingConfig(TrainingConfig):
     trainers/configs/face-fitting-default.yaml has the commands; wider crop jitter than ``cpu-small``, since a face
     found by its box alone is first read from a looser crop) and ``default-profiled`` (its second stage:
     ``default``'s export fine-tuned on the same faces with face profiling, ``data.profiling_probability`` 0.3;
-    trainers/configs/face-fitting-profiled.yaml).
+    trainers/configs/face-fitting-profiled.yaml) and ``default-profiled-more`` (its third stage: ``default-profiled``'s
+    export fine-tuned 5,000 steps more with profiling probability 0.5 and pitch changes up to 20 degrees;
+    trainers/configs/face-fitting-profiled-more.yaml).
     """
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {
@@ -386,6 +388,12 @@ class FaceRegressorTrainingConfig(TrainingConfig):
             "lr_warmup_steps": 100,
             "data": {**_DEFAULT_RUN["data"], "profiling_probability": 0.3, "profiling_max_yaw": 90.0,
                      "profiling_pitch": 10.0},
+        },
+        "default-profiled-more": {
+            **_DEFAULT_RUN, "init_from": "runs/face-fitting-profiled/export", "max_steps": 5_000, "learning_rate": 5e-4,
+            "lr_warmup_steps": 50,
+            "data": {**_DEFAULT_RUN["data"], "profiling_probability": 0.5, "profiling_max_yaw": 90.0,
+                     "profiling_pitch": 20.0},
         },
     }
 

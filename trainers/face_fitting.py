@@ -349,6 +349,14 @@ _DEFAULT_RUN: dict[str, Any] = {
              "scale_jitter": 0.25},
 }
 
+#: The ``default-profiled`` preset: ``default``'s export fine-tuned with face profiling (``default-profiled-more``
+#: continues from its export, with more faces profiled and larger pitch changes).
+_PROFILED_RUN: dict[str, Any] = {
+    **_DEFAULT_RUN, "init_from": "runs/face-fitting-default/export", "max_steps": 10_000, "learning_rate": 5e-4,
+    "lr_warmup_steps": 100,
+    "data": {**_DEFAULT_RUN["data"], "profiling_probability": 0.3, "profiling_max_yaw": 90.0, "profiling_pitch": 10.0},
+}
+
 
 @dataclass
 class FaceRegressorTrainingConfig(TrainingConfig):
@@ -383,17 +391,11 @@ class FaceRegressorTrainingConfig(TrainingConfig):
                                    "uv_size": 8, "max_yaw": 90.0, "max_pitch": 30.0, "max_roll": 20.0, "seed": 0}},
         },
         "default": _DEFAULT_RUN,
-        "default-profiled": {
-            **_DEFAULT_RUN, "init_from": "runs/face-fitting-default/export", "max_steps": 10_000, "learning_rate": 5e-4,
-            "lr_warmup_steps": 100,
-            "data": {**_DEFAULT_RUN["data"], "profiling_probability": 0.3, "profiling_max_yaw": 90.0,
-                     "profiling_pitch": 10.0},
-        },
+        "default-profiled": _PROFILED_RUN,
         "default-profiled-more": {
-            **_DEFAULT_RUN, "init_from": "runs/face-fitting-profiled/export", "max_steps": 5_000, "learning_rate": 5e-4,
+            **_PROFILED_RUN, "init_from": "runs/face-fitting-profiled/export", "max_steps": 5_000,
             "lr_warmup_steps": 50,
-            "data": {**_DEFAULT_RUN["data"], "profiling_probability": 0.5, "profiling_max_yaw": 90.0,
-                     "profiling_pitch": 20.0},
+            "data": {**_PROFILED_RUN["data"], "profiling_probability": 0.5, "profiling_pitch": 20.0},
         },
     }
 

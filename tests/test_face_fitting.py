@@ -190,6 +190,34 @@ def test_sparse_landmarks_alone_fit_a_turned_face(world):
         SparseLandmarks(np.ones((3, 10)), points[:3])
 
 
+def test_a_second_reading_pulls_the_fit_by_its_weight(world):
+    """``reading`` / ``reading_weight``: the analyzer's targets and a second reader's are blended point by point
+    (the two Gaussian terms' minimiser). A reading 8 px to the right of exact landmarks moves the fitted mesh by the
+    weight's share of 8 px and nothing else; weight 0 ignores it; the losses stay measured against the landmarks
+    given."""
+    row = world[5]
+    dense = np.asarray(row["dense_landmarks"], np.float64)
+    config = face_fitting_config("fast", appearance_iterations=0)
+    plain = fit_face(row["image"], dense, model=world.model, compute_depth=False, config=config)
+    reading = dense[:, :2] + np.array([8.0, 0.0])
+    shifts = {}
+    for weight in (0.0, 0.25, 0.5):
+        fit = fit_face(row["image"], dense, model=world.model, compute_depth=False, config=config, reading=reading,
+                       reading_weight=weight)
+        shifts[weight] = (fit.mesh_landmarks68[:, :2] - plain.mesh_landmarks68[:, :2]).mean(axis=0)
+        size = float(np.sqrt(np.prod(np.ptp(row["landmarks68"], axis=0))))
+        given = float(np.linalg.norm(fit.vertices[:, :2] - dense[:, :2], axis=1).mean()) / size
+        assert fit.losses["dense_landmarks"] == pytest.approx(given, rel=1e-3)
+    print("mean shift of the 68 landmarks by weight", shifts)
+    np.testing.assert_allclose(shifts[0.0], [0.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(shifts[0.25], [2.0, 0.0], atol=0.1)
+    np.testing.assert_allclose(shifts[0.5], [4.0, 0.0], atol=0.1)
+    with pytest.raises(ValueError, match="Got 1.5 for `reading_weight`"):
+        fit_face(row["image"], dense, model=world.model, reading=reading, reading_weight=1.5)
+    with pytest.raises(ValueError, match=r"`reading` must be \(468, 2 or 3\)"):
+        fit_face(row["image"], dense, model=world.model, reading=reading[:68], reading_weight=0.5)
+
+
 def test_pipeline_reconstructs_a_photo_and_exports_meshes_that_reload(tmp_path):
     import trimesh
 

@@ -418,6 +418,43 @@ def test_a_reading_that_contradicts_its_crops_landmarks_is_read_again_and_takes_
     assert np.mean(again) < 0.5 * np.mean(once)  # measured 0.33
 
 
+def test_a_fitted_face_takes_the_regressors_reading_as_a_second_observation():
+    """``regressor_reading_weight``: a turned face that is fitted (not kept as the reading) is fitted to the
+    analyzer's landmarks moved towards the regressor's reading, by a share that grows with the reading's yaw. Six
+    synthetic faces at 35-45 degrees, given landmarks off as an analyzer is off on turned faces (3% of the face size
+    towards the far side, the outline squeezed), are fitted nearer their exact landmarks with the reading than
+    without, every one (mean 2.1% against 2.9%); a frontal face's fit hardly moves (its weight is near 0)."""
+    from facehub.trainers.data.synthetic_world import SyntheticFaceWorld, SyntheticWorldConfig
+
+    pipe = FaceFittingPipeline.from_pretrained("facehub/face-fitting")
+    world = SyntheticFaceWorld(SyntheticWorldConfig(image_size=160, seed=77, uv_size=32))
+    settings = {"appearance_iterations": 0, "compute_depth": False, "texture_size": 32}
+    alone, fused = [], []
+    for identity, yaw in enumerate((35.0, -40.0, 45.0, -35.0, 40.0, -45.0)):
+        row = world.render_face(identity, pose=(yaw, 0.0, 0.0))
+        truth = np.asarray(row["landmarks68"], np.float64)[:, :2]
+        size = float(np.sqrt(np.prod(np.ptp(truth, axis=0))))
+        dense = np.asarray(row["dense_landmarks"], np.float64)
+        centre = dense[:, :2].mean(axis=0)
+        off = dense.copy()
+        off[:, :2] = centre + (dense[:, :2] - centre) * np.array([0.95, 1.0]) - np.array([0.03 * size * np.sign(yaw), 0.0])
+        (without,) = pipe.reconstruct_faces(row["image"], [off], regressor_reading_weight=0.0, **settings)
+        (with_reading,) = pipe.reconstruct_faces(row["image"], [off], **settings)
+        alone.append(_nme(without.mesh_landmarks68, truth))
+        fused.append(_nme(with_reading.mesh_landmarks68, truth))
+    print("NME fitted to the landmarks alone", np.round(alone, 4), "with the reading", np.round(fused, 4))
+    assert all(a < b for a, b in zip(fused, alone, strict=True))
+    assert np.mean(fused) < 0.85 * np.mean(alone)  # measured 0.73
+    row = world.render_face(7, pose=(0.0, 0.0, 0.0))
+    dense = np.asarray(row["dense_landmarks"], np.float64)
+    (without,) = pipe.reconstruct_faces(row["image"], [dense], regressor_reading_weight=0.0, **settings)
+    (with_reading,) = pipe.reconstruct_faces(row["image"], [dense], **settings)
+    assert _nme(with_reading.mesh_landmarks68, without.mesh_landmarks68) < 0.002
+    for bad in (-0.1, 1.5, "0.5", True):
+        with pytest.raises(ValueError, match="regressor_reading_weight"):
+            pipe.reconstruct_faces(row["image"], [dense], regressor_reading_weight=bad)
+
+
 def test_the_median_reading_takes_each_coefficients_middle_value():
     from facehub.modeling.face_fitting.fitting import FaceCoefficients
     from facehub.modeling.face_fitting.modeling_face_regressor import median_reading

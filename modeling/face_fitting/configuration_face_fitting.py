@@ -27,6 +27,10 @@ from facehub.modeling.modeling_utils import FaceHubModel
 #: (``python benchmarks/measure_reader_disagreement.py``).
 READERS_DISAGREE_BEYOND = 0.05
 
+#: A face the regressor reads as turned this far (|yaw| in degrees) or further gets the full
+#: ``FaceFittingConfig.regressor_reading_weight``; nearer the front, its share falls in proportion to the yaw.
+READING_WEIGHT_FULL_AT_YAW = 60.0
+
 
 @dataclass
 class FaceFittingConfig:
@@ -94,6 +98,14 @@ class FaceFittingConfig:
             placed on the wrong face part (a jaw on the cheek, an upside-down face) with no sign of it in the fit's
             own residual; where the two readers disagree this much, the regressor is more often the right one
             (:data:`READERS_DISAGREE_BEYOND`). ``None`` fits every face the analyzer found.
+        regressor_reading_weight: a face that is fitted takes the regressor's reading as a second observation of its
+            landmarks: the dense and 68-landmark targets (x, y) are the analyzer's moved this fraction of the way
+            towards the reading's mesh for a face the reading finds turned :data:`READING_WEIGHT_FULL_AT_YAW` degrees
+            or more, and a share in proportion to its |yaw| nearer the front (none for a frontal face, where the
+            analyzer's landmarks are the better reader; :func:`~facehub.modeling.face_fitting.fit_face`,
+            ``reading``). The analyzer's landmark error grows with the yaw faster than the regressor's. 0.5 (the two
+            readers equal at 60 degrees) was chosen on ../shared/data's AFLW2000-3D half and checked on its two
+            halves by id separately (the model card has the figures). ``0`` fits the analyzer's landmarks alone.
     """
 
     pose_iterations: int = 30
@@ -117,6 +129,7 @@ class FaceFittingConfig:
     regressor_rereads: int = 2
     regressor_upright_beyond_roll: float | None = UPRIGHT_BEYOND_ROLL
     regressor_beyond_disagreement: float | None = READERS_DISAGREE_BEYOND
+    regressor_reading_weight: float = 0.5
 
     def __post_init__(self):
         for name in ("pose_iterations", "shape_iterations", "appearance_iterations"):
@@ -158,6 +171,9 @@ class FaceFittingConfig:
                 isinstance(self.regressor_beyond_disagreement, bool | str) or not self.regressor_beyond_disagreement > 0):
             raise ValueError(f"Got {self.regressor_beyond_disagreement!r} for `regressor_beyond_disagreement`; use a "
                              "fraction of the face size > 0 (0.05 is 5%) or None (fit every face the analyzer found).")
+        if isinstance(self.regressor_reading_weight, bool | str) or not 0 <= self.regressor_reading_weight <= 1:
+            raise ValueError(f"Got {self.regressor_reading_weight!r} for `regressor_reading_weight`; use a fraction in "
+                             "[0, 1] (0: fit the analyzer's landmarks alone).")
 
     @classmethod
     def from_dict(cls, values: dict) -> FaceFittingConfig:
@@ -221,6 +237,7 @@ class FaceFitter(FaceHubModel):
         regressor_rereads: int = _DEFAULTS.regressor_rereads,
         regressor_upright_beyond_roll: float | None = _DEFAULTS.regressor_upright_beyond_roll,
         regressor_beyond_disagreement: float | None = _DEFAULTS.regressor_beyond_disagreement,
+        regressor_reading_weight: float = _DEFAULTS.regressor_reading_weight,
         face_model: str = "default",
     ):
         super().__init__()
@@ -258,12 +275,14 @@ class FaceFitter(FaceHubModel):
     def forward(self, *args, **kwargs):
         return self.fit(*args, **kwargs)
 
-    def fit(self, image, face, *, initial=None, compute_depth: bool = True, sparse_landmarks=None, **overrides):
+    def fit(self, image, face, *, initial=None, compute_depth: bool = True, sparse_landmarks=None, reading=None,
+            reading_weight: float = 0.0, **overrides):
         """:func:`~facehub.modeling.face_fitting.fit_face` of one face of ``image`` with these settings
         (``overrides`` replace single fields of :class:`FaceFittingConfig` for this call)."""
         from facehub.modeling.face_fitting.fitting import fit_face
 
         config = self.config_with(**overrides)
         return fit_face(image, face, config=config, model=self.face_model, initial=initial,
-                        compute_depth=compute_depth, sparse_landmarks=sparse_landmarks,
+                        compute_depth=compute_depth, sparse_landmarks=sparse_landmarks, reading=reading,
+                        reading_weight=reading_weight,
                         dense_landmark_weights=self.dense_landmark_weights.detach().cpu().double().numpy())

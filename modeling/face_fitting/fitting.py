@@ -13,7 +13,11 @@ The energy (:class:`~facehub.modeling.face_fitting.FaceFittingConfig` has the we
 - landmark reprojection: the 468 dense landmarks of :class:`~facehub.modeling.faces.FaceAnalyzer` correspond one to
   one to the model's vertices (both are MediaPipe's topology), and its 68 iBUG landmarks to
   ``landmark_weights @ vertices``; residuals in x, y (and, weakly, the centred depth z) as fractions of the face size,
-  Gaussian with ``landmark_sigma`` / ``landmark68_sigma`` / ``depth_sigma``;
+  Gaussian with ``landmark_sigma`` / ``landmark68_sigma`` / ``depth_sigma``; with a second reader of the same face
+  (``reading``: the coefficient regressor's mesh posed in the photo) trusted with weight ``w``, each point's x, y
+  term is ``(1 - w) |p - a|^2 + w |p - b|^2`` for the analyzer's point ``a`` and the reader's ``b``, which is
+  ``|p - ((1 - w) a + w b)|^2`` plus a constant: the point is fitted to the blend of the two (inverse-variance
+  weighting of two Gaussian observations, ``w = sigma_a^2 / (sigma_a^2 + sigma_b^2)``);
 - photometric: the mean per-pixel colour distance ``|I_render - I_photo|_2`` over the rendered face
   (Deep3DFaceRecon's L_photo), the model rendered by :class:`~facehub.modeling.geometry.FaceRenderer` (PyTorch3D,
   differentiable) into a ``render_size`` crop around the face;
@@ -168,7 +172,7 @@ class FittedFace(FaceReconstruction):
         albedo_texture: (T, T, 3) uint8 the fitted model albedo ``T_mean + B_tex delta`` (unlit).
         rendered_crop: (R, R, 3) uint8 the fitted face rendered over the photo's crop (what stage 3 compared).
         losses: final values: ``landmarks68`` and ``dense_landmarks`` (mean point error / face size; when a face was
-            given), ``sparse_landmarks`` (the same, when given),
+            given: against its own landmarks, also where a second reading was blended in), ``sparse_landmarks`` (the same, when given),
             ``photometric`` (mean colour distance in [0, 1] units over the face), ``identity_prior``,
             ``expression_prior``, ``albedo_prior`` (``0.5 |c|^2``).
     """
@@ -263,7 +267,8 @@ def crop_photo(photo: np.ndarray, x0: float, y0: float, side: float, size: int) 
 def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None,
              initial: FaceCoefficients | None = None, compute_depth: bool = True, topology=None,
              dense_landmark_weights: np.ndarray | None = None,
-             sparse_landmarks: SparseLandmarks | None = None) -> FittedFace:
+             sparse_landmarks: SparseLandmarks | None = None, reading: np.ndarray | None = None,
+             reading_weight: float = 0.0) -> FittedFace:
     """Fit the morphable model to one face of a photo (module docstring).
 
     Args:
@@ -280,6 +285,9 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
         dense_landmark_weights: (468,) weight of each dense landmark's residual (``None``: all 1).
         sparse_landmarks: :class:`SparseLandmarks` fitted as well (hand-labelled points); at least 6 visible ones
             when they are all there is.
+        reading: (468, 2 or 3) a second reader's dense landmarks of the same face in the photo's pixels (the
+            coefficient regressor's mesh, posed); its x, y count with ``reading_weight`` in [0, 1] against the
+            analyzer's (module docstring, *landmark reprojection*); the depth target stays the analyzer's.
 
     Returns:
         :class:`FittedFace`.
@@ -298,12 +306,24 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
                          f"{NUM_DENSE}-vertex MediaPipe topology the FaceAnalyzer's dense landmarks follow.")
     photo = load_image(image)
     dense, landmarks = _targets(face, model)
+    given_dense, given68 = dense, landmarks  # what the losses are measured against
+    if not 0.0 <= reading_weight <= 1.0:
+        raise ValueError(f"Got {reading_weight} for `reading_weight`; use a fraction in [0, 1].")
+    if reading is not None and reading_weight > 0.0 and dense is not None:
+        reading = np.asarray(reading, np.float64)
+        if reading.ndim != 2 or reading.shape[0] != NUM_DENSE or reading.shape[1] not in (2, 3):
+            raise ValueError(f"`reading` must be ({NUM_DENSE}, 2 or 3) dense landmarks in pixels; got an array of "
+                             f"shape {reading.shape}.")
+        dense = dense.copy()
+        dense[:, :2] = (1.0 - reading_weight) * dense[:, :2] + reading_weight * reading[:, :2]
+        reading68 = model.landmark_weights.double().numpy() @ reading[:, :2]
+        landmarks = (1.0 - reading_weight) * landmarks + reading_weight * reading68
     sparse_weights_np, sparse_points_np = sparse_landmarks.used if sparse_landmarks is not None else (None, None)
     if dense is None and (sparse_landmarks is None or len(sparse_points_np) < 6):
         raise ValueError("Nothing to fit: pass a face (a Face or its dense landmarks), or sparse_landmarks with at "
                          "least 6 visible points.")
     has_depth = dense is not None and dense.shape[1] == 3 and config.depth_sigma > 0
-    box_points = landmarks if landmarks is not None else sparse_points_np
+    box_points = given68 if given68 is not None else sparse_points_np
     face_size = float(np.sqrt(np.prod(np.ptp(box_points, axis=0)))) or 1.0
 
     with torch.enable_grad(), single_threaded_torch():
@@ -404,8 +424,9 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
             final_xy = vertices[:, :2].double()
             landmark_losses = {}
             if target_xy is not None:
-                landmark_losses["landmarks68"] = float((weights68 @ final_xy - target68).norm(dim=1).mean()) / face_size
-                landmark_losses["dense_landmarks"] = float((final_xy - target_xy).norm(dim=1).mean()) / face_size
+                given_xy, given_xy68 = torch.from_numpy(given_dense[:, :2]), torch.from_numpy(given68)
+                landmark_losses["landmarks68"] = float((weights68 @ final_xy - given_xy68).norm(dim=1).mean()) / face_size
+                landmark_losses["dense_landmarks"] = float((final_xy - given_xy).norm(dim=1).mean()) / face_size
             if sparse_landmarks is not None:
                 landmark_losses["sparse_landmarks"] = float(
                     (sparse_weights @ final_xy - sparse_points).norm(dim=1).mean()) / face_size

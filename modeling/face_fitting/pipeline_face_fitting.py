@@ -17,7 +17,9 @@ for PRN-Dense's reconstructions takes these too, plus ``.coefficients`` (:class:
    (``regressor_beyond_disagreement``), keeps that reading instead of being fitted. A reading kept as a result that
    is turned beyond ``regressor_recrop_beyond_yaw`` or contradicts the landmarks its crop was cut around is read
    ``regressor_rereads`` more times, each from a crop cut around the previous reading, and becomes the median of its
-   readings.
+   readings. A face that is fitted takes the regressor's reading as a second observation of its landmarks, trusted
+   more the more the reading finds the face turned (``regressor_reading_weight``): the analyzer's landmarks are
+   the better reader of a frontal face, and lose that lead as the face turns.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ from dataclasses import dataclass
 
 from diffusers.utils import BaseOutput
 
-from facehub.modeling.face_fitting.configuration_face_fitting import FaceFitter
+from facehub.modeling.face_fitting.configuration_face_fitting import READING_WEIGHT_FULL_AT_YAW, FaceFitter
 from facehub.modeling.face_fitting.fitting import FittedFace
 from facehub.modeling.face_fitting.modeling_face_regressor import (
     FaceCoefficientRegressor,
     fitted_face_from_coefficients,
     landmark_disagreement,
     median_reading,
+    posed_mesh,
     reading_landmarks68,
 )
 from facehub.modeling.faces.image_io import load_image
@@ -40,9 +43,6 @@ from facehub.modeling.faces.profile_detection import FaceBox
 from facehub.modeling.modeling_utils import FaceHubPipeline
 from facehub.modeling.pipeline_utils import FacePipelineMixin, as_image_list
 from facehub.modeling.prn_dense.cropping import PosedLandmarks
-
-#: The settings that choose between fitting a face and keeping the regressor's reading.
-SWITCHES = ("regressor_beyond_yaw", "regressor_beyond_disagreement")
 
 
 @dataclass
@@ -215,29 +215,29 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         if start not in ("mean", "regressor"):
             raise ValueError(f"Got {start!r} for `start`; use 'mean' (closed-form camera, mean face) or 'regressor'.")
         switches = settings.regressor_beyond_yaw is not None or settings.regressor_beyond_disagreement is not None
-        if refine and initial is None and switches and getattr(self, "regressor", None) is not None and faces:
+        fuse = settings.regressor_reading_weight > 0
+        if refine and initial is None and (switches or fuse) and getattr(self, "regressor", None) is not None \
+                and faces:
             # Near-profiles, and faces whose given landmarks the regressor contradicts, keep the regressor's reading
             # (FaceFittingConfig.regressor_beyond_yaw, regressor_beyond_disagreement). The switch reads the crop
             # around the given landmarks, as when it was chosen; the readings kept are then re-read where in doubt
-            # (_read_doubtful_again: `regressor_recrop_beyond_yaw`, `regressor_rereads`).
+            # (_read_doubtful_again: `regressor_recrop_beyond_yaw`, `regressor_rereads`). The faces fitted take the
+            # same first reading as a second observation of their landmarks (`regressor_reading_weight`).
             predicted, crop_sources = self._regress(photo, faces, settings, reread=False)
             turned = [i for i, (c, source) in enumerate(zip(predicted, crop_sources, strict=True))
-                      if self._turned_or_contradicting(c, source, settings, settings.regressor_beyond_yaw)]
+                      if self._turned_or_contradicting(c, source, settings, settings.regressor_beyond_yaw)] \
+                if switches else []
+            read = []
             if turned:
-                kept = [i for i in range(len(faces)) if i not in set(turned)]
                 turned_faces = [faces[i] for i in turned]
                 readings, sources = [predicted[i] for i in turned], [crop_sources[i] for i in turned]
                 self._read_doubtful_again(photo, turned_faces, readings, sources, settings)
                 read = self._from_coefficients(photo, turned_faces, readings, sources, settings, compute_depth)
-                fitted = self.reconstruct_faces(photo, [faces[i] for i in kept], compute_depth=compute_depth,
-                                                refine=True, start=start, regressor_beyond_yaw=None,
-                                                regressor_beyond_disagreement=None,
-                                                **{k: v for k, v in overrides.items() if k not in SWITCHES}
-                                                ) if kept else []
-                results = dict(zip(turned, read, strict=True)) | dict(zip(kept, fitted, strict=True))
-                return [results[i] for i in range(len(faces))]
-            if start == "regressor":
-                initial = predicted
+            kept = [i for i in range(len(faces)) if i not in set(turned)]
+            fitted = [self._fit(photo, faces[i], predicted[i] if start == "regressor" else None,
+                                predicted[i] if fuse else None, settings, compute_depth, overrides) for i in kept]
+            results = dict(zip(turned, read, strict=True)) | dict(zip(kept, fitted, strict=True))
+            return [results[i] for i in range(len(faces))]
         crop_sources = None
         if initial is None and (start == "regressor" or not refine):
             initial, crop_sources = self._regress(photo, faces, settings)
@@ -247,8 +247,21 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
                              "(None for a face to start at the mean).")
         if not refine:
             return self._from_coefficients(photo, faces, starts, crop_sources, settings, compute_depth)
-        return [self.fitter.fit(photo, face, initial=start, compute_depth=compute_depth, **overrides)
+        return [self._fit(photo, face, start, None, settings, compute_depth, overrides)
                 for face, start in zip(faces, starts, strict=True)]
+
+    def _fit(self, photo, face, initial, reading, settings, compute_depth: bool, overrides: dict) -> FittedFace:
+        """The fitter's fit of one face from ``initial`` (``None``: the mean face), with the regressor's ``reading``
+        (:class:`~facehub.modeling.face_fitting.FaceCoefficients` or ``None``) as a second observation of its
+        landmarks, weighted by ``regressor_reading_weight`` in proportion to the reading's |yaw| up to
+        :data:`~facehub.modeling.face_fitting.configuration_face_fitting.READING_WEIGHT_FULL_AT_YAW`."""
+        posed, weight = None, 0.0
+        if reading is not None and settings.regressor_reading_weight > 0:
+            posed = posed_mesh(reading, self.fitter.face_model)
+            weight = settings.regressor_reading_weight * min(abs(float(reading.rotation[0])) / READING_WEIGHT_FULL_AT_YAW,
+                                                             1.0)
+        return self.fitter.fit(photo, face, initial=initial, compute_depth=compute_depth, reading=posed,
+                               reading_weight=weight, **overrides)
 
     def _from_coefficients(self, photo, faces: list, coefficients: list, crop_sources: list | None, settings,
                            compute_depth: bool) -> list[FittedFace]:

@@ -246,6 +246,24 @@ def _prepare_swaps(args: argparse.Namespace) -> int:
     return 0
 
 
+def _average_weights(args: argparse.Namespace) -> int:
+    from facehub.trainers.core.weight_averaging import PROVENANCE_FILE, WeightAveragingError, average_model_folders
+
+    import warnings
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = average_model_folders(args.folders, args.out, weights=args.weights, overwrite=args.overwrite)
+    except (WeightAveragingError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    print(f"Averaged {len(args.folders)} models into {out} (sources and weights: {out / PROVENANCE_FILE})")
+    return 0
+
+
 #: ``facehub eval CAPABILITY``: evaluations that measure every registered method of a capability side by side.
 CAPABILITY_EVALUATIONS = {
     "rotation": "facehub.trainers.evaluation.rotation:main",
@@ -341,6 +359,19 @@ def register(subparsers) -> None:
     swaps.add_argument("--seed", type=int, default=0, help="Seed of the pair draw (default 0).")
     swaps.add_argument("--model", default="facehub/depthnet", help="DepthNet checkpoint (default facehub/depthnet).")
     swaps.set_defaults(func=_prepare_swaps)
+
+    average = subparsers.add_parser(
+        "average-weights",
+        help="Average the weights of runs fine-tuned from the same checkpoint into one model (a model soup).",
+        description="Write one model whose floating-point tensors are the (weighted) mean of several exported runs' "
+        "(Wortsman et al., ICML 2022). The runs must be the same architecture and have started from the same "
+        "init_from; configs are copied from the first folder, the sources go to averaged_from.json.",
+    )
+    average.add_argument("folders", nargs="+", metavar="FOLDER", help="Exported models (a run's export/), two or more.")
+    average.add_argument("--out", required=True, help="Folder to write the averaged model to.")
+    average.add_argument("--weights", type=float, nargs="+", help="One weight per folder (default: equal).")
+    average.add_argument("--overwrite", action="store_true", help="Replace --out when it is not empty.")
+    average.set_defaults(func=_average_weights)
 
     for verb, attribute, text in (
         ("eval", "evaluation", "Evaluate a trained method on held-out data and print its table."),

@@ -76,6 +76,9 @@ def test_folders_that_are_not_the_same_model_are_refused(tmp_path):
     with pytest.raises(FileExistsError, match="not empty"):
         average_model_folders([tmp_path / "a", tmp_path / "b"], tmp_path / "taken")
     assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"  # nothing lost
+    with pytest.raises(WeightAveragingError, match="one of the folders averaged"):
+        average_model_folders([tmp_path / "a", tmp_path / "b"], tmp_path / "a", overwrite=True)
+    assert (tmp_path / "a" / "model_index.json").is_file()
     assert not (tmp_path / "out").exists()
     # Runs that record other starting weights are averaged with a warning: two names can hold the same weights.
     _bundle(tmp_path / "other-start", 3, init_from="runs/elsewhere/export")

@@ -247,9 +247,9 @@ def _prepare_swaps(args: argparse.Namespace) -> int:
 
 
 def _average_weights(args: argparse.Namespace) -> int:
-    from facehub.trainers.core.weight_averaging import PROVENANCE_FILE, WeightAveragingError, average_model_folders
-
     import warnings
+
+    from facehub.trainers.core.weight_averaging import PROVENANCE_FILE, WeightAveragingError, average_model_folders
 
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -172,8 +172,8 @@ class FittedFace(FaceReconstruction):
         albedo_texture: (T, T, 3) uint8 the fitted model albedo ``T_mean + B_tex delta`` (unlit).
         rendered_crop: (R, R, 3) uint8 the fitted face rendered over the photo's crop (what stage 3 compared).
         losses: final values: ``landmarks68`` and ``dense_landmarks`` (mean point error / face size; when a face was
-            given: against its own landmarks, also where a second reading was blended in), ``sparse_landmarks`` (the same, when given),
-            ``photometric`` (mean colour distance in [0, 1] units over the face), ``identity_prior``,
+            given: against its own landmarks, also where a second reading was blended in), ``sparse_landmarks`` (the
+            same, when given), ``photometric`` (mean colour distance in [0, 1] units over the face), ``identity_prior``,
             ``expression_prior``, ``albedo_prior`` (``0.5 |c|^2``).
     """
 

@@ -258,8 +258,8 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
         posed, weight = None, 0.0
         if reading is not None and settings.regressor_reading_weight > 0:
             posed = posed_mesh(reading, self.fitter.face_model)
-            weight = settings.regressor_reading_weight * min(abs(float(reading.rotation[0])) / READING_WEIGHT_FULL_AT_YAW,
-                                                             1.0)
+            turned = min(abs(float(reading.rotation[0])) / READING_WEIGHT_FULL_AT_YAW, 1.0)
+            weight = settings.regressor_reading_weight * turned
         return self.fitter.fit(photo, face, initial=initial, compute_depth=compute_depth, reading=posed,
                                reading_weight=weight, **overrides)
 

@@ -96,6 +96,8 @@ def average_model_folders(folders: list, out, weights: list[float] | None = None
                                            "architecture.")
 
     out = Path(out)
+    if any(out.resolve() == folder.resolve() or folder.resolve() in out.resolve().parents for folder in folders):
+        raise WeightAveragingError(f"{out} is one of the folders averaged or inside one; write the average elsewhere.")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise FileExistsError(f"{out} exists and is not empty; choose another folder or pass overwrite.")

@@ -76,6 +76,20 @@ def test_folders_that_are_not_the_same_model_are_refused(tmp_path):
     with pytest.raises(FileExistsError, match="not empty"):
         average_model_folders([tmp_path / "a", tmp_path / "b"], tmp_path / "taken")
     assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"  # nothing lost
+    # A tensor of another shape under the same configs is refused before --out is touched, even with overwrite.
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(tmp_path / "b", tmp_path / "reshaped")
+    weights_file = tmp_path / "reshaped" / "regressor" / "diffusion_pytorch_model.safetensors"
+    state = load_file(str(weights_file))
+    key = next(k for k, v in state.items() if v.ndim == 4)
+    state[key] = state[key][:, :, :1, :1].contiguous()
+    save_file(state, str(weights_file))
+    with pytest.raises(WeightAveragingError, match=f"Tensor '{key}' of regressor/.* other shapes"):
+        average_model_folders([tmp_path / "a", tmp_path / "reshaped"], tmp_path / "taken", overwrite=True)
+    assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
     with pytest.raises(WeightAveragingError, match="one of the folders averaged"):
         average_model_folders([tmp_path / "a", tmp_path / "b"], tmp_path / "a", overwrite=True)
     assert (tmp_path / "a" / "model_index.json").is_file()

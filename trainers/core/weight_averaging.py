@@ -31,11 +31,7 @@ PROVENANCE_FILE = "averaged_from.json"
 
 
 class WeightAveragingError(ValueError):
-    """Folders that cannot be averaged (different architectures, missing files, runs from other weights)."""
-
-
-def _config_of(path: Path) -> dict:
-    return {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
+    """Folders that cannot be averaged (not exported models, different architectures or weight files)."""
 
 
 def _init_from(folder: Path) -> str | None:
@@ -60,6 +56,8 @@ def average_model_folders(folders: list, out, weights: list[float] | None = None
     """
     from safetensors import safe_open
     from safetensors.torch import save_file
+
+    from facehub.trainers.core.initial_weights import _differences
 
     folders = [Path(f) for f in folders]
     if len(folders) < 2:
@@ -91,9 +89,27 @@ def average_model_folders(folders: list, out, weights: list[float] | None = None
             raise WeightAveragingError(f"{folder} holds other weight files than {first}: "
                                        f"{files(folder, '*.safetensors')} against {tensor_files}.")
         for name in config_files:
-            if not (folder / name).is_file() or _config_of(folder / name) != _config_of(first / name):
+            if not (folder / name).is_file():
+                raise WeightAveragingError(f"{folder} has no {name}: the models are not the same architecture.")
+            differences = _differences(json.loads((first / name).read_text()), json.loads((folder / name).read_text()))
+            if differences:
                 raise WeightAveragingError(f"{folder / name} differs from {first / name}: the models are not the same "
-                                           "architecture.")
+                                           f"architecture ({'; '.join(differences)}).")
+    # Every tensor's name, shape and dtype, checked before anything is written (a refusal loses nothing).
+    for name in tensor_files:
+        layouts = []
+        for folder in folders:
+            with safe_open(str(folder / name), framework="pt") as handle:
+                layouts.append({key: (tuple(handle.get_slice(key).get_shape()), handle.get_slice(key).get_dtype())
+                                for key in handle.keys()})
+        for folder, layout in zip(folders[1:], layouts[1:], strict=True):
+            if layout.keys() != layouts[0].keys():
+                raise WeightAveragingError(f"{folder / name} has other tensors than {first / name}.")
+            differing = sorted(key for key in layout if layout[key] != layouts[0][key])
+            if differing:
+                key = differing[0]
+                raise WeightAveragingError(f"Tensor {key!r} of {name} has other shapes or dtypes across the folders: "
+                                           f"{layouts[0][key]} in {first}, {layout[key]} in {folder}.")
 
     out = Path(out)
     if any(out.resolve() == folder.resolve() or folder.resolve() in out.resolve().parents for folder in folders):
@@ -106,16 +122,9 @@ def average_model_folders(folders: list, out, weights: list[float] | None = None
                     dirs_exist_ok=True)
     for name in tensor_files:
         handles = [safe_open(str(folder / name), framework="pt") for folder in folders]
-        keys = sorted(handles[0].keys())
         averaged = {}
-        for folder, handle in zip(folders[1:], handles[1:], strict=True):
-            if sorted(handle.keys()) != keys:
-                raise WeightAveragingError(f"{folder / name} has other tensors than {first / name}.")
-        for key in keys:
+        for key in sorted(handles[0].keys()):
             tensors = [handle.get_tensor(key) for handle in handles]
-            if any(t.shape != tensors[0].shape or t.dtype != tensors[0].dtype for t in tensors):
-                raise WeightAveragingError(f"Tensor {key!r} of {name} has other shapes or dtypes across the folders: "
-                                           f"{[(tuple(t.shape), str(t.dtype)) for t in tensors]}.")
             if tensors[0].is_floating_point():
                 mean = sum(w * t.double() for w, t in zip(weights, tensors, strict=True))
                 averaged[key] = mean.to(tensors[0].dtype).contiguous()

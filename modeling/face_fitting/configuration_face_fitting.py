@@ -18,7 +18,7 @@ import torch
 from diffusers import ModelMixin  # noqa: F401  (diffusers' loader looks ModelMixin up in this module)
 from diffusers.configuration_utils import register_to_config
 
-from facehub.modeling.face_fitting.modeling_face_regressor import UPRIGHT_BEYOND_ROLL
+from facehub.modeling.face_fitting.modeling_face_regressor import CROP_SHIFT, UPRIGHT_BEYOND_ROLL
 from facehub.modeling.modeling_utils import FaceHubModel
 
 #: A face whose regressor reading's 68 landmarks lie further than this from the analyzer's (a fraction of the face
@@ -72,6 +72,11 @@ class FaceFittingConfig:
             the fit (9.2 against 10.4% NME on ../shared/data's half, which was also used to choose it).
         regressor_flip_test: the regressor also reads each crop mirrored and averages the face's rigid placement
             (:mod:`~facehub.modeling.face_fitting.modeling_face_regressor`, *flip test*); ``False`` reads once.
+        regressor_crop_shift: the regressor also reads four crops of each face shifted diagonally by this fraction of
+            the crop's side and averages the five readings
+            (:mod:`~facehub.modeling.face_fitting.modeling_face_regressor`, *shifted crops*:
+            :data:`~facehub.modeling.face_fitting.modeling_face_regressor.CROP_SHIFT`); ``0`` reads the centred crop
+            alone (a fifth of the passes).
         regressor_recrop_beyond_yaw: a face the regressor reads as turned further than this (|yaw| in degrees) is read
             again from a crop cut around the 68 landmarks of its first reading (``regressor_rereads`` says how often
             and how the readings combine), as 3DDFA_V2 re-crops around its own landmarks: the regressor learned from
@@ -125,6 +130,7 @@ class FaceFittingConfig:
     complete_texture: bool = True
     regressor_beyond_yaw: float | None = 60.0
     regressor_flip_test: bool = True
+    regressor_crop_shift: float = CROP_SHIFT
     regressor_recrop_beyond_yaw: float | None = 60.0
     regressor_rereads: int = 2
     regressor_upright_beyond_roll: float | None = UPRIGHT_BEYOND_ROLL
@@ -171,6 +177,9 @@ class FaceFittingConfig:
                 isinstance(self.regressor_beyond_disagreement, bool | str) or not self.regressor_beyond_disagreement > 0):
             raise ValueError(f"Got {self.regressor_beyond_disagreement!r} for `regressor_beyond_disagreement`; use a "
                              "fraction of the face size > 0 (0.05 is 5%) or None (fit every face the analyzer found).")
+        if isinstance(self.regressor_crop_shift, bool | str) or not 0 <= self.regressor_crop_shift <= 0.25:
+            raise ValueError(f"Got {self.regressor_crop_shift!r} for `regressor_crop_shift`; use a fraction of the "
+                             "crop's side in [0, 0.25] (0: read the centred crop alone).")
         if isinstance(self.regressor_reading_weight, bool | str) or not 0 <= self.regressor_reading_weight <= 1:
             raise ValueError(f"Got {self.regressor_reading_weight!r} for `regressor_reading_weight`; use a fraction in "
                              "[0, 1] (0: fit the analyzer's landmarks alone).")
@@ -233,6 +242,7 @@ class FaceFitter(FaceHubModel):
         complete_texture: bool = _DEFAULTS.complete_texture,
         regressor_beyond_yaw: float | None = _DEFAULTS.regressor_beyond_yaw,
         regressor_flip_test: bool = _DEFAULTS.regressor_flip_test,
+        regressor_crop_shift: float = _DEFAULTS.regressor_crop_shift,
         regressor_recrop_beyond_yaw: float | None = _DEFAULTS.regressor_recrop_beyond_yaw,
         regressor_rereads: int = _DEFAULTS.regressor_rereads,
         regressor_upright_beyond_roll: float | None = _DEFAULTS.regressor_upright_beyond_roll,

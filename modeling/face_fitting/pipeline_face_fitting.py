@@ -12,8 +12,9 @@ for PRN-Dense's reconstructions takes these too, plus ``.coefficients`` (:class:
    ``fitter`` component (:class:`~facehub.modeling.face_fitting.FaceFitter`: no learned weights, only the fit's
    configuration; seconds per face on a CPU), from the mean face (default) or, with ``start="regressor"``, from the
    bundle's optional ``regressor`` (:class:`~facehub.modeling.face_fitting.FaceCoefficientRegressor`); or replaced by
-   the regressor's prediction alone with ``pipe(image, refine=False)`` (milliseconds per face). With a regressor,
-   a face it reads as turned beyond ``regressor_beyond_yaw``, or whose analyzer landmarks its reading contradicts
+   the regressor's prediction alone with ``pipe(image, refine=False)`` (milliseconds per face). Each reading is the
+   mean of the regressor's readings of the face's crop, four shifted crops and their mirrors (``regressor_flip_test``,
+   ``regressor_crop_shift``). With a regressor, a face it reads as turned beyond ``regressor_beyond_yaw``, or whose analyzer landmarks its reading contradicts
    (``regressor_beyond_disagreement``), keeps that reading instead of being fitted. A reading kept as a result that
    is turned beyond ``regressor_recrop_beyond_yaw`` or contradicts the landmarks its crop was cut around is read
    ``regressor_rereads`` more times, each from a crop cut around the previous reading, and becomes the median of its
@@ -94,11 +95,12 @@ class FaceFittingPipeline(FacePipelineMixin, FaceHubPipeline):
 
     def _read(self, image, sources: list, settings) -> list:
         """The regressor's readings of crops cut around ``sources`` (faces, boxes,
-        :class:`~facehub.modeling.prn_dense.cropping.PosedLandmarks`) with the settings' flip test and upright crops
-        (``regressor_upright_beyond_roll``)."""
+        :class:`~facehub.modeling.prn_dense.cropping.PosedLandmarks`) with the settings' flip test, shifted crops
+        (``regressor_crop_shift``) and upright crops (``regressor_upright_beyond_roll``)."""
         return self.regressor.predict(image, sources, face_model=self.fitter.face_model,
                                       flip_test=settings.regressor_flip_test,
-                                      upright_beyond_roll=settings.regressor_upright_beyond_roll)
+                                      upright_beyond_roll=settings.regressor_upright_beyond_roll,
+                                      crop_shift=settings.regressor_crop_shift)
 
     def _regress(self, image, faces, settings, reread: bool = True) -> tuple[list, list]:
         """:meth:`regress` with these settings (a :class:`~facehub.modeling.face_fitting.FaceFittingConfig`), and

@@ -58,6 +58,25 @@ def test_the_average_of_two_runs_is_the_mean_of_their_tensors_and_loads(tmp_path
     torch.testing.assert_close(loaded, 0.75 * state_a[key] + 0.25 * state_b[key], rtol=0, atol=1e-6)
 
 
+def test_a_setting_an_older_export_did_not_write_counts_as_its_default(tmp_path):
+    """An export made before a setting existed has no key for it; it loads with the class's default, so it is the
+    same model as one that writes that default. The same setting with another value is still refused."""
+    _bundle(tmp_path / "new", 0)
+    _bundle(tmp_path / "old", 1)
+    config = tmp_path / "old" / "fitter" / "config.json"
+    values = json.loads(config.read_text())
+    assert values.pop("regressor_reading_weight") == FaceFitter().config.regressor_reading_weight
+    config.write_text(json.dumps(values))
+    for order in (["new", "old"], ["old", "new"]):
+        out = average_model_folders([tmp_path / name for name in order], tmp_path / f"soup-{order[0]}")
+        assert FaceFittingPipeline.from_pretrained(str(out)).fitter.config.regressor_reading_weight == 0.5
+    values["regressor_reading_weight"] = 0.25
+    config.write_text(json.dumps(values))
+    with pytest.raises(WeightAveragingError, match=r"regressor_reading_weight: 0\.25 there, 0\.5 here"):
+        average_model_folders([tmp_path / "new", tmp_path / "old"], tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+
+
 def test_folders_that_are_not_the_same_model_are_refused(tmp_path):
     _bundle(tmp_path / "a", 0)
     _bundle(tmp_path / "b", 1)

@@ -10,7 +10,9 @@ and one name other weights over time (an id republished).
 
 Works on exported folders (``save_pretrained``: a pipeline bundle with ``model_index.json`` or a single model with
 ``config.json``), file by file: every ``*.safetensors`` file must exist in every folder with the same tensor names,
-shapes and dtypes, and each component's ``config.json`` must agree (keys starting with ``_`` aside). Floating-point
+shapes and dtypes, and each component's ``config.json`` must agree (keys starting with ``_`` aside; a key one folder
+does not write counts as the default its class loads it with, when ``model_index.json`` names a facehub class: an
+export made before a setting existed is the same model as one that writes the setting's default). Floating-point
 tensors (weights, normalisation statistics) are averaged in float64 and stored in their own dtype; other tensors (a
 batch-norm layer's batch counter) are taken from the first folder. Everything else (configs, ``model_index.json``,
 ``training_config.yaml``) is copied from the first folder; its model card is not, since it describes one run:
@@ -43,6 +45,28 @@ def _init_from(folder: Path) -> str | None:
         return None
     value = (yaml.safe_load(path.read_text()) or {}).get("init_from")
     return None if value is None else str(value)
+
+
+def _class_defaults(folder: Path, config_name: str) -> dict:
+    """The ``__init__`` defaults of the class whose ``config_name`` (``component/config.json``) this bundle's
+    ``model_index.json`` names, for a facehub class; ``{}`` when there is none to find (a single network's folder, a
+    class outside facehub, one that no longer exists)."""
+    import importlib
+    import inspect
+
+    parts = Path(config_name).parts
+    index = folder / "model_index.json"
+    if len(parts) != 2 or not index.is_file():
+        return {}
+    entry = json.loads(index.read_text()).get(parts[0])
+    if not (isinstance(entry, list) and len(entry) == 2 and str(entry[0]).startswith("facehub.")):
+        return {}
+    try:
+        cls = getattr(importlib.import_module(str(entry[0])), str(entry[1]))
+        parameters = inspect.signature(cls.__init__).parameters
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return {}
+    return {name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty}
 
 
 def average_model_folders(folders: list, out, weights: list[float] | None = None, overwrite: bool = False) -> Path:
@@ -91,7 +115,9 @@ def average_model_folders(folders: list, out, weights: list[float] | None = None
         for name in config_files:
             if not (folder / name).is_file():
                 raise WeightAveragingError(f"{folder} has no {name}: the models are not the same architecture.")
-            differences = _differences(json.loads((first / name).read_text()), json.loads((folder / name).read_text()))
+            defaults = _class_defaults(first, name)  # a key a folder does not write is its class's default
+            differences = _differences({**defaults, **json.loads((first / name).read_text())},
+                                       {**defaults, **json.loads((folder / name).read_text())})
             if differences:
                 raise WeightAveragingError(f"{folder / name} differs from {first / name}: the models are not the same "
                                            f"architecture ({'; '.join(differences)}).")

@@ -462,18 +462,20 @@ def test_a_fitted_face_takes_the_regressors_reading_as_a_second_observation():
             pipe.reconstruct_faces(row["image"], [dense], regressor_reading_weight=bad)
 
 
-def test_the_median_reading_takes_each_coefficients_middle_value():
+def _reading(value: float, yaw: float, scale: float):
+    """A made-up reading whose coefficients all follow ``value`` (for the readings' mean and median)."""
     from facehub.modeling.face_fitting.fitting import FaceCoefficients
+
+    return FaceCoefficients(identity=np.full(3, value, np.float32), expression=np.full(2, -value, np.float32),
+                            albedo=np.zeros(2, np.float32), lighting=np.full((3, 9), value, np.float32),
+                            rotation=(yaw, 5.0, -value), translation=np.array([100.0 + value, 50.0, 7.0]), scale=scale)
+
+
+def test_the_median_reading_takes_each_coefficients_middle_value():
     from facehub.modeling.face_fitting.modeling_face_regressor import median_reading
 
-    def reading(value, yaw, scale):
-        return FaceCoefficients(identity=np.full(3, value, np.float32), expression=np.full(2, -value, np.float32),
-                                albedo=np.zeros(2, np.float32), lighting=np.full((3, 9), value, np.float32),
-                                rotation=(yaw, 5.0, -value), translation=np.array([100.0 + value, 50.0, 7.0]),
-                                scale=scale)
-
     # One reading far off (a badly cut crop) moves the median nowhere; the mean would move by a third of it.
-    middle = median_reading([reading(0.1, 62.0, 2.0), reading(3.0, 10.0, 9.0), reading(0.2, 70.0, 2.5)])
+    middle = median_reading([_reading(0.1, 62.0, 2.0), _reading(3.0, 10.0, 9.0), _reading(0.2, 70.0, 2.5)])
     np.testing.assert_allclose(middle.identity, 0.2)
     np.testing.assert_allclose(middle.expression, -0.2)
     assert middle.identity.dtype == np.float32
@@ -485,16 +487,9 @@ def test_the_median_reading_takes_each_coefficients_middle_value():
 
 
 def test_the_mean_reading_averages_each_coefficient_and_the_scale_geometrically():
-    from facehub.modeling.face_fitting.fitting import FaceCoefficients
     from facehub.modeling.face_fitting.modeling_face_regressor import mean_reading
 
-    def reading(value, yaw, scale):
-        return FaceCoefficients(identity=np.full(3, value, np.float32), expression=np.full(2, -value, np.float32),
-                                albedo=np.zeros(2, np.float32), lighting=np.full((3, 9), value, np.float32),
-                                rotation=(yaw, 5.0, -value), translation=np.array([100.0 + value, 50.0, 7.0]),
-                                scale=scale)
-
-    mean = mean_reading([reading(0.1, 60.0, 2.0), reading(0.3, 64.0, 8.0)])
+    mean = mean_reading([_reading(0.1, 60.0, 2.0), _reading(0.3, 64.0, 8.0)])
     np.testing.assert_allclose(mean.identity, 0.2, rtol=1e-6)
     np.testing.assert_allclose(mean.expression, -0.2, rtol=1e-6)
     assert mean.identity.dtype == np.float32

@@ -14,11 +14,11 @@ for PRN-Dense's reconstructions takes these too, plus ``.coefficients`` (:class:
    bundle's optional ``regressor`` (:class:`~facehub.modeling.face_fitting.FaceCoefficientRegressor`); or replaced by
    the regressor's prediction alone with ``pipe(image, refine=False)`` (milliseconds per face). Each reading is the
    mean of the regressor's readings of the face's crop, four shifted crops and their mirrors (``regressor_flip_test``,
-   ``regressor_crop_shift``). With a regressor, a face it reads as turned beyond ``regressor_beyond_yaw``, or whose analyzer landmarks its reading contradicts
-   (``regressor_beyond_disagreement``), keeps that reading instead of being fitted. A reading kept as a result that
-   is turned beyond ``regressor_recrop_beyond_yaw`` or contradicts the landmarks its crop was cut around is read
-   ``regressor_rereads`` more times, each from a crop cut around the previous reading, and becomes the median of its
-   readings. A face that is fitted takes the regressor's reading as a second observation of its landmarks, trusted
+   ``regressor_crop_shift``). With a regressor, a face it reads as turned beyond ``regressor_beyond_yaw``, or whose
+   analyzer landmarks its reading contradicts (``regressor_beyond_disagreement``), keeps that reading instead of
+   being fitted. A reading kept as a result that is turned beyond ``regressor_recrop_beyond_yaw`` or contradicts
+   the landmarks its crop was cut around is read ``regressor_rereads`` more times, each from a crop cut around the
+   previous reading, and becomes the median of its readings. A face that is fitted takes the regressor's reading as a second observation of its landmarks, trusted
    more the more the reading finds the face turned (``regressor_reading_weight``): the analyzer's landmarks are
    the better reader of a frontal face, and lose that lead as the face turns.
 """

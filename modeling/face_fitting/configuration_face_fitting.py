@@ -18,7 +18,11 @@ import torch
 from diffusers import ModelMixin  # noqa: F401  (diffusers' loader looks ModelMixin up in this module)
 from diffusers.configuration_utils import register_to_config
 
-from facehub.modeling.face_fitting.modeling_face_regressor import CROP_SHIFT, UPRIGHT_BEYOND_ROLL
+from facehub.modeling.face_fitting.modeling_face_regressor import (
+    CROP_SHIFT,
+    MAX_CROP_SHIFT,
+    UPRIGHT_BEYOND_ROLL,
+)
 from facehub.modeling.modeling_utils import FaceHubModel
 
 #: A face whose regressor reading's 68 landmarks lie further than this from the analyzer's (a fraction of the face
@@ -177,9 +181,9 @@ class FaceFittingConfig:
                 isinstance(self.regressor_beyond_disagreement, bool | str) or not self.regressor_beyond_disagreement > 0):
             raise ValueError(f"Got {self.regressor_beyond_disagreement!r} for `regressor_beyond_disagreement`; use a "
                              "fraction of the face size > 0 (0.05 is 5%) or None (fit every face the analyzer found).")
-        if isinstance(self.regressor_crop_shift, bool | str) or not 0 <= self.regressor_crop_shift <= 0.25:
+        if isinstance(self.regressor_crop_shift, bool | str) or not 0 <= self.regressor_crop_shift <= MAX_CROP_SHIFT:
             raise ValueError(f"Got {self.regressor_crop_shift!r} for `regressor_crop_shift`; use a fraction of the "
-                             "crop's side in [0, 0.25] (0: read the centred crop alone).")
+                             f"crop's side in [0, {MAX_CROP_SHIFT}] (0: read the centred crop alone).")
         if isinstance(self.regressor_reading_weight, bool | str) or not 0 <= self.regressor_reading_weight <= 1:
             raise ValueError(f"Got {self.regressor_reading_weight!r} for `regressor_reading_weight`; use a fraction in "
                              "[0, 1] (0: fit the analyzer's landmarks alone).")

@@ -81,6 +81,9 @@ UPRIGHT_BEYOND_ROLL = 27.5
 #: odd number (the model card has the figures). The training crops were shifted up to 0.1.
 CROP_SHIFT = 0.04
 
+#: The largest ``crop_shift`` accepted (a quarter of the crop's side): beyond it a shifted crop cuts the face off.
+MAX_CROP_SHIFT = 0.25
+
 #: The order of the coefficient groups in the network's output vector.
 GROUPS = ("identity", "expression", "albedo", "lighting", "rotation", "translation", "log_scale")
 
@@ -291,9 +294,9 @@ class FaceCoefficientRegressor(FaceHubModel):
         faces = list(faces)
         if not faces:
             return []
-        if not 0.0 <= float(crop_shift) <= 0.25:
-            raise ValueError(f"Got {crop_shift} for `crop_shift`; use a fraction of the crop's side in [0, 0.25] "
-                             "(0 reads the centred crop alone).")
+        if not 0.0 <= float(crop_shift) <= MAX_CROP_SHIFT:
+            raise ValueError(f"Got {crop_shift} for `crop_shift`; use a fraction of the crop's side in "
+                             f"[0, {MAX_CROP_SHIFT}] (0 reads the centred crop alone).")
         size = int(self.config.image_size)
         offsets = shifted_crop_offsets(crop_shift)
         transforms = [[shift_crop(self.crop_transform(face, upright_beyond_roll), offset, size) for offset in offsets]

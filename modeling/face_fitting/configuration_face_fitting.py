@@ -114,7 +114,8 @@ class FaceFittingConfig:
             analyzer's landmarks are the better reader; :func:`~facehub.modeling.face_fitting.fit_face`,
             ``reading``). The analyzer's landmark error grows with the yaw faster than the regressor's. 0.5 (the two
             readers equal at 60 degrees) was chosen on ../shared/data's AFLW2000-3D half and checked on each half
-            of it by the parity of the photo's number (the model card has the figures). ``0`` fits the analyzer's landmarks alone.
+            of it by the parity of the photo's number (the model card has the figures). ``0`` fits the analyzer's
+            landmarks alone.
     """
 
     pose_iterations: int = 30

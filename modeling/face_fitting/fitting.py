@@ -425,7 +425,8 @@ def fit_face(image, face, *, config: FaceFittingConfig | None = None, model=None
             landmark_losses = {}
             if target_xy is not None:
                 given_xy, given_xy68 = torch.from_numpy(given_dense[:, :2]), torch.from_numpy(given68)
-                landmark_losses["landmarks68"] = float((weights68 @ final_xy - given_xy68).norm(dim=1).mean()) / face_size
+                landmark_losses["landmarks68"] = float(
+                    (weights68 @ final_xy - given_xy68).norm(dim=1).mean()) / face_size
                 landmark_losses["dense_landmarks"] = float((final_xy - given_xy).norm(dim=1).mean()) / face_size
             if sparse_landmarks is not None:
                 landmark_losses["sparse_landmarks"] = float(

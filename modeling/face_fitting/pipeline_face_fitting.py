@@ -18,9 +18,10 @@ for PRN-Dense's reconstructions takes these too, plus ``.coefficients`` (:class:
    analyzer landmarks its reading contradicts (``regressor_beyond_disagreement``), keeps that reading instead of
    being fitted. A reading kept as a result that is turned beyond ``regressor_recrop_beyond_yaw`` or contradicts
    the landmarks its crop was cut around is read ``regressor_rereads`` more times, each from a crop cut around the
-   previous reading, and becomes the median of its readings. A face that is fitted takes the regressor's reading as a second observation of its landmarks, trusted
-   more the more the reading finds the face turned (``regressor_reading_weight``): the analyzer's landmarks are
-   the better reader of a frontal face, and lose that lead as the face turns.
+   previous reading, and becomes the median of its readings. A face that is fitted takes the regressor's reading as
+   a second observation of its landmarks, trusted more the more the reading finds the face turned
+   (``regressor_reading_weight``): the analyzer's landmarks are the better reader of a frontal face, and lose that
+   lead as the face turns.
 """
 
 from __future__ import annotations

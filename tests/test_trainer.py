@@ -210,8 +210,9 @@ def test_sigterm_saves_the_state_and_the_run_resumes_from_it(tmp_path):
         time.sleep(0.01)
     # SIGUSR1 prints where every thread is, and the run carries on
     process.send_signal(signal.SIGUSR1)
+    # the dump is written frame by frame: wait for the training loop's frame, not just the dump's first line
     deadline = time.time() + 30
-    while "most recent call first" not in log.read_text() and time.time() < deadline:
+    while "trainers/core/loop.py" not in log.read_text() and time.time() < deadline:
         time.sleep(0.05)
     assert "most recent call first" in log.read_text() and "trainers/core/loop.py" in log.read_text()
     assert process.poll() is None, log.read_text()[-3000:]

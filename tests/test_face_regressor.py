@@ -507,7 +507,7 @@ def test_shifted_crops_read_synthetic_faces_nearer_their_exact_landmarks():
     turned up to 60 degrees, cropped around their exact landmarks, the averaged readings' 68 landmarks are nearer the
     truth than the centred crop's alone (3.0% of the face size against 3.1%, nearer for 23 of 32 faces). The offsets
     lie ``crop_shift`` from the centre, and a crop moved by one carries the photo's content the other way."""
-    from facehub.modeling.face_fitting.modeling_face_regressor import shift_crop, shifted_crop_offsets
+    from facehub.modeling.prn_dense.cropping import shift_crop, shifted_crop_offsets
     from facehub.trainers.data.synthetic_world import SyntheticFaceWorld, SyntheticWorldConfig
 
     offsets = np.array(shifted_crop_offsets(0.04))

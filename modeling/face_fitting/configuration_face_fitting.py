@@ -18,12 +18,9 @@ import torch
 from diffusers import ModelMixin  # noqa: F401  (diffusers' loader looks ModelMixin up in this module)
 from diffusers.configuration_utils import register_to_config
 
-from facehub.modeling.face_fitting.modeling_face_regressor import (
-    CROP_SHIFT,
-    MAX_CROP_SHIFT,
-    UPRIGHT_BEYOND_ROLL,
-)
+from facehub.modeling.face_fitting.modeling_face_regressor import CROP_SHIFT, UPRIGHT_BEYOND_ROLL
 from facehub.modeling.modeling_utils import FaceHubModel
+from facehub.modeling.prn_dense.cropping import MAX_CROP_SHIFT
 
 #: A face whose regressor reading's 68 landmarks lie further than this from the analyzer's (a fraction of the face
 #: size) keeps the reading (``FaceFittingConfig.regressor_beyond_disagreement``). On the AFLW training crops, from

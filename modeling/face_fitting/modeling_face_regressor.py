@@ -58,6 +58,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from facehub.modeling.modeling_utils import FaceHubModel
+from facehub.modeling.prn_dense.cropping import check_crop_shift, shift_crop, shifted_crop_offsets
 
 #: Named architectures: ``paper`` (ResNet-50: widths 256-2048, 3-4-6-3 bottleneck blocks, 224 px, as Deep3DFaceRecon's
 #: R-Net), ``cpu-small`` (basic blocks, 96 px) and ``cpu-small-eval`` (other widths and size, for the second,
@@ -80,9 +81,6 @@ UPRIGHT_BEYOND_ROLL = 27.5
 #: even number, at shifts of 0.02, 0.04 and 0.06 (four along the axes, four diagonal, eight) and checked on those of
 #: odd number (the model card has the figures). The training crops were shifted up to 0.1.
 CROP_SHIFT = 0.04
-
-#: The largest ``crop_shift`` accepted (a quarter of the crop's side): beyond it a shifted crop cuts the face off.
-MAX_CROP_SHIFT = 0.25
 
 #: The order of the coefficient groups in the network's output vector.
 GROUPS = ("identity", "expression", "albedo", "lighting", "rotation", "translation", "log_scale")
@@ -294,9 +292,7 @@ class FaceCoefficientRegressor(FaceHubModel):
         faces = list(faces)
         if not faces:
             return []
-        if not 0.0 <= float(crop_shift) <= MAX_CROP_SHIFT:
-            raise ValueError(f"Got {crop_shift} for `crop_shift`; use a fraction of the crop's side in "
-                             f"[0, {MAX_CROP_SHIFT}] (0 reads the centred crop alone).")
+        check_crop_shift(crop_shift)
         size = int(self.config.image_size)
         offsets = shifted_crop_offsets(crop_shift)
         transforms = [[shift_crop(self.crop_transform(face, upright_beyond_roll), offset, size) for offset in offsets]
@@ -321,21 +317,6 @@ class FaceCoefficientRegressor(FaceHubModel):
                      for k, matrix in enumerate(matrices)]
                     for i, (face, matrices) in enumerate(zip(faces, transforms, strict=True))]
         return [own[0] if count == 1 else mean_reading(own) for own in readings]
-
-
-def shifted_crop_offsets(crop_shift: float) -> list[tuple[float, float]]:
-    """(dx, dy) offsets, fractions of the crop's side, of the crops a face is read from: the centred one, then the
-    four shifted along the diagonals by ``crop_shift`` (none when it is 0)."""
-    d = float(crop_shift) / math.sqrt(2.0)
-    return [(0.0, 0.0)] if d == 0.0 else [(0.0, 0.0), (d, d), (d, -d), (-d, d), (-d, -d)]
-
-
-def shift_crop(image_to_crop: np.ndarray, offset: tuple[float, float], size: int) -> np.ndarray:
-    """(2, 3) the image -> crop affine ``image_to_crop`` with the crop moved by ``offset`` (dx, dy fractions of its
-    side ``size``): the photo's content moves by ``-offset`` within it."""
-    matrix = np.array(image_to_crop, dtype=np.float64)
-    matrix[:, 2] -= np.asarray(offset, np.float64) * size
-    return matrix
 
 
 def unmirror_placement(out: FaceRegressorOutput) -> FaceRegressorOutput:

@@ -142,6 +142,34 @@ def upright_crop_transform(
     return np.hstack([linear, translation[:, None]])
 
 
+#: The largest crop shift accepted (:func:`shifted_crop_offsets`; a quarter of the crop's side): beyond it a shifted
+#: crop cuts the face off.
+MAX_CROP_SHIFT = 0.25
+
+
+def check_crop_shift(crop_shift) -> float:
+    """``crop_shift`` as a float, or a ValueError saying what is accepted."""
+    if isinstance(crop_shift, bool | str) or not 0.0 <= float(crop_shift) <= MAX_CROP_SHIFT:
+        raise ValueError(f"Got {crop_shift!r} for `crop_shift`; use a fraction of the crop's side in "
+                         f"[0, {MAX_CROP_SHIFT}] (0 reads the centred crop alone).")
+    return float(crop_shift)
+
+
+def shifted_crop_offsets(crop_shift: float) -> list[tuple[float, float]]:
+    """(dx, dy) offsets, fractions of the crop's side, of the crops a face is read from: the centred one, then the
+    four shifted along the diagonals by ``crop_shift`` (none when it is 0)."""
+    d = float(crop_shift) / math.sqrt(2.0)
+    return [(0.0, 0.0)] if d == 0.0 else [(0.0, 0.0), (d, d), (d, -d), (-d, d), (-d, -d)]
+
+
+def shift_crop(image_to_crop: np.ndarray, offset: tuple[float, float], size: int) -> np.ndarray:
+    """(2, 3) the image -> crop affine ``image_to_crop`` with the crop moved by ``offset`` (dx, dy fractions of its
+    side ``size``): the photo's content moves by ``-offset`` within it."""
+    matrix = np.array(image_to_crop, dtype=np.float64)
+    matrix[:, 2] -= np.asarray(offset, np.float64) * size
+    return matrix
+
+
 def affine_scale(image_to_crop: np.ndarray) -> float:
     """The similarity's scale ``sqrt(|det A|)`` (crop pixels per image pixel), which also scales z."""
     return float(np.sqrt(abs(np.linalg.det(np.asarray(image_to_crop, dtype=np.float64)[:, :2]))))

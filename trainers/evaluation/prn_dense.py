@@ -28,9 +28,9 @@ face_fitting`` in :mod:`facehub.trainers.evaluation.reconstruction`):
   truth's outer inter-ocular distance (3D), as seed 003 section 3.2.2 describes (``dense_nme``), and by the box
   size ``sqrt(w * h)`` of its 68 landmarks (``dense_nme_box``, the normalisation of the 2D metric).
 
-Rows: each ``--model`` (a ``FaceReconstructionPipeline``; default ``facehub/prn-dense``, with its flip test; with
-``--single-pass`` also each model predicting once, as the papers do), MediaPipe's own 68
-landmarks (:class:`~facehub.modeling.faces.FaceAnalyzer`, the face front-end's iBUG mapping of its face mesh) as a
+Rows: each ``--model`` (a ``FaceReconstructionPipeline``; default ``facehub/prn-dense``, with its flip test and
+shifted crops; with ``--single-pass`` also each model predicting once from one crop, as the papers do), MediaPipe's
+own 68 landmarks (:class:`~facehub.modeling.faces.FaceAnalyzer`, the face front-end's iBUG mapping of its face mesh) as a
 reference on the same faces (mapped to 68 points it reaches about 5% on AFLW2000-3D), and the published rows of
 seed 003's Tables 2 and 3 (quoted, not measured; they are AFLW2000-3D numbers, context only on other data).
 
@@ -214,8 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                         "protocol) or around the face MediaPipe finds.")
     parser.add_argument("--no-mediapipe", action="store_true", help="Leave out MediaPipe's reference row.")
     parser.add_argument("--single-pass", action="store_true",
-                        help="Add a row per model predicting once (flip_test=False), as the papers do, beside the "
-                        "flip test (the pipeline's default).")
+                        help="Add a row per model predicting once (flip_test=False, crop_shift=0), as the papers "
+                        "do, beside the flip test and shifted crops (the pipeline's defaults).")
     parser.add_argument("--pixel-origin", choices=("matlab", "zero_based", "corner"), default="matlab",
                         help="Pixel convention of AFLW2000-3D's pt3d_68 (default matlab: 1-based).")
     args = parser.parse_args(argv)
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.single_pass:
         for model_id in list(pipelines):
             once = FaceReconstructionPipeline(prn=pipelines[model_id].prn)  # the same network, not loaded again
-            once.flip_test = False
+            once.flip_test, once.crop_shift = False, 0.0
             pipelines[f"{model_id} (one pass)"] = once
     data = open_evaluation_data(args.data, limit=args.limit, pixel_origin=args.pixel_origin)
     evaluation = evaluate(pipelines, data, crop=args.crop, mediapipe=not args.no_mediapipe)

@@ -432,8 +432,8 @@ def test_photos_rolled_by_60_and_90_degrees_are_reconstructed_upright(obama, def
 def test_flip_test_brings_the_landmarks_nearer_the_analyzers_on_every_test_photo(default_pipeline,
                                                                                    faces_of_test_photos):
     """The flip test (the default) averages the map with the mirrored crop's map mirrored back. On each of the six
-    test photos the 68 landmarks move nearer the FaceAnalyzer's (measured 2.2-3.3% of the face size against
-    2.5-3.7% for one pass; the photos were in the default's training data, mirrored too: the AFLW2000-3D figures
+    test photos the 68 landmarks move nearer the FaceAnalyzer's (measured 1.8-2.9% of the face size against
+    2.1-3.2% for one pass; the photos were in the default's training data, mirrored too: the AFLW2000-3D figures
     are in the model card). ``flip_test=False``, per call or as the attribute, is the single pass (each row here reads
     the centred crop alone: ``crop_shift=0``)."""
     errors = {True: [], False: []}
@@ -464,7 +464,7 @@ def test_shifted_crops_bring_synthetic_faces_nearer_their_exact_landmarks(defaul
     """``crop_shift`` (module docstring, *shifted crops*): the default reads each face from its centred crop and four
     crops moved along the diagonals, and averages the five maps in the centred crop's units. On 24 synthetic faces
     turned up to 60 degrees, cropped around their exact landmarks, the average's 68 landmarks are nearer the truth
-    than the centred crop's alone (4.0% of the face size against 4.2%, nearer for 16 of 24). Adding an offset with the
+    than the centred crop's alone (3.99% of the face size against 4.13%, nearer for 15 of 24). Adding an offset with the
     wrong sign would smear the average by twice the shift and lose. Out-of-range shifts are refused with a message
     that names the setting."""
     from facehub.trainers.data.synthetic_world import SyntheticFaceWorld, SyntheticWorldConfig
@@ -484,7 +484,7 @@ def test_shifted_crops_bring_synthetic_faces_nearer_their_exact_landmarks(defaul
     print("NME centred crop", centred.mean().round(4), "five crops", shifted.mean().round(4),
           "nearer for", int((shifted < centred).sum()))
     assert shifted.mean() < 0.98 * centred.mean()
-    assert (shifted < centred).sum() >= 15
+    assert (shifted < centred).sum() >= 13  # a majority; measured 15
     for bad in (-0.01, 0.3, "0.06", True):
         with pytest.raises(ValueError, match="crop_shift"):
             default_pipeline.reconstruct_faces(row["image"], [truth], compute_depth=False, crop_shift=bad)

@@ -20,7 +20,7 @@ from diffusers.configuration_utils import register_to_config
 
 from facehub.modeling.face_fitting.modeling_face_regressor import CROP_SHIFT, UPRIGHT_BEYOND_ROLL
 from facehub.modeling.modeling_utils import FaceHubModel
-from facehub.modeling.prn_dense.cropping import MAX_CROP_SHIFT
+from facehub.modeling.prn_dense.cropping import check_crop_shift
 
 #: A face whose regressor reading's 68 landmarks lie further than this from the analyzer's (a fraction of the face
 #: size) keeps the reading (``FaceFittingConfig.regressor_beyond_disagreement``). On the AFLW training crops, from
@@ -179,9 +179,7 @@ class FaceFittingConfig:
                 isinstance(self.regressor_beyond_disagreement, bool | str) or not self.regressor_beyond_disagreement > 0):
             raise ValueError(f"Got {self.regressor_beyond_disagreement!r} for `regressor_beyond_disagreement`; use a "
                              "fraction of the face size > 0 (0.05 is 5%) or None (fit every face the analyzer found).")
-        if isinstance(self.regressor_crop_shift, bool | str) or not 0 <= self.regressor_crop_shift <= MAX_CROP_SHIFT:
-            raise ValueError(f"Got {self.regressor_crop_shift!r} for `regressor_crop_shift`; use a fraction of the "
-                             f"crop's side in [0, {MAX_CROP_SHIFT}] (0: read the centred crop alone).")
+        check_crop_shift(self.regressor_crop_shift, "regressor_crop_shift")
         if isinstance(self.regressor_reading_weight, bool | str) or not 0 <= self.regressor_reading_weight <= 1:
             raise ValueError(f"Got {self.regressor_reading_weight!r} for `regressor_reading_weight`; use a fraction in "
                              "[0, 1] (0: fit the analyzer's landmarks alone).")

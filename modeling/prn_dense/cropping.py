@@ -147,10 +147,10 @@ def upright_crop_transform(
 MAX_CROP_SHIFT = 0.25
 
 
-def check_crop_shift(crop_shift) -> float:
-    """``crop_shift`` as a float, or a ValueError saying what is accepted."""
+def check_crop_shift(crop_shift, name: str = "crop_shift") -> float:
+    """``crop_shift`` as a float, or a ValueError naming the setting (``name``) and saying what is accepted."""
     if isinstance(crop_shift, bool | str) or not 0.0 <= float(crop_shift) <= MAX_CROP_SHIFT:
-        raise ValueError(f"Got {crop_shift!r} for `crop_shift`; use a fraction of the crop's side in "
+        raise ValueError(f"Got {crop_shift!r} for `{name}`; use a fraction of the crop's side in "
                          f"[0, {MAX_CROP_SHIFT}] (0 reads the centred crop alone).")
     return float(crop_shift)
 

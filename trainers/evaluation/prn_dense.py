@@ -30,8 +30,8 @@ face_fitting`` in :mod:`facehub.trainers.evaluation.reconstruction`):
 
 Rows: each ``--model`` (a ``FaceReconstructionPipeline``; default ``facehub/prn-dense``, with its flip test and
 shifted crops; with ``--single-pass`` also each model predicting once from one crop, as the papers do), MediaPipe's
-own 68 landmarks (:class:`~facehub.modeling.faces.FaceAnalyzer`, the face front-end's iBUG mapping of its face mesh) as a
-reference on the same faces (mapped to 68 points it reaches about 5% on AFLW2000-3D), and the published rows of
+own 68 landmarks (:class:`~facehub.modeling.faces.FaceAnalyzer`, the face front-end's iBUG mapping of its face mesh)
+as a reference on the same faces (mapped to 68 points it reaches about 5% on AFLW2000-3D), and the published rows of
 seed 003's Tables 2 and 3 (quoted, not measured; they are AFLW2000-3D numbers, context only on other data).
 
 How a model sees a face (``--crop``): ``gt`` (default; the usual AFLW2000-3D protocol, where the face's box comes

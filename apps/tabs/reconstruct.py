@@ -199,7 +199,7 @@ def build(ctx: DemoContext) -> TabRefresh:
         "Reconstruct the face in a photo in 3D: the morphable-model fit (identity, expression, albedo, lighting and "
         "pose fitted to the photo) or PRN-Dense (a UV position map regressed from the photo in one pass). Either gives "
         "a dense mesh, its 68 landmarks and its pose; the side the photo hides is textured from the side it shows. "
-        "The fit's landmarks put the jaw on the head's 3D jaw line, as 3D benchmarks (AFLW2000-3D) label it: on a "
+        "Both put the jaw of the landmarks on the head's 3D jaw line, as 3D benchmarks (AFLW2000-3D) label it: on a "
         "turned face it runs inside the cheek's outline on the near side and behind the cheek on the far side. "
         "Drag the 3D view to turn it; download the mesh as GLB, PLY or OBJ."
     )

@@ -14,13 +14,14 @@ The rule (:func:`jaw_setback`): each jaw point's depth behind the chin is stretc
 jaw's upper ends (points 2 and 16) reach that depth. The chin stays where it is and the inner points do not move.
 
 :func:`jaw_offsets` carries the setback into the photo's frame through the mean shape's similarity onto a 468-vertex
-mesh (:func:`~facehub.modeling.geometry.procrustes.umeyama`). The morphable-model fit and its coefficient regressor
-report their landmarks this way (:meth:`~facehub.modeling.geometry.MorphableFaceModel.reconstruction_landmarks68`):
-the setback was measured on that model's fitted meshes. PRN-Dense keeps its mesh's own points: its network's meshes
-need not share the fitted model's rim, and on the AFLW2000-3D half the setback made its landmarks worse (most in
-the [60, 90] bin; its card gives the figures) while it helped the fit in every bin. What a mask or an outline drawn
-on the photo needs is the mesh's own points (:func:`~.landmarks68.landmarks68_from_mesh`): behind a turned cheek the
-3D jaw is hidden, and past the far side it can project onto the background.
+mesh (:func:`~facehub.modeling.geometry.procrustes.umeyama`). Every reconstruction reports its landmarks this way:
+the morphable-model fit and its coefficient regressor
+(:meth:`~facehub.modeling.geometry.MorphableFaceModel.reconstruction_landmarks68`), whose fitted meshes the setback
+was measured on, and PRN-Dense (:class:`~facehub.modeling.prn_dense.FaceReconstruction`), which learned its rim from
+maps of such fits (the AFLW2000-3D figures of both are on their model cards). What a mask, an outline drawn on the
+photo or a crop needs is the mesh's own points (:func:`~.landmarks68.landmarks68_from_mesh`, a reconstruction's
+``mesh_landmarks68``): behind a turned cheek the 3D jaw is hidden, and past the far side it can project onto the
+background.
 """
 
 from __future__ import annotations

@@ -206,7 +206,7 @@ class FaceReconstructionPipeline(FacePipelineMixin, FaceHubPipeline):
             faces = list(faces)
             for i, uv_map, transform in zip(boxed, uv_maps, first, strict=True):
                 predicted = build_reconstruction(photo, uv_map, transform, size, compute_depth=False)
-                faces[i] = PosedLandmarks(predicted.landmarks68, predicted.pose)
+                faces[i] = PosedLandmarks(predicted.mesh_landmarks68, predicted.pose)  # crops are cut around these
         size = self.crop_size
         transforms = [upright_crop_transform(face, size, threshold=self.upright_roll_threshold) for face in faces]
         uv_maps = self.predict_face_uv_position_maps(photo, transforms, batch_size=batch_size, flip_test=flip_test,

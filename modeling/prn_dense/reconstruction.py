@@ -8,8 +8,9 @@ everything else off it, as PRNet's ``api`` does with its own topology:
 
 - vertices: the map sampled bilinearly at the vertex UVs of facehub's 468-vertex face mesh
   (:func:`facehub.modeling.geometry.uv_maps.uv_position_map_to_mesh`, :class:`~facehub.modeling.geometry.FaceTopology`);
-- the 68 iBUG landmarks in 3D (:func:`facehub.modeling.geometry.landmarks68.landmarks68_from_mesh`) and the head pose
-  (:func:`facehub.modeling.geometry.profiling.pose_from_mesh`);
+- the 68 iBUG landmarks in 3D (:func:`facehub.modeling.geometry.landmarks68.landmarks68_from_mesh`, with the jaw
+  moved to its 3D depth behind the mesh's rim, :func:`facehub.modeling.geometry.jaw_depth.jaw_offsets`) and the head
+  pose (:func:`facehub.modeling.geometry.profiling.pose_from_mesh`);
 - colours: the photo sampled at each vertex, and a UV texture: the photo sampled at every UV pixel's (x, y), PRNet's
   texture (no visibility test: surfaces hidden at large yaw take the colour of what covers them);
 - the dense mesh (:meth:`FaceReconstruction.dense_mesh`): the whole map as PRNet builds its mesh, every UV pixel of
@@ -44,6 +45,7 @@ from facehub.modeling.geometry.dense_mesh import (
     export_mesh,
     mesh_to_trimesh,
 )
+from facehub.modeling.geometry.jaw_depth import jaw_offsets
 from facehub.modeling.geometry.landmarks68 import landmarks68_from_mesh
 from facehub.modeling.geometry.profiling import pose_from_mesh
 from facehub.modeling.geometry.topology import FaceTopology
@@ -114,9 +116,10 @@ class FaceReconstruction:
         vertices: (468, 3) float32 mesh (facehub's MediaPipe topology).
         triangles: (852, 3) int64 vertex indices, fronts towards the camera.
         colors: (468, 3) uint8 RGB of the photo at each vertex.
-        landmarks68: (68, 3) float32 iBUG 300-W landmarks (x, y in pixels, z towards the camera). PRN-Dense reports
-            its mesh's own points (:attr:`mesh_landmarks68`); a morphable-model fit puts the jaw (points 1-17) on the
-            head's 3D jaw line behind the mesh's rim, as AFLW2000-3D and 300W-LP label it
+        landmarks68: (68, 3) float32 iBUG 300-W landmarks (x, y in pixels, z towards the camera), the jaw (points
+            1-17) on the head's 3D jaw line behind the mesh's rim, as AFLW2000-3D and 300W-LP label it: the mesh's own
+            points (:attr:`mesh_landmarks68`) plus :func:`~facehub.modeling.geometry.jaw_depth.jaw_offsets`, as a
+            morphable-model fit reports them
             (:meth:`~facehub.modeling.geometry.MorphableFaceModel.reconstruction_landmarks68`).
         pose: (yaw, pitch, roll) degrees (house convention, :mod:`facehub.modeling.geometry.rotations`), in the
             FaceAnalyzer's frame (``Face.pose`` of the same head reads the same).
@@ -187,9 +190,9 @@ class FaceReconstruction:
     def mesh_landmarks68(self) -> np.ndarray:
         """(68, 3) float32 the 68 landmarks as points of the 468-vertex mesh itself
         (:func:`~facehub.modeling.geometry.landmarks68.landmarks68_from_mesh`). On a turned face their jaw runs along
-        the mesh's rim, where a fit's :attr:`landmarks68` puts it at its 3D depth: inside the cheek's outline on the
-        near side, possibly beyond the face's outline on the far side. A mask or an outline drawn on the photo wants
-        these (for PRN-Dense they are :attr:`landmarks68`)."""
+        the mesh's rim, where :attr:`landmarks68` puts it at its 3D depth: inside the cheek's outline on the near side,
+        possibly beyond the face's outline on the far side. A mask or an outline drawn on the photo wants these, and
+        so does a crop (PRN-Dense's crops are cut around them)."""
         return landmarks68_from_mesh(np.asarray(self.vertices, np.float64)).astype(np.float32)
 
     @property
@@ -304,7 +307,7 @@ def build_reconstruction(
         vertices=vertices,
         triangles=topology.triangles.copy(),
         colors=colors,
-        landmarks68=landmarks68_from_mesh(vertices).astype(np.float32),
+        landmarks68=(landmarks68_from_mesh(vertices) + jaw_offsets(vertices)).astype(np.float32),
         pose=tuple(float(a) for a in pose_from_mesh(vertices)),
         uv_position_map=uv_map,
         uvs=topology.uvs.copy(),

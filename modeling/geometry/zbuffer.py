@@ -1,15 +1,18 @@
 """A fast z-buffer rasteriser for meshes of many small triangles that need no gradient (display, texel visibility,
 depth images, the fit's photometric crop): whole-photo meshes (tens of thousands of triangles at 512 px) in tens of
 milliseconds on a CPU, where PyTorch3D's naive CPU rasteriser (:mod:`.render`) needs seconds. Not differentiable.
-A few triangles as large as the face (the DepthNet warp's mesh) cost more here than in PyTorch3D's tiles
-(:func:`facehub.modeling.geometry.render.rasterize_tiled`).
+Large and long thin triangles cost their area (the spans below).
 
-Every triangle is tested only against the pixel centres inside its bounding box: triangles are grouped by the size
-of their box (1, 2, 4, ... pixels a side), so each group tests a fixed ``k x k`` window with one batched tensor
-expression. A pixel centre ``(j + 0.5, i + 0.5)`` is inside when its three barycentric weights are >= 0 (within a
-small tolerance, so neighbouring triangles leave no cracks). The nearest candidate of every pixel wins through one
-``scatter_reduce(amax)`` of a key that packs the quantised depth above the triangle index; the winners' barycentric
-weights are then recomputed exactly.
+Every triangle is tested only against candidate pixel centres near it. Small triangles are grouped by the size of
+their bounding box (1, 2, 4, ... pixels a side, up to :data:`SPAN_ABOVE`), so each group tests a fixed ``k x k`` window
+with one batched tensor expression. A larger triangle is tested row by row of its box, on the span of the row between
+its edges widened by a pixel on each side (a scanline rasteriser's span), so its cost follows its area and not its
+box's: the slivers a turned or stretched mesh makes (a triangle 300 pixels long and 2 wide) would otherwise test
+their whole box, rounded up to a power of two, for a handful of pixels. Either way a pixel centre ``(j + 0.5, i + 0.5)``
+is inside when its three barycentric weights are >= 0 (within a small tolerance, so neighbouring triangles leave no
+cracks): the span only chooses which centres are tested, so both paths draw the same pixels. The nearest candidate of
+every pixel wins through one ``scatter_reduce(amax)`` of a key that packs the quantised depth above the triangle
+index; the winners' barycentric weights are then recomputed exactly.
 
 Orthographic only (the projection of every caller here): ``depth`` is interpolated linearly in screen space.
 """
@@ -21,6 +24,10 @@ import torch
 
 _INDEX_BITS = 26  # up to 67M triangles
 _DEPTH_LEVELS = 1 << 30
+
+#: Triangles whose bounding box is wider or taller than this many pixels are tested on their rows' spans rather than
+#: on a ``k x k`` window (module docstring).
+SPAN_ABOVE = 4
 
 
 def _barycentric(corners: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,6 +41,58 @@ def _barycentric(corners: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> t
     w0 = ((x1 - px) * (y2 - py) - (x2 - px) * (y1 - py)) / safe
     w1 = ((x2 - px) * (y0 - py) - (x0 - px) * (y2 - py)) / safe
     return torch.stack([w0, w1, 1.0 - w0 - w1], dim=-1), area
+
+
+def _span_candidates(corners: torch.Tensor, ids: torch.Tensor, low: torch.Tensor, high: torch.Tensor,
+                     max_candidates: int):
+    """Candidate pixels of large triangles ``ids``, row by row of their boxes: on each row ``i`` the columns between
+    where the line ``y = i + 0.5`` crosses the triangle's edges, one more on each side, within the box. Yields
+    ``(triangle, row, column)`` index tensors in batches of at most about ``max_candidates`` pixels (one row of one
+    triangle is never split)."""
+    heights = high[ids, 1] - low[ids, 1] + 1
+    row_budget = max(1, max_candidates // 4)
+    start = 0
+    while start < len(ids):  # batches of triangles whose rows together stay within the budget
+        cumulative = torch.cumsum(heights[start:], 0)
+        stop = start + max(1, int(torch.searchsorted(cumulative, torch.tensor(row_budget), right=True)))
+        chunk = ids[start:stop]
+        rows_of = heights[start:stop]
+        start = stop
+        tri = torch.repeat_interleave(chunk, rows_of)
+        first_row = torch.cumsum(rows_of, 0) - rows_of
+        row = torch.repeat_interleave(low[chunk, 1], rows_of) + (
+            torch.arange(len(tri)) - torch.repeat_interleave(first_row, rows_of))
+        centre_y = row.double() + 0.5
+        c = corners[tri]  # (R, 3, 2)
+        xa, ya = c[:, :, 0], c[:, :, 1]
+        xb, yb = c[:, [1, 2, 0], 0], c[:, [1, 2, 0], 1]
+        rise = yb - ya
+        sloped = rise.abs() > 1e-12
+        y = centre_y[:, None]
+        crosses = sloped & (y >= torch.minimum(ya, yb) - 1e-9) & (y <= torch.maximum(ya, yb) + 1e-9)
+        at = ((y - ya) / torch.where(sloped, rise, torch.ones_like(rise))).clamp(0.0, 1.0)
+        x = xa + at * (xb - xa)
+        inf = torch.tensor(float("inf"), dtype=x.dtype)
+        x_min = torch.where(crosses, x, inf).amin(dim=1)
+        x_max = torch.where(crosses, x, -inf).amax(dim=1)
+        box_low, box_high = low[tri, 0], high[tri, 0]
+        found = crosses.any(dim=1)  # a row that meets no edge (rounding at a vertex) keeps its whole box width
+        col_low = torch.where(found, torch.ceil(x_min - 0.5).long() - 1, box_low).clamp(min=box_low)
+        col_high = torch.where(found, torch.floor(x_max - 0.5).long() + 1, box_high).clamp(max=box_high)
+        counts = (col_high - col_low + 1).clamp(min=0)
+        row_start = 0
+        while row_start < len(tri):  # batches of rows within the pixel budget
+            cumulative = torch.cumsum(counts[row_start:], 0)
+            row_stop = row_start + max(1, int(torch.searchsorted(cumulative, torch.tensor(max_candidates),
+                                                                 right=True)))
+            n = counts[row_start:row_stop]
+            first = torch.cumsum(n, 0) - n
+            pixel_tri = torch.repeat_interleave(tri[row_start:row_stop], n)
+            pixel_row = torch.repeat_interleave(row[row_start:row_stop], n)
+            pixel_col = torch.repeat_interleave(col_low[row_start:row_stop], n) + (
+                torch.arange(int(n.sum())) - torch.repeat_interleave(first, n))
+            row_start = row_stop
+            yield pixel_tri, pixel_row, pixel_col
 
 
 def rasterize_zbuffer(
@@ -82,6 +141,21 @@ def rasterize_zbuffer(
     best = torch.full((h * w,), -1, dtype=torch.int64)
     eps = 1e-7
 
+    def keep_nearest(tri_of: torch.Tensor, row: torch.Tensor, col: torch.Tensor, wts: torch.Tensor) -> None:
+        """Offer candidates (inside their triangles, with weights ``wts``) to their pixels; the nearest wins."""
+        zz = (wts * z[tris[tri_of]]).sum(dim=-1)
+        key = (((zz - z_low) * z_scale).round().long().clamp(0, _DEPTH_LEVELS - 1) << _INDEX_BITS) | tri_of
+        best.scatter_reduce_(0, row * w + col, key, reduce="amax")
+
+    large = torch.nonzero(alive & (extent > SPAN_ABOVE)).flatten()
+    if len(large):
+        for tri_of, row, col in _span_candidates(corners, large, low, high, max_candidates):
+            weights, area = _barycentric(corners[tri_of], col.double() + 0.5, row.double() + 0.5)
+            inside = (weights >= -eps).all(dim=-1) & (area.abs() > 1e-12)
+            if inside.any():
+                keep_nearest(tri_of[inside], row[inside], col[inside], weights[inside])
+    alive = alive & (extent <= SPAN_ABOVE)
+
     k = 1
     while True:
         group = torch.nonzero(alive & (extent <= k) & (extent > k // 2)).flatten()
@@ -99,11 +173,7 @@ def rasterize_zbuffer(
                 inside = valid & (weights >= -eps).all(dim=-1) & (area.abs() > 1e-12)
                 if not inside.any():
                     continue
-                tri_of = ids[:, None].expand_as(col)[inside]
-                wts = weights[inside]
-                zz = (wts * z[tris[tri_of]]).sum(dim=-1)
-                key = (((zz - z_low) * z_scale).round().long().clamp(0, _DEPTH_LEVELS - 1) << _INDEX_BITS) | tri_of
-                best.scatter_reduce_(0, row[inside] * w + col[inside], key, reduce="amax")
+                keep_nearest(ids[:, None].expand_as(col)[inside], row[inside], col[inside], weights[inside])
         if k >= max(h, w) or not bool((alive & (extent > k)).any()):
             break
         k *= 2

@@ -29,8 +29,8 @@ projects orthographically (the transformed z is dropped). Here that pipeline is 
    rows. The new z only orders surfaces; image positions are ``m``'s, exactly as in eq. 1. Anchors keep their
    source pixel and are put behind every moving vertex.
 
-3. **Projection and z-buffer** (:func:`~facehub.modeling.geometry.render.rasterize_tiled`). Orthographic,
-   ``(u, v) = (x', y')`` pixels; only the box the mesh covers is rasterised, in tiles.
+3. **Projection and z-buffer** (:func:`~facehub.modeling.geometry.zbuffer.rasterize_zbuffer`). Orthographic,
+   ``(u, v) = (x', y')`` pixels; only the box the mesh covers is rasterised.
 
 4. **Texture** (:func:`_render`). UVs are the vertices' source pixel positions and the texture is the source photo:
    every output pixel samples the photo bilinearly where its surface point came from.
@@ -51,8 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from facehub.modeling.geometry.orientation import folded_triangles, signed_areas  # noqa: F401  (re-exported)
-from facehub.modeling.geometry.render import rasterize_tiled
-from facehub.modeling.geometry.zbuffer import interpolate
+from facehub.modeling.geometry.zbuffer import interpolate, rasterize_zbuffer
 
 #: iBUG 68 keypoints in front of / behind the rest for a face seen from the front: the nose tip and the jaw line.
 FACE_FRONT_KEYPOINTS = (30,)
@@ -319,10 +318,6 @@ def warp_image(
     return WarpedImage(output, mask, vertices[: mesh.num_keypoints, :2].copy(), (x0, y0, x1, y1), folded)
 
 
-#: Tile side (pixels) of the warp's z-buffer (:func:`~facehub.modeling.geometry.render.rasterize_tiled`).
-WARP_TILE = 256
-
-
 def _render(
     image: np.ndarray, mesh: WarpMesh, vertices: np.ndarray, background: np.ndarray, box: tuple[int, int, int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -336,10 +331,12 @@ def _render(
     """
     import cv2
 
-    # The warp mesh has a few hundred triangles, some as large as the face: in large tiles each pixel is tested against
-    # a few more of them, which costs less than PyTorch3D's overhead per tile on a large photo's box. (The z-buffer
-    # of zbuffer.py, faster on meshes of many small triangles, is 2-4x slower on these face-sized ones.)
-    face_index, barycentric = rasterize_tiled(vertices, mesh.triangles, box, tile=WARP_TILE)
+    # The warp mesh has a few hundred triangles, some as large as the face: the z-buffer tests those on their rows'
+    # spans, so they cost their area (PyTorch3D's tiles draw the same pixels, a few times slower).
+    x0, y0, x1, y1 = box
+    vertices = np.asarray(vertices, dtype=np.float64)
+    face_index, barycentric = rasterize_zbuffer(vertices[:, :2] - [x0, y0], vertices[:, 2], mesh.triangles,
+                                                (y1 - y0, x1 - x0))
     covered = face_index >= 0
     source_xy = interpolate(mesh.points, mesh.triangles, face_index, barycentric) - 0.5  # cv2's pixel indices
     sampled = cv2.remap(

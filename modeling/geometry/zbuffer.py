@@ -43,6 +43,19 @@ def _barycentric(corners: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> t
     return torch.stack([w0, w1, 1.0 - w0 - w1], dim=-1), area
 
 
+def _offsets_within(counts: torch.Tensor) -> torch.Tensor:
+    """``0, 1, ..., n - 1`` for every ``n`` of ``counts``, concatenated (the position of each item within its group
+    once ``torch.repeat_interleave`` has expanded the groups)."""
+    first = torch.cumsum(counts, 0) - counts
+    return torch.arange(int(counts.sum())) - torch.repeat_interleave(first, counts)
+
+
+def _batch_stop(counts: torch.Tensor, start: int, budget: int) -> int:
+    """End of the batch that begins at ``start``: as many items as fit in ``budget`` by their ``counts``, at least
+    one."""
+    return start + max(1, int(torch.searchsorted(torch.cumsum(counts[start:], 0), torch.tensor(budget), right=True)))
+
+
 def _span_candidates(corners: torch.Tensor, ids: torch.Tensor, low: torch.Tensor, high: torch.Tensor,
                      max_candidates: int):
     """Candidate pixels of large triangles ``ids``, row by row of their boxes: on each row ``i`` the columns between
@@ -50,25 +63,19 @@ def _span_candidates(corners: torch.Tensor, ids: torch.Tensor, low: torch.Tensor
     ``(triangle, row, column)`` index tensors in batches of at most about ``max_candidates`` pixels (one row of one
     triangle is never split)."""
     heights = high[ids, 1] - low[ids, 1] + 1
-    row_budget = max(1, max_candidates // 4)
     start = 0
-    while start < len(ids):  # batches of triangles whose rows together stay within the budget
-        cumulative = torch.cumsum(heights[start:], 0)
-        stop = start + max(1, int(torch.searchsorted(cumulative, torch.tensor(row_budget), right=True)))
-        chunk = ids[start:stop]
-        rows_of = heights[start:stop]
+    while start < len(ids):  # batches of triangles whose rows together stay within a quarter of the budget
+        stop = _batch_stop(heights, start, max(1, max_candidates // 4))
+        chunk, rows_of = ids[start:stop], heights[start:stop]
         start = stop
         tri = torch.repeat_interleave(chunk, rows_of)
-        first_row = torch.cumsum(rows_of, 0) - rows_of
-        row = torch.repeat_interleave(low[chunk, 1], rows_of) + (
-            torch.arange(len(tri)) - torch.repeat_interleave(first_row, rows_of))
-        centre_y = row.double() + 0.5
+        row = torch.repeat_interleave(low[chunk, 1], rows_of) + _offsets_within(rows_of)
         c = corners[tri]  # (R, 3, 2)
         xa, ya = c[:, :, 0], c[:, :, 1]
         xb, yb = c[:, [1, 2, 0], 0], c[:, [1, 2, 0], 1]
         rise = yb - ya
         sloped = rise.abs() > 1e-12
-        y = centre_y[:, None]
+        y = row.double()[:, None] + 0.5
         crosses = sloped & (y >= torch.minimum(ya, yb) - 1e-9) & (y <= torch.maximum(ya, yb) + 1e-9)
         at = ((y - ya) / torch.where(sloped, rise, torch.ones_like(rise))).clamp(0.0, 1.0)
         x = xa + at * (xb - xa)
@@ -82,17 +89,12 @@ def _span_candidates(corners: torch.Tensor, ids: torch.Tensor, low: torch.Tensor
         counts = (col_high - col_low + 1).clamp(min=0)
         row_start = 0
         while row_start < len(tri):  # batches of rows within the pixel budget
-            cumulative = torch.cumsum(counts[row_start:], 0)
-            row_stop = row_start + max(1, int(torch.searchsorted(cumulative, torch.tensor(max_candidates),
-                                                                 right=True)))
+            row_stop = _batch_stop(counts, row_start, max_candidates)
             n = counts[row_start:row_stop]
-            first = torch.cumsum(n, 0) - n
-            pixel_tri = torch.repeat_interleave(tri[row_start:row_stop], n)
-            pixel_row = torch.repeat_interleave(row[row_start:row_stop], n)
-            pixel_col = torch.repeat_interleave(col_low[row_start:row_stop], n) + (
-                torch.arange(int(n.sum())) - torch.repeat_interleave(first, n))
+            yield (torch.repeat_interleave(tri[row_start:row_stop], n),
+                   torch.repeat_interleave(row[row_start:row_stop], n),
+                   torch.repeat_interleave(col_low[row_start:row_stop], n) + _offsets_within(n))
             row_start = row_stop
-            yield pixel_tri, pixel_row, pixel_col
 
 
 def rasterize_zbuffer(

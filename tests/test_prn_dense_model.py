@@ -435,8 +435,9 @@ def test_flip_test_brings_the_landmarks_nearer_the_analyzers_on_every_test_photo
     """The flip test (the default) averages the map with the mirrored crop's map mirrored back. On each of the six
     test photos the mesh's 68 points (``mesh_landmarks68``, whose jaw runs along the rim as the analyzer's does) move
     nearer the FaceAnalyzer's (measured 1.8-2.9% of the face size against 2.1-3.2% for one pass; the photos were in
-    the default's training data, mirrored too: the AFLW2000-3D figures are in the model card). ``flip_test=False``, per call or as the attribute, is the single pass (each row here reads
-    the centred crop alone: ``crop_shift=0``)."""
+    the default's training data, mirrored too: the AFLW2000-3D figures are in the model card). ``flip_test=False``,
+    per call or as the attribute, is the single pass (each row here reads the centred crop alone: ``crop_shift=0``).
+    """
     errors = {True: [], False: []}
     for _, image, face in faces_of_test_photos:
         reference = np.asarray(face.landmarks68)[:, :2]
@@ -466,8 +467,8 @@ def test_shifted_crops_bring_synthetic_faces_nearer_their_exact_landmarks(defaul
     crops moved along the diagonals, and averages the five maps in the centred crop's units. On 24 synthetic faces
     turned up to 60 degrees, cropped around their exact landmarks, the average's 68 mesh points are nearer the
     world's (both with the jaw on the rim) than the centred crop's alone (3.99% of the face size against 4.13%, nearer
-    for 15 of 24). Adding an offset with the wrong sign would smear the average by twice the shift and lose. Out-of-range shifts are refused with a message
-    that names the setting."""
+    for 15 of 24). Adding an offset with the wrong sign would smear the average by twice the shift and lose.
+    Out-of-range shifts are refused with a message that names the setting."""
     from facehub.trainers.data.synthetic_world import SyntheticFaceWorld, SyntheticWorldConfig
 
     assert default_pipeline.crop_shift == CROP_SHIFT > 0

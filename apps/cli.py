@@ -135,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from facehub.modeling.cpu_allocator import reuse_freed_memory
+
+    reuse_freed_memory()  # network passes reuse freed memory instead of faulting in fresh pages (its docstring)
     try:
         if getattr(args, "accepts_rest", False):
             return int(args.func(args, rest) or 0)

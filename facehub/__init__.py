@@ -42,6 +42,8 @@ _EXPORTS: dict[str, str] = {
     "FaceReconstructionPipeline": "facehub.modeling.prn_dense",
     # CycleGAN repair
     "FaceRepairPipeline": "facehub.modeling.cyclegan",
+    # CPU speed
+    "reuse_freed_memory": "facehub.modeling.cpu_allocator",
     # loading and errors
     "CheckpointError": "facehub.modeling.modeling_utils",
     "Pose": "facehub.modeling.pipeline_utils",

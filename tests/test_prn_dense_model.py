@@ -8,6 +8,7 @@ from MediaPipe's mesh must come back as that mesh in the photo), not accuracy.
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -203,6 +204,35 @@ def test_model_traces_as_one_graph_for_torch_compile():
     compiled = torch.compile(model, backend="eager", fullgraph=True)
     with torch.no_grad():
         torch.testing.assert_close(compiled(images).uv_position_map, model(images).uv_position_map)
+
+
+class _NormAsIs(torch.nn.Module):
+    """Runs a batch norm as its own module: not a ``_BatchNorm`` itself, so nothing folds it."""
+
+    def __init__(self, norm: torch.nn.Module):
+        super().__init__()
+        self.norm = norm
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.norm(features)
+
+
+def test_eval_forward_folds_the_batch_norms_and_predicts_what_the_layers_one_by_one_do(default_pipeline):
+    """In eval mode the network folds each BN into the transposed convolution or 1x1 convolution before it and runs
+    each pre-activation BN-ReLU as one multiply-add (modeling/batch_norm_folding.py); on the shipped weights, whose
+    running statistics are far from the identity, it predicts the same map as every layer run as a module."""
+    model = default_pipeline.prn
+    unfolded = copy.deepcopy(model)
+    norms = [(name, module) for name, module in unfolded.named_modules() if isinstance(module, torch.nn.BatchNorm2d)]
+    assert len(norms) == 2 * 18 + 5 + 1 + 3 * 4 + 2  # 18 dense layers, transitions, encoder, 5 decoder modules
+    for name, norm in norms:
+        parent, _, attribute = name.rpartition(".")
+        setattr(unfolded.get_submodule(parent), attribute, _NormAsIs(norm))
+    images = torch.rand(3, 3, model.uv_size, model.uv_size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        folded, reference = model(images).uv_position_map, unfolded(images).uv_position_map
+    assert float(reference.std()) > 0.1  # a real map, not the untrained constant
+    torch.testing.assert_close(folded, reference, atol=2e-5, rtol=0)
 
 
 def test_config_validation_names_the_field_and_value():

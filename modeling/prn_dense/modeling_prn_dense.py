@@ -29,12 +29,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from diffusers import ModelMixin  # noqa: F401  (diffusers' pipeline loader looks the base class up in this module)
 from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from facehub.modeling.batch_norm_folding import convolve_normalize, normalize_relu
 from facehub.modeling.modeling_utils import FaceHubModel
 from facehub.modeling.prn_dense.configuration_prn_dense import (
     PAPER_BLOCK_OUT_CHANNELS,
@@ -69,8 +69,9 @@ class DenseLayer(nn.Module):
         self.conv2 = nn.Conv2d(bottleneck, growth, kernel_size=3, padding=1, bias=False)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        hidden = self.conv1(F.relu(self.norm1(features)))
-        return self.conv2(F.relu(self.norm2(hidden)))
+        # In eval mode norm2 folds into conv1 (modeling/batch_norm_folding.py); the same function in training.
+        hidden = convolve_normalize(self.conv1, self.norm2, normalize_relu(self.norm1, features))
+        return self.conv2(hidden.relu_())
 
 
 class DenseBlock(nn.Module):
@@ -102,7 +103,7 @@ class TransitionLayer(nn.Module):
         self.pool = nn.AvgPool2d(kernel_size=2, stride=2)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.conv(F.relu(self.norm(features))))
+        return self.pool(self.conv(normalize_relu(self.norm, features)))
 
 
 class DecoderModule(nn.Module):
@@ -121,10 +122,11 @@ class DecoderModule(nn.Module):
         self.is_final = final_channels is not None
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        features = F.relu(self.norm_in(self.refine_in(features)))
-        features = F.relu(self.norm_up(self.upsample(features)))
-        features = self.norm_out(self.refine_out(features))
-        return features if self.is_final else F.relu(features)
+        # In eval mode each BN folds into the transposed convolution before it (modeling/batch_norm_folding.py).
+        features = convolve_normalize(self.refine_in, self.norm_in, features).relu_()
+        features = convolve_normalize(self.upsample, self.norm_up, features).relu_()
+        features = convolve_normalize(self.refine_out, self.norm_out, features)
+        return features if self.is_final else features.relu_()
 
 
 class PRNDenseModel(FaceHubModel):
@@ -132,9 +134,10 @@ class PRNDenseModel(FaceHubModel):
 
     ``PRNDenseModel.from_preset("paper")`` builds a named preset; every ``__init__`` argument is described in
     :mod:`~facehub.modeling.prn_dense.configuration_prn_dense`. Activations run channels-last whatever the input's
-    memory format. For repeated CPU inference, ``model.compile(options={"freezing": True})`` (torch's inductor with
-    batch-norm folding; tens of seconds to compile once) takes the paper preset from 225-240 ms to 135-175 ms per
-    crop on two cores (``benchmarks/bench_prn_dense.py``, several runs).
+    memory format. In eval mode the forward pass folds each batch norm into the convolution before it, or runs it with
+    its ReLU as one multiply-add (:mod:`facehub.modeling.batch_norm_folding`): the same map, faster, and the weights
+    are untouched. For repeated CPU inference ``model.compile(options={"freezing": True})`` (torch's inductor; tens of
+    seconds to compile once) goes further; ``benchmarks/bench_prn_dense.py`` prints both.
     """
 
     @register_to_config
@@ -209,7 +212,7 @@ class PRNDenseModel(FaceHubModel):
             features = block(features)
             if index < len(self.transitions):
                 features = self.transitions[index](features)
-        return F.relu(self.encoder_norm(features))
+        return normalize_relu(self.encoder_norm, features)
 
     def decode(self, features: torch.Tensor) -> torch.Tensor:
         """Encoder features -> (B, 3, S, S) UV position map in units of S (after the output activation)."""

@@ -53,10 +53,12 @@ def test_passes_reuse_freed_memory_instead_of_faulting_in_fresh_pages():
     default = run_passes(FACEHUB_REUSE_FREED_MEMORY="0")
     assert tuned["applied"] is True and default["applied"] is False
     # A pass's activations come to tens of megabytes (thousands of 4 KiB pages). With glibc's defaults every pass
-    # faults most of them in again; once freed memory is kept, the passes after the first two fault almost none (an
-    # occasional pass still grows the heap by a megabyte or so, hence the sum over four passes).
-    assert min(default["faults"][2:]) > 10_000, default
-    assert sum(tuned["faults"][2:]) < 5_000, tuned
+    # faults many of them in again (how many depends on how many transparent huge pages the kernel hands out at the
+    # time: 8k-48k a pass were seen); once freed memory is kept, the passes after the first two fault almost none (an
+    # occasional pass still grows the heap by a megabyte or so, hence sums over four passes).
+    kept, returned = sum(tuned["faults"][2:]), sum(default["faults"][2:])
+    assert kept < 5_000, tuned
+    assert returned > 5 * max(kept, 1_000), (tuned, default)
 
 
 @needs_glibc

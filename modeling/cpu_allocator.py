@@ -22,10 +22,10 @@ serves one request at a time. Intel's performance tuning guide for PyTorch on CP
 (``LD_PRELOAD``) for the same reason; these settings need no library installed. The ``facehub`` command calls it before
 every sub-command (the demo, evaluation, comparison, benchmarks, single-process training); the workers that
 ``accelerate launch`` starts keep glibc's defaults (a CPU training step of PRN-Dense showed no clear difference either
-way), and code that imports facehub into its own process decides for itself, as nothing changes on import. The process's own choice wins: nothing is set when
-``FACEHUB_REUSE_FREED_MEMORY=0`` or any of glibc's ``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_THRESHOLD_``,
-``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_TOP_PAD_`` or ``GLIBC_TUNABLES`` is in the environment, and elsewhere than Linux
-with glibc (macOS, Windows, musl) the call does nothing.
+way), and code that imports facehub into its own process decides for itself, as nothing changes on import. The
+process's own choice wins: nothing is set when ``FACEHUB_REUSE_FREED_MEMORY=0`` or any of glibc's
+``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_TOP_PAD_`` or ``GLIBC_TUNABLES``
+is in the environment, and elsewhere than Linux with glibc (macOS, Windows, musl) the call does nothing.
 """
 
 from __future__ import annotations

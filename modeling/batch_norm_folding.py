@@ -63,12 +63,12 @@ def convolve_normalize(convolution: nn.Conv2d | nn.ConvTranspose2d, norm: nn.Mod
     ``nn.Identity``) the two modules one after the other."""
     if not uses_running_statistics(norm):
         return norm(convolution(features))
+    if convolution.padding_mode != "zeros":  # a transposed convolution takes no other
+        raise ValueError("convolve_normalize folds only zero-padded convolutions.")
     weight, bias = fold_into_convolution(convolution, norm)
     if isinstance(convolution, nn.ConvTranspose2d):
         return F.conv_transpose2d(features, weight, bias, convolution.stride, convolution.padding,
                                   convolution.output_padding, convolution.groups, convolution.dilation)
-    if convolution.padding_mode != "zeros":
-        raise ValueError("convolve_normalize folds only zero-padded convolutions.")
     return F.conv2d(features, weight, bias, convolution.stride, convolution.padding, convolution.dilation,
                     convolution.groups)
 

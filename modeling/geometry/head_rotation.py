@@ -7,7 +7,9 @@ neck stay where they were. This module follows the two ideas of the anchors the 
 - **Face profiling** (Zhu et al., "Face Alignment Across Large Poses: A 3D Solution", CVPR 2016, sec. 5): the whole
   region around the face becomes one mesh whose vertices carry estimated depths, so hair, ears and the nearby
   background move with the face; the region's outer ring stays fixed, so the result joins the photo without a seam
-  (where the head meets the photo's edge, the grid and its fixed ring go on past the edge, :func:`_head_grid_box`).
+  (where the head meets the photo's edge, the grid and its fixed ring go on past the edge, :func:`_head_grid_box`,
+  and what the turn brings into view from there is the photo's edge blurred with the distance from it,
+  :func:`_extend_past_edges`).
   Here the mesh is a regular grid over the head's box with three depth layers: the face (the reconstruction's own
   surface), the rest of the head (an ellipsoid proxy, :class:`HeadProxy`, placed by the similarity that takes the
   morphable model's mean shape onto the reconstruction and joined to the face surface without a step), and the
@@ -368,8 +370,9 @@ def _head_grid_box(shape: tuple[int, int], vertices: np.ndarray, similarity: Sim
     The grid's border stays where it is, so that the region joins the photo without a seam. Where the head meets an
     edge of the photo there is nothing to join: a border pinned on the edge would hold the hair there in place while
     the head turns beside it, a strip of it left along the edge. So the grid goes on past the edge and the rotation
-    fades out beyond it. Its points there repeat the photo's edge pixels (streaks where the turn brings them into
-    view): the photo's reflection would bring a mirror image of the face in beside it, a second eye or ear."""
+    fades out beyond it. Its points there show the photo's edge blurred with the distance from it
+    (:func:`_extend_past_edges`): the photo's reflection would bring a mirror image of the face in beside it, a second
+    eye or ear."""
     h, w = shape
     signs = np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T
     corners = similarity.apply(np.asarray(proxy.centre) + signs * np.asarray(proxy.radii))
@@ -383,6 +386,58 @@ def _head_grid_box(shape: tuple[int, int], vertices: np.ndarray, similarity: Sim
     x0, y0 = np.floor(np.maximum(centre - half, -grow)).astype(int)
     x1, y1 = np.ceil(np.minimum(centre + half, np.array([w, h]) + grow)).astype(int)
     return int(x0), int(y0), int(x1), int(y1)
+
+
+#: Past the photo's edge, a point at distance ``d`` pixels shows the edge blurred by a Gaussian whose sigma is between
+#: one and two times ``EDGE_BLUR * d`` (:func:`_extend_past_edges`).
+EDGE_BLUR = 1.0
+
+
+def _extend_past_edges(image: np.ndarray, pad: tuple[int, int, int, int]) -> np.ndarray:
+    """``image`` (H, W, 3 uint8) grown by ``pad`` = (left, top, right, bottom) pixels, for the head's grid where it
+    goes on past the photo's edge (:func:`_head_grid_box`).
+
+    Nothing of what lies past the edge is known. Each pixel there takes the edge's colours (the photo repeated
+    outwards) blurred by a Gaussian whose sigma grows with its distance ``d`` from the photo (:data:`EDGE_BLUR`): near
+    the edge it continues the photo, further out it is the local average of the edge. The photo repeated as it is
+    draws a streak from every edge pixel, which the turn brings into view beside the head; blurred, the guess is
+    nearer what an uncut photo shows there (``tests/test_head_rotation.py``, photos cut beside the face).
+
+    The blurs are an octave apart (sigma 2, 4, 8, ... pixels, each computed at a resolution reduced to keep its
+    kernel small); a pixel takes each one whose sigma is at most ``EDGE_BLUR * d`` fully, and the next one in part.
+    Pixels of the photo keep their values."""
+    import cv2
+
+    h, w = image.shape[:2]
+    left, top, right, bottom = (max(int(p), 0) for p in pad)
+    repeated = cv2.copyMakeBorder(np.ascontiguousarray(image), top, bottom, left, right, cv2.BORDER_REPLICATE)
+    photo = np.zeros(repeated.shape[:2], np.uint8)
+    photo[top:top + h, left:left + w] = 1
+    spread = EDGE_BLUR * cv2.distanceTransform(1 - photo, cv2.DIST_L2, 5)
+    if spread.max() <= 1.0:
+        return repeated
+    full = (repeated.shape[1], repeated.shape[0])
+    values = repeated.astype(np.float32)
+    sigma = 2.0
+    while sigma < 2.0 * spread.max():
+        share = np.clip(2.0 * spread / sigma - 1.0, 0.0, 1.0)[..., None]
+        factor = max(1, int(sigma // 4))
+        small = cv2.resize(repeated, (max(full[0] // factor, 1), max(full[1] // factor, 1)), interpolation=cv2.INTER_AREA)
+        blurred = cv2.resize(cv2.GaussianBlur(small.astype(np.float32), (0, 0), sigma / factor), full,
+                             interpolation=cv2.INTER_LINEAR)
+        values += share * (blurred - values)
+        sigma *= 2.0
+    out = np.clip(values + 0.5, 0, 255).astype(np.uint8)
+    out[top:top + h, left:left + w] = image
+    return out
+
+
+def _inside_weight(positions: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(...) 1 for (..., 2) pixel positions inside a photo of ``shape`` (H, W), falling to 0 one pixel past its edge."""
+    h, w = shape
+    outside = np.maximum(np.maximum(-positions[..., 0], positions[..., 0] - w),
+                         np.maximum(-positions[..., 1], positions[..., 1] - h))
+    return np.clip(1.0 - outside, 0.0, 1.0)
 
 
 @dataclass
@@ -514,11 +569,18 @@ def _draw_head(image: np.ndarray, reconstruction, current: tuple[float, float, f
     on_face = seen >= num_grid
     on_grid_tri = (seen >= 0) & ~on_face
     # Where each drawn pixel was in the photo: a grid point's own position, a face point's position before the turn.
-    # Positions past the photo's edge take its edge pixels (_head_grid_box).
     source = interpolate(np.vstack([grid_points[:, :2], dense_vertices[:, :2]]), triangles, seen, weights)
     uv = interpolate(np.vstack([np.zeros((len(moved_grid), 2)), dense.uvs]), triangles, seen, weights)
-    from_photo = cv2.remap(image, (source[..., 0] - 0.5).astype(np.float32), (source[..., 1] - 0.5).astype(np.float32),
-                           cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    # Positions past the photo's edge read its edge blurred with the distance (_extend_past_edges): the region grown
+    # to the grid's box.
+    pad = (x0 - gx0, y0 - gy0, gx1 - x1, gy1 - y1)
+    if any(pad):
+        readable, origin = _extend_past_edges(image[y0:y1, x0:x1], pad), (gx0, gy0)
+    else:
+        readable, origin = image, (0, 0)
+    from_photo = cv2.remap(readable, (source[..., 0] - 0.5 - origin[0]).astype(np.float32),
+                           (source[..., 1] - 0.5 - origin[1]).astype(np.float32), cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
     texture = np.ascontiguousarray(dense.texture)
     size = texture.shape[0]
     texel_x, texel_y = (uv[..., 0] * size - 0.5).astype(np.float32), (uv[..., 1] * size - 0.5).astype(np.float32)
@@ -535,7 +597,10 @@ def _draw_head(image: np.ndarray, reconstruction, current: tuple[float, float, f
     holes = (seen < 0) | (on_grid_tri & stretched[grid_of])
     folded = culled & ~on_face
     mirrored = np.zeros_like(holes)
-    photo_weight = np.where(on_face, from_photo_weight[..., 0], 1.0) * ~holes if with_sources else None
+    # Past the photo's edge there is no fine detail to add back at the photo's size (_at_photo_size): it would be the
+    # edge's own, repeated in streaks.
+    photo_weight = np.where(on_face, from_photo_weight[..., 0], 1.0) * ~holes * _inside_weight(source, (h, w)) \
+        if with_sources else None
     uncovered = np.zeros_like(holes)
     if holes.any():
         # Holes inside the face's outline (its culled back faces) are inpainted from the face around them. With a

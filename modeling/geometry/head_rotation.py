@@ -388,8 +388,8 @@ def _head_grid_box(shape: tuple[int, int], vertices: np.ndarray, similarity: Sim
     return int(x0), int(y0), int(x1), int(y1)
 
 
-#: Past the photo's edge, a point at distance ``d`` pixels shows the edge blurred by a Gaussian whose sigma is between
-#: one and two times ``EDGE_BLUR * d`` (:func:`_extend_past_edges`).
+#: Past the photo's edge, a point at distance ``d`` pixels shows the edge blurred by a Gaussian whose sigma is about
+#: ``EDGE_BLUR * d`` (between half and twice that: the blurs are an octave apart, :func:`_extend_past_edges`).
 EDGE_BLUR = 1.0
 
 

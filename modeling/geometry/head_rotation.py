@@ -422,7 +422,8 @@ def _extend_past_edges(image: np.ndarray, pad: tuple[int, int, int, int]) -> np.
     while sigma < 2.0 * spread.max():
         share = np.clip(2.0 * spread / sigma - 1.0, 0.0, 1.0)[..., None]
         factor = max(1, int(sigma // 4))
-        small = cv2.resize(repeated, (max(full[0] // factor, 1), max(full[1] // factor, 1)), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(repeated, (max(full[0] // factor, 1), max(full[1] // factor, 1)),
+                           interpolation=cv2.INTER_AREA)
         blurred = cv2.resize(cv2.GaussianBlur(small.astype(np.float32), (0, 0), sigma / factor), full,
                              interpolation=cv2.INTER_LINEAR)
         values += share * (blurred - values)

@@ -20,6 +20,15 @@ morphable model):
    differently, and a plain copy of the brighter one leaves a seam (on renders with a side light, a step about four
    times the face's own texel-to-texel variation; about twice after blending: tests/test_texture_completion.py).
    Texels seen from neither side are inpainted from their neighbours.
+
+Optionally (``occluders="mirror"``, what a face swap asks for) a fourth step comes before the blending: **texels that
+show something in front of the face** (a lock of hair across a cheek, a hand, the background where the mesh's rim
+overshoots the face) count as unseen where their mirror texel shows skin (:func:`occluded_texels`), so they too take
+the mirror's colours. What the photo shows in front of a face is not its texture: a swap would paint it onto the
+target's cheek. Occluders are told from skin by colour, as Deng et al. (CVPR-W 2019) weight their robust photometric
+loss by a skin-colour classifier; the skin colour here is the face's own (robust statistics of its seen texels), so
+no skin tone is assumed. Only a texel whose mirror looks like skin is replaced: features that are
+symmetric (eyes, brows, lips, a beard, glasses) look unlike skin on both sides and stay as they are.
 """
 
 from __future__ import annotations
@@ -39,6 +48,40 @@ FULL_VISIBILITY_COSINE = 0.35
 #: Which texel of the completed texture came from where (:attr:`TextureCompletion.source`).
 OUTSIDE, OWN, MIRRORED, INPAINTED = 0, 1, 2, 3
 
+#: What :func:`complete_texture` does with texels that show an occluder in front of the face: ``"keep"`` them as seen
+#: (a rotation shows the hair that hangs over a cheek where it hangs), or replace them by their ``"mirror"`` texels
+#: where those show skin (a swap draws the source's face, not its hair).
+OCCLUDER_CHOICES = ("keep", "mirror")
+
+#: A texel counts as an occluder from this robust colour distance to the face's skin (:func:`skin_colour_distance`),
+#: fully from the second; its mirror texel counts as skin up to the third, not at all from the fourth. Chosen on the
+#: synthetic faces of tests/test_texture_completion.py (a dark lock over one cheek must go, nothing of a clean face
+#: lit from either side may) and by eye on swaps of development photos from ../shared/data. Colours are compared as
+#: the photo shows them: under a strong side light a lock on the shadowed cheek is as dark as the shadow and is
+#: kept (a shading model fitted to the normals was tried: it took large locks for light and flagged the dark eyes
+#: of blurred faces).
+OCCLUDER_DISTANCE = (3.5, 5.0)
+SKIN_DISTANCE = (2.0, 3.0)
+
+#: Weight of lightness against the two chroma axes in :func:`skin_colour_distance`: a cheek in shadow is darker but
+#: of the same hue, hair or a background usually differs in hue and saturation too.
+LIGHTNESS_WEIGHT = 0.5
+
+#: Smallest spread of the skin's colour the distance divides by, per CIELAB channel in OpenCV's 8-bit units (the
+#: texture of an evenly lit, smooth face would otherwise make every small variation an outlier).
+MIN_SKIN_SPREAD = (10.0, 2.5, 2.5)
+
+#: Occluded regions narrower than this fraction of the texture's side are ignored (a mole, a specular glint).
+MIN_OCCLUDER_WIDTH = 1.0 / 32
+
+#: An occluded region is kept as it is when more texels of occluder colour that cannot be replaced (their mirror is
+#: no skin) lie within twice :data:`OCCLUDER_GROWTH` of it than this share of its own size (:func:`occluded_texels`).
+MAX_UNREPLACEABLE_SHARE = 0.5
+
+#: How far (fraction of the texture's side) an occluded region grows into the texels next to it that are not
+#: clearly skin (:func:`occluded_texels`).
+OCCLUDER_GROWTH = 1.0 / 32
+
 
 @dataclass(frozen=True)
 class TextureCompletion:
@@ -51,6 +94,9 @@ class TextureCompletion:
         source: (S, S) uint8 where each texel's colour mostly came from: :data:`OUTSIDE`, :data:`OWN`,
             :data:`MIRRORED` or :data:`INPAINTED`.
         gain: (3,) the per-channel gain applied to mirrored colours.
+        occluded: (S, S) float32 in [0, 1], how surely each texel showed an occluder that was replaced by its mirror
+            (``occluders="mirror"``; all 0 with ``"keep"``). ``visibility`` is the geometric visibility times
+            ``1 - occluded``.
     """
 
     texture: np.ndarray
@@ -58,6 +104,7 @@ class TextureCompletion:
     mirrored_visibility: np.ndarray
     source: np.ndarray
     gain: np.ndarray
+    occluded: np.ndarray | None = None
 
     @property
     def hidden_fraction(self) -> float:
@@ -153,11 +200,94 @@ def _sample(image: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
                      interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+def skin_colour_distance(texture: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """(S, S) float32 robust distance of each texel's colour from the face's skin colour.
+
+    The skin colour is estimated from the texels with ``weight`` above 0.5 (the seen ones): the per-channel median
+    and spread (1.4826 x the median absolute deviation, at least :data:`MIN_SKIN_SPREAD`) of their CIELAB colours,
+    then again over those within 2.5 of it, so that a large occluder does not widen the skin's spread. The distance
+    is ``sqrt((w dL / sL)^2 + (da / sa)^2 + (db / sb)^2)`` with ``w`` = :data:`LIGHTNESS_WEIGHT`. Zero everywhere
+    when fewer than 64 texels were seen.
+    """
+    import cv2
+
+    lab = cv2.cvtColor(np.ascontiguousarray(texture, dtype=np.uint8), cv2.COLOR_RGB2LAB).astype(np.float32)
+    seen = lab[np.asarray(weight) > 0.5]
+    if len(seen) < 64:
+        return np.zeros(lab.shape[:2], np.float32)
+    channel_weight = np.array([LIGHTNESS_WEIGHT, 1.0, 1.0], np.float32)
+    floor = np.asarray(MIN_SKIN_SPREAD, np.float32)
+    for _ in range(2):
+        centre = np.median(seen, axis=0)
+        spread = np.maximum(1.4826 * np.median(np.abs(seen - centre), axis=0), floor)
+        close = np.sqrt(((channel_weight * (seen - centre) / spread) ** 2).sum(axis=-1)) < 2.5
+        if close.sum() >= 64:
+            seen = seen[close]
+    return np.sqrt(((channel_weight * (lab - centre) / spread) ** 2).sum(axis=-1)).astype(np.float32)
+
+
+def occluded_texels(distance: np.ndarray, visibility: np.ndarray, mirror: np.ndarray, inside: np.ndarray
+                    ) -> np.ndarray:
+    """(S, S) float32 in [0, 1]: how surely each seen texel shows an occluder whose mirror texel shows skin.
+
+    A texel is an occluder by its :func:`skin_colour_distance` ``distance`` (ramped over :data:`OCCLUDER_DISTANCE`),
+    its mirror is skin by the same distance (ramped down over :data:`SKIN_DISTANCE`) and must have been seen; the
+    product is kept only in regions at least :data:`MIN_OCCLUDER_WIDTH` of the texture wide (a morphological
+    opening), so a mole or a glint stays; texels that are not clearly skin (:data:`SKIN_DISTANCE`) and connected to
+    such a region within :data:`OCCLUDER_GROWTH` count as far as they are not skin, the occluder's paler parts and
+    soft edge.
+
+    Args:
+        distance, visibility: (S, S); mirror, inside: :func:`uv_mirror_coordinates`.
+    """
+    import cv2
+
+    size = distance.shape[0]
+    seen = np.asarray(visibility, np.float32) * inside
+    low, high = OCCLUDER_DISTANCE
+    occluder = np.clip((distance - low) / (high - low), 0.0, 1.0)
+    skin, not_skin = SKIN_DISTANCE
+    mirror_skin = np.clip((not_skin - _sample(distance, mirror)) / (not_skin - skin), 0.0, 1.0)
+    mirror_seen = np.clip(2.0 * _sample(seen, mirror) - 1.0, 0.0, 1.0)
+    weight = occluder * mirror_skin * mirror_seen * (seen > 0.0)
+    width = max(3, int(round(MIN_OCCLUDER_WIDTH * size)) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (width, width))
+    wide = cv2.morphologyEx((weight > 0.5).astype(np.uint8), cv2.MORPH_OPEN, kernel)
+    weight = np.where(cv2.dilate(wide, kernel) > 0, weight, 0.0).astype(np.float32)
+    # An occluder's paler parts and soft edge (red or fair hair, stray hairs, the photo's blur) lie between its
+    # colour and the skin's: the texels not clearly skin that are connected to a kept region, within
+    # :data:`OCCLUDER_GROWTH` of it, count too, as far as they are not skin (hysteresis, as Canny's edges grow from
+    # strong into weak ones), so that no patchwork of replaced and kept texels is left.
+    unlike_skin = np.clip((distance - skin) / (not_skin - skin), 0.0, 1.0)
+    weak = (unlike_skin * mirror_skin * mirror_seen * (seen > 0.0) * inside).astype(np.float32)
+    grown = (weight > 0.5).astype(np.uint8)
+    allowed = ((weak > 0.0) | (weight > 0.0)).astype(np.uint8)
+    step = np.ones((3, 3), np.uint8)
+    growth = max(1, int(round(OCCLUDER_GROWTH * size)))
+    for _ in range(growth):
+        grown = cv2.dilate(grown, step) & allowed
+    weight = (np.maximum(weight, np.where(grown > 0, weak, 0.0)) * inside).astype(np.float32)
+    # An occluder that goes on into texels whose mirror is no skin either (hair down both sides of the face, past
+    # the rim) cannot be replaced whole: replacing only part of it leaves ragged fragments of it in the skin, worse
+    # than keeping it. A region is kept as it is when more such texels lie within twice OCCLUDER_GROWTH of it than
+    # :data:`MAX_UNREPLACEABLE_SHARE` of its own.
+    stuck = ((distance > not_skin) & (seen > 0.5) & inside & (mirror_skin * mirror_seen < 0.5)).astype(np.uint8)
+    count, labels = cv2.connectedComponents((weight > 0.5).astype(np.uint8), connectivity=8)
+    around = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * growth + 1, 4 * growth + 1))
+    replaced = np.zeros(weight.shape, np.uint8)
+    for label in range(1, count):
+        region = (labels == label).astype(np.uint8)
+        if int((cv2.dilate(region, around) & stuck).sum()) <= MAX_UNREPLACEABLE_SHARE * int(region.sum()):
+            replaced |= cv2.dilate(region, step)  # with its soft edge, the texels next to it below 0.5
+    return np.where(replaced > 0, weight, 0.0).astype(np.float32)
+
+
 def complete_texture(
     texture: np.ndarray,
     visibility: np.ndarray,
     topology: FaceTopology | None = None,
     match_colours: bool = True,
+    occluders: str = "keep",
 ) -> TextureCompletion:
     """Fill the unseen texels of a UV ``texture`` from their mirror texels (module docstring, step 3).
 
@@ -167,9 +297,13 @@ def complete_texture(
         match_colours: scale mirrored colours per channel so that, where both a texel and its mirror were seen,
             they agree on average, and Poisson-blend the mirrored region into the seen texels (removes most of the
             seam a differently lit cheek leaves; ``False`` copies the mirror texels as they are).
+        occluders: ``"keep"`` (default) or ``"mirror"``: replace the texels that show an occluder in front of the
+            face by their mirror texels where those show skin (:func:`occluded_texels`; module docstring).
     """
     import cv2
 
+    if occluders not in OCCLUDER_CHOICES:
+        raise ValueError(f"Got {occluders!r} for `occluders`; use one of {', '.join(map(repr, OCCLUDER_CHOICES))}.")
     texture = np.asarray(texture)
     size = texture.shape[0]
     if texture.shape[:2] != (size, size) or visibility.shape != (size, size):
@@ -177,6 +311,16 @@ def complete_texture(
                          "expected (S, S, 3) and (S, S) of the same S.")
     mirror, inside = uv_mirror_coordinates(size, topology)
     own = np.clip(np.asarray(visibility, np.float32), 0.0, 1.0) * inside
+    occluded, anchors = np.zeros_like(own), inside
+    if occluders == "mirror":
+        distance = skin_colour_distance(texture, own)
+        occluded = occluded_texels(distance, own, mirror, inside)
+        own = own * (1.0 - occluded)
+        # Seen texels unlike skin that stay as they are next to a replaced occluder (hair along both sides of the
+        # rim, whose mirror is no skin either) give the Poisson step below no colour to take: it would spread their
+        # darkness into the skin that replaced the occluder.
+        near = cv2.dilate((occluded > 0.0).astype(np.uint8), np.ones((5, 5), np.uint8), iterations=max(1, size // 128))
+        anchors = inside & ~((distance > OCCLUDER_DISTANCE[0]) & (own >= 0.5) & (near > 0))
     colours = texture.astype(np.float32)
     mirrored = _sample(colours, mirror)
     mirrored_visibility = _sample(own, mirror) * inside
@@ -207,13 +351,15 @@ def complete_texture(
         # Re-solve everything not clearly seen (the mirrored texels and the grazing ones next to them) from the
         # blend's gradients, anchored on the well-seen texels around it.
         region = inside & (own < 0.9) & (mirrored_visibility > 0.5)
-        texture_out = _poisson_paste(texture_out, np.clip(mirrored + 0.5, 0, 255).astype(np.uint8), region, inside)
+        texture_out = _poisson_paste(texture_out, np.clip(mirrored + 0.5, 0, 255).astype(np.uint8), region & anchors,
+                                     anchors)
     return TextureCompletion(
         texture=texture_out,
         visibility=own.astype(np.float32),
         mirrored_visibility=mirrored_visibility.astype(np.float32),
         source=source,
         gain=gain,
+        occluded=occluded,
     )
 
 
@@ -277,7 +423,8 @@ def complete_texture_from_mesh(
     topology: FaceTopology | None = None,
     image_shape: tuple[int, int] | None = None,
     match_colours: bool = True,
+    occluders: str = "keep",
 ) -> TextureCompletion:
     """:func:`texel_visibility` of the mesh ``vertices`` (photo pixels), then :func:`complete_texture`."""
     visibility = texel_visibility(vertices, texture.shape[0], topology, image_shape=image_shape)
-    return complete_texture(texture, visibility, topology, match_colours=match_colours)
+    return complete_texture(texture, visibility, topology, match_colours=match_colours, occluders=occluders)

@@ -247,3 +247,16 @@ def test_reconstruction_texture_is_completed_by_symmetry(reconstruction):
 
     again = complete_texture_from_mesh(rec.texture, rec.vertices.astype(np.float64), image_shape=rec.image_shape)
     np.testing.assert_array_equal(again.texture, completed)
+
+
+def test_a_reconstruction_completes_its_texture_with_occluders_kept_or_mirrored(reconstruction):
+    """``occluders="mirror"`` is a completion of its own, kept apart from the default one in the cache and in the
+    dense mesh's texture; on obama.jpg (nothing in front of the face) it changes next to nothing."""
+    rec = reconstruction
+    kept, mirrored = rec.texture_completion_at(256), rec.texture_completion_at(256, occluders="mirror")
+    assert kept is rec.texture_completion_at(256, "keep") and mirrored is rec.texture_completion_at(256, "mirror")
+    assert mirrored is not kept and kept.occluded.max() == 0.0
+    assert (mirrored.occluded > 0.5).mean() < 0.01  # measured: none
+    np.testing.assert_array_equal(rec.dense_mesh(occluders="mirror").texture, mirrored.texture)
+    with pytest.raises(ValueError, match="occluders"):
+        rec.texture_completion_at(256, occluders="drop")

@@ -240,8 +240,8 @@ class ScaledReconstruction:
         vertices = np.asarray(dense.vertices)
         return replace(dense, vertices=(vertices * self.factor).astype(vertices.dtype))
 
-    def texture_completion_at(self, size: int | None = None):
-        return self.reconstruction.texture_completion_at(size)
+    def texture_completion_at(self, size: int | None = None, occluders: str = "keep"):
+        return self.reconstruction.texture_completion_at(size, occluders)
 
 
 @lru_cache(maxsize=1)

@@ -172,18 +172,25 @@ class FaceReconstruction:
         positions = uv_position_map_to_mesh(np.asarray(self.uv_position_map, np.float32), uvs)
         return sample_image(self.image, positions[:, :2]).reshape(size, size, 3)
 
-    def texture_completion_at(self, size: int | None = None):
+    def texture_completion_at(self, size: int | None = None, occluders: str = "keep"):
         """:meth:`texture_at` ``size`` (default: the map's side, :attr:`texture`) completed by left-right symmetry
         (:class:`~facehub.modeling.geometry.texture_completion.TextureCompletion`: ``texture``, per-texel
-        ``visibility`` from the 468-vertex mesh, ``source`` of each texel); computed once per size."""
-        from facehub.modeling.geometry.texture_completion import complete_texture_from_mesh
+        ``visibility`` from the 468-vertex mesh, ``source`` of each texel); computed once per size.
 
+        ``occluders="mirror"`` also replaces what the photo shows in front of the face (hair across a cheek) by the
+        mirror texels where those show skin, as a swap wants; ``"keep"`` (default) keeps it
+        (:func:`~facehub.modeling.geometry.texture_completion.complete_texture`)."""
+        from facehub.modeling.geometry.texture_completion import OCCLUDER_CHOICES, complete_texture_from_mesh
+
+        if occluders not in OCCLUDER_CHOICES:
+            raise ValueError(f"Got {occluders!r} for `occluders`; use one of "
+                             f"{', '.join(map(repr, OCCLUDER_CHOICES))}.")
         size = int(size or len(self.texture))
-        key = ("completion", size)
+        key = ("completion", size) if occluders == "keep" else ("completion", size, occluders)
         if key not in self._cache:
             shape = self.image_shape or (tuple(self.depth.shape[:2]) if self.depth is not None else None)
             self._cache[key] = complete_texture_from_mesh(
-                self.texture_at(size), np.asarray(self.vertices, np.float64), image_shape=shape)
+                self.texture_at(size), np.asarray(self.vertices, np.float64), image_shape=shape, occluders=occluders)
         return self._cache[key]
 
     @property
@@ -213,7 +220,7 @@ class FaceReconstruction:
 
     def dense_mesh(
         self, openings: str = "closed", subdivision: int = 2, texture: str = "completed", smoothing: float = 1.0,
-        texture_size: int | None = None,
+        texture_size: int | None = None, occluders: str = "keep",
     ) -> DenseMesh:
         """The whole UV position map as a mesh, PRNet's
         (:func:`~facehub.modeling.geometry.dense_mesh.dense_mesh_from_uv_position_map`).
@@ -231,14 +238,17 @@ class FaceReconstruction:
             smoothing: Gaussian sigma in map pixels applied to the map inside the face before meshing
                 (:func:`~facehub.modeling.geometry.dense_mesh.smooth_uv_map`: a network's pixel-scale noise would
                 fold the surface); 0 puts every map pixel's own position on its vertex.
+            occluders: with ``texture="completed"``, ``"mirror"`` replaces hair or anything else the photo shows in
+                front of the face by the mirror texels where those show skin (:meth:`texture_completion_at`);
+                ``"keep"`` (default) keeps it.
         """
         if texture not in TEXTURE_CHOICES:
             raise ValueError(f"Got {texture!r} for `texture`; use one of {', '.join(map(repr, TEXTURE_CHOICES))}.")
         if texture_size is None:
             texture_size = max(len(self.texture), DENSE_TEXTURE_SIZE if self.image is not None else 0)
-        key = ("dense", openings, subdivision, texture, float(smoothing), int(texture_size))
+        key = ("dense", openings, subdivision, texture, float(smoothing), int(texture_size), occluders)
         if key not in self._cache:
-            image = (self.texture_completion_at(texture_size).texture if texture == "completed"
+            image = (self.texture_completion_at(texture_size, occluders).texture if texture == "completed"
                      else self.texture_at(texture_size))
             self._cache[key] = dense_mesh_from_uv_position_map(
                 np.asarray(self.uv_position_map), subdivision=subdivision, openings=openings, texture=image,

@@ -7,8 +7,11 @@ background are kept):
 2. **Geometry**: the mesh the source's face is drawn on, in the target's pixels: the target's own dense mesh, or, for
    a method that separates shape from pose and expression (the morphable-model fit), the source's shape at the
    target's pose and expression (:meth:`TextureSwapMixin.swap_geometry`).
-3. **Texture**: the source's UV texture completed by symmetry (the parts its photo hid are there too), drawn on that
-   mesh with a z-buffer and the triangles that face away culled
+3. **Texture**: the source's UV texture completed by symmetry (the parts its photo hid are there too), with what
+   the photo shows in front of the face (a lock of hair across a cheek) replaced by the mirror texels where those
+   show skin (:attr:`TextureSwapMixin.swap_occluders`,
+   :func:`~facehub.modeling.geometry.texture_completion.occluded_texels`), drawn on that mesh with a z-buffer and the
+   triangles that face away culled
    (:func:`~facehub.modeling.geometry.texture_swap.render_uv_texture`).
 4. **Mask**: the drawn pixels inside the hull of the geometry's 68 landmarks with the brows lifted
    (:func:`~facehub.modeling.geometry.texture_swap.swap_outline`), shrunk by 2% of the face size and feathered over
@@ -86,6 +89,9 @@ class TextureSwapMixin:
 
     swap_reconstruction_settings: dict = {}
     swap_output_class = TextureSwapPipelineOutput
+    #: What becomes of hair or anything else the source photo shows in front of its face: ``"mirror"`` replaces it by
+    #: the mirror texels where those show skin, ``"keep"`` draws it on the target as it is (step 3).
+    swap_occluders: str = "mirror"
 
     def swap_geometry(self, target_photo: np.ndarray, source, target):
         """The reconstruction whose dense mesh the source's texture is drawn on: the target's own (override to put
@@ -140,7 +146,8 @@ class TextureSwapMixin:
         source_rec = self.reconstruct_faces(source, [source_face], compute_depth=False, **settings)[0]
         target_rec = self.reconstruct_faces(target, [target_face], compute_depth=False, **settings)[0]
         geometry = self.swap_geometry(target, source_rec, target_rec)
-        texture = source_rec.dense_mesh(openings="closed", subdivision=1, texture="completed").texture
+        texture = source_rec.dense_mesh(openings="closed", subdivision=1, texture="completed",
+                                        occluders=self.swap_occluders).texture
         mesh = geometry.dense_mesh(openings="closed", subdivision=1, texture="photo")
         timings["reconstruction"] = time.perf_counter() - start
 

@@ -260,3 +260,5 @@ def test_a_reconstruction_completes_its_texture_with_occluders_kept_or_mirrored(
     np.testing.assert_array_equal(rec.dense_mesh(occluders="mirror").texture, mirrored.texture)
     with pytest.raises(ValueError, match="occluders"):
         rec.texture_completion_at(256, occluders="drop")
+    with pytest.raises(ValueError, match="occluders"):
+        rec.dense_mesh(texture="photo", occluders="drop")

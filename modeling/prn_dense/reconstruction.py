@@ -242,8 +242,13 @@ class FaceReconstruction:
                 front of the face by the mirror texels where those show skin (:meth:`texture_completion_at`);
                 ``"keep"`` (default) keeps it.
         """
+        from facehub.modeling.geometry.texture_completion import OCCLUDER_CHOICES
+
         if texture not in TEXTURE_CHOICES:
             raise ValueError(f"Got {texture!r} for `texture`; use one of {', '.join(map(repr, TEXTURE_CHOICES))}.")
+        if occluders not in OCCLUDER_CHOICES:
+            raise ValueError(f"Got {occluders!r} for `occluders`; use one of "
+                             f"{', '.join(map(repr, OCCLUDER_CHOICES))}.")
         if texture_size is None:
             texture_size = max(len(self.texture), DENSE_TEXTURE_SIZE if self.image is not None else 0)
         key = ("dense", openings, subdivision, texture, float(smoothing), int(texture_size), occluders)

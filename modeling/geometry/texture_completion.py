@@ -217,13 +217,19 @@ def skin_colour_distance(texture: np.ndarray, weight: np.ndarray) -> np.ndarray:
         return np.zeros(lab.shape[:2], np.float32)
     channel_weight = np.array([LIGHTNESS_WEIGHT, 1.0, 1.0], np.float32)
     floor = np.asarray(MIN_SKIN_SPREAD, np.float32)
-    for _ in range(2):
-        centre = np.median(seen, axis=0)
-        spread = np.maximum(1.4826 * np.median(np.abs(seen - centre), axis=0), floor)
-        close = np.sqrt(((channel_weight * (seen - centre) / spread) ** 2).sum(axis=-1)) < 2.5
-        if close.sum() >= 64:
-            seen = seen[close]
-    return np.sqrt(((channel_weight * (lab - centre) / spread) ** 2).sum(axis=-1)).astype(np.float32)
+
+    def skin(colours):
+        centre = np.median(colours, axis=0)
+        return centre, np.maximum(1.4826 * np.median(np.abs(colours - centre), axis=0), floor)
+
+    def distance(colours, centre, spread):
+        return np.sqrt(((channel_weight * (colours - centre) / spread) ** 2).sum(axis=-1))
+
+    centre, spread = skin(seen)
+    close = distance(seen, centre, spread) < 2.5
+    if close.sum() >= 64:
+        centre, spread = skin(seen[close])
+    return distance(lab, centre, spread).astype(np.float32)
 
 
 def occluded_texels(distance: np.ndarray, visibility: np.ndarray, mirror: np.ndarray, inside: np.ndarray

@@ -53,6 +53,12 @@ OUTSIDE, OWN, MIRRORED, INPAINTED = 0, 1, 2, 3
 #: where those show skin (a swap draws the source's face, not its hair).
 OCCLUDER_CHOICES = ("keep", "mirror")
 
+
+def check_occluders(occluders: str) -> None:
+    """Raise ``ValueError`` unless ``occluders`` is one of :data:`OCCLUDER_CHOICES`."""
+    if occluders not in OCCLUDER_CHOICES:
+        raise ValueError(f"Got {occluders!r} for `occluders`; use one of {', '.join(map(repr, OCCLUDER_CHOICES))}.")
+
 #: A texel counts as an occluder from this robust colour distance to the face's skin (:func:`skin_colour_distance`),
 #: fully from the second; its mirror texel counts as skin up to the third, not at all from the fourth. Chosen on the
 #: synthetic faces of tests/test_texture_completion.py (a dark lock over one cheek must go, nothing of a clean face
@@ -308,8 +314,7 @@ def complete_texture(
     """
     import cv2
 
-    if occluders not in OCCLUDER_CHOICES:
-        raise ValueError(f"Got {occluders!r} for `occluders`; use one of {', '.join(map(repr, OCCLUDER_CHOICES))}.")
+    check_occluders(occluders)
     texture = np.asarray(texture)
     size = texture.shape[0]
     if texture.shape[:2] != (size, size) or visibility.shape != (size, size):

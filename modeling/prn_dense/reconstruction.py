@@ -180,11 +180,9 @@ class FaceReconstruction:
         ``occluders="mirror"`` also replaces what the photo shows in front of the face (hair across a cheek) by the
         mirror texels where those show skin, as a swap wants; ``"keep"`` (default) keeps it
         (:func:`~facehub.modeling.geometry.texture_completion.complete_texture`)."""
-        from facehub.modeling.geometry.texture_completion import OCCLUDER_CHOICES, complete_texture_from_mesh
+        from facehub.modeling.geometry.texture_completion import check_occluders, complete_texture_from_mesh
 
-        if occluders not in OCCLUDER_CHOICES:
-            raise ValueError(f"Got {occluders!r} for `occluders`; use one of "
-                             f"{', '.join(map(repr, OCCLUDER_CHOICES))}.")
+        check_occluders(occluders)
         size = int(size or len(self.texture))
         key = ("completion", size) if occluders == "keep" else ("completion", size, occluders)
         if key not in self._cache:
@@ -242,13 +240,11 @@ class FaceReconstruction:
                 front of the face by the mirror texels where those show skin (:meth:`texture_completion_at`);
                 ``"keep"`` (default) keeps it.
         """
-        from facehub.modeling.geometry.texture_completion import OCCLUDER_CHOICES
+        from facehub.modeling.geometry.texture_completion import check_occluders
 
         if texture not in TEXTURE_CHOICES:
             raise ValueError(f"Got {texture!r} for `texture`; use one of {', '.join(map(repr, TEXTURE_CHOICES))}.")
-        if occluders not in OCCLUDER_CHOICES:
-            raise ValueError(f"Got {occluders!r} for `occluders`; use one of "
-                             f"{', '.join(map(repr, OCCLUDER_CHOICES))}.")
+        check_occluders(occluders)
         if texture_size is None:
             texture_size = max(len(self.texture), DENSE_TEXTURE_SIZE if self.image is not None else 0)
         key = ("dense", openings, subdivision, texture, float(smoothing), int(texture_size), occluders)
